@@ -1,0 +1,136 @@
+"""Reading images and masks, and writing files atomically.
+
+Images are decoded with Pillow without any resampling: what a function returns has the
+native size of the file, in pixels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from irstd_bench.errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def _open(path: Path) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: cannot decode image ({exc.__class__.__name__}: {exc})") from None
+    return image
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """Return ``(height, width)`` in pixels of an image file, reading only its header."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"{path}: cannot decode image ({exc})") from None
+    return height, width
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """Read an image as one channel.
+
+    RGB, RGBA, palette, 16-bit and grayscale files all work: colour is converted to luminance
+    (ITU-R 601-2, Pillow's ``"L"``), alpha is dropped, palettes are expanded. 16-bit grayscale
+    stays 16-bit (``uint16``).
+
+    Returns
+    -------
+    image : ndarray (H, W), uint8 or uint16
+    """
+    image = _open(path)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return np.asarray(image).astype(np.uint16 if image.mode.startswith("I;16") else np.int32)
+    if image.mode != "L":
+        image = image.convert("RGBA" if image.mode in ("P", "PA") else image.mode).convert("L")
+    return np.asarray(image)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read an image as 3 channels, uint8 ``(H, W, 3)``; grayscale is replicated."""
+    image = _open(path)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        gray = np.asarray(image).astype(np.float64)
+        gray = (255 * gray / max(gray.max(), 1)).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"))
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """Read a mask or label image as one channel ``(H, W)``; values are kept as stored."""
+    return read_gray(path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``.
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="\n")
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: Path) -> Iterator[Path]:
+    """Build a directory in a temporary sibling and move it onto ``path`` when done.
+
+    An existing ``path`` is replaced only after the new content is complete, so an error
+    leaves either the old directory or nothing: never a half-written one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            old.rmdir()
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,34 @@
+"""Dataset registry: the layouts of NUAA-SIRST, NUDT-SIRST, IRSTD-1k, SIRST v2 and custom trees.
+
+>>> from irstd_bench.datasets import open_dataset, load_ground_truth
+>>> ds = open_dataset("../shared/datasets/NUAA-SIRST")            # doctest: +SKIP
+>>> gt = [load_ground_truth(s) for s in ds.samples("test")]        # doctest: +SKIP
+"""
+
+from irstd_bench.datasets._dataset import (
+    KNOWN_DEFECTS,
+    LAYOUTS,
+    Dataset,
+    GroundTruth,
+    MaskSizeMismatch,
+    Sample,
+    load_ground_truth,
+    open_dataset,
+)
+from irstd_bench.datasets._layouts import RELEASE_LAYOUTS, Layout, custom_layout
+from irstd_bench.datasets._splits import read_split_file
+
+__all__ = [
+    "KNOWN_DEFECTS",
+    "LAYOUTS",
+    "RELEASE_LAYOUTS",
+    "Dataset",
+    "GroundTruth",
+    "Layout",
+    "MaskSizeMismatch",
+    "Sample",
+    "custom_layout",
+    "load_ground_truth",
+    "open_dataset",
+    "read_split_file",
+]

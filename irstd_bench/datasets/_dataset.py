@@ -1,0 +1,278 @@
+"""A dataset on disk: its layout, its splits, its samples and their ground truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from irstd_bench._io import image_size, read_mask
+from irstd_bench.datasets._layouts import (
+    IRSTD_1K,
+    NUAA_SIRST,
+    NUDT_SIRST,
+    RELEASE_LAYOUTS,
+    SIRST_V2,
+    Layout,
+    custom_layout,
+)
+from irstd_bench.datasets._splits import read_split_file
+from irstd_bench.errors import InputError
+from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, Targets, mask_to_targets
+
+#: Registry of release layouts by name and alias.
+LAYOUTS: dict[str, Layout] = {}
+for _layout in (NUAA_SIRST, NUDT_SIRST, IRSTD_1K, SIRST_V2):
+    for _key in (_layout.name, *_layout.aliases):
+        LAYOUTS[_key] = _layout
+
+#: Known defects of the public releases: (layout name, image stem) -> description.
+KNOWN_DEFECTS: dict[tuple[str, str], str] = {
+    ("nuaa", "Misc_111"): "NUAA-SIRST release defect: image Misc_111 is 325x220 but its mask is 592x400",
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a dataset and the path of its mask (``None`` if it has none)."""
+
+    stem: str
+    image_path: Path
+    mask_path: Path | None
+
+
+@dataclass
+class GroundTruth:
+    """Ground-truth targets of one sample, and what was noticed while reading its mask.
+
+    Attributes
+    ----------
+    sample : Sample
+    targets : Targets
+        In the image's native pixels.
+    nonbinary_values : tuple of int
+        Mask values other than 0 and 255 (IRSTD-1k ships labels with value 64).
+    mask_resized : bool
+        The mask did not have the image's size and was resized (nearest neighbour).
+    """
+
+    sample: Sample
+    targets: Targets
+    nonbinary_values: tuple[int, ...] = ()
+    mask_resized: bool = False
+
+
+class MaskSizeMismatch(InputError):
+    """A mask whose size differs from its image's."""
+
+    def __init__(self, sample: Sample, image_hw: tuple[int, int], mask_hw: tuple[int, int], known: str = ""):
+        self.sample, self.image_hw, self.mask_hw, self.known = sample, image_hw, mask_hw, known
+        what = f"{known}; " if known else ""
+        super().__init__(
+            f"{sample.mask_path}: {what}mask is {mask_hw[1]}x{mask_hw[0]} but image {sample.image_path.name} "
+            f"is {image_hw[1]}x{image_hw[0]} (use --resize-masks to resize it with nearest neighbour)"
+        )
+
+
+@dataclass
+class Dataset:
+    """A dataset root with a known layout.
+
+    Use :func:`open_dataset` to make one. Split names are split-file paths relative to the
+    root without ``.txt`` (``idx_427/test``, ``50_50/train``, ``splits/train_full``), or the
+    layout's bare aliases (``train``, ``val``, ``test``, ``trainval``), or ``all`` for every
+    image in the image folder.
+    """
+
+    root: Path
+    layout: Layout
+    _split_cache: dict[str, Path] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.layout.name
+
+    @property
+    def image_dir(self) -> Path:
+        return self.root / self.layout.image_dir
+
+    @property
+    def mask_dir(self) -> Path:
+        return self.root / self.layout.mask_dir
+
+    def split_files(self) -> dict[str, Path]:
+        """All split files of the release: ``{name: path}``, name relative to root without ``.txt``."""
+        if not self._split_cache:
+            for family in self.layout.split_families:
+                folder = self.root / family if family else self.root
+                if not folder.is_dir():
+                    continue
+                for path in sorted(folder.glob("*.txt")):
+                    name = f"{family}/{path.stem}" if family else path.stem
+                    self._split_cache[name] = path
+        return dict(self._split_cache)
+
+    def split_names(self) -> list[str]:
+        """Split names a user can pass (files found plus the bare aliases that resolve)."""
+        files = self.split_files()
+        bare = [a for a, target in self.layout.split_aliases.items() if target in files and a not in files]
+        return bare + list(files)
+
+    def resolve_split(self, split: str) -> Path | None:
+        """The split file for ``split``; ``None`` for ``all``."""
+        if split == "all":
+            return None
+        files = self.split_files()
+        name = split[:-4] if split.endswith(".txt") else split
+        name = name.strip("/")
+        if name in files:
+            return files[name]
+        if name in self.layout.split_aliases and self.layout.split_aliases[name] in files:
+            return files[self.layout.split_aliases[name]]
+        # A bare name that is unique among the split files (e.g. ``train_full``).
+        matches = [p for n, p in files.items() if n.rsplit("/", 1)[-1] == name]
+        if len(matches) == 1:
+            return matches[0]
+        direct = self.root / f"{name}.txt"
+        if direct.is_file():
+            return direct
+        known = ", ".join(self.split_names()) or "none found"
+        raise InputError(f"unknown split {split!r} for {self.layout.title} at {self.root} (known: {known})")
+
+    def family_split(self, family: str, part: str) -> str | None:
+        """Name of ``part`` (``train``/``val``/``test``) in split family ``family``, if present.
+
+        ``family`` is a folder of split files (``idx_427``, ``split_EFLNet``) or ``""``/the
+        layout default. ``val`` falls back to nothing (callers choose a fallback).
+        """
+        files = self.split_files()
+        if family in ("", "default"):
+            alias = self.layout.split_aliases.get(part)
+            return part if alias in files else None
+        name = f"{family}/{part}"
+        return name if name in files else None
+
+    def stems(self, split: str = "all") -> list[str]:
+        """Image stems of a split, in split-file order (``all``: sorted image files)."""
+        path = self.resolve_split(split)
+        if path is None:
+            if not self.image_dir.is_dir():
+                raise InputError(f"{self.image_dir}: image folder not found")
+            return sorted(p.stem for p in self.image_dir.iterdir() if p.suffix.lower() == ".png")
+        return read_split_file(path)
+
+    def sample(self, stem: str) -> Sample:
+        """The sample of an image stem; raises if the image file does not exist."""
+        image = self.image_dir / f"{stem}.png"
+        if not image.is_file():
+            others = [p for p in self.image_dir.glob(f"{stem}.*") if p.suffix.lower() in (".bmp", ".jpg", ".tif")]
+            if not others:
+                raise InputError(f"{image}: split entry {stem!r} has no image")
+            image = others[0]
+        mask = self.mask_dir / self.layout.mask_name(stem)
+        return Sample(stem=stem, image_path=image, mask_path=mask if mask.is_file() else None)
+
+    def samples(self, split: str = "all", *, skip_missing: bool = False) -> list[Sample]:
+        """Samples of a split. An image without a mask is an error unless ``skip_missing``."""
+        out = []
+        for stem in self.stems(split):
+            sample = self.sample(stem)
+            if sample.mask_path is None:
+                if skip_missing:
+                    continue
+                raise InputError(
+                    f"{self.mask_dir / self.layout.mask_name(stem)}: image {stem} has no mask "
+                    "(use --skip-missing to leave such images out)"
+                )
+            out.append(sample)
+        return out
+
+    def known_defect(self, stem: str) -> str:
+        """Description of a known release defect of this image, or ``""``."""
+        return KNOWN_DEFECTS.get((self.layout.name, stem), "")
+
+
+def open_dataset(
+    root: str | Path,
+    dataset: str | None = None,
+    *,
+    image_dir: str | None = None,
+    mask_dir: str | None = None,
+    mask_suffix: str = "",
+    split_dir: str = "",
+) -> Dataset:
+    """Open a dataset root, detecting its layout unless ``dataset`` names one.
+
+    Parameters
+    ----------
+    root : path
+        The folder the release unpacks to.
+    dataset : str, optional
+        ``nuaa``, ``nudt``, ``irstd1k``, ``sirstv2`` (or an alias), or ``custom`` with
+        ``image_dir``, ``mask_dir`` and ``mask_suffix``. ``None`` detects the layout.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: dataset root not found")
+    if dataset == "custom" or (dataset is None and image_dir):
+        if not image_dir or not mask_dir:
+            raise InputError("--dataset custom needs --image-dir and --mask-dir")
+        layout = custom_layout(image_dir, mask_dir, mask_suffix, split_dir)
+        if not (root / image_dir).is_dir():
+            raise InputError(f"{root / image_dir}: image folder not found")
+        if not (root / mask_dir).is_dir():
+            raise InputError(f"{root / mask_dir}: mask folder not found")
+        return Dataset(root=root, layout=layout)
+    if dataset is not None:
+        key = dataset.lower()
+        if key not in LAYOUTS:
+            raise InputError(f"unknown dataset {dataset!r} (known: {', '.join(sorted(set(LAYOUTS)))}, custom)")
+        layout = LAYOUTS[key]
+        if not (root / layout.image_dir).is_dir():
+            raise InputError(f"{root / layout.image_dir}: image folder of {layout.title} not found")
+        if not (root / layout.mask_dir).is_dir():
+            raise InputError(f"{root / layout.mask_dir}: mask folder of {layout.title} not found")
+        return Dataset(root=root, layout=layout)
+    for layout in RELEASE_LAYOUTS:
+        if layout.looks_like(root):
+            return Dataset(root=root, layout=layout)
+    raise InputError(
+        f"{root}: unknown dataset layout (expected NUAA-SIRST, NUDT-SIRST, IRSTD-1k or SIRST v2 folders; "
+        "use --dataset custom --image-dir --mask-dir for others)"
+    )
+
+
+def _resize_nearest(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    return np.asarray(Image.fromarray(mask).resize((hw[1], hw[0]), Image.Resampling.NEAREST))
+
+
+def load_ground_truth(
+    sample: Sample,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    connectivity: int = DEFAULT_CONNECTIVITY,
+    resize_masks: bool = False,
+    known_defect: str = "",
+) -> GroundTruth:
+    """Read a sample's mask and turn it into targets (in the image's native pixels).
+
+    A sample without a mask has no targets. A mask whose size differs from the image raises
+    :class:`MaskSizeMismatch` unless ``resize_masks`` (then it is resized to the image with
+    nearest neighbour and ``mask_resized`` is set).
+    """
+    image_hw = image_size(sample.image_path)
+    if sample.mask_path is None:
+        return GroundTruth(sample=sample, targets=Targets.empty(image_hw))
+    mask = read_mask(sample.mask_path)
+    resized = False
+    if mask.shape != image_hw:
+        if not resize_masks:
+            raise MaskSizeMismatch(sample, image_hw, mask.shape, known_defect)
+        mask = _resize_nearest(mask, image_hw)
+        resized = True
+    values = np.unique(mask)
+    nonbinary = tuple(int(v) for v in values if v not in (0, 255))
+    targets = mask_to_targets(mask, threshold=threshold, connectivity=connectivity)
+    return GroundTruth(sample=sample, targets=targets, nonbinary_values=nonbinary, mask_resized=resized)

@@ -1,0 +1,131 @@
+"""Folder layouts of the public IRSTD releases, as they ship.
+
+Each :class:`Layout` says where images and masks are, how a mask file is named from an image
+stem, which split files the release has and which bare split names (``train``, ``test``)
+stand for which file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a dataset release keeps its files.
+
+    Attributes
+    ----------
+    name : str
+        Registry key (``nuaa``, ``nudt``, ``irstd1k``, ``sirstv2``, ``custom``).
+    title : str
+        The dataset's name as papers print it.
+    image_dir, mask_dir : str
+        Folders relative to the root.
+    mask_suffix : str
+        Appended to the image stem to name its mask (``Misc_1`` -> ``Misc_1_pixels0.png``).
+    split_aliases : dict
+        Bare split name -> split file path relative to the root, without ``.txt``.
+    split_families : tuple of str
+        Folders (relative to the root; ``""`` the root itself) whose ``*.txt`` files are splits.
+        The first is the default family used for ``train``/``val``/``test``.
+    source : str
+        Where the release is published.
+    """
+
+    name: str
+    title: str
+    image_dir: str
+    mask_dir: str
+    mask_suffix: str = ""
+    mask_ext: str = ".png"
+    split_families: tuple[str, ...] = ("",)
+    split_aliases: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+    aliases: tuple[str, ...] = ()
+
+    def mask_name(self, stem: str) -> str:
+        return f"{stem}{self.mask_suffix}{self.mask_ext}"
+
+    def looks_like(self, root: Path) -> bool:
+        """True when ``root`` has this layout's image and mask folders with a matching pair."""
+        images, masks = root / self.image_dir, root / self.mask_dir
+        if not (images.is_dir() and masks.is_dir()):
+            return False
+        for image in sorted(images.glob("*.png"))[:20]:
+            if (masks / self.mask_name(image.stem)).is_file():
+                return True
+        return False
+
+
+NUAA_SIRST = Layout(
+    name="nuaa",
+    title="NUAA-SIRST",
+    image_dir="images",
+    mask_dir="masks",
+    mask_suffix="_pixels0",
+    split_families=("idx_427", "50_50", "idx_320", "split_EFLNet"),
+    split_aliases={
+        "train": "idx_427/train",
+        "val": "idx_427/val",
+        "test": "idx_427/test",
+        "trainval": "idx_427/trainval",
+    },
+    source="https://github.com/YimianDai/sirst",
+    aliases=("sirst", "sirstv1", "nuaa-sirst"),
+)
+
+NUDT_SIRST = Layout(
+    name="nudt",
+    title="NUDT-SIRST",
+    image_dir="images",
+    mask_dir="masks",
+    split_families=("50_50",),
+    split_aliases={"train": "50_50/train", "test": "50_50/test"},
+    source="https://github.com/YeRen123455/Infrared-Small-Target-Detection",
+    aliases=("nudt-sirst",),
+)
+
+IRSTD_1K = Layout(
+    name="irstd1k",
+    title="IRSTD-1k",
+    image_dir="IRSTD1k_Img",
+    mask_dir="IRSTD1k_Label",
+    split_families=("",),
+    split_aliases={"train": "trainval", "trainval": "trainval", "test": "test"},
+    source="https://github.com/RuiZhang97/ISNet",
+    aliases=("irstd-1k", "irstd_1k"),
+)
+
+SIRST_V2 = Layout(
+    name="sirstv2",
+    title="SIRST v2",
+    image_dir="mixed",
+    mask_dir="annotations/masks",
+    mask_suffix="_pixels0",
+    split_families=("splits",),
+    split_aliases={
+        "train": "splits/train_full",
+        "val": "splits/val_full",
+        "test": "splits/test_full",
+        "trainval": "splits/trainval_full",
+    },
+    source="https://github.com/YimianDai/open-sirst-v2",
+    aliases=("sirst-v2", "open-sirst-v2"),
+)
+
+#: Layouts tried, in order, when none is forced.
+RELEASE_LAYOUTS = (SIRST_V2, IRSTD_1K, NUAA_SIRST, NUDT_SIRST)
+
+
+def custom_layout(image_dir: str, mask_dir: str, mask_suffix: str = "", split_dir: str = "") -> Layout:
+    """A layout for any ``images dir + masks dir + mask-name suffix`` tree."""
+    return Layout(
+        name="custom",
+        title="custom",
+        image_dir=image_dir,
+        mask_dir=mask_dir,
+        mask_suffix=mask_suffix,
+        split_families=(split_dir,),
+    )
