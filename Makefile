@@ -1,0 +1,20 @@
+# The README's two commands: `make demo` and `make test`. Each does the whole set-up first.
+.PHONY: setup demo test lint bench
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/irstd-bench demo --out demo_out
+
+test: setup
+	.venv/bin/python -m pytest -q -n 2 --durations=15
+
+lint: setup
+	.venv/bin/ruff check .
+
+bench: setup
+	.venv/bin/python bench/bench_convert.py
+	.venv/bin/python bench/bench_eval.py
+	.venv/bin/python bench/bench_classical.py
+	.venv/bin/python bench/bench_eflnet.py
