@@ -1,0 +1,278 @@
+"""Reports from evaluation results: tables, figures, a qualitative grid and one HTML page.
+
+>>> from irstd_bench.report import build_report, format_terminal_table
+>>> report = build_report(["runs/eflnet.json", "runs/acm.json"], "reports/nuaa")   # doctest: +SKIP
+>>> print(format_terminal_table(report.runs))                                        # doctest: +SKIP
+
+A report folder holds::
+
+    index.html               everything, self-contained (figures embedded)
+    report.json              what was built from what (also marks the folder as a report)
+    tables/main.{md,tex,csv,html}       methods x datasets, P / R / F1
+    tables/detailed.{...}               AP50, best F1 (+ threshold), IoU, nIoU, Pd, Fa
+    tables/ablation_<family>_<key>.{...}
+    figures/*.png, *.pdf                PR, Pd-Fa, recall by size, metric bars, qualitative grids
+
+The folder is built in a temporary sibling and moved into place at the end: an error leaves
+no partial report.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from irstd_bench import __version__
+from irstd_bench._io import atomic_directory
+from irstd_bench.errors import InputError
+from irstd_bench.report._html import render_index
+from irstd_bench.report._load import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    RunResult,
+    check_compatible,
+    load_results,
+    load_runs,
+    parse_results,
+)
+from irstd_bench.report._plots import (
+    DPI,
+    FIGURE_SIZE_PX,
+    FigureFile,
+    method_colors,
+    metric_bar_figure,
+    pd_fa_figures,
+    pr_curve_figures,
+    size_bin_figures,
+)
+from irstd_bench.report._qualitative import QualitativeGrid, grid_size_px, qualitative_figures
+from irstd_bench.report._tables import (
+    METRICS,
+    Table,
+    ablation_tables,
+    detailed_table,
+    format_terminal_table,
+    main_table,
+)
+
+REPORT_SCHEMA = "irstd-bench/report"
+#: Metrics ``--metric`` accepts for the bar chart.
+BAR_METRICS = ("f1", "precision", "recall", "best_f1", "ap50", "iou", "niou", "pd", "fa_e6")
+DEFAULT_TITLE = "IRSTD benchmark report"
+
+__all__ = [
+    "BAR_METRICS",
+    "DPI",
+    "FIGURE_SIZE_PX",
+    "METRICS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "Report",
+    "RunResult",
+    "Table",
+    "build_report",
+    "check_compatible",
+    "format_terminal_table",
+    "grid_size_px",
+    "load_results",
+    "load_runs",
+    "parse_results",
+]
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` wrote (paths are inside ``out_dir``, after the move)."""
+
+    out_dir: Path
+    runs: list[RunResult]
+    tables: list[Table]
+    ablations: list[Table]
+    figures: list[FigureFile] = field(default_factory=list)
+    qualitative: list[QualitativeGrid] = field(default_factory=list)
+    command: str = ""
+
+    @property
+    def index(self) -> Path:
+        return self.out_dir / "index.html"
+
+
+def default_command(
+    results_paths: Sequence,
+    out_dir: Path,
+    *,
+    title: str | None,
+    metric: str,
+    qualitative: int,
+    group_by: str | None,
+) -> str:
+    """The ``irstd-bench report`` command line that builds this report."""
+    args = [
+        "irstd-bench",
+        "report",
+        *(str(p) for p in results_paths if isinstance(p, str | Path)),
+        "--out",
+        str(out_dir),
+    ]
+    if title:
+        args += ["--title", title]
+    if metric != "f1":
+        args += ["--metric", metric]
+    if qualitative != 4:
+        args += ["--qualitative", str(qualitative)]
+    if group_by:
+        args += ["--group-by", group_by]
+    return shlex.join(args)
+
+
+def _check_out_dir(out_dir: Path, runs: Sequence[RunResult], force: bool) -> None:
+    resolved = out_dir.resolve()
+    for run in runs:
+        for path in (run.path, run.per_target_csv):
+            if path is not None and resolved in Path(path).resolve().parents:
+                raise InputError(f"{path}: input lies inside --out {out_dir}, which the report replaces")
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise InputError(f"{out_dir}: --out exists and is not a folder")
+        if any(out_dir.iterdir()) and not (out_dir / "report.json").is_file() and not force:
+            raise InputError(
+                f"{out_dir}: folder exists and is not an earlier report (use --force to replace it)"
+            )
+
+
+def build_report(
+    results_paths: Iterable[str | Path | RunResult | Mapping],
+    out_dir: str | Path,
+    *,
+    title: str | None = None,
+    metric: str = "f1",
+    qualitative: int = 4,
+    group_by: str | None = None,
+    command: str | None = None,
+    force: bool = False,
+) -> Report:
+    """Build a report folder from results JSON files.
+
+    Parameters
+    ----------
+    results_paths : iterable
+        Results JSON files (or parsed results dicts / :class:`RunResult`), any mix of methods,
+        datasets and splits; one split and one matcher per dataset.
+    out_dir : path
+        The report folder; replaced when it holds an earlier report.
+    title : str, optional
+        Page title.
+    metric : str
+        Metric of the bar chart (one of ``BAR_METRICS``).
+    qualitative : int
+        Images in the qualitative grid of each dataset (0: no grid).
+    group_by : str, optional
+        Config key for ablation tables; default: every key that varies within a method family.
+    command : str, optional
+        The command shown on the page; default: the equivalent ``irstd-bench report`` line.
+    force : bool
+        Replace ``out_dir`` even if it is not an earlier report.
+
+    Raises
+    ------
+    InputError
+        Invalid or incompatible inputs (nothing is written then).
+    """
+    items = list(results_paths)
+    out_dir = Path(out_dir)
+    if metric not in BAR_METRICS:
+        raise InputError(f"--metric {metric!r}: unknown (choose from {', '.join(BAR_METRICS)})")
+    if qualitative < 0:
+        raise InputError(f"--qualitative {qualitative}: must be 0 or more")
+    runs = load_runs(items)
+    if not any(r.metrics.get(metric) is not None for r in runs):
+        raise InputError(f"--metric {metric}: no input run has this metric")
+    _check_out_dir(out_dir, runs, force)
+    title = title or DEFAULT_TITLE
+    command = command or default_command(
+        items,
+        out_dir,
+        title=title if title != DEFAULT_TITLE else None,
+        metric=metric,
+        qualitative=qualitative,
+        group_by=group_by,
+    )
+
+    tables = [main_table(runs)]
+    detailed = detailed_table(runs)
+    if detailed is not None:
+        tables.append(detailed)
+    ablations = ablation_tables(runs, group_by)
+    methods = list(dict.fromkeys(r.method for r in runs))
+    colors = method_colors(methods)
+    created = datetime.now(UTC).replace(microsecond=0).isoformat()
+
+    with atomic_directory(out_dir) as tmp:
+        table_dir, figure_dir = tmp / "tables", tmp / "figures"
+        table_files = [p for t in tables + ablations for p in t.write(table_dir)]
+        figures: list[FigureFile] = []
+        bars = metric_bar_figure(runs, figure_dir, colors, metric)
+        if bars is not None:
+            figures.append(bars)
+        figures += pr_curve_figures(runs, figure_dir, colors)
+        figures += pd_fa_figures(runs, figure_dir, colors)
+        figures += size_bin_figures(runs, figure_dir, colors)
+        grids = qualitative_figures(runs, figure_dir, qualitative)
+        page = render_index(
+            title=title,
+            command=command,
+            runs=runs,
+            tables=tables,
+            ablations=ablations,
+            figures=figures,
+            qualitative=[g.figure for g in grids],
+            created=created,
+        )
+        (tmp / "index.html").write_text(page, encoding="utf-8", newline="\n")
+        manifest = {
+            "schema": REPORT_SCHEMA,
+            "schema_version": 1,
+            "title": title,
+            "command": command,
+            "created": created,
+            "irstd_bench_version": __version__,
+            "inputs": [
+                {
+                    "source": r.source,
+                    "method": r.method,
+                    "dataset": r.dataset,
+                    "split": r.split,
+                    "matcher": r.matcher,
+                }
+                for r in runs
+            ],
+            "metric": metric,
+            "files": sorted(str(p.relative_to(tmp)) for p in table_files)
+            + sorted(
+                str(p.relative_to(tmp)) for f in figures + [g.figure for g in grids] for p in (f.png, f.pdf)
+            )
+            + ["index.html"],
+        }
+        (tmp / "report.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+    def moved(path: Path) -> Path:
+        return out_dir / path.parent.name / path.name
+
+    def moved_figure(f: FigureFile) -> FigureFile:
+        return FigureFile(f.name, f.title, f.caption, moved(f.png), moved(f.pdf))
+
+    for grid in grids:
+        grid.figure = moved_figure(grid.figure)
+    return Report(
+        out_dir=out_dir,
+        runs=runs,
+        tables=tables,
+        ablations=ablations,
+        figures=[moved_figure(f) for f in figures],
+        qualitative=grids,
+        command=command,
+    )

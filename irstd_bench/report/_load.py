@@ -1,0 +1,306 @@
+"""Reading and validating results JSON files written by ``irstd-bench eval``.
+
+The format is described in ``docs/CONTRACTS.md`` ("Results JSON"). Every problem raises
+:class:`~irstd_bench.errors.InputError` naming the file, so the CLI exits with code 2 before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from irstd_bench.errors import InputError
+
+SCHEMA = "irstd-bench/results"
+SCHEMA_VERSION = 1
+
+#: Top-level keys every results file must have.
+REQUIRED_KEYS = ("schema", "schema_version", "method", "dataset", "split", "matcher", "metrics")
+#: Metrics every run has (box, mask and score-map runs alike).
+REQUIRED_METRICS = ("tp", "fp", "fn", "precision", "recall", "f1")
+#: Metrics a run may leave out or set to ``null`` (the last four exist for masks and score maps only).
+OPTIONAL_METRICS = ("best_f1", "best_f1_threshold", "ap50", "iou", "niou", "pd", "fa_e6")
+
+#: Curves and the arrays each must hold, all of one length.
+CURVE_ARRAYS = {"pr": ("thresholds", "precision", "recall"), "pd_fa": ("thresholds", "pd", "fa_e6")}
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number as float, ``None`` for null/NaN; raises ``TypeError`` for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(value)
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One validated results file: one method scored on one dataset split.
+
+    Attributes
+    ----------
+    source : str
+        The file it came from (or a description for results passed as dicts); used in messages.
+    method, dataset, dataset_title, split, matcher : str
+    conf : float or None
+        Confidence threshold of the operating point (P, R, F1).
+    root : str or None
+        Dataset root, used to find images for the qualitative grid.
+    metrics : dict
+        Metric name -> float, or ``None`` where not available. Always has every name of
+        ``REQUIRED_METRICS`` and ``OPTIONAL_METRICS``.
+    size_bins : list of dict
+        Target-size bins with ``name``, ``gt``, ``tp`` and ``recall`` (``None`` when ``gt`` is 0).
+    curves : dict
+        ``{"pr": {...}, "pd_fa": {...}}`` with lists of floats; either may be missing.
+    config : dict
+        The run's model configuration (``{}`` when absent), used for ablation tables.
+    per_target_csv : Path or None
+        Absolute path of the per-target CSV, resolved against the results file's folder.
+    settings : dict
+        The evaluator's free-form settings.
+    data : dict
+        The parsed JSON as read.
+    """
+
+    source: str
+    method: str
+    dataset: str
+    dataset_title: str
+    split: str
+    matcher: str
+    conf: float | None
+    root: str | None
+    metrics: dict[str, float | None]
+    size_bins: list[dict[str, Any]] = field(default_factory=list)
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    per_target_csv: Path | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def dataset_key(self) -> str:
+        """The column a run goes in: the dataset name (custom trees: also their root folder)."""
+        if self.dataset == "custom" and self.root:
+            return f"custom:{Path(self.root).name}"
+        return self.dataset
+
+    @property
+    def dataset_label(self) -> str:
+        """The dataset's name as a table prints it."""
+        if self.dataset == "custom" and self.root:
+            return Path(self.root).name
+        return self.dataset_title or self.dataset
+
+
+def parse_results(data: Any, source: str, path: Path | None = None) -> RunResult:
+    """Validate a parsed results document and return it as a :class:`RunResult`.
+
+    Parameters
+    ----------
+    data : dict
+        The parsed JSON (``EvaluationResult.to_dict()`` gives the same dict).
+    source : str
+        Name used in error messages (the file path).
+    path : Path, optional
+        The results file; relative CSV paths are resolved against its folder.
+    """
+    if not isinstance(data, Mapping):
+        raise InputError(f"{source}: not an irstd-bench results file (top level is not a JSON object)")
+    if data.get("schema") != SCHEMA:
+        raise InputError(
+            f"{source}: not an irstd-bench results file (schema is {data.get('schema')!r}, "
+            f"expected {SCHEMA!r})"
+        )
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise InputError(
+            f"{source}: unsupported schema_version {version!r} (this irstd-bench reads {SCHEMA_VERSION})"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in data]
+    if missing:
+        raise InputError(f"{source}: missing key(s) {', '.join(missing)}")
+    for key in ("method", "dataset", "split", "matcher"):
+        if not isinstance(data[key], str) or not data[key].strip():
+            raise InputError(f"{source}: {key!r} must be a non-empty string, got {data[key]!r}")
+    metrics_in = data["metrics"]
+    if not isinstance(metrics_in, Mapping):
+        raise InputError(f"{source}: 'metrics' must be an object")
+    metrics: dict[str, float | None] = {}
+    for name in REQUIRED_METRICS + OPTIONAL_METRICS:
+        if name not in metrics_in and name in REQUIRED_METRICS:
+            raise InputError(f"{source}: metrics.{name} is missing")
+        try:
+            metrics[name] = _number(metrics_in.get(name))
+        except TypeError:
+            raise InputError(
+                f"{source}: metrics.{name} must be a number or null, got {metrics_in[name]!r}"
+            ) from None
+        if name in REQUIRED_METRICS and metrics[name] is None:
+            raise InputError(f"{source}: metrics.{name} must be a number, got {metrics_in[name]!r}")
+    try:
+        conf = _number(data.get("conf"))
+    except TypeError:
+        raise InputError(f"{source}: 'conf' must be a number, got {data.get('conf')!r}") from None
+
+    size_bins = _parse_size_bins(data.get("size_bins"), source)
+    curves = _parse_curves(data.get("curves"), source)
+    config = data.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise InputError(f"{source}: 'config' must be an object, got {type(config).__name__}")
+    settings = data.get("settings") or {}
+    if not isinstance(settings, Mapping):
+        raise InputError(f"{source}: 'settings' must be an object, got {type(settings).__name__}")
+    per_target = data.get("per_target_csv")
+    if per_target is not None and not isinstance(per_target, str):
+        raise InputError(f"{source}: 'per_target_csv' must be a path string, got {per_target!r}")
+    per_target_path = None
+    if per_target:
+        per_target_path = Path(per_target)
+        if not per_target_path.is_absolute():
+            per_target_path = (path.parent if path is not None else Path.cwd()) / per_target_path
+    root = data.get("root")
+    title = data.get("dataset_title")
+    return RunResult(
+        source=source,
+        method=data["method"].strip(),
+        dataset=data["dataset"].strip(),
+        dataset_title=title.strip() if isinstance(title, str) and title.strip() else data["dataset"].strip(),
+        split=data["split"],
+        matcher=data["matcher"],
+        conf=conf,
+        root=root if isinstance(root, str) and root else None,
+        metrics=metrics,
+        size_bins=size_bins,
+        curves=curves,
+        config=dict(config),
+        per_target_csv=per_target_path,
+        settings=dict(settings),
+        path=path,
+        data=dict(data),
+    )
+
+
+def _parse_size_bins(bins: Any, source: str) -> list[dict[str, Any]]:
+    if bins is None:
+        return []
+    if not isinstance(bins, list):
+        raise InputError(f"{source}: 'size_bins' must be a list")
+    out = []
+    for i, item in enumerate(bins):
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise InputError(f"{source}: size_bins[{i}] must be an object with a 'name'")
+        entry = dict(item)
+        try:
+            for key in ("gt", "tp", "recall"):
+                entry[key] = _number(item.get(key))
+        except TypeError:
+            raise InputError(
+                f"{source}: size_bins[{i}] ({item['name']}) has a non-numeric gt/tp/recall"
+            ) from None
+        out.append(entry)
+    return out
+
+
+def _parse_curves(curves: Any, source: str) -> dict[str, dict[str, list[float]]]:
+    if curves is None:
+        return {}
+    if not isinstance(curves, Mapping):
+        raise InputError(f"{source}: 'curves' must be an object")
+    out: dict[str, dict[str, list[float]]] = {}
+    for name, arrays in CURVE_ARRAYS.items():
+        curve = curves.get(name)
+        if curve is None:
+            continue
+        if not isinstance(curve, Mapping):
+            raise InputError(f"{source}: curves.{name} must be an object")
+        parsed = {}
+        for key in arrays:
+            values = curve.get(key)
+            if not isinstance(values, list):
+                raise InputError(f"{source}: curves.{name}.{key} must be a list of numbers")
+            try:
+                parsed[key] = [_number(v) for v in values]
+            except TypeError:
+                raise InputError(f"{source}: curves.{name}.{key} holds a non-numeric value") from None
+        lengths = {len(v) for v in parsed.values()}
+        if len(lengths) > 1:
+            sizes = ", ".join(f"{k}={len(v)}" for k, v in parsed.items())
+            raise InputError(f"{source}: curves.{name} arrays differ in length ({sizes})")
+        out[name] = parsed
+    return out
+
+
+def load_results(path: str | Path) -> RunResult:
+    """Read and validate one results JSON file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: results file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    return parse_results(data, str(path), path=path.resolve())
+
+
+def as_run(item: RunResult | Mapping | str | Path, index: int = 0) -> RunResult:
+    """A :class:`RunResult` from a run, a results dict or a results file path."""
+    if isinstance(item, RunResult):
+        return item
+    if isinstance(item, Mapping):
+        return parse_results(item, f"<results #{index + 1}: {item.get('method', '?')}>")
+    return load_results(item)
+
+
+def check_compatible(runs: Sequence[RunResult]) -> None:
+    """Refuse inputs that cannot share one table.
+
+    One (method, dataset) pair may appear once, and all runs on one dataset must use the same
+    split and the same matcher: otherwise numbers in one column would not be comparable.
+    """
+    seen: dict[tuple[str, str], RunResult] = {}
+    first_on: dict[str, RunResult] = {}
+    for run in runs:
+        key = (run.method, run.dataset_key)
+        if key in seen:
+            other = seen[key]
+            raise InputError(
+                f"{other.source} and {run.source}: both hold method {run.method!r} on {run.dataset_label}; "
+                "each (method, dataset) pair may appear once (give the runs distinct method names)"
+            )
+        seen[key] = run
+        first = first_on.setdefault(run.dataset_key, run)
+        for what in ("split", "matcher"):
+            a, b = getattr(first, what), getattr(run, what)
+            if a != b:
+                raise InputError(
+                    f"{first.source} and {run.source}: {run.dataset_label} scored with {what} {a!r} "
+                    f"and {b!r}; one report column needs one {what} (report them separately)"
+                )
+
+
+def load_runs(items: Iterable[RunResult | Mapping | str | Path]) -> list[RunResult]:
+    """Load, validate and cross-check several results (files, dicts or runs), in input order."""
+    runs = [as_run(item, i) for i, item in enumerate(items)]
+    if not runs:
+        raise InputError("no results given (pass one or more results JSON files)")
+    check_compatible(runs)
+    return runs
+
+
+def unique_in_order(values: Iterable[Any]) -> list[Any]:
+    """Values in order of first appearance, without repeats."""
+    out: list[Any] = []
+    for value in values:
+        if value not in out:
+            out.append(value)
+    return out

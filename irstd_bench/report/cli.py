@@ -1,0 +1,75 @@
+"""``irstd-bench report``: tables, figures and an HTML page from ``irstd-bench eval`` results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from irstd_bench.report import BAR_METRICS, build_report, default_command, format_terminal_table
+
+
+@click.command("report")
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Report folder (e.g. reports/nuaa); replaced when it holds an earlier report.",
+)
+@click.option("--title", default=None, help="Title of the report page.")
+@click.option(
+    "--metric",
+    default="f1",
+    show_default=True,
+    type=click.Choice(BAR_METRICS),
+    help="Metric of the bar chart.",
+)
+@click.option(
+    "--qualitative",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Images per dataset in the qualitative grid (0: no grid).",
+)
+@click.option(
+    "--group-by",
+    default=None,
+    metavar="KEY",
+    help="Config key for ablation tables (default: every key that varies within a method family).",
+)
+@click.option("--force", is_flag=True, help="Replace --out even if it is not an earlier report.")
+def report(
+    results: tuple[Path, ...],
+    out_dir: Path,
+    title: str | None,
+    metric: str,
+    qualitative: int,
+    group_by: str | None,
+    force: bool,
+) -> None:
+    """Build a report from results JSON files written by ``irstd-bench eval``.
+
+    Tables (Markdown, LaTeX, CSV, HTML), PR / Pd-Fa / size / bar figures (PNG + PDF), a
+    qualitative grid and a self-contained index.html. Runs on one dataset must share the split
+    and matcher; each (method, dataset) pair may appear once.
+    """
+    command = default_command(
+        list(results), out_dir, title=title, metric=metric, qualitative=qualitative, group_by=group_by
+    )
+    result = build_report(
+        list(results),
+        out_dir,
+        title=title,
+        metric=metric,
+        qualitative=qualitative,
+        group_by=group_by,
+        command=command,
+        force=force,
+    )
+    click.echo(format_terminal_table(result.runs), nl=False)
+    click.echo(
+        f"Report: {result.index} ({len(result.tables) + len(result.ablations)} tables, "
+        f"{len(result.figures) + len(result.qualitative)} figures)"
+    )
