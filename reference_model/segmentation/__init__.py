@@ -1,0 +1,26 @@
+"""Segmentation baselines (torch): ACM, ALCNet and DNANet, following the Models protocol.
+
+>>> from reference_model.registry import build_model
+>>> model = build_model("acm")                                  # doctest: +SKIP
+>>> logits = model(images)        # (B, 3, H, W) in [0, 1] -> (B, 1, H, W)   # doctest: +SKIP
+"""
+
+from reference_model.segmentation._common import SegmentationModel, soft_iou_loss
+from reference_model.segmentation.acm import ACM, build_acm
+from reference_model.segmentation.alcnet import ALCNet, build_alcnet
+from reference_model.segmentation.dnanet import DNANet, build_dnanet
+
+#: Parameter counts reported for the default configurations (see each module's docstring).
+PUBLISHED_PARAMS = {"acm": 398_000, "alcnet": 427_000, "dnanet": 4_697_000}
+
+__all__ = [
+    "ACM",
+    "ALCNet",
+    "DNANet",
+    "PUBLISHED_PARAMS",
+    "SegmentationModel",
+    "build_acm",
+    "build_alcnet",
+    "build_dnanet",
+    "soft_iou_loss",
+]
