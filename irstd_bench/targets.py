@@ -138,32 +138,50 @@ def mask_to_targets(
     if connectivity not in CONNECTIVITY_STRUCTURES:
         raise InputError(f"connectivity must be 4 or 8, got {connectivity}")
     foreground = binarize(mask, threshold)
-    labels, count = ndimage.label(foreground, structure=CONNECTIVITY_STRUCTURES[connectivity])
-    return targets_from_label_image(labels.astype(np.int32, copy=False), count)
+    h, w = foreground.shape
+    # Label only the bounding box of the foreground: masks of small targets are mostly empty.
+    rows = np.flatnonzero(foreground.any(axis=1))
+    if rows.size == 0:
+        return Targets.empty((h, w))
+    cols = np.flatnonzero(foreground.any(axis=0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    crop_labels, count = ndimage.label(foreground[r0:r1, c0:c1], structure=CONNECTIVITY_STRUCTURES[connectivity])
+    labels = np.zeros((h, w), np.int32)
+    labels[r0:r1, c0:c1] = crop_labels
+    return _targets_from_labels(crop_labels, count, offset=(c0, r0), label_image=labels)
 
 
 def targets_from_label_image(labels: np.ndarray, count: int | None = None) -> Targets:
     """Targets of a label image (``0`` background, ``1..N`` targets, each label present)."""
-    h, w = labels.shape
     if count is None:
         count = int(labels.max()) if labels.size else 0
+    return _targets_from_labels(labels, count, offset=(0, 0), label_image=labels)
+
+
+def _targets_from_labels(
+    labels: np.ndarray, count: int, *, offset: tuple[int, int], label_image: np.ndarray
+) -> Targets:
+    """Targets of ``labels`` (a crop of ``label_image`` whose top-left pixel is at ``offset = (x, y)``)."""
+    image_size = (int(label_image.shape[0]), int(label_image.shape[1]))
     if count == 0:
-        return Targets(
-            boxes=np.zeros((0, 4), np.int64),
-            area_px=np.zeros(0, np.int64),
-            centroids=np.zeros((0, 2), np.float64),
-            image_size=(h, w),
-            label_image=labels,
-        )
+        empty = Targets.empty(image_size)
+        empty.label_image = label_image
+        return empty
     slices = ndimage.find_objects(labels, max_label=count)
-    boxes = np.array([[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in slices], dtype=np.int64)
+    ox, oy = offset
+    boxes = np.array(
+        [[s[1].start + ox, s[0].start + oy, s[1].stop + ox, s[0].stop + oy] for s in slices], dtype=np.int64
+    )
+    # Sums over foreground pixels only.
     flat = labels.ravel()
-    area = np.bincount(flat, minlength=count + 1)[1:].astype(np.int64)
-    rows, cols = np.indices((h, w), sparse=True)
-    sum_x = np.bincount(flat, weights=np.broadcast_to(cols, (h, w)).ravel(), minlength=count + 1)[1:]
-    sum_y = np.bincount(flat, weights=np.broadcast_to(rows, (h, w)).ravel(), minlength=count + 1)[1:]
-    centroids = np.stack([sum_x / area + 0.5, sum_y / area + 0.5], axis=1)
-    return Targets(boxes=boxes, area_px=area, centroids=centroids, image_size=(h, w), label_image=labels)
+    index = np.flatnonzero(flat)
+    lab = flat[index]
+    width = labels.shape[1]
+    area = np.bincount(lab, minlength=count + 1)[1:].astype(np.int64)
+    sum_x = np.bincount(lab, weights=index % width, minlength=count + 1)[1:]
+    sum_y = np.bincount(lab, weights=index // width, minlength=count + 1)[1:]
+    centroids = np.stack([sum_x / area + 0.5 + ox, sum_y / area + 0.5 + oy], axis=1)
+    return Targets(boxes=boxes, area_px=area, centroids=centroids, image_size=image_size, label_image=label_image)
 
 
 def boxes_to_targets(boxes: np.ndarray, image_size: tuple[int, int]) -> Targets:

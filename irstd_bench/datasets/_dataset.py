@@ -272,7 +272,7 @@ def load_ground_truth(
             raise MaskSizeMismatch(sample, image_hw, mask.shape, known_defect)
         mask = _resize_nearest(mask, image_hw)
         resized = True
-    values = np.unique(mask)
-    nonbinary = tuple(int(v) for v in values if v not in (0, 255))
+    values = np.unique(mask[mask != 0])
+    nonbinary = tuple(int(v) for v in values if v != 255)
     targets = mask_to_targets(mask, threshold=threshold, connectivity=connectivity)
     return GroundTruth(sample=sample, targets=targets, nonbinary_values=nonbinary, mask_resized=resized)

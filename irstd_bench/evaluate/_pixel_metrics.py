@@ -1,0 +1,104 @@
+"""Pixel-level and Pd/Fa statistics of one image (mask and score-map predictions).
+
+The field's segmentation metrics, per image; :mod:`irstd_bench.evaluate._evaluator` adds
+them up over a split:
+
+- IoU ("mIoU" in papers): intersection and union pixel counts summed over the split.
+- nIoU: the mean over images of each image's IoU.
+- Pd: ground-truth targets detected / all ground-truth targets, a target being detected when
+  the legacy rule (:func:`~irstd_bench.evaluate._matching.legacy_pairs`, centroid distance
+  ``< 3`` px) pairs it with a predicted component -- whatever ``--match`` says.
+- Fa: pixels of the predicted components the legacy rule left unmatched / all pixels.
+
+The false-alarm pixels are those of the unmatched components themselves, selected by label:
+BasicIRSTD instead drops every predicted region whose *area value* equals the area of a matched
+region, so a false region that happens to have a matched region's size is not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from irstd_bench.evaluate._matching import LEGACY_PD_DISTANCE_PX, Matcher, legacy_pairs
+from irstd_bench.targets import Targets
+
+LEGACY_PD = Matcher("legacy-pd", LEGACY_PD_DISTANCE_PX)
+
+
+@dataclass
+class PixelStats:
+    """Pixel counts of one image at one confidence threshold.
+
+    Attributes
+    ----------
+    intersection, union : int
+        Pixels foreground in both / in either of ground truth and prediction.
+    gt_px, pred_px, total_px : int
+        Ground-truth foreground, predicted foreground and all pixels of the image.
+    pd_matched : int
+        Ground-truth targets detected by the legacy 3 px rule.
+    fa_px : int
+        Pixels of predicted components that rule left unmatched.
+    """
+
+    intersection: int
+    union: int
+    gt_px: int
+    pred_px: int
+    total_px: int
+    pd_matched: int
+    fa_px: int
+
+    @property
+    def iou(self) -> float | None:
+        """This image's IoU, ``None`` when neither has foreground."""
+        return self.intersection / self.union if self.union else None
+
+
+def legacy_pd_fa(gt: Targets, pred: Targets) -> tuple[int, int, np.ndarray]:
+    """Pd matches and false-alarm pixels by the legacy rule.
+
+    Returns
+    -------
+    pd_matched : int
+    fa_px : int
+        Sum of the pixel counts of the unmatched predicted components (each counted once, by
+        its label, whatever its area).
+    matched : ndarray (P,), bool
+        Which predicted components were matched.
+    """
+    _, valid = LEGACY_PD.pair_matrix(pred.boxes, pred.centroids, gt.boxes, gt.centroids)
+    rows, _ = legacy_pairs(valid)
+    matched = np.zeros(len(pred), bool)
+    matched[rows] = True
+    fa_px = int(np.asarray(pred.area_px)[~matched].sum()) if len(pred) else 0
+    return int(rows.size), fa_px, matched
+
+
+def pixel_stats(gt: Targets, pred: Targets) -> PixelStats:
+    """Pixel statistics of one image; both ``Targets`` must carry a label image of one size.
+
+    Examples
+    --------
+    >>> from irstd_bench.targets import mask_to_targets
+    >>> g = np.zeros((4, 4), bool); g[1, 1] = True
+    >>> p = np.zeros((4, 4), bool); p[1, 1:3] = True; p[3, 3] = True
+    >>> s = pixel_stats(mask_to_targets(g), mask_to_targets(p))
+    >>> (s.intersection, s.union, s.pd_matched, s.fa_px)
+    (1, 3, 1, 1)
+    """
+    gt_fg, pred_fg = gt.foreground, pred.foreground
+    intersection = int(np.count_nonzero(gt_fg & pred_fg))
+    gt_px, pred_px = int(np.asarray(gt.area_px).sum()), int(np.asarray(pred.area_px).sum())
+    pd_matched, fa_px, _ = legacy_pd_fa(gt, pred)
+    return PixelStats(
+        intersection=intersection,
+        union=gt_px + pred_px - intersection,
+        gt_px=gt_px,
+        pred_px=pred_px,
+        total_px=int(gt_fg.size),
+        pd_matched=pd_matched,
+        fa_px=fa_px,
+    )

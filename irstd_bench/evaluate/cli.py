@@ -1,0 +1,203 @@
+"""``irstd-bench eval``: score predictions against a dataset split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from irstd_bench.errors import InputError
+from irstd_bench.evaluate._evaluator import EvaluationResult, default_workers, evaluate_split
+from irstd_bench.evaluate._ground_truth import read_gt_coco
+from irstd_bench.evaluate._predictions import FORMATS, coco_image_names, open_predictions
+from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD
+
+#: Rows of the printed table: (metrics key, label).
+TABLE_ROWS = (
+    ("tp", "TP"),
+    ("fp", "FP"),
+    ("fn", "FN"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("f1", "F1"),
+    ("best_f1", "best F1"),
+    ("best_f1_threshold", "  at threshold"),
+    ("ap50", "AP50 (COCO, IoU 0.5)"),
+    ("ap", "AP (matcher rule)"),
+    ("iou", "IoU (split)"),
+    ("niou", "nIoU"),
+    ("pd", "Pd (3 px)"),
+    ("fa_e6", "Fa (x1e-6)"),
+)
+
+
+def _default_out(preds: Path) -> Path:
+    name = preds.name[: -len(preds.suffix)] if preds.is_file() and preds.suffix else preds.name
+    return preds.parent / f"{name}.results.json"
+
+
+def format_table(result: EvaluationResult, title: str) -> str:
+    """The plain-text table ``eval`` prints."""
+    lines = [title, "-" * len(title)]
+    for key, label in TABLE_ROWS:
+        value = result.metrics.get(key)
+        if value is None:
+            continue
+        text = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"{label:<24}{text:>10}")
+    lines.append("size bins (area px)     recall  precision")
+    for b in result.size_bins:
+        rec = "-" if b["recall"] is None else f"{b['recall']:.3f}"
+        prec = "-" if b["precision"] is None else f"{b['precision']:.3f}"
+        lines.append(f"  {b['name']:<8} gt {b['gt']:>5}  {rec:>7}  {prec:>9}")
+    return "\n".join(lines)
+
+
+def _warnings(counts: dict) -> list[str]:
+    notes = {
+        "images_without_prediction": "split images have no prediction (scored as no detections)",
+        "predictions_not_in_split": "predictions are for images not in the split (ignored)",
+        "boxes_clipped": "boxes reached up to 1 px beyond their image and were clipped",
+        "predictions_resized": "predictions were resized to their image (nearest neighbour, --resize)",
+        "gt_masks_resized": "ground-truth masks were resized to their image (--resize-masks)",
+        "gt_masks_nonbinary": "ground-truth masks are not 0/255 only (binarised at --threshold)",
+    }
+    return [f"warning: {counts[k]} {text}" for k, text in notes.items() if counts.get(k)]
+
+
+@click.command("eval")
+@click.argument("preds", type=click.Path(path_type=Path))
+@click.option("--dataset", default=None, help="nuaa, nudt, irstd1k, sirstv2 or custom (default: detect).")
+@click.option("--root", type=click.Path(path_type=Path), default=None, help="Dataset root folder.")
+@click.option("--split", default="test", show_default=True, help="Split name (test, idx_427/test, all, ...).")
+@click.option(
+    "--match",
+    "matcher",
+    default="iou:0.5",
+    show_default=True,
+    help="iou:T, nwd:T[:C], centroid:D or legacy-pd.",
+)
+@click.option(
+    "--conf",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="Confidence threshold: boxes with score >= conf, map pixels >= conf.",
+)
+@click.option("--name", "method", default=None, help="Method name stored in the results.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Results JSON (default: <PREDS>.results.json); CSVs are written next to it.",
+)
+@click.option("--format", "pred_format", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option(
+    "--gt-coco",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="COCO JSON from convert: the ground truth when --root is not given; "
+    "otherwise only resolves image_id of COCO predictions.",
+)
+@click.option("--strict", is_flag=True, help="A split image without a prediction file is an error.")
+@click.option("--resize", is_flag=True, help="Resize predicted maps of another size (nearest neighbour).")
+@click.option(
+    "--resize-masks", is_flag=True, help="Resize ground-truth masks of another size than their image."
+)
+@click.option(
+    "--threshold",
+    default=DEFAULT_THRESHOLD,
+    show_default=True,
+    type=float,
+    help="Ground-truth mask binarisation: foreground where value > threshold.",
+)
+@click.option(
+    "--connectivity", default=DEFAULT_CONNECTIVITY, show_default=True, type=click.Choice(["4", "8"])
+)
+@click.option("--workers", default=None, type=int, help="Worker processes (default: all CPUs).")
+@click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
+@click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
+@click.option("--mask-suffix", default="", help="--dataset custom: mask name = stem + suffix + .png.")
+def eval_command(
+    preds,
+    dataset,
+    root,
+    split,
+    matcher,
+    conf,
+    method,
+    out,
+    pred_format,
+    gt_coco,
+    strict,
+    resize,
+    resize_masks,
+    threshold,
+    connectivity,
+    workers,
+    image_dir,
+    mask_dir,
+    mask_suffix,
+):
+    """Score predictions PREDS (a folder of masks / score maps / YOLO txt, a COCO JSON or a CSV)
+    against a dataset split; print a table and write the results JSON and CSVs."""
+    connectivity = int(connectivity)
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    image_names = coco_image_names(gt_coco) if gt_coco is not None else None
+    meta = {"method": method or (preds.stem if preds.is_file() else preds.name)}
+    if root is not None:
+        from irstd_bench.datasets import open_dataset
+
+        ds = open_dataset(root, dataset, image_dir=image_dir, mask_dir=mask_dir, mask_suffix=mask_suffix)
+        split_file = ds.resolve_split(split)
+        split_name = (
+            "all" if split_file is None else split_file.relative_to(ds.root).with_suffix("").as_posix()
+        )
+        samples = ds.samples(split)
+        items = [(s.stem, (s, ds.known_defect(s.stem))) for s in samples]
+        meta.update(
+            dataset=ds.name, dataset_title=ds.layout.title, root=str(ds.root.resolve()), split=split_name
+        )
+    elif gt_coco is not None:
+        items = read_gt_coco(gt_coco)
+        meta.update(
+            dataset=dataset or "coco",
+            dataset_title=None,
+            root=str(Path(gt_coco).resolve().parent),
+            split=f"coco:{Path(gt_coco).name}",
+        )
+    else:
+        raise InputError(
+            "give the ground truth: --root DATA_ROOT (with --dataset, --split) or --gt-coco FILE"
+        )
+    if not items:
+        raise InputError(f"split {split!r} has no images")
+    pset = open_predictions(preds, pred_format, stems=[stem for stem, _ in items], image_names=image_names)
+    result = evaluate_split(
+        items,
+        pset,
+        matcher=matcher,
+        conf=conf,
+        strict=strict,
+        resize=resize,
+        resize_masks=resize_masks,
+        threshold=threshold,
+        connectivity=connectivity,
+        workers=workers or default_workers(),
+        meta=meta,
+    )
+    out = out if out is not None else _default_out(preds)
+    result.write(out)
+    title = (
+        f"{meta['method']} on {meta.get('dataset')} {meta.get('split')} ({pset.format}, {result.matcher}, "
+        f"conf {result.conf:g})"
+    )
+    click.echo(format_table(result, title))
+    click.echo(
+        f"images {result.counts['images']}, gt targets {result.counts['gt_targets']}, "
+        f"predicted targets {result.counts['pred_targets']}"
+    )
+    for line in _warnings(result.counts):
+        click.echo(line, err=True)
+    click.echo(f"wrote {out}")
