@@ -1,0 +1,311 @@
+"""EFLNet detector (Yang et al., IEEE TGRS 2024) and its builder.
+
+Pipeline: :class:`~.backbone.CSPBackbone` -> :class:`~.neck.FPNPAN` (output strides 4/8/16 by
+default) -> 1x1 projections to ``head_channels`` -> :class:`~.dyhead.DyHead` (``dyhead_blocks``,
+0-6) -> :class:`~.head.DecoupledHead`. Training uses the task-aligned assigner with NWD quality,
+ATFL on soft (quality) targets and an NWD/CIoU box loss; every switch of the paper's ablations is
+a builder keyword and is recorded in ``model.config``.
+
+Interface (``docs/CONTRACTS.md``, section Models): ``task``, ``config``, ``forward``,
+``compute_loss``, ``postprocess``, ``on_epoch_end``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchvision.ops import nms
+
+from .assigner import TaskAlignedAssigner
+from .backbone import BACKBONE_STRIDES, ConvBNAct, CSPBackbone, scaled_channels, scaled_depths
+from .dyhead import DyHead
+from .head import BOX_SLICE, LOGIT_INDEX, DecoupledHead, anchor_points, decode_boxes, flatten_levels
+from .losses import AdaptiveThresholdFocalLoss, box_regression_loss
+from .neck import FPNPAN
+
+#: width/depth multipliers, channel cap and head width per scale. ``l`` has 38.9 M parameters with
+#: the default strides (4, 8, 16) and 4 DyHead blocks (paper: 38.5 M).
+SCALES: dict[str, dict] = {
+    "n": {"depth_multiple": 0.33, "width_multiple": 0.25, "max_channels": 1024, "head_channels": 32},
+    "s": {"depth_multiple": 0.33, "width_multiple": 0.50, "max_channels": 1024, "head_channels": 128},
+    "m": {"depth_multiple": 0.67, "width_multiple": 0.75, "max_channels": 768, "head_channels": 160},
+    "l": {"depth_multiple": 1.00, "width_multiple": 1.00, "max_channels": 512, "head_channels": 192},
+}
+#: most DyHead blocks accepted (the DyHead paper's sweep stops at 6).
+MAX_DYHEAD_BLOCKS = 6
+#: highest-scoring anchors per image kept for NMS.
+MAX_CANDIDATES_BEFORE_NMS = 3000
+
+
+class EFLNet(nn.Module):
+    """EFLNet: YOLO-style anchor-free detector with DyHead, ATFL and NWD, for one target class.
+
+    ``forward(images (B, 3, H, W) float in [0, 1])`` (``H, W`` multiples of 32) returns the raw
+    per-level maps, a list (finest level first) of ``(B, 5, H / s, W / s)``: channel 0 the target
+    logit, channels 1-4 ``(dx, dy, rw, rh)`` (decoding in :mod:`.head`). ``compute_loss`` and
+    ``postprocess`` take that list. Build it with :func:`build_eflnet`.
+    """
+
+    task = "detect"
+
+    def __init__(
+        self,
+        *,
+        channels: tuple[int, ...],
+        depths: tuple[int, ...],
+        head_channels: int,
+        strides: tuple[int, ...],
+        dyhead_blocks: int,
+        use_nwd: bool,
+        use_atfl: bool,
+        atfl_lambda: float,
+        atfl_mode: str,
+        nwd_constant: float,
+        nwd_ratio: float,
+        assigner_topk: int,
+        assigner_alpha: float,
+        assigner_beta: float,
+        center_radius: float,
+        cls_gain: float,
+        box_gain: float,
+        config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = dict(config or {})
+        self.strides = tuple(strides)
+        self.use_nwd = use_nwd
+        self.use_atfl = use_atfl
+        self.nwd_constant = nwd_constant
+        self.nwd_ratio = nwd_ratio
+        self.cls_gain = cls_gain
+        self.box_gain = box_gain
+        self.backbone = CSPBackbone(channels, depths)
+        self.neck = FPNPAN(self.backbone.out_channels, self.strides, depth=depths[-1])
+        self.projections = nn.ModuleList(ConvBNAct(c, head_channels, 1) for c in self.neck.out_channels)
+        self.dyhead = DyHead(head_channels, dyhead_blocks)
+        self.head = DecoupledHead(head_channels, len(self.strides))
+        self.atfl = AdaptiveThresholdFocalLoss(atfl_lambda, atfl_mode)
+        self.assigner = TaskAlignedAssigner(
+            topk=assigner_topk,
+            alpha=assigner_alpha,
+            beta=assigner_beta,
+            center_radius=center_radius,
+            use_nwd=use_nwd,
+            nwd_constant=nwd_constant,
+        )
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        h, w = images.shape[-2:]
+        if h % BACKBONE_STRIDES[-1] or w % BACKBONE_STRIDES[-1]:
+            raise ValueError(f"image size {h}x{w} is not a multiple of {BACKBONE_STRIDES[-1]}")
+        features = self.neck(self.backbone(images))
+        features = [proj(f) for proj, f in zip(self.projections, features, strict=True)]  # (B, C_head, ., .)
+        return self.head(self.dyhead(features))
+
+    def _decode(
+        self, outputs: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw maps -> logits ``(B, A)``, boxes ``(B, A, 4)`` px, points ``(A, 2)``, strides ``(A,)``.
+
+        All float32, whatever the dtype of ``outputs`` (autocast).
+        """
+        flat = flatten_levels([o.float() for o in outputs])  # (B, A, 5)
+        points, point_strides = anchor_points(outputs, self.strides)
+        boxes = decode_boxes(flat[..., BOX_SLICE], points, point_strides)
+        return flat[..., LOGIT_INDEX], boxes, points, point_strides
+
+    def compute_loss(self, outputs: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor]:
+        """Training loss as named terms ``{"cls": ..., "box": ...}`` (float32 scalars; sum = loss).
+
+        ``targets``: one dict per image with ``"boxes"`` ``(N, 4)`` ``[x0, y0, x1, y1]`` input pixels
+        (``N`` may be 0; other keys are ignored). Classification: ATFL (or BCE when ``use_atfl`` is
+        off) over all anchors with soft targets = quality at positives, summed and divided by the
+        number of positives (at least 1). Box: NWD/CIoU loss averaged over positives.
+        """
+        device_type = outputs[0].device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            logits, boxes, points, point_strides = self._decode(outputs)
+            scores = logits.detach().sigmoid()
+            positives, cls_targets, target_boxes = [], [], []
+            for b, target in enumerate(targets):
+                gt = torch.as_tensor(target["boxes"], device=logits.device).float().reshape(-1, 4)
+                assignment = self.assigner(scores[b], boxes[b].detach(), points, point_strides, gt)
+                positives.append(assignment.positive)
+                cls_targets.append(assignment.quality)
+                target_boxes.append(assignment.target_boxes)
+            positive = torch.stack(positives)  # (B, A)
+            cls_target = torch.stack(cls_targets)  # (B, A)
+            num_positive = positive.sum().clamp_min(1).float()
+            if self.use_atfl:
+                cls_elements = self.atfl(logits, cls_target, positive)
+            else:
+                cls_elements = F.binary_cross_entropy_with_logits(logits, cls_target, reduction="none")
+            cls_loss = cls_elements.sum() / num_positive
+            if bool(positive.any()):
+                box_elements = box_regression_loss(
+                    boxes[positive],
+                    torch.stack(target_boxes)[positive],
+                    use_nwd=self.use_nwd,
+                    nwd_constant=self.nwd_constant,
+                    nwd_ratio=self.nwd_ratio,
+                )
+                box_loss = box_elements.sum() / num_positive
+            else:
+                box_loss = boxes.sum() * 0.0  # keeps the graph connected for empty batches
+        return {"cls": self.cls_gain * cls_loss, "box": self.box_gain * box_loss}
+
+    @torch.no_grad()
+    def postprocess(
+        self,
+        outputs: list[torch.Tensor],
+        *,
+        conf_threshold: float = 0.001,
+        iou_threshold: float = 0.5,
+        max_det: int = 100,
+    ) -> list[dict[str, torch.Tensor]]:
+        """Raw maps -> per image ``{"boxes": (N, 4) [x0, y0, x1, y1] input px, "scores": (N,)}``.
+
+        Scores are sigmoid probabilities; boxes are clipped to the image, filtered by
+        ``conf_threshold``, reduced by NMS at ``iou_threshold`` and capped at ``max_det``
+        (highest scores first).
+        """
+        logits, boxes, _, _ = self._decode(outputs)
+        height = outputs[0].shape[-2] * self.strides[0]
+        width = outputs[0].shape[-1] * self.strides[0]
+        limits = boxes.new_tensor([width, height, width, height])
+        boxes = torch.minimum(boxes.clamp_min(0), limits)
+        scores = logits.sigmoid()
+        results = []
+        for image_scores, image_boxes in zip(scores, boxes, strict=True):
+            keep = image_scores > conf_threshold
+            image_scores, image_boxes = image_scores[keep], image_boxes[keep]
+            if image_scores.numel() > MAX_CANDIDATES_BEFORE_NMS:
+                top = image_scores.topk(MAX_CANDIDATES_BEFORE_NMS).indices
+                image_scores, image_boxes = image_scores[top], image_boxes[top]
+            kept = nms(image_boxes, image_scores, iou_threshold)[:max_det]
+            results.append({"boxes": image_boxes[kept], "scores": image_scores[kept]})
+        return results
+
+    def on_epoch_end(self) -> None:
+        """Update ATFL's ``p_hat_c`` from this epoch's statistics (Eq. 6)."""
+        self.atfl.end_epoch()
+
+
+def _validate_strides(strides: tuple[int, ...]) -> None:
+    if not strides or any(s not in BACKBONE_STRIDES for s in strides) or len(set(strides)) != len(strides):
+        raise ValueError(f"strides must be distinct values from {BACKBONE_STRIDES}, got {strides}")
+    if any(b != 2 * a for a, b in zip(strides, strides[1:], strict=False)):
+        raise ValueError(f"strides must be consecutive doublings, finest first, got {strides}")
+
+
+def build_eflnet(
+    scale: str = "n",
+    *,
+    strides: tuple[int, ...] = (4, 8, 16),
+    dyhead_blocks: int = 4,
+    use_nwd: bool = True,
+    use_atfl: bool = True,
+    atfl_lambda: float = 3.5,
+    atfl_mode: str = "epoch",
+    nwd_constant: float = 11.0,
+    nwd_ratio: float = 0.5,
+    assigner_topk: int = 10,
+    assigner_alpha: float = 0.5,
+    assigner_beta: float = 6.0,
+    center_radius: float = 1.0,
+    cls_gain: float = 1.0,
+    box_gain: float = 5.0,
+    depth_multiple: float | None = None,
+    width_multiple: float | None = None,
+    max_channels: int | None = None,
+    head_channels: int | None = None,
+) -> EFLNet:
+    """Build EFLNet at a scale (``"n" | "s" | "m" | "l"``) with optional overrides.
+
+    Parameters
+    ----------
+    scale : str
+        Key of :data:`SCALES`; ``depth_multiple``, ``width_multiple``, ``max_channels`` and
+        ``head_channels`` override its entries.
+    strides : tuple of int
+        Output strides, consecutive doublings from (4, 8, 16, 32); ``(4, 8, 16)`` or ``(8, 16, 32)``.
+    dyhead_blocks : int
+        Dynamic head blocks, 0 to :data:`MAX_DYHEAD_BLOCKS` (0 drops the DyHead, Table ablations).
+    use_nwd : bool
+        NWD as assigner quality, soft target and box loss; False -> IoU / CIoU everywhere.
+    use_atfl : bool
+        ATFL for classification; False -> plain BCE with the same soft targets.
+    atfl_lambda : float
+        ``lambda`` of ATFL's hard-sample weight (paper's best 3.5).
+    atfl_mode : str
+        ``"epoch"`` (Eq. 6 across epochs, needs ``on_epoch_end``) or ``"batch"`` (authors' code).
+    nwd_constant : float
+        NWD's ``C`` in pixels.
+    nwd_ratio : float
+        Weight of ``1 - NWD`` in the box loss, the rest is CIoU loss (only with ``use_nwd``).
+    assigner_topk, assigner_alpha, assigner_beta, center_radius
+        Task-aligned assigner settings (see :mod:`.assigner`).
+    cls_gain, box_gain : float
+        Weights of the two loss terms.
+
+    Returns
+    -------
+    EFLNet whose ``config`` holds every keyword above (rebuild with ``build_eflnet(**config)``).
+    """
+    if scale not in SCALES:
+        raise ValueError(f"unknown EFLNet scale {scale!r} (known: {', '.join(SCALES)})")
+    strides = tuple(int(s) for s in strides)
+    _validate_strides(strides)
+    if not 0 <= dyhead_blocks <= MAX_DYHEAD_BLOCKS:
+        raise ValueError(f"dyhead_blocks must be in [0, {MAX_DYHEAD_BLOCKS}], got {dyhead_blocks}")
+    if not 0.0 <= nwd_ratio <= 1.0:
+        raise ValueError(f"nwd_ratio must be in [0, 1], got {nwd_ratio}")
+    if nwd_constant <= 0:
+        raise ValueError(f"nwd_constant must be positive, got {nwd_constant}")
+    preset = SCALES[scale]
+    depth_multiple = preset["depth_multiple"] if depth_multiple is None else depth_multiple
+    width_multiple = preset["width_multiple"] if width_multiple is None else width_multiple
+    max_channels = preset["max_channels"] if max_channels is None else max_channels
+    head_channels = preset["head_channels"] if head_channels is None else head_channels
+    config = {
+        "scale": scale,
+        "strides": list(strides),
+        "dyhead_blocks": dyhead_blocks,
+        "use_nwd": use_nwd,
+        "use_atfl": use_atfl,
+        "atfl_lambda": atfl_lambda,
+        "atfl_mode": atfl_mode,
+        "nwd_constant": nwd_constant,
+        "nwd_ratio": nwd_ratio,
+        "assigner_topk": assigner_topk,
+        "assigner_alpha": assigner_alpha,
+        "assigner_beta": assigner_beta,
+        "center_radius": center_radius,
+        "cls_gain": cls_gain,
+        "box_gain": box_gain,
+        "depth_multiple": depth_multiple,
+        "width_multiple": width_multiple,
+        "max_channels": max_channels,
+        "head_channels": head_channels,
+    }
+    return EFLNet(
+        channels=scaled_channels(width_multiple, max_channels),
+        depths=scaled_depths(depth_multiple),
+        head_channels=head_channels,
+        strides=strides,
+        dyhead_blocks=dyhead_blocks,
+        use_nwd=use_nwd,
+        use_atfl=use_atfl,
+        atfl_lambda=atfl_lambda,
+        atfl_mode=atfl_mode,
+        nwd_constant=nwd_constant,
+        nwd_ratio=nwd_ratio,
+        assigner_topk=assigner_topk,
+        assigner_alpha=assigner_alpha,
+        assigner_beta=assigner_beta,
+        center_radius=center_radius,
+        cls_gain=cls_gain,
+        box_gain=box_gain,
+        config=config,
+    )

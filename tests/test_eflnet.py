@@ -1,0 +1,378 @@
+"""EFLNet model: DyHead parts, assigner, interface of docs/CONTRACTS.md, switches, and an overfit run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.ops import box_iou, deform_conv2d
+
+from reference_model.eflnet import SCALES, build_eflnet
+from reference_model.eflnet.assigner import BACKGROUND, TaskAlignedAssigner
+from reference_model.eflnet.dyhead import DyHeadBlock, DyReLU, ModulatedDeformConv, deform_conv2d_sampled
+from reference_model.eflnet.head import anchor_points, decode_boxes
+from reference_model.registry import build_model
+
+PAPER_PARAMETERS_L = 38.5e6
+#: parameters per scale at the defaults (strides 4/8/16, 4 DyHead blocks); pinned on purpose.
+PARAMETERS = {"n": 1_901_199, "s": 9_917_727, "m": 22_290_159, "l": 39_849_279}
+
+
+def count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------- deformable convolution / DyHead
+
+
+@pytest.mark.parametrize("backend", ["torchvision", "sampled"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_zero_offsets_unit_mask_is_plain_convolution(backend, stride):
+    g = torch.Generator().manual_seed(1)
+    conv = ModulatedDeformConv(6, 5, stride=stride, backend=backend)
+    x = torch.randn(2, 6, 12, 10, generator=g)
+    h_out, w_out = (12 - 1) // stride + 1, (10 - 1) // stride + 1
+    offset = torch.zeros(2, 18, h_out, w_out)
+    mask = torch.ones(2, 9, h_out, w_out)
+    expected = F.conv2d(x, conv.weight, stride=stride, padding=1)
+    torch.testing.assert_close(conv(x, offset, mask), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_sampled_deform_conv_equals_torchvision_with_gradients(stride):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 4, 9, 8, generator=g, dtype=torch.float64)
+    weight = torch.randn(3, 4, 3, 3, generator=g, dtype=torch.float64)
+    h_out, w_out = (9 - 1) // stride + 1, (8 - 1) // stride + 1
+    offset = 2.5 * torch.randn(2, 18, h_out, w_out, generator=g, dtype=torch.float64)  # some fall outside
+    mask = torch.rand(2, 9, h_out, w_out, generator=g, dtype=torch.float64)
+    inputs = [t.clone().requires_grad_() for t in (x, offset, mask, weight)]
+    ours = deform_conv2d_sampled(*inputs, stride=stride, padding=1)
+    ours.pow(2).sum().backward()
+    reference_inputs = [t.clone().requires_grad_() for t in (x, offset, mask, weight)]
+    rx, ro, rm, rw = reference_inputs
+    reference = deform_conv2d(rx, ro, rw, stride=stride, padding=1, mask=rm)
+    reference.pow(2).sum().backward()
+    torch.testing.assert_close(ours, reference)
+    for a, b in zip(inputs, reference_inputs, strict=True):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_dyhead_block_keeps_shapes_and_starts_from_zero_offsets():
+    block = DyHeadBlock(16)
+    features = [torch.randn(2, 16, 16, 16), torch.randn(2, 16, 8, 8), torch.randn(2, 16, 4, 4)]
+    out = block(features)
+    assert [o.shape for o in out] == [f.shape for f in features]
+    offset_mask = block.offset_conv(features[0])
+    assert offset_mask.abs().max() == 0  # offsets 0, mask sigmoid(0) = 0.5
+    out[0].sum().backward()
+    assert block.offset_conv.weight.grad is not None and block.offset_conv.weight.grad.abs().sum() > 0
+
+
+def test_dyrelu_starts_as_relu_and_is_input_dependent():
+    act = DyReLU(8)
+    x = torch.randn(3, 8, 5, 5)
+    torch.testing.assert_close(act(x), F.relu(x))
+    torch.nn.init.normal_(act.mlp[2].weight)
+    a, b = act(x), F.relu(x)
+    assert not torch.allclose(a, b)
+
+
+# ---------------------------------------------------------------- anchors, decoding, assigner
+
+
+def test_anchor_points_literal():
+    outputs = [torch.zeros(1, 5, 2, 3), torch.zeros(1, 5, 1, 2)]  # a 8x12 image at strides 4 and 8
+    points, strides = anchor_points(outputs, (4, 8))
+    expected = torch.tensor(
+        [[2, 2], [6, 2], [10, 2], [2, 6], [6, 6], [10, 6], [4, 4], [12, 4]], dtype=torch.float32
+    )
+    torch.testing.assert_close(points, expected)
+    torch.testing.assert_close(strides, torch.tensor([4.0] * 6 + [8.0] * 2))
+
+
+def test_decode_boxes_literal():
+    raw = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.5, -0.25, math.log(math.e - 1), 10.0]])
+    boxes = decode_boxes(raw, torch.tensor([[2.0, 2.0], [12.0, 4.0]]), torch.tensor([4.0, 8.0]))
+    half = math.log(2) * 4 / 2  # softplus(0) * stride / 2
+    expected = torch.tensor(
+        [[2 - half, 2 - half, 2 + half, 2 + half], [16 - 4, 2 - 40.000363, 16 + 4, 2 + 40.000363]]
+    )
+    torch.testing.assert_close(boxes, expected, rtol=1e-5, atol=1e-4)
+
+
+def _grid(size=32, strides=(4, 8, 16)):
+    outputs = [torch.zeros(1, 5, size // s, size // s) for s in strides]
+    return anchor_points(outputs, strides)
+
+
+def test_assigner_gives_tiny_targets_positives_through_the_radius_rule():
+    points, strides = _grid()
+    gt = torch.tensor([[8.0, 8.0, 9.0, 9.0]])  # 1-px target between stride-4 anchor centres (6, 10)
+    scores = torch.full((len(points),), 0.1)
+    pred = torch.cat([points - 1.5, points + 1.5], dim=1)
+    with_radius = TaskAlignedAssigner(topk=10)(scores, pred, points, strides, gt)
+    assert with_radius.positive.sum() > 0
+    assert (with_radius.gt_index[with_radius.positive] == 0).all()
+    assert (with_radius.gt_index[~with_radius.positive] == BACKGROUND).all()
+    torch.testing.assert_close(with_radius.target_boxes[with_radius.positive][0], gt[0])
+    assert (with_radius.quality[with_radius.positive] > 0).all()
+    assert (with_radius.quality[~with_radius.positive] == 0).all()
+    no_radius = TaskAlignedAssigner(topk=10, center_radius=0.0)(scores, pred, points, strides, gt)
+    assert no_radius.positive.sum() == 0
+
+
+def test_assigner_topk_prefers_aligned_anchors_and_resolves_conflicts():
+    points, strides = _grid()
+    gt = torch.tensor([[4.0, 4.0, 8.0, 8.0], [8.0, 4.0, 12.0, 8.0]])
+    scores = torch.full((len(points),), 0.5)
+    pred = torch.cat([points - 2, points + 2], dim=1)
+    best = torch.tensor([6.0, 6.0])  # anchor at (6, 6) predicts gt 0 exactly
+    index = int(((points - best).abs().sum(1) == 0).nonzero())
+    pred[index] = gt[0]
+    result = TaskAlignedAssigner(topk=3)(scores, pred, points, strides, gt)
+    assert result.positive[index] and result.gt_index[index] == 0
+    assert result.quality[index] == pytest.approx(1.0)
+    assert result.positive.sum() <= 6  # at most topk per ground truth
+    assert set(result.gt_index[result.positive].tolist()) == {0, 1}
+
+
+def test_assigner_without_targets_is_all_background():
+    points, strides = _grid()
+    result = TaskAlignedAssigner()(
+        torch.rand(len(points)), torch.rand(len(points), 4), points, strides, torch.zeros(0, 4)
+    )
+    assert not result.positive.any() and (result.gt_index == BACKGROUND).all() and result.quality.sum() == 0
+
+
+def test_assigner_quality_follows_use_nwd():
+    points, strides = _grid()
+    gt = torch.tensor([[10.0, 10.0, 13.0, 13.0]])
+    pred = torch.cat([points - 1.5, points + 1.5], dim=1) + 5.0  # no overlap: IoU 0, NWD > 0
+    scores = torch.full((len(points),), 0.5)
+    with_nwd = TaskAlignedAssigner(use_nwd=True)(scores, pred, points, strides, gt)
+    with_iou = TaskAlignedAssigner(use_nwd=False)(scores, pred, points, strides, gt)
+    # NWD ranks disjoint predictions too; IoU gives some positives a zero quality (and zero target)
+    assert (with_nwd.quality[with_nwd.positive] > 0.1).all()
+    assert (with_iou.quality[with_iou.positive] == 0).any()
+    assert with_iou.quality.max() < with_nwd.quality.max()
+
+
+# ---------------------------------------------------------------- model interface
+
+
+@pytest.mark.parametrize("scale", list(SCALES))
+def test_parameter_counts_are_pinned(scale):
+    assert count(build_eflnet(scale)) == PARAMETERS[scale]
+
+
+def test_large_scale_is_close_to_paper():
+    assert abs(PARAMETERS["l"] - PAPER_PARAMETERS_L) / PAPER_PARAMETERS_L < 0.10
+    assert PARAMETERS["n"] < PARAMETERS["s"] < PARAMETERS["m"] < PARAMETERS["l"]
+
+
+@pytest.mark.parametrize("strides", [(4, 8, 16), (8, 16, 32)])
+@pytest.mark.parametrize("dyhead_blocks", [0, 4])
+def test_forward_and_postprocess_shapes(strides, dyhead_blocks):
+    torch.manual_seed(0)
+    model = build_eflnet("n", strides=strides, dyhead_blocks=dyhead_blocks).eval()
+    images = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        outputs = model(images)
+    assert [tuple(o.shape) for o in outputs] == [(2, 5, 64 // s, 96 // s) for s in strides]
+    results = model.postprocess(outputs, conf_threshold=0.0, iou_threshold=0.5, max_det=7)
+    assert len(results) == 2
+    for r in results:
+        assert r["boxes"].shape == (7, 4) and r["scores"].shape == (7,)
+        assert (r["scores"][:-1] >= r["scores"][1:]).all()  # sorted
+        assert (r["boxes"][:, 0] >= 0).all() and (r["boxes"][:, 2] <= 96).all()
+        assert (r["boxes"][:, 1] >= 0).all() and (r["boxes"][:, 3] <= 64).all()
+    # a fresh model predicts ~PRIOR_PROBABILITY everywhere: the default threshold 0.5 keeps nothing
+    assert all(len(r["scores"]) == 0 for r in model.postprocess(outputs, conf_threshold=0.5))
+
+
+def test_forward_rejects_sizes_not_multiple_of_32():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        build_eflnet("n")(torch.rand(1, 3, 48, 64))
+
+
+def test_compute_loss_with_empty_and_non_empty_images():
+    torch.manual_seed(0)
+    model = build_eflnet("n").train()
+    outputs = model(torch.rand(3, 3, 64, 64))
+    targets = [
+        {"boxes": torch.tensor([[10.0, 12.0, 13.0, 14.0]]), "masks": torch.zeros(64, 64)},
+        {"boxes": torch.zeros(0, 4), "masks": torch.zeros(64, 64)},
+        {"boxes": torch.tensor([[40.0, 40.0, 41.0, 41.0], [20.0, 50.0, 26.0, 55.0]])},
+    ]
+    losses = model.compute_loss(outputs, targets)
+    assert set(losses) == {"cls", "box"}
+    assert all(v.dim() == 0 and v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+    assert losses["box"] > 0
+    sum(losses.values()).backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_compute_loss_all_empty_batch_is_background_only():
+    model = build_eflnet("n").train()
+    outputs = model(torch.rand(2, 3, 64, 64))
+    losses = model.compute_loss(outputs, [{"boxes": torch.zeros(0, 4)}] * 2)
+    assert losses["box"].item() == 0 and losses["cls"] > 0
+    sum(losses.values()).backward()
+    assert int(model.atfl.epoch_count) == 0  # no positives: p_hat statistics untouched
+
+
+def test_compute_loss_under_autocast_is_float32():
+    model = build_eflnet("n").train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(torch.rand(2, 3, 64, 64))
+        losses = model.compute_loss(outputs, [{"boxes": torch.tensor([[10.0, 10.0, 14.0, 13.0]])}] * 2)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+
+
+def test_on_epoch_end_updates_the_saved_p_hat():
+    torch.manual_seed(0)
+    model = build_eflnet("n").train()
+    outputs = model(torch.rand(1, 3, 64, 64))
+    model.compute_loss(outputs, [{"boxes": torch.tensor([[10.0, 10.0, 14.0, 13.0]])}])
+    assert model.atfl.p_hat.item() == 0.5 and int(model.atfl.epoch_count) > 0
+    model.on_epoch_end()
+    p_hat = model.atfl.p_hat.item()
+    assert p_hat != 0.5 and 0 < p_hat < 0.1  # fresh model: probability ~ PRIOR_PROBABILITY at positives
+    assert model.state_dict()["atfl.p_hat"].item() == p_hat
+
+
+# ---------------------------------------------------------------- switches and config
+
+
+def test_config_rebuilds_the_same_model():
+    model = build_eflnet("s", dyhead_blocks=2, atfl_lambda=2.5, nwd_constant=8.0, strides=(8, 16, 32))
+    config = model.config
+    assert config["scale"] == "s" and config["dyhead_blocks"] == 2 and config["atfl_lambda"] == 2.5
+    assert config["nwd_constant"] == 8.0 and config["strides"] == [8, 16, 32]
+    rebuilt = build_eflnet(**config)
+    assert rebuilt.config == config
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+    rebuilt.load_state_dict(model.state_dict())
+
+
+def test_registry_builds_eflnet_with_overrides():
+    model = build_model("eflnet-n", dyhead_blocks=0)
+    assert model.task == "detect" and model.model_name == "eflnet-n"
+    assert model.config["dyhead_blocks"] == 0 and count(model.dyhead) == 0
+
+
+def test_switches_change_behaviour():
+    torch.manual_seed(0)
+    base = build_eflnet("n", dyhead_blocks=1).train()
+    outputs = base(torch.rand(2, 3, 64, 64))
+    outputs = [o.detach() for o in outputs]
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 13.0, 13.0]])}, {"boxes": torch.zeros(0, 4)}]
+    state = base.state_dict()
+
+    def loss_with(**switches):
+        model = build_eflnet("n", dyhead_blocks=1, **switches).train()
+        model.load_state_dict(state)
+        return {k: v.item() for k, v in model.compute_loss(outputs, targets).items()}
+
+    reference = loss_with()
+    assert loss_with(use_atfl=False)["cls"] != pytest.approx(reference["cls"])
+    assert loss_with(use_atfl=False)["box"] == pytest.approx(reference["box"])
+    assert loss_with(atfl_lambda=2.0)["cls"] < reference["cls"]
+    assert loss_with(use_nwd=False)["box"] != pytest.approx(reference["box"])
+    assert loss_with(nwd_ratio=1.0)["box"] != pytest.approx(reference["box"])
+    assert loss_with(atfl_mode="batch")["cls"] != pytest.approx(reference["cls"])
+    assert count(build_eflnet("n", dyhead_blocks=0)) < count(build_eflnet("n", dyhead_blocks=1))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"scale": "xl"},
+        {"strides": (4, 16)},
+        {"strides": (2, 4, 8)},
+        {"dyhead_blocks": 7},
+        {"nwd_ratio": 1.5},
+        {"atfl_mode": "history"},
+        {"atfl_lambda": 0.3},
+    ],
+)
+def test_invalid_settings_raise(bad):
+    with pytest.raises(ValueError):
+        build_eflnet(**bad)
+
+
+# ---------------------------------------------------------------- the whole detector learns
+
+
+def synthetic_blobs(seed: int = 0, n: int = 8, size: int = 64) -> tuple[torch.Tensor, list[dict]]:
+    """``n`` noisy images with 1-3 Gaussian blobs of 2-6 px each, and their boxes."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    images, targets = [], []
+    for _ in range(n):
+        image = 0.2 + 0.05 * torch.randn(size, size, generator=g)
+        boxes: list[torch.Tensor] = []
+        wanted = int(torch.randint(1, 4, (1,), generator=g))
+        while len(boxes) < wanted:
+            d = int(torch.randint(2, 7, (1,), generator=g))
+            x0, y0 = (int(v) for v in torch.randint(4, size - 4 - d, (2,), generator=g))
+            box = torch.tensor([x0, y0, x0 + d, y0 + d], dtype=torch.float32)
+            margin = torch.tensor([-4.0, -4.0, 4.0, 4.0])
+            if boxes and box_iou((box + margin)[None], torch.stack(boxes)).max() > 0:
+                continue
+            sigma = max(d / 3, 0.7)
+            blob = 0.7 * torch.exp(-((xx - x0 - d / 2) ** 2 + (yy - y0 - d / 2) ** 2) / (2 * sigma**2))
+            inside = (xx > x0) & (xx < x0 + d) & (yy > y0) & (yy < y0 + d)
+            image = image + blob * inside
+            boxes.append(box)
+        images.append(image.clamp(0, 1).expand(3, size, size))
+        targets.append({"boxes": torch.stack(boxes)})
+    return torch.stack(images), targets
+
+
+def target_f1(predictions: list[dict], targets: list[dict], conf: float, min_iou: float = 0.5) -> float:
+    """Greedy one-to-one matching, predictions in score order, IoU >= ``min_iou``."""
+    tp = fp = fn = 0
+    for pred, target in zip(predictions, targets, strict=True):
+        keep = pred["scores"] >= conf
+        boxes = pred["boxes"][keep][pred["scores"][keep].argsort(descending=True)]
+        gt = target["boxes"]
+        iou = box_iou(boxes, gt) if len(boxes) and len(gt) else torch.zeros(len(boxes), len(gt))
+        matched: set[int] = set()
+        for row in iou:
+            free = [(row[j].item(), j) for j in range(len(gt)) if j not in matched and row[j] >= min_iou]
+            if free:
+                matched.add(max(free)[1])
+        tp += len(matched)
+        fp += len(boxes) - len(matched)
+        fn += len(gt) - len(matched)
+    return 2 * tp / max(2 * tp + fp + fn, 1)
+
+
+@pytest.mark.slow
+def test_overfits_synthetic_tiny_targets():
+    torch.manual_seed(0)
+    images, targets = synthetic_blobs()
+    model = build_eflnet("n")
+    steps, steps_per_epoch = 180, 20
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1 - i / steps)
+    model.train()
+    for step in range(steps):
+        losses = model.compute_loss(model(images), targets)
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+        schedule.step()
+        if (step + 1) % steps_per_epoch == 0:
+            model.on_epoch_end()
+    model.eval()
+    with torch.no_grad():
+        predictions = model.postprocess(model(images), conf_threshold=0.05)
+    assert 0.5 < model.atfl.p_hat.item() < 1  # p_hat followed the rising confidence on targets
+    assert target_f1(predictions, targets, conf=0.5) >= 0.9
