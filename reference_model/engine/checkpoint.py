@@ -1,0 +1,205 @@
+"""Checkpoints: atomic writing, checked reading, model rebuilding and bundled weight names.
+
+A checkpoint is a ``torch.save`` dict that loads with ``weights_only=True`` (tensors, numbers,
+strings, lists and dicts only; RNG states are stored as tensors and lists):
+
+==================  ============================================================================
+``format``          :data:`CHECKPOINT_FORMAT`; ``version``: :data:`CHECKPOINT_VERSION`
+``model_name``      registry name (``eflnet-n``) or ``module:builder`` of a custom model
+``model_config``    the model's ``config``: ``build_model(model_name, **model_config)`` rebuilds it
+``task``            ``detect`` or ``segment``
+``input_size``      training input side, px (default of ``predict --imgsz``)
+``model``           state dict of the trained model (buffers included: EFLNet's ATFL state)
+``ema``             :class:`~.ema.ModelEMA` state (``None`` without EMA); its weights are the
+                    ones validated and used by ``predict``
+``optimizer``, ``scheduler``, ``scaler``     training state (``None`` in released weights)
+``epoch``           epochs completed; ``best_fitness``: best validation fitness so far
+``metrics``         validation metrics of the last validation; ``history``: results.csv rows
+``rng``             python / numpy / torch (/ cuda) generator states
+``train_args``      the run's settings (as in ``args.json``)
+==================  ============================================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+import irstd_bench
+from irstd_bench._io import atomic_path
+from irstd_bench.errors import InputError
+
+CHECKPOINT_FORMAT = "irstd-bench/checkpoint"
+CHECKPOINT_VERSION = 1
+
+#: Where bundled weights live: ``irstd_bench/weights/<name>.pt``.
+BUNDLED_WEIGHTS_DIR = Path(irstd_bench.__file__).resolve().parent / "weights"
+
+#: How many mismatching state-dict keys an error message names.
+KEYS_IN_MESSAGE = 3
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
+    """Write ``checkpoint`` to ``path`` atomically: a failure leaves the previous file intact."""
+    with atomic_path(Path(path), suffix=".tmp") as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read and check a checkpoint written by :func:`save_checkpoint` (on the CPU).
+
+    Raises :class:`InputError` for a missing, unreadable, corrupt or foreign file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a checkpoint file (for a run folder use its last.pt)")
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a damaged file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise InputError(f"{path}: corrupt or unreadable checkpoint ({reason[:160]})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: not an irstd-bench checkpoint (no format {CHECKPOINT_FORMAT!r})")
+    if int(checkpoint.get("version", 0)) > CHECKPOINT_VERSION:
+        raise InputError(
+            f"{path}: checkpoint version {checkpoint.get('version')} is newer than this irstd-bench "
+            f"supports ({CHECKPOINT_VERSION})"
+        )
+    for key in ("model_name", "model_config", "model"):
+        if key not in checkpoint:
+            raise InputError(f"{path}: checkpoint lacks {key!r}")
+    return checkpoint
+
+
+def resolve_weights(spec: str | Path) -> Path:
+    """A checkpoint path from ``--weights``: a file, a run folder (its ``best.pt``) or a bundled name.
+
+    Bundled names are the files ``irstd_bench/weights/<name>.pt`` (e.g. ``nuaa-eflnet-n``).
+    """
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise InputError(f"{path}: run folder has neither best.pt nor last.pt")
+    bundled = BUNDLED_WEIGHTS_DIR / f"{spec}.pt"
+    if bundled.is_file():
+        return bundled
+    names = sorted(p.stem for p in BUNDLED_WEIGHTS_DIR.glob("*.pt")) if BUNDLED_WEIGHTS_DIR.is_dir() else []
+    raise InputError(
+        f"--weights {spec}: no such file and no bundled weights of that name "
+        f"(bundled: {', '.join(names) or 'none installed'})"
+    )
+
+
+def model_builder(name: str):
+    """The builder of a model name: a registry name, or ``package.module:function`` for a custom model."""
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise InputError(f"model {name!r}: cannot import module {module_name!r} ({exc})") from None
+        builder = getattr(module, attr, None)
+        if builder is None or not callable(builder):
+            raise InputError(f"model {name!r}: module {module_name!r} has no builder {attr!r}")
+        return builder
+    from reference_model.registry import MODELS, build_model
+
+    if name not in MODELS:
+        raise InputError(f"unknown model {name!r} (known: {', '.join(MODELS)}, or module:builder)")
+    return lambda **kw: build_model(name, **kw)
+
+
+def build_named_model(name: str, **config) -> nn.Module:
+    """Build a model by name with builder keywords; a bad keyword or value raises :class:`InputError`."""
+    builder = model_builder(name)
+    try:
+        model = builder(**config)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"model {name!r}: {exc}") from None
+    for attr in ("task", "config", "compute_loss", "postprocess"):
+        if not hasattr(model, attr):
+            raise InputError(f"model {name!r} does not follow the Models protocol (no {attr!r})")
+    if model.task not in ("detect", "segment"):
+        raise InputError(f"model {name!r}: task must be 'detect' or 'segment', got {model.task!r}")
+    model.model_name = name
+    return model
+
+
+def load_model_state(model: nn.Module, state: dict, source: str | Path) -> None:
+    """``model.load_state_dict(state)`` with a one-line :class:`InputError` on a key/shape mismatch."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", shapes)):
+            if keys:
+                parts.append(
+                    f"{label}: {', '.join(keys[:KEYS_IN_MESSAGE])}{' ...' if len(keys) > KEYS_IN_MESSAGE else ''}"
+                )
+        raise InputError(
+            f"{source}: weights do not fit model {getattr(model, 'model_name', type(model).__name__)} "
+            f"(checkpoint of another model? {'; '.join(parts)})"
+        )
+    model.load_state_dict(state)
+
+
+def model_from_checkpoint(checkpoint: dict, source: str | Path, *, prefer_ema: bool = True) -> nn.Module:
+    """Rebuild the checkpoint's model and load its weights (the EMA ones when present and preferred)."""
+    model = build_named_model(checkpoint["model_name"], **dict(checkpoint["model_config"]))
+    ema = checkpoint.get("ema")
+    state = ema["module"] if (prefer_ema and ema) else checkpoint["model"]
+    load_model_state(model, state, source)
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Random generator states (stored as tensors and lists so weights_only loading accepts them)
+
+
+def rng_state() -> dict:
+    """The states of python's, numpy's and torch's global generators (and CUDA's, when present)."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
+        "numpy": {
+            "name": np_name,
+            "keys": torch.from_numpy(np.asarray(np_keys, np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "gauss": float(np_gauss),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` returned."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    nps = state["numpy"]
+    np.random.set_state(
+        (nps["name"], nps["keys"].numpy().astype(np.uint32), nps["pos"], nps["has_gauss"], nps["gauss"])
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(cuda_states)

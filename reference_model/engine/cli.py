@@ -1,0 +1,243 @@
+"""``irstd-bench train`` and ``irstd-bench predict``: thin click layers over the engine.
+
+Multi-GPU: the same command under torchrun, ``torchrun --nproc_per_node N -m irstd_bench train ...``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from irstd_bench.errors import InputError
+
+#: Model switches of ``train`` -> EFLNet builder keywords (``docs/CONTRACTS.md``, Models).
+EFLNET_SWITCHES = ("use_atfl", "use_nwd", "atfl_lambda", "nwd_constant", "dyhead_blocks", "strides")
+
+
+def parse_strides(text: str | None) -> list[int] | None:
+    """``"4,8,16"`` -> ``[4, 8, 16]``; raises :class:`InputError` for anything else."""
+    if text is None:
+        return None
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"--strides {text!r}: expected comma-separated integers such as 4,8,16") from None
+    if not values:
+        raise InputError(f"--strides {text!r}: expected comma-separated integers such as 4,8,16")
+    return values
+
+
+def parse_model_args(items: tuple[str, ...]) -> dict:
+    """``("key=value", ...)`` -> builder keywords; values are read as JSON when they parse, else strings."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise InputError(f"--model-arg {item!r}: expected KEY=VALUE with KEY a Python identifier")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _explicit(ctx: click.Context) -> set[str]:
+    """Parameters the user typed (not defaults), by TrainConfig field name."""
+    given = set()
+    for name in ctx.params:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            given.add(name)
+    return given
+
+
+@click.command("train")
+@click.option("--dataset", default=None, help="nuaa, nudt, irstd1k, sirstv2 or custom (default: detect).")
+@click.option("--root", default=None, help="Dataset root folder.")
+@click.option(
+    "--split",
+    default="default",
+    show_default=True,
+    help="Split family: a folder of split files (idx_427, split_EFLNet, 50_50, split_synth) or default. "
+    "Trains on FAMILY/train (or trainval), validates on FAMILY/val, else FAMILY/test (with a warning).",
+)
+@click.option("--model", default=None, help="eflnet-n|s|m|l, acm, alcnet, dnanet, or package.module:builder.")
+@click.option("--epochs", default=100, show_default=True, type=int)
+@click.option(
+    "--imgsz", default=512, show_default=True, type=int, help="Square input side, px (multiple of 32)."
+)
+@click.option("--batch", default=16, show_default=True, type=int, help="Images per batch (per process).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--out", default=None, help="Run folder (default runs/train; with --resume: the resumed run).")
+@click.option("--val-every", default=1, show_default=True, type=int, help="Validate every N epochs.")
+@click.option(
+    "--val-conf", default=0.5, show_default=True, type=float, help="Confidence of the validation F1."
+)
+@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "adamw"]))
+@click.option("--lr", default=None, type=float, help="Base learning rate (default: sgd 0.01, adamw 0.001).")
+@click.option("--weight-decay", default=None, type=float, help="Default: sgd 5e-4, adamw 0.05.")
+@click.option("--momentum", default=0.937, show_default=True, type=float, help="SGD momentum / AdamW beta1.")
+@click.option("--warmup-epochs", default=3.0, show_default=True, type=float)
+@click.option(
+    "--ema/--no-ema", default=True, show_default=True, help="EMA weights for validation and saving."
+)
+@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="Data loader processes.")
+@click.option("--resume", default=None, help="Continue the run in this folder (or from this last.pt).")
+@click.option("--augment/--no-augment", default=True, show_default=True, help="Flips, crops, jitter.")
+@click.option("--mosaic", default=0.0, show_default=True, type=float, help="Mosaic probability.")
+@click.option("--resize-masks", is_flag=True, help="Resize masks whose size differs from their image.")
+@click.option("--no-atfl", "no_atfl", is_flag=True, help="EFLNet: BCE instead of ATFL.")
+@click.option("--no-nwd", "no_nwd", is_flag=True, help="EFLNet: IoU instead of NWD everywhere.")
+@click.option("--atfl-lambda", default=None, type=float, help="EFLNet: ATFL lambda.")
+@click.option("--nwd-constant", default=None, type=float, help="EFLNet: NWD constant C, px.")
+@click.option("--dyhead-blocks", default=None, type=int, help="EFLNet: DyHead blocks (0-6).")
+@click.option("--strides", default=None, help="EFLNet: output strides, e.g. 4,8,16.")
+@click.option("--model-arg", "model_args", multiple=True, help="Any builder keyword, KEY=VALUE (repeatable).")
+@click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
+@click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
+@click.option("--mask-suffix", default="", help="--dataset custom: mask name = stem + suffix + .png.")
+@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@click.option(
+    "--deterministic/--no-deterministic",
+    default=True,
+    show_default=True,
+    help="Deterministic torch kernels where they exist (bitwise-reproducible runs; slower on some GPU ops).",
+)
+@click.pass_context
+def train(ctx: click.Context, **opts) -> None:
+    """Train a detector (EFLNet) or a segmenter (ACM, ALCNet, DNANet) on a dataset split family.
+
+    Writes OUT/args.json, OUT/results.csv, OUT/last.pt (every epoch) and OUT/best.pt.
+    """
+    from reference_model.engine.trainer import TrainConfig
+    from reference_model.engine.trainer import train as run_training
+
+    explicit = _explicit(ctx)
+    overrides = parse_model_args(opts.pop("model_args"))
+    if opts.pop("no_atfl"):
+        overrides["use_atfl"] = False
+    if opts.pop("no_nwd"):
+        overrides["use_nwd"] = False
+    for name in ("atfl_lambda", "nwd_constant", "dyhead_blocks"):
+        value = opts.pop(name)
+        if value is not None:
+            overrides[name] = value
+    strides = parse_strides(opts.pop("strides"))
+    if strides is not None:
+        overrides["strides"] = strides
+    model = opts.get("model") or ""
+    switches = sorted(k for k in overrides if k in EFLNET_SWITCHES)
+    if switches and model and not model.startswith("eflnet"):
+        raise InputError(f"model {model}: EFLNet switches do not apply ({', '.join(switches)})")
+    if opts["resume"] and overrides:
+        raise InputError(
+            "model switches cannot change a resumed run (its model is rebuilt from the checkpoint)"
+        )
+    config = TrainConfig(model_overrides=overrides, **opts)
+    result = run_training(config, explicit=explicit)
+    if result.best_fitness is not None:
+        click.echo(
+            f"done: {result.out} (best F1 {result.best_fitness[0]:.4f} at epoch {result.best_metrics.get('epoch')})"
+        )
+
+
+@click.command("predict")
+@click.option(
+    "--weights", required=True, help="Checkpoint file, run folder, or bundled name (nuaa-eflnet-n)."
+)
+@click.option("--source", default=None, type=click.Path(path_type=Path), help="Folder of images.")
+@click.option("--dataset", default=None, help="nuaa, nudt, irstd1k, sirstv2 or custom (with --root).")
+@click.option("--root", default=None, type=click.Path(path_type=Path), help="Dataset root folder.")
+@click.option(
+    "--split", default="test", show_default=True, help="Split name with --root (test, idx_427/test...)."
+)
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Output folder (or .json/.csv file)."
+)
+@click.option(
+    "--format",
+    "fmt",
+    default=None,
+    type=click.Choice(["coco", "yolo", "csv", "scoremaps", "masks"]),
+    help="Detectors: coco (default), yolo, csv. Segmenters: scoremaps (default), masks.",
+)
+@click.option("--conf", default=0.001, show_default=True, type=float, help="Detector score threshold.")
+@click.option("--mask-threshold", default=0.5, show_default=True, type=float, help="masks: score >= this.")
+@click.option("--imgsz", default=None, type=int, help="Input side, px (default: the training size).")
+@click.option("--batch", default=8, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
+@click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
+@click.option("--mask-suffix", default="", help="--dataset custom: mask name = stem + suffix + .png.")
+def predict(
+    weights,
+    source,
+    dataset,
+    root,
+    split,
+    out,
+    fmt,
+    conf,
+    mask_threshold,
+    imgsz,
+    batch,
+    device,
+    image_dir,
+    mask_dir,
+    mask_suffix,
+) -> None:
+    """Run a trained model on images and write predictions that `irstd-bench eval` reads."""
+    import torch
+
+    from reference_model.engine.distributed import resolve_device
+    from reference_model.engine.predict import (
+        check_format,
+        load_for_inference,
+        predict_samples,
+        write_predictions,
+    )
+    from reference_model.engine.transforms import check_input_size
+
+    if (source is None) == (root is None):
+        raise InputError("give the images: --source FOLDER or --root DATA_ROOT (with --dataset, --split)")
+    if not 0.0 <= conf <= 1.0:
+        raise InputError(f"--conf {conf}: must be in [0, 1]")
+    if not 0.0 < mask_threshold <= 1.0:
+        raise InputError(f"--mask-threshold {mask_threshold}: must be in (0, 1]")
+    if batch < 1:
+        raise InputError(f"--batch {batch}: must be >= 1")
+    dev = resolve_device(device)
+    model, checkpoint, path = load_for_inference(weights, dev)
+    fmt = fmt or ("coco" if model.task == "detect" else "scoremaps")
+    check_format(model.task, fmt)
+    size = imgsz if imgsz is not None else int(checkpoint.get("input_size") or 512)
+    try:
+        check_input_size(size)
+    except ValueError as exc:
+        raise InputError(f"--imgsz {size}: {exc}") from None
+    if source is not None:
+        from reference_model.engine.predict import image_samples
+
+        samples = image_samples(source)
+    else:
+        from irstd_bench.datasets import open_dataset
+
+        ds = open_dataset(root, dataset, image_dir=image_dir, mask_dir=mask_dir, mask_suffix=mask_suffix)
+        samples = [ds.sample(stem) for stem in ds.stems(split)]
+    amp = None
+    if dev.type == "cuda":
+        amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:
+        items = predict_samples(model, samples, size, dev, conf=conf, batch=batch, amp_dtype=amp)
+    except torch.OutOfMemoryError:
+        raise InputError(
+            f"out of memory on {dev} with --batch {batch} --imgsz {size}; try smaller values"
+        ) from None
+    written = write_predictions(items, out, fmt, mask_threshold=mask_threshold)
+    n_targets = sum(len(i.prediction.boxes) for i in items) if model.task == "detect" else None
+    what = f", {n_targets} boxes" if n_targets is not None else ""
+    click.echo(f"{checkpoint['model_name']} ({path}): {len(items)} images{what} -> {written} ({fmt})")
