@@ -145,8 +145,7 @@ def parse_results(data: Any, source: str, path: Path | None = None) -> RunResult
             raise InputError(
                 f"{source}: metrics.{name} must be a number or null, got {metrics_in[name]!r}"
             ) from None
-        if name in REQUIRED_METRICS and metrics[name] is None:
-            raise InputError(f"{source}: metrics.{name} must be a number, got {metrics_in[name]!r}")
+        # A required metric may still be null where it is undefined (precision with no predictions).
     try:
         conf = _number(data.get("conf"))
     except TypeError:
