@@ -8,6 +8,7 @@ CPU -> predictions -> the evaluator on all three -> report. Each step is the rea
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from pathlib import Path
@@ -41,7 +42,7 @@ def _run(args: list[str]) -> None:
 @click.option("--n-images", default=80, show_default=True, help="Synthetic images to generate.")
 @click.option("--size", default=128, show_default=True, help="Synthetic image size in pixels.")
 @click.option("--model", default="eflnet-n", show_default=True, help="Detector to train.")
-@click.option("--epochs", default=30, show_default=True, help="Training epochs (a short CPU schedule).")
+@click.option("--epochs", default=40, show_default=True, help="Training epochs (a short CPU schedule).")
 @click.option("--imgsz", default=128, show_default=True, help="Training/inference image size.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True)
@@ -68,26 +69,42 @@ def demo(out: Path, root: Path | None, dataset: str | None, split_family: str | 
 
     _run(["convert", str(root), "--dataset", dataset, "--out", str(out / "boxes"), "--resize-masks"])
 
+    val_split = ds.family_split(family, "val") or test_split
+    match = ["--match", "centroid:3", "--resize-masks"]
+
+    def evaluate(name: str, val_preds: Path, test_preds: Path) -> str:
+        """Eval on val, take the threshold of the best val F1, apply it on test (never select on test)."""
+        val_result = out / "results" / "val" / f"{name}.json"
+        _run(["eval", str(val_preds), *ds_args, "--split", val_split, *match, "--conf", "0.5", "--name", name,
+              "--out", str(val_result)])
+        threshold = json.loads(val_result.read_text())["metrics"]["best_f1_threshold"] or 0.5
+        result = out / "results" / f"{name}.json"
+        _run(["eval", str(test_preds), *ds_args, "--split", test_split, *match, "--conf", f"{threshold:.6g}",
+              "--name", name, "--out", str(result)])
+        return str(result)
+
     results: list[str] = []
     for method in DEMO_BASELINES:
-        preds = out / "preds" / method
-        _run(["baseline", method, *ds_args, "--split", test_split, "--out", str(preds)])
-        result = out / "results" / f"{method}.json"
-        _run(["eval", str(preds / "scoremaps"), *ds_args, "--split", test_split, "--match", "centroid:3",
-              "--conf", "0.5", "--name", method, "--out", str(result), "--resize-masks"])
-        results.append(str(result))
+        preds = {}
+        for part, split in (("val", val_split), ("test", test_split)):
+            preds[part] = out / "preds" / f"{method}-{part}"
+            _run(["baseline", method, *ds_args, "--split", split, "--out", str(preds[part]), "--save", "scoremaps"])
+        results.append(evaluate(method, preds["val"] / "scoremaps", preds["test"] / "scoremaps"))
 
     run_dir = out / "runs" / model
     _run(["train", *ds_args, "--split", family, "--model", model, "--epochs", str(epochs), "--imgsz", str(imgsz),
-          "--batch", "8", "--device", device, "--seed", str(seed), "--out", str(run_dir), "--val-every", "5"])
-    preds = out / "preds" / model
-    _run(["predict", "--weights", str(run_dir / "best.pt"), *ds_args, "--split", test_split, "--out", str(preds),
-          "--format", "coco", "--imgsz", str(imgsz), "--device", device])
-    result = out / "results" / f"{model}.json"
-    pred_file = preds / "predictions.json" if (preds / "predictions.json").is_file() else preds
-    _run(["eval", str(pred_file), *ds_args, "--split", test_split, "--match", "centroid:3", "--conf", "0.25",
-          "--name", model, "--out", str(result), "--resize-masks"])
-    results.append(str(result))
+          "--batch", "8", "--device", device, "--seed", str(seed), "--out", str(run_dir), "--val-every", "5",
+          "--optimizer", "adamw", "--lr", "0.002", "--resize-masks"])
+    preds = {}
+    for part, split in (("val", val_split), ("test", test_split)):
+        preds[part] = out / "preds" / f"{model}-{part}.json"
+        _run(["predict", "--weights", str(run_dir / "best.pt"), *ds_args, "--split", split, "--out",
+              str(preds[part]), "--format", "coco", "--imgsz", str(imgsz), "--device", device])
+    results.append(evaluate(model, preds["val"], preds["test"]))
 
     _run(["report", *results, "--out", str(out / "report"), "--title", "irstd-bench demo", "--force"])
+    from irstd_bench.report import format_terminal_table
+
     click.echo(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Report: {out / 'report' / 'index.html'}")
+    click.echo(f"Test split {test_split}, centroid 3 px matching, thresholds chosen on {val_split}:")
+    click.echo(format_terminal_table(results))

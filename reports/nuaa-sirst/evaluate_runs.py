@@ -1,0 +1,119 @@
+"""Issue 7: score every method on NUAA-SIRST with `irstd-bench eval` and build the reports.
+
+    .venv/bin/python reports/nuaa-sirst/evaluate_runs.py --gpu-dir .gpu_results/A --family split_EFLNet
+
+For each method the confidence threshold is chosen on the family's *val* split (the threshold of
+the best val F1, under the same matcher) and then applied to *test*: nothing is selected on test.
+Classical baselines are run here (CPU) with `irstd-bench baseline` on val and test. Every command
+is printed and appended to `commands_<family>.txt` next to this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+DATA = REPO.parent / "shared" / "datasets" / "NUAA-SIRST"
+CLI = [str(REPO / ".venv" / "bin" / "irstd-bench")]
+MATCHERS = {"iou50": "iou:0.5", "centroid3": "centroid:3"}
+CLASSICAL = ("tophat", "maxmedian", "lcm", "mpcm", "ipi")
+NAMES = {"eflnet-n": "EFLNet-n", "eflnet-s": "EFLNet-s", "dnanet": "DNANet", "acm": "ACM",
+         "tophat": "Top-Hat", "maxmedian": "Max-Median", "lcm": "LCM", "mpcm": "MPCM", "ipi": "IPI"}
+
+
+def run(args: list[str], log: Path) -> None:
+    line = "irstd-bench " + shlex.join(args)
+    print("$", line, flush=True)
+    with log.open("a") as fh:
+        fh.write(line + "\n")
+    subprocess.run(CLI + args, check=True, cwd=REPO)
+
+
+def rel(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--gpu-dir", type=Path, required=True, help="what train_gpu.sh wrote (preds/, runs/)")
+    parser.add_argument("--family", required=True, help="split_EFLNet or idx_427")
+    parser.add_argument("--skip-classical", action="store_true")
+    args = parser.parse_args()
+    fam = args.family
+    work = HERE / "work" / fam  # predictions of classical methods (ignored by git)
+    results = HERE / "results" / fam
+    log = HERE / f"commands_{fam}.txt"
+    log.write_text("")
+    ds = ["--dataset", "nuaa", "--root", rel(DATA)]
+
+    # (method label, prediction path for val, for test)
+    methods: list[tuple[str, Path, Path]] = []
+    for run_dir in sorted((args.gpu_dir / "runs").iterdir()):
+        name = run_dir.name  # e.g. eflnet-n-s0, dnanet-s0
+        base, seed = name.rsplit("-s", 1)
+        label = f"{NAMES.get(base, base)} (seed {seed})"
+        if base.startswith("eflnet"):
+            val, test = (args.gpu_dir / "preds" / f"{name}-{p}.json" for p in ("val", "test"))
+        else:
+            val, test = (args.gpu_dir / "preds" / f"{name}-{p}" for p in ("val", "test"))
+        if val.exists() and test.exists():
+            methods.append((label, val, test))
+    if not args.skip_classical:
+        for method in CLASSICAL:
+            for part in ("val", "test"):
+                out = work / f"{method}-{part}"
+                if not (out / "scoremaps").is_dir():
+                    run(["baseline", method, *ds, "--split", f"{fam}/{part}", "--out", rel(out), "--save",
+                         "scoremaps"], log)
+            methods.append((NAMES[method], work / f"{method}-val" / "scoremaps", work / f"{method}-test" / "scoremaps"))
+
+    for tag, matcher in MATCHERS.items():
+        out_dir = results / tag
+        paths = []
+        for label, val, test in methods:
+            slug = label.lower().replace(" ", "").replace("(", "-").replace(")", "")
+            val_json = HERE / "work" / fam / "val_results" / tag / f"{slug}.json"
+            run(["eval", rel(val), *ds, "--split", f"{fam}/val", "--match", matcher, "--conf", "0.5",
+                 "--name", label, "--out", rel(val_json), "--resize-masks"], log)
+            threshold = json.loads(val_json.read_text())["metrics"]["best_f1_threshold"] or 0.5
+            test_json = out_dir / f"{slug}.json"
+            run(["eval", rel(test), *ds, "--split", f"{fam}/test", "--match", matcher, "--conf",
+                 f"{threshold:.6g}", "--name", label, "--out", rel(test_json), "--resize-masks"], log)
+            paths.append(test_json)
+        run(["report", *map(rel, paths), "--out", rel(HERE / f"report_{fam}_{tag}"), "--title",
+             f"NUAA-SIRST {fam}/test, {matcher} (threshold chosen on {fam}/val)", "--force"], log)
+        summarise_seeds(paths, HERE / f"seeds_{fam}_{tag}.md", matcher)
+
+
+def summarise_seeds(paths: list[Path], target: Path, matcher: str) -> None:
+    """Mean ± std over seeds of each trained method (P, R, F1, AP50)."""
+    groups: dict[str, list[dict]] = {}
+    for path in paths:
+        data = json.loads(path.read_text())
+        base = data["method"].split(" (seed")[0]
+        groups.setdefault(base, []).append(data["metrics"])
+    lines = [f"| Method ({matcher}) | runs | P | R | F1 | AP50 |", "|---|---|---|---|---|---|"]
+    for base, runs in groups.items():
+        cells = []
+        for key in ("precision", "recall", "f1", "ap50"):
+            values = [r[key] for r in runs if r.get(key) is not None]
+            if not values:
+                cells.append("–")
+            elif len(values) == 1:
+                cells.append(f"{values[0]:.3f}")
+            else:
+                cells.append(f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}")
+        lines.append(f"| {base} | {len(runs)} | " + " | ".join(cells) + " |")
+    target.write_text("\n".join(lines) + "\n")
+    print(target.read_text())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
