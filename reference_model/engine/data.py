@@ -206,7 +206,13 @@ class IRDataset(TorchDataset):
         key = np.random.SeedSequence([self.seed, self.epoch, index, stream])
         return np.random.Generator(np.random.PCG64(key))
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        # ``(epoch, index)`` keys come from :class:`EpochTaggedSampler`: persistent loader workers
+        # hold their own copy of this dataset, so the epoch must travel with each index.
+        if isinstance(key, tuple):
+            self.epoch, index = int(key[0]), int(key[1])
+        else:
+            index = int(key)
         image, mask = self.native(index)
         letterbox = Letterbox.fit(mask.shape, self.input_size)
         aug = self.augment
@@ -272,3 +278,26 @@ __all__ = [
     "read_image",
     "to_tensor_image",
 ]
+
+
+class EpochTaggedSampler(torch.utils.data.Sampler):
+    """Yields ``(epoch, index)`` from a sampler with ``set_epoch`` (e.g. ``DistributedSampler``).
+
+    With persistent loader workers the dataset copies in the workers never see
+    :meth:`IRDataset.set_epoch`; tagging each index with the epoch keeps the augmentation a
+    function of ``(seed, epoch, index)`` alone, so any worker count gives identical batches.
+    """
+
+    def __init__(self, sampler) -> None:
+        self.sampler = sampler
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((self.epoch, int(i)) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)

@@ -54,7 +54,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .data import IRDataset, collate, ground_truth, plan_splits
+from .data import EpochTaggedSampler, IRDataset, collate, ground_truth, plan_splits
 from .distributed import DistContext, init_distributed, shutdown_distributed
 from .ema import ModelEMA
 from .predict import autocast_context, predict_batch
@@ -302,13 +302,15 @@ class Trainer:
         n_targets = sum(len(mask_to_targets(mask)) for mask in self.train_set.preload())
         if n_targets == 0:
             raise InputError(f"{ds.root}: training split {plan.train} has no targets in its masks")
-        self.sampler = DistributedSampler(
-            self.train_set,
-            num_replicas=self.ctx.world_size,
-            rank=self.ctx.rank,
-            shuffle=True,
-            seed=cfg.seed,
-            drop_last=False,
+        self.sampler = EpochTaggedSampler(
+            DistributedSampler(
+                self.train_set,
+                num_replicas=self.ctx.world_size,
+                rank=self.ctx.rank,
+                shuffle=True,
+                seed=cfg.seed,
+                drop_last=False,
+            )
         )
         pin = self.device.type == "cuda"
         self.train_loader = DataLoader(
@@ -318,6 +320,7 @@ class Trainer:
             num_workers=cfg.workers,
             collate_fn=collate,
             pin_memory=pin,
+            persistent_workers=cfg.workers > 0,  # no worker start-up cost at every epoch
         )
         if self.ctx.is_main:
             self.val_set = IRDataset(
@@ -325,7 +328,12 @@ class Trainer:
             )
             self.val_set.preload()
             self.val_loader = DataLoader(
-                self.val_set, batch_size=cfg.batch, shuffle=False, num_workers=cfg.workers, collate_fn=collate
+                self.val_set,
+                batch_size=cfg.batch,
+                shuffle=False,
+                num_workers=cfg.workers,
+                collate_fn=collate,
+                persistent_workers=cfg.workers > 0,
             )
             self.val_truth = ground_truth(val_samples, ds, cfg.resize_masks)
         _log(

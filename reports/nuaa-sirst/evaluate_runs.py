@@ -54,7 +54,7 @@ def main() -> None:
     ds = ["--dataset", "nuaa", "--root", rel(DATA)]
 
     # (method label, prediction path for val, for test)
-    methods: list[tuple[str, Path, Path]] = []
+    methods: list[tuple[str, Path, Path, list[str]]] = []
     for run_dir in sorted((args.gpu_dir / "runs").iterdir()):
         name = run_dir.name  # e.g. eflnet-n-s0, dnanet-s0
         base, seed = name.rsplit("-s", 1)
@@ -64,7 +64,7 @@ def main() -> None:
         else:
             val, test = (args.gpu_dir / "preds" / f"{name}-{p}" for p in ("val", "test"))
         if val.exists() and test.exists():
-            methods.append((label, val, test))
+            methods.append((label, val, test, [] if base.startswith("eflnet") else ["--format", "scoremaps"]))
     if not args.skip_classical:
         for method in CLASSICAL:
             for part in ("val", "test"):
@@ -72,20 +72,22 @@ def main() -> None:
                 if not (out / "scoremaps").is_dir():
                     run(["baseline", method, *ds, "--split", f"{fam}/{part}", "--out", rel(out), "--save",
                          "scoremaps"], log)
-            methods.append((NAMES[method], work / f"{method}-val" / "scoremaps", work / f"{method}-test" / "scoremaps"))
+            methods.append(
+                (NAMES[method], work / f"{method}-val" / "scoremaps", work / f"{method}-test" / "scoremaps", [])
+            )
 
     for tag, matcher in MATCHERS.items():
         out_dir = results / tag
         paths = []
-        for label, val, test in methods:
+        for label, val, test, fmt in methods:
             slug = label.lower().replace(" ", "").replace("(", "-").replace(")", "")
             val_json = HERE / "work" / fam / "val_results" / tag / f"{slug}.json"
             run(["eval", rel(val), *ds, "--split", f"{fam}/val", "--match", matcher, "--conf", "0.5",
-                 "--name", label, "--out", rel(val_json), "--resize-masks"], log)
+                 "--name", label, "--out", rel(val_json), "--resize-masks", *fmt], log)
             threshold = json.loads(val_json.read_text())["metrics"]["best_f1_threshold"] or 0.5
             test_json = out_dir / f"{slug}.json"
             run(["eval", rel(test), *ds, "--split", f"{fam}/test", "--match", matcher, "--conf",
-                 f"{threshold:.6g}", "--name", label, "--out", rel(test_json), "--resize-masks"], log)
+                 f"{threshold:.6g}", "--name", label, "--out", rel(test_json), "--resize-masks", *fmt], log)
             paths.append(test_json)
         run(["report", *map(rel, paths), "--out", rel(HERE / f"report_{fam}_{tag}"), "--title",
              f"NUAA-SIRST {fam}/test, {matcher} (threshold chosen on {fam}/val)", "--force"], log)
