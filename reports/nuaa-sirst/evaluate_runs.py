@@ -69,9 +69,12 @@ def main() -> None:
         for method in CLASSICAL:
             for part in ("val", "test"):
                 out = work / f"{method}-{part}"
-                if not (out / "scoremaps").is_dir():
-                    run(["baseline", method, *ds, "--split", f"{fam}/{part}", "--out", rel(out), "--save",
-                         "scoremaps"], log)
+                cmd = ["baseline", method, *ds, "--split", f"{fam}/{part}", "--out", rel(out), "--save", "scoremaps"]
+                if (out / "scoremaps").is_dir():  # made by an earlier run of the same command
+                    with log.open("a") as fh:
+                        fh.write("irstd-bench " + shlex.join(cmd) + "\n")
+                else:
+                    run(cmd, log)
             methods.append(
                 (NAMES[method], work / f"{method}-val" / "scoremaps", work / f"{method}-test" / "scoremaps", [])
             )

@@ -10,7 +10,8 @@
 # best.pt, and results.csv says how many epochs it completed. Predictions of segmenters are stored
 # as 8-bit PNG score maps (score x 255; evaluate them with `irstd-bench eval --format scoremaps`)
 # to keep the transfer small.
-# Environment: SEEDS (EFLNet seeds, default "0 1 2"), EFL_EPOCHS, EFL_IMGSZ, SEG_EPOCHS, PY.
+# Environment: SEEDS (EFLNet seeds, default "0 1 2"; " " for none), EFL_EPOCHS, EFL_IMGSZ, SEG_EPOCHS,
+# SEG_LR, PY.
 set -uo pipefail
 DATA=$1; FAMILY=$2; OUT=$3; BUDGET=${4:-330}
 PY=${PY:-python3}
@@ -29,8 +30,10 @@ for seed in ${SEEDS:-0 1 2}; do
     train "eflnet-n-s$seed" --model eflnet-n --epochs "${EFL_EPOCHS:-40}" --imgsz "${EFL_IMGSZ:-384}" --batch 16 \
         --seed "$seed" &
 done
-train dnanet-s0 --model dnanet --epochs "${SEG_EPOCHS:-60}" --imgsz 256 --batch 16 --optimizer adamw --seed 0 &
-train acm-s0 --model acm --epochs "${SEG_EPOCHS:-60}" --imgsz 256 --batch 16 --optimizer adamw --seed 0 &
+train dnanet-s0 --model dnanet --epochs "${SEG_EPOCHS:-60}" --imgsz 256 --batch 16 --optimizer adamw \
+    --lr "${SEG_LR:-0.001}" --seed 0 &
+train acm-s0 --model acm --epochs "${SEG_EPOCHS:-60}" --imgsz 256 --batch 16 --optimizer adamw \
+    --lr "${SEG_LR:-0.001}" --seed 0 &
 wait
 
 predict() {  # run name, part
