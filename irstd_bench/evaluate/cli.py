@@ -118,6 +118,19 @@ def _warnings(counts: dict) -> list[str]:
 @click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
 @click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
 @click.option("--mask-suffix", default="", help="--dataset custom: mask name = stem + suffix + .png.")
+@click.option(
+    "--config",
+    "config_items",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A setting of the method stored in the results' config (repeatable; report groups ablations by it).",
+)
+@click.option(
+    "--config-from",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Store the model settings of this checkpoint (run folder, .pt or bundled name) as the results' config.",
+)
 def eval_command(
     preds,
     dataset,
@@ -138,6 +151,8 @@ def eval_command(
     image_dir,
     mask_dir,
     mask_suffix,
+    config_items,
+    config_from,
 ):
     """Score predictions PREDS (a folder of masks / score maps / YOLO txt, a COCO JSON or a CSV)
     against a dataset split; print a table and write the results JSON and CSVs."""
@@ -146,6 +161,9 @@ def eval_command(
         raise InputError(f"--workers must be >= 1, got {workers}")
     image_names = coco_image_names(gt_coco) if gt_coco is not None else None
     meta = {"method": method or (preds.stem if preds.is_file() else preds.name)}
+    config = _method_config(config_items, config_from)
+    if config:
+        meta["config"] = config
     if root is not None:
         from irstd_bench.datasets import open_dataset
 
@@ -201,3 +219,34 @@ def eval_command(
     for line in _warnings(result.counts):
         click.echo(line, err=True)
     click.echo(f"wrote {out}")
+
+
+def _parse_value(text: str):
+    """``KEY=VALUE`` values: numbers and booleans as such, anything else as a string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _method_config(items: tuple[str, ...], config_from: Path | None) -> dict:
+    """The ``config`` of the results: a checkpoint's model settings, then ``--config`` pairs on top."""
+    config: dict = {}
+    if config_from is not None:
+        from reference_model.engine.checkpoint import load_checkpoint, resolve_weights
+
+        checkpoint = load_checkpoint(resolve_weights(str(config_from)))
+        config["model"] = checkpoint["model_name"]
+        for key, value in dict(checkpoint["model_config"]).items():
+            config[key] = list(value) if isinstance(value, tuple) else value
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--config {item!r}: expected KEY=VALUE")
+        config[key.strip()] = _parse_value(value)
+    return config
