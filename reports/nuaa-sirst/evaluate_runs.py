@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     fam = args.family
     work = HERE / "work" / fam  # predictions of classical methods (ignored by git)
-    results = HERE / "results" / fam
+    results = HERE / "results" / f"{fam}-test"  # not named like a split folder: these are scores
     log = HERE / f"commands_{fam}.txt"
     log.write_text("")
     ds = ["--dataset", "nuaa", "--root", rel(DATA)]
