@@ -22,20 +22,37 @@ IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 def _open(path: Path) -> Image.Image:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
     try:
         image = Image.open(path)
         image.load()
+    except (FileNotFoundError, IsADirectoryError):
+        raise InputError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: cannot decode image ({exc.__class__.__name__}: {exc})") from None
     return image
 
 
+#: A PNG file starts with its signature and then the IHDR chunk: length, type, width, height.
+_PNG_SIGNATURE_IHDR = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+
+
 def image_size(path: Path) -> tuple[int, int]:
-    """Return ``(height, width)`` in pixels of an image file, reading only its header."""
-    path = Path(path)
+    """Return ``(height, width)`` in pixels of an image file, reading only its header.
+
+    PNG sizes are read from the first 24 bytes (the IHDR chunk, which the PNG specification
+    puts first); other formats, and PNG files that do not start that way, go through Pillow.
+    """
+    try:
+        with open(path, "rb") as file:
+            head = file.read(24)
+    except (FileNotFoundError, IsADirectoryError):
+        raise InputError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read image ({exc})") from None
+    if len(head) == 24 and head.startswith(_PNG_SIGNATURE_IHDR):
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        if width and height:
+            return height, width
     try:
         with Image.open(path) as image:
             width, height = image.size

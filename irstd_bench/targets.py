@@ -52,16 +52,24 @@ class Targets:
         ``(x, y)`` in pixels, mean pixel centre (pixel-edge frame).
     image_size : tuple (H, W)
         Size of the mask the targets come from, in pixels.
-    label_image : ndarray (H, W), int32, optional
-        ``0`` for background, ``i + 1`` for pixels of target ``i``. ``None`` for targets that
-        come from boxes (detectors).
+    pixels : ndarray (K,), int64, optional
+        Flat index ``row * W + column`` of every target pixel, in raster order. ``None`` for
+        targets that come from boxes (detectors).
+    pixel_labels : ndarray (K,), int32, optional
+        Target of each pixel of ``pixels``: ``i + 1`` for target ``i``.
+
+    Targets of masks keep their pixels as these two short arrays rather than as an image:
+    small targets cover a tiny part of the image, and everything the metrics need (areas,
+    overlaps, per-target maxima) is computed from them. :attr:`label_image` and
+    :attr:`foreground` build the images when asked.
     """
 
     boxes: np.ndarray
     area_px: np.ndarray
     centroids: np.ndarray
     image_size: tuple[int, int]
-    label_image: np.ndarray | None = field(default=None, repr=False)
+    pixels: np.ndarray | None = field(default=None, repr=False)
+    pixel_labels: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -72,20 +80,35 @@ class Targets:
         return np.stack([self.boxes[:, 2] - self.boxes[:, 0], self.boxes[:, 3] - self.boxes[:, 1]], axis=1)
 
     @property
+    def label_image(self) -> np.ndarray | None:
+        """``(H, W)`` int32: ``0`` for background, ``i + 1`` for pixels of target ``i``; ``None`` for
+        box targets."""
+        if self.pixels is None:
+            return None
+        labels = np.zeros(self.image_size, np.int32)
+        labels.ravel()[self.pixels] = self.pixel_labels
+        return labels
+
+    @property
     def foreground(self) -> np.ndarray | None:
         """``(H, W)`` bool mask of all target pixels, or ``None`` for box targets."""
-        return None if self.label_image is None else self.label_image > 0
+        if self.pixels is None:
+            return None
+        mask = np.zeros(self.image_size, bool)
+        mask.ravel()[self.pixels] = True
+        return mask
 
     @classmethod
     def empty(cls, image_size: tuple[int, int]) -> Targets:
-        """No targets in an image of ``image_size = (H, W)``."""
+        """No targets in an image of ``image_size = (H, W)`` (a mask with no foreground)."""
         h, w = image_size
         return cls(
             boxes=np.zeros((0, 4), np.int64),
             area_px=np.zeros(0, np.int64),
             centroids=np.zeros((0, 2), np.float64),
             image_size=(int(h), int(w)),
-            label_image=np.zeros((h, w), np.int32),
+            pixels=np.zeros(0, np.int64),
+            pixel_labels=np.zeros(0, np.int32),
         )
 
 
@@ -138,50 +161,92 @@ def mask_to_targets(
     if connectivity not in CONNECTIVITY_STRUCTURES:
         raise InputError(f"connectivity must be 4 or 8, got {connectivity}")
     foreground = binarize(mask, threshold)
-    h, w = foreground.shape
-    # Label only the bounding box of the foreground: masks of small targets are mostly empty.
-    rows = np.flatnonzero(foreground.any(axis=1))
-    if rows.size == 0:
+    return targets_from_pixels(np.flatnonzero(foreground), foreground.shape, connectivity)
+
+
+def _packed_lines(coords: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pack the occupied lines (rows or columns) of an axis, keeping one empty line after each
+    occupied run: pixels keep exactly their adjacency and their raster order.
+
+    Returns the packed coordinate of each of ``coords`` and, for each packed line, its
+    original index.
+    """
+    occupied = np.zeros(length + 1, bool)
+    occupied[coords] = True
+    kept = occupied.copy()
+    kept[1:] |= occupied[:-1]  # the first empty line after an occupied one separates runs
+    original = np.flatnonzero(kept)
+    packed = np.cumsum(kept) - 1
+    return packed[coords], original
+
+
+def targets_from_pixels(
+    pixels: np.ndarray, image_size: tuple[int, int], connectivity: int = DEFAULT_CONNECTIVITY
+) -> Targets:
+    """Targets of the foreground pixels ``pixels`` (flat indices ``row * W + column``, increasing).
+
+    The components are labelled on the pixels' packed grid (occupied rows and columns, runs of
+    empty ones shrunk to one): the cost follows the number of foreground pixels and rows, not
+    the image area, and the labels are those of the full image (same components, same order).
+    """
+    h, w = int(image_size[0]), int(image_size[1])
+    pixels = np.asarray(pixels, np.int64)
+    if pixels.size == 0:
         return Targets.empty((h, w))
-    cols = np.flatnonzero(foreground.any(axis=0))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    crop_labels, count = ndimage.label(foreground[r0:r1, c0:c1], structure=CONNECTIVITY_STRUCTURES[connectivity])
-    labels = np.zeros((h, w), np.int32)
-    labels[r0:r1, c0:c1] = crop_labels
-    return _targets_from_labels(crop_labels, count, offset=(c0, r0), label_image=labels)
+    rows, cols = np.divmod(pixels, w)
+    packed_rows, row_of = _packed_lines(rows, h)
+    packed_cols, col_of = _packed_lines(cols, w)
+    grid = np.zeros((row_of.size, col_of.size), bool)
+    grid[packed_rows, packed_cols] = True
+    grid_labels, count = ndimage.label(grid, structure=CONNECTIVITY_STRUCTURES[connectivity])
+    pixel_labels = grid_labels[packed_rows, packed_cols]
+    spans = np.array(
+        [(s[1].start, s[0].start, s[1].stop - 1, s[0].stop - 1) for s in ndimage.find_objects(grid_labels)],
+        dtype=np.int64,
+    )
+    boxes = np.stack([col_of[spans[:, 0]], row_of[spans[:, 1]], col_of[spans[:, 2]] + 1, row_of[spans[:, 3]] + 1], 1)
+    return _with_pixel_stats(boxes, pixels, pixel_labels, rows, cols, count, (h, w))
+
+
+def _with_pixel_stats(boxes, pixels, pixel_labels, rows, cols, count, image_size) -> Targets:
+    area = np.bincount(pixel_labels, minlength=count + 1)[1:].astype(np.int64)
+    sum_x = np.bincount(pixel_labels, weights=cols, minlength=count + 1)[1:]
+    sum_y = np.bincount(pixel_labels, weights=rows, minlength=count + 1)[1:]
+    centroids = np.stack([sum_x / area + 0.5, sum_y / area + 0.5], axis=1)
+    return Targets(
+        boxes=boxes.astype(np.int64),
+        area_px=area,
+        centroids=centroids,
+        image_size=image_size,
+        pixels=pixels,
+        pixel_labels=pixel_labels.astype(np.int32, copy=False),
+    )
 
 
 def targets_from_label_image(labels: np.ndarray, count: int | None = None) -> Targets:
     """Targets of a label image (``0`` background, ``1..N`` targets, each label present)."""
     if count is None:
         count = int(labels.max()) if labels.size else 0
-    return _targets_from_labels(labels, count, offset=(0, 0), label_image=labels)
-
-
-def _targets_from_labels(
-    labels: np.ndarray, count: int, *, offset: tuple[int, int], label_image: np.ndarray
-) -> Targets:
-    """Targets of ``labels`` (a crop of ``label_image`` whose top-left pixel is at ``offset = (x, y)``)."""
-    image_size = (int(label_image.shape[0]), int(label_image.shape[1]))
+    h, w = labels.shape
     if count == 0:
-        empty = Targets.empty(image_size)
-        empty.label_image = label_image
-        return empty
+        return Targets.empty((h, w))
+    pixels = np.flatnonzero(labels)
+    pixel_labels = labels.ravel()[pixels]
+    rows, cols = np.divmod(pixels, w)
     slices = ndimage.find_objects(labels, max_label=count)
-    ox, oy = offset
-    boxes = np.array(
-        [[s[1].start + ox, s[0].start + oy, s[1].stop + ox, s[0].stop + oy] for s in slices], dtype=np.int64
-    )
-    # Sums over foreground pixels only.
-    flat = labels.ravel()
-    index = np.flatnonzero(flat)
-    lab = flat[index]
-    width = labels.shape[1]
-    area = np.bincount(lab, minlength=count + 1)[1:].astype(np.int64)
-    sum_x = np.bincount(lab, weights=index % width, minlength=count + 1)[1:]
-    sum_y = np.bincount(lab, weights=index // width, minlength=count + 1)[1:]
-    centroids = np.stack([sum_x / area + 0.5 + ox, sum_y / area + 0.5 + oy], axis=1)
-    return Targets(boxes=boxes, area_px=area, centroids=centroids, image_size=image_size, label_image=label_image)
+    boxes = np.array([[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in slices], dtype=np.int64)
+    return _with_pixel_stats(boxes, pixels, pixel_labels, rows, cols, count, (h, w))
+
+
+def component_max(targets: Targets, values: np.ndarray) -> np.ndarray:
+    """``(N,)`` float64: the highest of ``values`` ``(H, W)`` over each target's pixels."""
+    n = len(targets)
+    if n == 0:
+        return np.zeros(0)
+    vals = values.ravel()[targets.pixels].astype(np.float64)
+    order = np.argsort(targets.pixel_labels, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(targets.pixel_labels[order]) != 0])
+    return np.maximum.reduceat(vals[order], starts)
 
 
 def boxes_to_targets(boxes: np.ndarray, image_size: tuple[int, int]) -> Targets:
@@ -196,5 +261,4 @@ def boxes_to_targets(boxes: np.ndarray, image_size: tuple[int, int]) -> Targets:
         area_px=(wh[:, 0] * wh[:, 1]),
         centroids=(boxes[:, :2] + boxes[:, 2:]) / 2,
         image_size=(int(image_size[0]), int(image_size[1])),
-        label_image=None,
     )

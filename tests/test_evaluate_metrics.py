@@ -85,9 +85,7 @@ def test_perfect_and_empty_predictions():
     gts = [_gt(GT_MASK)]
     perfect = evaluate(gts, [Prediction.from_score_map("a", GT_MASK > 0)], matcher="iou:0.5").metrics
     assert perfect["precision"] == perfect["recall"] == perfect["f1"] == 1.0
-    assert (
-        perfect["pd"] == 1.0 and perfect["fa_e6"] == 0.0 and perfect["iou"] == 1.0 and perfect["ap50"] == 1.0
-    )
+    assert perfect["pd"] == 1.0 and perfect["fa_e6"] == 0.0 and perfect["iou"] == 1.0 and perfect["ap50"] == 1.0
     empty = evaluate(gts, [Prediction.from_score_map("a", np.zeros((10, 12)))], matcher="iou:0.5").metrics
     assert empty["recall"] == 0.0 and empty["tp"] == 0 and empty["fn"] == 3
     assert empty["precision"] is None  # no predictions: undefined, not 0 or 1
@@ -308,9 +306,7 @@ def test_evaluate_input_errors():
     with pytest.raises(InputError, match="has no prediction"):
         evaluate(gt, [], strict=True)
     with pytest.raises(InputError, match="mix"):
-        evaluate(
-            gt, [Prediction.from_score_map("a", PRED_MASK), Prediction.from_boxes("b", [[0, 0, 1, 1]], [1])]
-        )
+        evaluate(gt, [Prediction.from_score_map("a", PRED_MASK), Prediction.from_boxes("b", [[0, 0, 1, 1]], [1])])
     with pytest.raises(InputError, match="outside"):
         evaluate(gt, [Prediction.from_boxes("a", [[0, 0, 20, 5]], [0.5])])
     with pytest.raises(InputError, match="NaN"):
@@ -331,21 +327,22 @@ def test_boxes_slightly_outside_are_clipped_and_counted():
 
 
 def test_prediction_for_unknown_image_is_counted():
-    r = evaluate(
-        [_gt(GT_MASK)], [Prediction.from_score_map("a", PRED_MASK), Prediction.from_score_map("z", PRED_MASK)]
-    )
+    r = evaluate([_gt(GT_MASK)], [Prediction.from_score_map("a", PRED_MASK), Prediction.from_score_map("z", PRED_MASK)])
     assert r.counts["predictions_not_in_split"] == 1 and r.counts["images"] == 1
 
 
-def test_cropped_components_equal_mask_to_targets():
-    from irstd_bench.evaluate._evaluator import components
+def test_image_records_survive_pickling_exactly():
+    """Records travel from worker processes packed as bytes; every field must come back equal."""
+    import dataclasses
+    import pickle
 
-    rng = np.random.default_rng(2)
-    for connectivity in (4, 8):
-        for density in (0.0, 0.002, 0.05, 0.5):
-            mask = rng.random((37, 45)) < density
-            ours, ref = components(mask, connectivity), mask_to_targets(mask, connectivity=connectivity)
-            assert ours.boxes.tolist() == ref.boxes.tolist() and ours.area_px.tolist() == ref.area_px.tolist()
-            np.testing.assert_array_equal(ours.centroids, ref.centroids)
-            np.testing.assert_array_equal(ours.label_image, ref.label_image)
-            assert ours.image_size == ref.image_size
+    r = evaluate([_gt(GT_MASK)], [Prediction.from_score_map("a", PRED_MASK)])
+    record = r.records[0]
+    back = pickle.loads(pickle.dumps(record))
+    for f in dataclasses.fields(record):
+        ours, theirs = getattr(back, f.name), getattr(record, f.name)
+        if isinstance(theirs, np.ndarray):
+            assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+            np.testing.assert_array_equal(ours, theirs)
+        else:
+            assert ours == theirs, f.name

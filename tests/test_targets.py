@@ -17,6 +17,7 @@ from irstd_bench.targets import (
     Targets,
     binarize,
     boxes_to_targets,
+    component_max,
     mask_to_targets,
     targets_from_label_image,
 )
@@ -165,3 +166,43 @@ def test_matches_skimage_regionprops(mask, connectivity):
         for r in regions
     )
     assert ours == theirs
+
+
+sparse_masks = arrays(
+    dtype=bool,
+    shape=st.tuples(st.integers(1, 70), st.integers(1, 70)),
+    elements=st.sampled_from([False] * 12 + [True]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(mask=st.one_of(masks, sparse_masks), connectivity=st.sampled_from([4, 8]))
+def test_labels_equal_scipy_on_the_whole_image(mask, connectivity):
+    """Labelling on the packed grid (empty rows/columns shrunk) gives scipy's labels of the full
+    image: same components, same numbering."""
+    expected, count = ndimage.label(mask, structure=CONNECTIVITY_STRUCTURES[connectivity])
+    t = mask_to_targets(mask, connectivity=connectivity)
+    np.testing.assert_array_equal(t.label_image, expected)
+    ref = targets_from_label_image(expected, count)
+    assert t.boxes.tolist() == ref.boxes.tolist() and t.area_px.tolist() == ref.area_px.tolist()
+    np.testing.assert_array_equal(t.centroids, ref.centroids)
+    np.testing.assert_array_equal(t.pixels, np.flatnonzero(mask))
+
+
+def test_far_apart_pixels_stay_apart_and_adjacent_ones_join():
+    mask = np.zeros((300, 300), bool)
+    mask[0, 0] = mask[2, 2] = True  # one empty row and column between: not connected
+    mask[100, 200] = mask[101, 201] = True  # diagonal neighbours: one target with 8-connectivity
+    mask[299, 299] = True
+    t = mask_to_targets(mask)
+    assert t.boxes.tolist() == [[0, 0, 1, 1], [2, 2, 3, 3], [200, 100, 202, 102], [299, 299, 300, 300]]
+    assert len(mask_to_targets(mask, connectivity=4)) == 5
+
+
+def test_component_max_is_the_highest_value_of_each_target():
+    scores = np.zeros((5, 6), np.float32)
+    scores[1, 1:3] = [0.6, 0.9]
+    scores[3, 4] = 0.7
+    t = mask_to_targets(scores > 0.5)
+    assert component_max(t, scores).tolist() == pytest.approx([0.9, 0.7])
+    assert component_max(mask_to_targets(np.zeros((2, 2), bool)), scores).shape == (0,)

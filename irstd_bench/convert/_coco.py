@@ -69,7 +69,7 @@ def read_coco_ground_truth(path: str | Path) -> dict[str, Targets]:
         ``{stem: Targets}`` in ``images`` order. ``boxes (N, 4)`` are ``[x0, y0, x1, y1]``
         pixels (int64 when every coordinate is whole, else float64), ``area_px (N,)`` from
         ``area`` (``w * h`` when absent), ``centroids (N, 2)`` from ``centroid`` (the box
-        centre when absent), ``image_size = (height, width)``; ``label_image`` is ``None``.
+        centre when absent), ``image_size = (height, width)``; ``pixels`` is ``None``.
     """
     path = Path(path)
     try:
@@ -101,9 +101,7 @@ def read_coco_ground_truth(path: str | Path) -> dict[str, Targets]:
             area = float(ann.get("area", w * h))
             centroid = [float(v) for v in ann.get("centroid", (x + w / 2, y + h / 2))]
         except KeyError:
-            raise InputError(
-                f"{path}: annotations[{i}] has no image_id/bbox or an unknown image_id"
-            ) from None
+            raise InputError(f"{path}: annotations[{i}] has no image_id/bbox or an unknown image_id") from None
         except (TypeError, ValueError):
             raise InputError(f"{path}: annotations[{i}]: bad bbox, area or centroid") from None
         if w < 0 or h < 0 or len(centroid) != 2:
@@ -118,4 +116,4 @@ def _targets(items: list, image_size: tuple[int, int]) -> Targets:
     if np.array_equal(boxes, np.round(boxes)) and np.array_equal(area, np.round(area)):
         boxes, area = boxes.astype(np.int64), area.astype(np.int64)
     centroids = np.array([c for _, _, c in items], np.float64).reshape(-1, 2)
-    return Targets(boxes=boxes, area_px=area, centroids=centroids, image_size=image_size, label_image=None)
+    return Targets(boxes=boxes, area_px=area, centroids=centroids, image_size=image_size)

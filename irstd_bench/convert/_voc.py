@@ -86,15 +86,12 @@ def read_voc_file(path: str | Path) -> tuple[str, Targets]:
             else:
                 centroids.append([(x0 + x1) / 2, (y0 + y1) / 2])
     except (TypeError, ValueError):
-        raise InputError(
-            f"{path}: VOC file needs size/width, size/height and numeric bndbox values"
-        ) from None
+        raise InputError(f"{path}: VOC file needs size/width, size/height and numeric bndbox values") from None
     return stem, Targets(
         boxes=np.array(boxes, np.int64).reshape(-1, 4),
         area_px=np.array(areas, np.int64),
         centroids=np.array(centroids, np.float64).reshape(-1, 2),
         image_size=size,
-        label_image=None,
     )
 
 

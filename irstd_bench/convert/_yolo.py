@@ -101,7 +101,7 @@ def read_yolo_ground_truth(yolo_dir: str | Path, split: str = "all") -> dict[str
     dict
         ``{stem: Targets}`` in list order; ``boxes (N, 4)`` ``[x0, y0, x1, y1]`` pixels
         (de-normalised with the image's native size and rounded to whole pixels, int64),
-        ``area_px`` the box areas, ``centroids`` the box centres; ``label_image`` is ``None``.
+        ``area_px`` the box areas, ``centroids`` the box centres; ``pixels`` is ``None``.
     """
     from irstd_bench.convert._summary import split_file_name
 
@@ -144,5 +144,4 @@ def _read_label(path: Path, hw: tuple[int, int]) -> Targets:
         area_px=wh[:, 0] * wh[:, 1],
         centroids=(boxes[:, :2] + boxes[:, 2:]) / 2,
         image_size=(h, w),
-        label_image=None,
     )

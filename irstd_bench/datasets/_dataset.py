@@ -248,6 +248,11 @@ def _resize_nearest(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(mask).resize((hw[1], hw[0]), Image.Resampling.NEAREST))
 
 
+def _is_binary_mask(mask: np.ndarray) -> bool:
+    """Every pixel 0 or 255 (counts only: no sort of the foreground values)."""
+    return np.count_nonzero(mask) == np.count_nonzero(mask == 255)
+
+
 def load_ground_truth(
     sample: Sample,
     *,
@@ -272,7 +277,6 @@ def load_ground_truth(
             raise MaskSizeMismatch(sample, image_hw, mask.shape, known_defect)
         mask = _resize_nearest(mask, image_hw)
         resized = True
-    values = np.unique(mask[mask != 0])
-    nonbinary = tuple(int(v) for v in values if v != 255)
+    nonbinary = () if _is_binary_mask(mask) else tuple(int(v) for v in np.unique(mask[mask != 0]) if v != 255)
     targets = mask_to_targets(mask, threshold=threshold, connectivity=connectivity)
     return GroundTruth(sample=sample, targets=targets, nonbinary_values=nonbinary, mask_resized=resized)

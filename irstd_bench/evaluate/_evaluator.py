@@ -17,12 +17,11 @@ import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from irstd_bench import __version__
 from irstd_bench._io import write_text_atomic
@@ -52,6 +51,7 @@ from irstd_bench.targets import (
     DEFAULT_THRESHOLD,
     Targets,
     boxes_to_targets,
+    component_max,
     mask_to_targets,
 )
 
@@ -104,6 +104,31 @@ class ImageRecord:
     def tp(self) -> int:
         return int(np.count_nonzero(self.pred_to_gt != UNMATCHED))
 
+    def __reduce__(self):
+        # Records travel from worker processes by the thousand: each array goes as
+        # (dtype, shape, bytes), several times cheaper to pickle and unpickle than ndarrays.
+        state = []
+        for name in _RECORD_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray):
+                value = (_PACKED_ARRAY, value.dtype.str, value.shape, value.tobytes())
+            state.append(value)
+        return _unpack_record, (tuple(state),)
+
+
+_PACKED_ARRAY = "__ndarray__"
+_RECORD_FIELDS = tuple(f.name for f in fields(ImageRecord))
+
+
+def _unpack_record(state: tuple) -> ImageRecord:
+    values = [
+        np.frombuffer(v[3], v[1]).reshape(v[2]).copy()
+        if type(v) is tuple and len(v) == 4 and v[0] == _PACKED_ARRAY
+        else v
+        for v in state
+    ]
+    return ImageRecord(*values)
+
 
 def _kind_family(kind: str) -> str:
     return "boxes" if kind == "boxes" else "maps"
@@ -112,35 +137,6 @@ def _kind_family(kind: str) -> str:
 def _assign(matcher: Matcher, sim: np.ndarray, valid: np.ndarray) -> TargetMatch:
     rows, cols = legacy_pairs(valid) if matcher.kind == "legacy-pd" else optimal_pairs(sim, valid)
     return TargetMatch.from_pairs(rows, cols, sim)
-
-
-def components(foreground: np.ndarray, connectivity: int = DEFAULT_CONNECTIVITY) -> Targets:
-    """:func:`~irstd_bench.targets.mask_to_targets` of a boolean mask, run on the bounding box of its
-    foreground and shifted back: the same targets in the same order, at the cost of the foreground
-    rather than of the whole image (predicted masks are mostly empty).
-
-    Examples
-    --------
-    >>> m = np.zeros((50, 60), bool); m[10, 20:23] = True; m[30:32, 40] = True
-    >>> t = components(m)
-    >>> t.boxes.tolist(), t.label_image.shape
-    ([[20, 10, 23, 11], [40, 30, 41, 32]], (50, 60))
-    """
-    rows = np.flatnonzero(foreground.any(1))
-    if rows.size == 0:
-        return Targets.empty(foreground.shape)
-    cols = np.flatnonzero(foreground.any(0))
-    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    crop = mask_to_targets(foreground[r0:r1, c0:c1], connectivity=connectivity)
-    labels = np.zeros(foreground.shape, np.int32)
-    labels[r0:r1, c0:c1] = crop.label_image
-    return Targets(
-        boxes=crop.boxes + np.array([c0, r0, c0, r0], np.int64),
-        area_px=crop.area_px,
-        centroids=crop.centroids + np.array([c0, r0], np.float64),
-        image_size=foreground.shape,
-        label_image=labels,
-    )
 
 
 def score_image(
@@ -200,19 +196,13 @@ def score_image(
                 )
             score_map, resized = resize_nearest(score_map, (h, w)), True
         foreground = score_map if score_map.dtype == bool else score_map >= conf
-        pred = components(foreground, connectivity)
-        n = len(pred)
-        if score_map.dtype == bool or n == 0:
-            pred_scores = np.ones(n)
-        else:
-            pred_scores = np.asarray(
-                ndimage.maximum(score_map, pred.label_image, np.arange(1, n + 1)), np.float64
-            )
+        pred = mask_to_targets(foreground, connectivity=connectivity)
+        pred_scores = np.ones(len(pred)) if score_map.dtype == bool else component_max(pred, score_map)
         sim, valid = matcher.pair_matrix(pred.boxes, pred.centroids, gt.boxes, gt.centroids)
         match = _assign(matcher, sim, valid)
         pred_boxes, pred_area, pred_centroids = pred.boxes, pred.area_px, pred.centroids
         ap_scores, ap_sim, ap_valid, ap_boxes = pred_scores, sim, valid, pred.boxes
-        if gt.label_image is not None:
+        if gt.pixels is not None:
             pixels = pixel_stats(gt, pred)
         if kind == "scoremaps":
             curve = score_map_level_counts(
@@ -224,11 +214,7 @@ def score_image(
                 connectivity,
             )
     ap_hits = greedy_by_score(ap_sim, ap_valid, ap_scores)
-    iou50 = (
-        box_iou_matrix(ap_boxes, gt.boxes)
-        if len(ap_boxes) and len(gt)
-        else np.zeros((len(ap_boxes), len(gt)))
-    )
+    iou50 = box_iou_matrix(ap_boxes, gt.boxes) if len(ap_boxes) and len(gt) else np.zeros((len(ap_boxes), len(gt)))
     ap50_hits = greedy_by_score(iou50, iou50 >= AP50_IOU, ap_scores)
     order = np.argsort(-np.asarray(ap_scores), kind="mergesort")
     return ImageRecord(
@@ -351,9 +337,7 @@ class EvaluationResult:
                 )
             for g in range(len(r.gt_boxes)):
                 if g not in matched_gt:
-                    rows.append(
-                        _target_row(r.stem, "fn", r.gt_boxes[g], r.gt_centroids[g], r.gt_area[g], None, "")
-                    )
+                    rows.append(_target_row(r.stem, "fn", r.gt_boxes[g], r.gt_centroids[g], r.gt_area[g], None, ""))
         return rows
 
     def write(self, out: str | Path) -> dict:
@@ -446,14 +430,10 @@ def summarise(
 
     ap_scores = np.concatenate([r.ap_scores for r in records]) if records else np.zeros(0)
     metrics["ap50"] = (
-        coco_average_precision(ap_scores, np.concatenate([r.ap50_hits for r in records]), n_gt)
-        if records
-        else None
+        coco_average_precision(ap_scores, np.concatenate([r.ap50_hits for r in records]), n_gt) if records else None
     )
     metrics["ap"] = (
-        coco_average_precision(ap_scores, np.concatenate([r.ap_hits for r in records]), n_gt)
-        if records
-        else None
+        coco_average_precision(ap_scores, np.concatenate([r.ap_hits for r in records]), n_gt) if records else None
     )
 
     with_pixels = bool(records) and all(r.pixels is not None for r in records)
@@ -491,11 +471,12 @@ def summarise(
             "fa_e6": _curve_values(PER_MILLION * fa_counts / total),
         }
 
-    gt_hit = (
-        np.concatenate([np.isin(np.arange(len(r.gt_boxes)), r.pred_to_gt) for r in records])
-        if records
-        else np.zeros(0, bool)
-    )
+    gt_hit = np.zeros(n_gt, bool)
+    if records:
+        offsets = np.cumsum([0] + [len(r.gt_boxes) for r in records[:-1]])
+        matched = np.concatenate([r.pred_to_gt + offset for r, offset in zip(records, offsets, strict=True)])
+        pred_matched = np.concatenate([r.pred_to_gt != UNMATCHED for r in records])
+        gt_hit[matched[pred_matched]] = True
     bins = size_bins(
         np.concatenate([r.gt_area for r in records]) if records else np.zeros(0),
         gt_hit,
@@ -522,9 +503,7 @@ def _pr_counts(records, kind, conf, levels):
         return merge_box_counts([r.curve for r in records])
     if kind == "scoremaps":
         tp = np.sum([r.curve["tp"] for r in records], axis=0) if records else np.zeros(len(levels), np.int64)
-        kept = (
-            np.sum([r.curve["kept"] for r in records], axis=0) if records else np.zeros(len(levels), np.int64)
-        )
+        kept = np.sum([r.curve["kept"] for r in records], axis=0) if records else np.zeros(len(levels), np.int64)
         return np.asarray(levels, np.float64), tp, kept
     tp = sum(r.tp for r in records)
     kept = sum(len(r.pred_scores) for r in records)
@@ -647,9 +626,7 @@ def evaluate(
         )
         record.gt_resized, record.gt_nonbinary = flags
         records.append(record)
-    summary = summarise(
-        records, matcher=m, conf=conf, kind=run_kind, levels=lv, predictions_not_in_split=not_in_split
-    )
+    summary = summarise(records, matcher=m, conf=conf, kind=run_kind, levels=lv, predictions_not_in_split=not_in_split)
     settings = {"connectivity": connectivity, "resize": resize, "strict": strict, "curve_levels": lv.tolist()}
     return EvaluationResult(
         **summary,
@@ -682,17 +659,28 @@ def _gt_pairs(ground_truth) -> list[tuple[str, Targets, tuple[bool, bool]]]:
 # Streaming over files (the eval command)
 
 
+#: The jobs of the running :func:`evaluate_split`, ``(jobs, params)``. Worker processes are
+#: forked after it is set and inherit it, so only chunk bounds travel to them.
+_RUN: tuple[list, dict] | None = None
+
+
 def _worker_init() -> None:
     torch = sys.modules.get("torch")  # only the nwd matcher uses torch; keep it to one thread per worker
     if torch is not None:
         torch.set_num_threads(1)
 
 
-def _score_job(job) -> ImageRecord:
-    """Load one image's ground truth and prediction, and score it (runs in a worker)."""
+def _score_chunk(bounds: tuple[int, int]) -> list[ImageRecord]:
+    """Score jobs ``start:stop`` of the running split (in a worker)."""
+    jobs, params = _RUN
+    return [_score_job(job, params) for job in jobs[bounds[0] : bounds[1]]]
+
+
+def _score_job(job, params: dict) -> ImageRecord:
+    """Load one image's ground truth and prediction, and score it."""
     from irstd_bench.datasets import load_ground_truth
 
-    stem, gt_source, pred_task, params = job
+    stem, gt_source, pred_task = job
     try:
         if isinstance(gt_source, Targets):
             targets, flags = gt_source, (False, False)
@@ -758,9 +746,7 @@ def evaluate_split(
     lv = curve_levels(conf, levels)
     missing = [stem for stem, _ in items if stem not in pset]
     if strict and missing:
-        raise InputError(
-            f"{pset.path}: {len(missing)} split images have no prediction (first: {missing[0]}; strict)"
-        )
+        raise InputError(f"{pset.path}: {len(missing)} split images have no prediction (first: {missing[0]}; strict)")
     params = {
         "matcher": m,
         "conf": conf,
@@ -771,20 +757,13 @@ def evaluate_split(
         "resize_masks": resize_masks,
         "threshold": threshold,
     }
-    jobs = [(stem, source, pset.task(stem), params) for stem, source in items]
+    jobs = [(stem, source, pset.task(stem)) for stem, source in items]
     workers = max(1, min(int(workers), len(jobs) or 1))
     if workers == 1:
         _worker_init()
-        records = [_score_job(job) for job in jobs]
+        records = [_score_job(job, params) for job in jobs]
     else:
-        chunk = max(1, min(64, len(jobs) // (workers * 8)))
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
-            try:
-                records = list(pool.map(_score_job, jobs, chunksize=chunk))
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+        records = _score_in_workers(jobs, params, workers)
     summary = summarise(
         records,
         matcher=m,
@@ -812,6 +791,25 @@ def evaluate_split(
         settings=settings,
         meta=dict(meta or {}),
     )
+
+
+def _score_in_workers(jobs: list, params: dict, workers: int) -> list[ImageRecord]:
+    """Score ``jobs`` in ``workers`` forked processes, in chunks of up to 128 images; records come
+    back in job order."""
+    global _RUN
+    chunk = max(1, min(128, len(jobs) // (workers * 8)))
+    bounds = [(i, min(i + chunk, len(jobs))) for i in range(0, len(jobs), chunk)]
+    context = multiprocessing.get_context("fork")
+    _RUN = (jobs, params)
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
+            try:
+                return [record for part in pool.map(_score_chunk, bounds) for record in part]
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    finally:
+        _RUN = None
 
 
 def default_workers() -> int:

@@ -61,7 +61,6 @@ def read_gt_coco(path: str | Path) -> list[tuple[str, Targets]]:
                     area_px=np.asarray(areas[image_id], np.float64),
                     centroids=(b[:, :2] + b[:, 2:]) / 2,
                     image_size=(h, w),
-                    label_image=None,
                 ),
             )
         )

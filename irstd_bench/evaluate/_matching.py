@@ -88,10 +88,7 @@ class Matcher:
             empty = np.zeros((n_pred, n_gt))
             return empty, empty.astype(bool)
         if self.uses_distance:
-            diff = (
-                np.asarray(pred_centroids, np.float64)[:, None, :]
-                - np.asarray(gt_centroids, np.float64)[None]
-            )
+            diff = np.asarray(pred_centroids, np.float64)[:, None, :] - np.asarray(gt_centroids, np.float64)[None]
             distance = np.sqrt((diff * diff).sum(-1))
             return 1.0 - distance / self.threshold, distance < self.threshold
         if self.kind == "iou":
@@ -117,9 +114,7 @@ def box_iou_matrix(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     """
     a = np.asarray(boxes1, np.float64).reshape(-1, 4)
     b = np.asarray(boxes2, np.float64).reshape(-1, 4)
-    wh = np.clip(
-        np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]), 0, None
-    )
+    wh = np.clip(np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]), 0, None)
     inter = wh[..., 0] * wh[..., 1]  # (N, M)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
@@ -266,6 +261,10 @@ def legacy_pairs(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cols: list[int] = []
     if n_pred == 0 or not valid.any():
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    simple = _one_to_one_pairs(valid)  # no two candidates compete: every allowed pair is taken
+    if simple is not None:
+        order = np.argsort(simple[1], kind="stable")
+        return simple[0][order], simple[1][order]
     for g in range(n_gt):
         candidates = np.flatnonzero(valid[:, g] & ~taken)
         if candidates.size:
@@ -295,6 +294,8 @@ def greedy_by_score(sim: np.ndarray, valid: np.ndarray, scores: np.ndarray) -> n
     hit = np.zeros(n_pred, bool)
     if n_pred == 0 or n_gt == 0 or not valid.any():
         return hit
+    if _one_to_one_pairs(valid) is not None:  # no two candidates compete
+        return valid.any(1)
     free = np.ones(n_gt, bool)
     for p in np.argsort(-np.asarray(scores), kind="mergesort"):
         candidates = valid[p] & free

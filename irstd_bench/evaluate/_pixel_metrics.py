@@ -78,7 +78,7 @@ def legacy_pd_fa(gt: Targets, pred: Targets) -> tuple[int, int, np.ndarray]:
 
 
 def pixel_stats(gt: Targets, pred: Targets) -> PixelStats:
-    """Pixel statistics of one image; both ``Targets`` must carry a label image of one size.
+    """Pixel statistics of one image; both ``Targets`` must come from masks of one size.
 
     Examples
     --------
@@ -89,8 +89,7 @@ def pixel_stats(gt: Targets, pred: Targets) -> PixelStats:
     >>> (s.intersection, s.union, s.pd_matched, s.fa_px)
     (1, 3, 1, 1)
     """
-    gt_fg, pred_fg = gt.foreground, pred.foreground
-    intersection = int(np.count_nonzero(gt_fg & pred_fg))
+    intersection = int(np.intersect1d(gt.pixels, pred.pixels, assume_unique=True).size)
     gt_px, pred_px = int(np.asarray(gt.area_px).sum()), int(np.asarray(pred.area_px).sum())
     pd_matched, fa_px, _ = legacy_pd_fa(gt, pred)
     return PixelStats(
@@ -98,7 +97,7 @@ def pixel_stats(gt: Targets, pred: Targets) -> PixelStats:
         union=gt_px + pred_px - intersection,
         gt_px=gt_px,
         pred_px=pred_px,
-        total_px=int(gt_fg.size),
+        total_px=int(gt.image_size[0]) * int(gt.image_size[1]),
         pd_matched=pd_matched,
         fa_px=fa_px,
     )

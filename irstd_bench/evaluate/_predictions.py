@@ -244,10 +244,11 @@ def read_score_map_file(path: Path, stem: str | None = None) -> Prediction:
         raise InputError(f"{path}: unsupported .npy dtype {array.dtype}")
     image = read_gray(path)
     if image.dtype == np.uint8:
-        foreground = image != 0
-        present = set(np.unique(image[foreground]).tolist())  # only the (few) non-zero pixels are sorted
-        if present <= {1} or present <= {UINT8_MAX}:
-            return Prediction(stem, "masks", score_map=foreground, image_size=image.shape, source=where)
+        nonzero = np.count_nonzero(image)
+        for on in (UINT8_MAX, 1):  # a 0/255 or a 0/1 mask (counted, not sorted)
+            foreground = image == on
+            if np.count_nonzero(foreground) == nonzero:
+                return Prediction(stem, "masks", score_map=foreground, image_size=image.shape, source=where)
         scaled = image.astype(np.float32) / UINT8_MAX
         return Prediction(stem, "scoremaps", score_map=scaled, image_size=image.shape, source=where)
     if image.size and (image.min() < 0 or image.max() > UINT16_MAX):
@@ -290,9 +291,7 @@ def _map_files(folder: Path, suffixes: tuple[str, ...], stems: set[str] | None) 
             not_in_split.append(path.name)
             continue
         if stem in files:
-            raise InputError(
-                f"{folder}: two prediction files for image {stem}: {files[stem].name}, {path.name}"
-            )
+            raise InputError(f"{folder}: two prediction files for image {stem}: {files[stem].name}, {path.name}")
         files[stem] = path
     return files, not_in_split
 
@@ -354,9 +353,7 @@ def read_coco_results(path: Path, image_names: dict[int, str] | None = None) -> 
             try:
                 stem = image_names[int(det["image_id"])]
             except (KeyError, TypeError, ValueError):
-                raise InputError(
-                    f"{path}: entry {i}: image_id {det['image_id']!r} not in the COCO images"
-                ) from None
+                raise InputError(f"{path}: entry {i}: image_id {det['image_id']!r} not in the COCO images") from None
         else:
             raise InputError(f"{path}: entry {i} needs 'file_name' or 'image_id'")
         try:
@@ -411,9 +408,7 @@ def read_yolo_file(path: Path, stem: str, image_size: tuple[int, int]) -> Predic
         if not parts:
             continue
         if len(parts) != YOLO_FIELDS:
-            raise InputError(
-                f"{path}: line {line_no}: expected 'cls cx cy w h conf', got {len(parts)} fields"
-            )
+            raise InputError(f"{path}: line {line_no}: expected 'cls cx cy w h conf', got {len(parts)} fields")
         try:
             values.append([float(v) for v in parts[1:]])
         except ValueError:
@@ -479,16 +474,12 @@ def load_task(stem: str, task, image_size: tuple[int, int], kind: str) -> Predic
         return None
     if fmt == "boxes":
         arr = np.asarray(payload, np.float64).reshape(-1, 6)
-        return Prediction.from_boxes(
-            stem, arr[:, :4], arr[:, 4], image_size, source=source, rows=arr[:, 5].astype(int)
-        )
+        return Prediction.from_boxes(stem, arr[:, :4], arr[:, 4], image_size, source=source, rows=arr[:, 5].astype(int))
     if fmt == "yolo":
         return read_yolo_file(Path(payload), stem, image_size)
     prediction = read_score_map_file(Path(payload), stem)
     if kind == "masks" and prediction.kind != "masks":
-        raise InputError(
-            f"{payload}: not a binary mask (values other than 0 and 255); use --format scoremaps"
-        )
+        raise InputError(f"{payload}: not a binary mask (values other than 0 and 255); use --format scoremaps")
     return prediction
 
 
@@ -503,9 +494,7 @@ def detect_format(path: Path) -> str:
             return "coco"
         if suffix == ".csv":
             return "csv"
-        raise InputError(
-            f"{path}: unknown prediction format {suffix!r} (use a .json, .csv or a folder; see --format)"
-        )
+        raise InputError(f"{path}: unknown prediction format {suffix!r} (use a .json, .csv or a folder; see --format)")
     try:
         suffixes = {p.suffix.lower() for p in path.iterdir() if p.is_file() and not p.name.startswith(".")}
     except OSError as exc:
@@ -563,9 +552,7 @@ def open_predictions(
         files, not_in = _map_files(path, MAP_SUFFIXES, stem_set)
         if not files and not not_in:
             raise InputError(f"{path}: prediction folder has no image or .npy files")
-        kind = (
-            found if found in MAP_FORMATS else _maps_kind(list(files.values()) or [path / n for n in not_in])
-        )
+        kind = found if found in MAP_FORMATS else _maps_kind(list(files.values()) or [path / n for n in not_in])
         return PredictionSet(path, kind, kind, files=files, not_in_split=not_in)
     if found == "yolo":
         files, not_in = _map_files(path, (".txt",), stem_set)
