@@ -28,8 +28,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from irstd_bench.synth import generate_image  # noqa: E402
 from reference_model.eflnet import build_eflnet  # noqa: E402
 from reference_model.eflnet.dyhead import ModulatedDeformConv  # noqa: E402
+from reference_model.engine.fuse import fuse_batchnorm  # noqa: E402
+from reference_model.engine.predict import load_for_inference  # noqa: E402
 
 #: boxes per synthetic training image (tiny targets, like IRSTD data).
 TARGETS_PER_IMAGE = 3
@@ -83,13 +86,23 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
 
 
-def measure_inference(model, args, device, size: int, batch: int) -> dict:
+def synthetic_frame(size: int) -> torch.Tensor:
+    """``(1, 3, size, size)`` in [0, 1]: image 0 of the synthetic sample (clutter and 3 small targets)."""
+    image = generate_image(0, 0, 3, size=size).image
+    gray = torch.from_numpy(image.astype("float32") / float(image.max() or 1))
+    return gray.expand(1, 3, size, size).contiguous()
+
+
+def measure_inference(model, args, device, size: int, batch: int, images=None, conf: float = 0.001) -> dict:
+    """Median seconds of ``forward`` + ``postprocess`` (at ``conf``) on ``images`` (default: noise)."""
     model = model.to(device).eval()
-    images = torch.rand(batch, 3, size, size, device=device)
+    images = torch.rand(batch, 3, size, size, device=device) if images is None else images.to(device)
 
     def step():
         with torch.inference_mode(), autocast(device, args.amp):
-            model.postprocess(model(images)) if hasattr(model, "postprocess") else model(images)
+            outputs = model(images)
+            if hasattr(model, "postprocess"):
+                model.postprocess(outputs, conf_threshold=conf)
 
     times = timed(step, device, args.warmup, args.runs)
     median = statistics.median(times)
@@ -151,6 +164,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--latency-size", type=int, default=256)
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--dyhead-blocks", type=int, default=None, help="override DyHead blocks")
+    parser.add_argument(
+        "--latency-blocks", type=int, nargs="*", default=[0, 1, 2, 4], help="DyHead blocks of the latency sweep"
+    )
+    parser.add_argument(
+        "--latency-weights", default="nuaa-eflnet-n", help="trained weights timed at --latency-size ('' to skip)"
+    )
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--no-flops", action="store_true")
     parser.add_argument("--no-yolo", action="store_true")
@@ -194,20 +213,34 @@ def main(argv: list[str] | None = None) -> dict:
                 run(f"yolov8{scale}", yolo)
 
     if "n" in args.scales:
+        latency_args = argparse.Namespace(**{**vars(args), "runs": args.latency_runs})
+        where = f"at {args.latency_size}x{args.latency_size}, batch 1, {args.threads} threads"
         model = build_eflnet("n", **overrides)
-        latency = measure_inference(
-            model,
-            argparse.Namespace(**{**vars(args), "runs": args.latency_runs}),
-            device,
-            args.latency_size,
-            1,
-        )
+        latency = measure_inference(model, latency_args, device, args.latency_size, 1)
         report["latency_eflnet_n"] = latency
         print(
-            f"eflnet-n latency at {args.latency_size}x{args.latency_size}, batch 1, {args.threads} threads: "
-            f"{latency['ms_per_image']:.1f} ms/image (median of {args.latency_runs})",
+            f"eflnet-n latency {where}: {latency['ms_per_image']:.1f} ms/image (median of {args.latency_runs}; "
+            "random weights and noise input: worst-case postprocess)",
             flush=True,
         )
+        report["latency_eflnet_n_by_dyhead_blocks"] = {}
+        for blocks in args.latency_blocks:
+            torch.manual_seed(0)
+            swept = fuse_batchnorm(build_eflnet("n", **{**overrides, "dyhead_blocks": blocks}))
+            frame = synthetic_frame(args.latency_size)
+            entry = measure_inference(swept, latency_args, device, args.latency_size, 1, images=frame, conf=0.25)
+            report["latency_eflnet_n_by_dyhead_blocks"][blocks] = entry
+            print(f"  forward + postprocess, BatchNorm folded, {blocks} DyHead blocks: {entry['ms_per_image']:.1f} ms")
+        if args.latency_weights:
+            trained, _, path = load_for_inference(args.latency_weights, device)
+            frame = synthetic_frame(args.latency_size)
+            entry = measure_inference(trained, latency_args, device, args.latency_size, 1, images=frame, conf=0.25)
+            entry["weights"] = path.name
+            report["latency_trained"] = entry
+            print(
+                f"  trained {path.name} ({trained.config['dyhead_blocks']} DyHead blocks, BatchNorm folded) on a "
+                f"synthetic IR frame, conf 0.25: {entry['ms_per_image']:.1f} ms/image"
+            )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return report

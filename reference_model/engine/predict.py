@@ -36,6 +36,7 @@ from irstd_bench.evaluate import Prediction
 
 from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_weights
 from .data import IRDataset, collate
+from .fuse import fuse_batchnorm
 from .transforms import Letterbox
 
 #: Prediction formats per model task.
@@ -157,10 +158,11 @@ def image_samples(source: Path) -> list[Sample]:
 
 
 def load_for_inference(weights: str | Path, device: torch.device) -> tuple[nn.Module, dict, Path]:
-    """Resolve ``--weights``, rebuild its model (EMA weights when saved) on ``device`` in eval mode."""
+    """Resolve ``--weights``, rebuild its model (EMA weights when saved) on ``device`` in eval mode,
+    with BatchNorm folded into the convolutions (:func:`~.fuse.fuse_batchnorm`)."""
     path = resolve_weights(weights)
     checkpoint = load_checkpoint(path)
-    model = model_from_checkpoint(checkpoint, path).to(device).eval()
+    model = fuse_batchnorm(model_from_checkpoint(checkpoint, path)).to(device)
     return model, checkpoint, path
 
 
