@@ -106,28 +106,24 @@ class ImageRecord:
 
     def __reduce__(self):
         # Records travel from worker processes by the thousand: each array goes as
-        # (dtype, shape, bytes), several times cheaper to pickle and unpickle than ndarrays.
-        state = []
+        # (dtype, shape, bytes), about twice cheaper to pickle and unpickle than an ndarray.
+        values, arrays = {}, {}
         for name in _RECORD_FIELDS:
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
-                value = (_PACKED_ARRAY, value.dtype.str, value.shape, value.tobytes())
-            state.append(value)
-        return _unpack_record, (tuple(state),)
+                arrays[name] = (value.dtype.str, value.shape, value.tobytes())
+            else:
+                values[name] = value
+        return _unpack_record, (values, arrays)
 
 
-_PACKED_ARRAY = "__ndarray__"
 _RECORD_FIELDS = tuple(f.name for f in fields(ImageRecord))
 
 
-def _unpack_record(state: tuple) -> ImageRecord:
-    values = [
-        np.frombuffer(v[3], v[1]).reshape(v[2]).copy()
-        if type(v) is tuple and len(v) == 4 and v[0] == _PACKED_ARRAY
-        else v
-        for v in state
-    ]
-    return ImageRecord(*values)
+def _unpack_record(values: dict, arrays: dict) -> ImageRecord:
+    for name, (dtype, shape, data) in arrays.items():
+        values[name] = np.frombuffer(data, dtype).reshape(shape).copy()
+    return ImageRecord(**values)
 
 
 def _kind_family(kind: str) -> str:
