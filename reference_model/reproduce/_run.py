@@ -36,7 +36,7 @@ from ._budget import (
     scaled_warmup,
 )
 from ._commands import command_args, shell_line
-from ._jobs import Job, JobResult, run_jobs
+from ._jobs import Job, JobResult, run_jobs, start_server
 from ._plan import DEFAULT_PLAN, LeftOut, RunSpec, RunUnit, registry_models, resolve_plan
 from ._score import Scores, matcher_tag, prediction_input, quantize_score_maps, read_metrics, scores, val_threshold
 
@@ -446,6 +446,7 @@ def reproduce(config: ReproduceConfig):
     )
     session.log(f"{len(units)} trainings runnable, {len(session.left_out)} plan entries left out; "
                 f"budget {config.budget_s:.0f} s on {config.device}")
+    session.log(f"process server ready in {start_server():.1f} s")
     for name, step in (("probe", lambda: _probe(session, units)),
                        ("train", lambda: _train(session, _plan_runs(session, units))),
                        ("predict", lambda: _predict(session)),
