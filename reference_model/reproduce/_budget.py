@@ -48,8 +48,8 @@ class PhaseBudget:
     probe_s: float = 75.0
     probe_epochs: int = 2
     predict_s: float = 45.0
-    score_s: float = 40.0
-    report_s: float = 35.0
+    score_s: float = 25.0
+    report_s: float = 30.0
     margin_s: float = 15.0
     min_epochs: int = 5
     max_epochs: int | None = None

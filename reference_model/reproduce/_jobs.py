@@ -134,15 +134,27 @@ def run_jobs(
     pending = list(jobs)
     running: dict[str, tuple[object, float]] = {}
     results: dict[str, JobResult] = {}
+    try:
+        _loop(ctx, pending, running, results, deadline, max_parallel, threads, on_poll)
+    finally:  # an interrupt (KeyboardInterrupt, SIGTERM turned into one) leaves no child behind
+        for process, _ in running.values():
+            _stop(process)
+    return results
+
+
+def _loop(ctx, pending, running, results, deadline, max_parallel, threads, on_poll) -> None:
+    """Start, poll and stop jobs until all ended or the deadline passed (see :func:`run_jobs`)."""
     while pending or running:
         now = time.monotonic()
         if now >= deadline:
-            for name, (process, started) in running.items():
+            for name, (process, started) in list(running.items()):
                 _stop(process)
                 results[name] = JobResult(name, process.exitcode, time.monotonic() - started, True, True)
+                del running[name]
             for job in pending:
                 results[job.name] = JobResult(job.name, None, 0.0, True, False)
-            break
+            pending.clear()
+            return
         while pending and len(running) < max_parallel:
             job = pending.pop(0)
             job.log.parent.mkdir(parents=True, exist_ok=True)
@@ -159,4 +171,3 @@ def run_jobs(
             on_poll()
         if running:
             time.sleep(POLL_S)
-    return results

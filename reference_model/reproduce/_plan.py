@@ -176,6 +176,7 @@ def resolve_plan(
     *,
     max_seeds: int | None = None,
     only: Callable[[str], bool] | None = None,
+    train_has_recipe: bool = True,
 ) -> tuple[list[RunUnit], list[LeftOut]]:
     """The runnable trainings of ``plan`` and the entries left out, with reasons.
 
@@ -188,6 +189,9 @@ def resolve_plan(
         Keep at most this many seeds of each spec (``--max-seeds``); the others are left out.
     only : callable, optional
         ``only(model)`` false: the spec is left out (``--only``).
+    train_has_recipe : bool
+        Whether ``irstd-bench train`` has ``--recipe``; without it a spec naming a recipe is left
+        out and a module's default recipe is not applied.
 
     Returns
     -------
@@ -207,6 +211,11 @@ def resolve_plan(
             left_out.append(LeftOut(spec.model, spec.recipe, spec.seeds, "model not in the registry"))
             continue
         recipe = spec.recipe if spec.recipe is not None else info.default_recipe
+        if recipe is not None and not train_has_recipe:
+            if spec.recipe is not None:
+                left_out.append(LeftOut(spec.model, recipe, spec.seeds, "irstd-bench train has no --recipe option"))
+                continue
+            recipe = None
         if recipe is not None and recipe not in info.recipes:
             known = ", ".join(sorted(info.recipes)) or "none"
             left_out.append(

@@ -35,7 +35,7 @@ from ._budget import (
     read_epoch_times,
     scaled_warmup,
 )
-from ._commands import command_args, shell_line
+from ._commands import command_args, command_params, shell_line
 from ._jobs import Job, JobResult, run_jobs, start_server
 from ._plan import DEFAULT_PLAN, LeftOut, RunSpec, RunUnit, registry_models, resolve_plan
 from ._score import Scores, matcher_tag, prediction_input, quantize_score_maps, read_metrics, scores, val_threshold
@@ -44,7 +44,7 @@ from ._score import Scores, matcher_tag, prediction_input, quantize_score_maps, 
 SMOKE_SAMPLE = {"n_images": 30, "size": 64, "seed": 0}
 SMOKE_DATASET, SMOKE_FAMILY = "nudt", "split_synth"
 #: Training settings ``--smoke`` imposes on every run (CPU-sized), where the command has them.
-SMOKE_TRAIN = {"imgsz": 64, "batch": 4, "base_size": 64}
+SMOKE_TRAIN = {"imgsz": 64, "batch": 4, "base_size": 64, "nominal_batch": 4}
 #: Validation points of a training run (``--val-every`` = epochs / this, at least 1).
 VALIDATIONS_PER_RUN = 10
 #: Parallel ``predict`` commands on one device.
@@ -63,7 +63,7 @@ class ReproduceConfig:
     root: Path | None = None
     dataset: str | None = None
     family: str = "split_EFLNet"
-    budget_s: float = 510.0
+    budget_s: float = 480.0
     device: str = "auto"
     matcher: str = "iou:0.5"
     phases: PhaseBudget = field(default_factory=PhaseBudget)
@@ -443,6 +443,7 @@ def reproduce(config: ReproduceConfig):
     units, session.left_out = resolve_plan(
         config.plan, registry_models(), max_seeds=config.max_seeds,
         only=(lambda m: m in config.only) if config.only else None,
+        train_has_recipe="recipe" in command_params("train"),
     )
     session.log(f"{len(units)} trainings runnable, {len(session.left_out)} plan entries left out; "
                 f"budget {config.budget_s:.0f} s on {config.device}")

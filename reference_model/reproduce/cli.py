@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+import signal
 from pathlib import Path
 
 import click
 
 from irstd_bench.errors import InputError
 
+#: Total budget (s) when ``--budget-s`` is not given: one device command of 9 minutes at most,
+#: less the script's checks and ``timeout``'s grace (``reports/nuaa-sirst/gpu_reproduce.sh``).
+DEFAULT_BUDGET_S = 480.0
 #: Total budget (s) of a ``--smoke`` run when ``--budget-s`` is not given.
 SMOKE_BUDGET_S = 240.0
 #: Seeds per plan entry of a ``--smoke`` run.
 SMOKE_MAX_SEEDS = 1
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _command_line(ctx: click.Context) -> str:
@@ -41,7 +49,8 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--split-family", "family", default="split_EFLNet", show_default=True,
               help="Split family with train, val and test parts.")
 @click.option("--budget-s", type=float, default=None,
-              help="Seconds for everything, trainings included (default 510; --smoke: 240, a ceiling: it ends when its work does).")
+              help="Seconds for everything, trainings included (default 480; --smoke: 240). A ceiling: "
+              "the command ends when its work does.")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto; --smoke: cpu).")
 @click.option("--match", "matcher", default="iou:0.5", show_default=True, help="Matcher of the scores.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("reproduce_out"),
@@ -77,7 +86,7 @@ def reproduce(ctx: click.Context, root, dataset, family, budget_s, device, match
     phases = SMOKE_PHASES if smoke else PhaseBudget()
     changes = {k: v for k, v in (("min_epochs", min_epochs), ("max_epochs", max_epochs)) if v is not None}
     phases = dataclasses.replace(phases, **changes)
-    budget = budget_s if budget_s is not None else (SMOKE_BUDGET_S if smoke else 510.0)
+    budget = budget_s if budget_s is not None else (SMOKE_BUDGET_S if smoke else DEFAULT_BUDGET_S)
     if budget <= phases.after_training_s:
         raise InputError(f"--budget-s {budget:g}: must exceed the {phases.after_training_s:g} s kept for "
                          "predicting, scoring and the report")
@@ -89,6 +98,10 @@ def reproduce(ctx: click.Context, root, dataset, family, budget_s, device, match
         train_overrides=dict(SMOKE_TRAIN) if smoke else {}, pack_dir=pack_dir, commit=commit,
         command=_command_line(ctx), smoke=smoke,
     )
-    outcome = run(config)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `timeout`: stop the trainings, then exit
+    try:
+        outcome = run(config)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     click.echo(outcome.runs_md.read_text().split("## Every run")[0].rstrip())
     click.echo(f"\nRUNS.md: {outcome.runs_md}\nPacked: {', '.join(str(p) for p in outcome.pack.files)}")
