@@ -70,7 +70,7 @@ def test_plan_keeps_what_the_registry_offers_and_says_why_the_rest_is_left_out()
 
 def test_plan_without_the_recipe_option_runs_defaults_only():
     units, left_out = resolve_plan(DEFAULT_PLAN, MODELS, train_has_recipe=False)
-    assert [u.run_id for u in units] == ["acm-default-s0", "dnanet-default-s0"]
+    assert [u.run_id for u in units] == ["dnanet-default-s0", "acm-default-s0"]  # plan priorities
     assert {(e.model, e.recipe, e.reason) for e in left_out if e.model == "eflnet-yolov7"} == {
         ("eflnet-yolov7", "authors", "irstd-bench train has no --recipe option"),
         ("eflnet-yolov7", "paper", "irstd-bench train has no --recipe option"),
