@@ -19,7 +19,7 @@ import os
 import platform
 import subprocess
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import click
@@ -180,7 +180,7 @@ def _train_defaults() -> dict:
     """``TrainConfig`` defaults by field name (the full schedule of runs without a recipe)."""
     from reference_model.engine import TrainConfig
 
-    return {f.name: f.default for f in fields(TrainConfig) if not callable(f.default)}
+    return {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 
 
 def _train_settings(session: Session, unit: RunUnit, out: Path, epochs: int, val_every: int,

@@ -249,12 +249,13 @@ def _pack(session, runs_md: Path, summary_path: Path) -> PackResult:
     add_file(runs_md, folder, result)
     add_file(summary_path, folder, result)
     add_archive("report", tree_members(session.report, "report"), folder, result)
-    members = tree_members(session.work / "logs", "logs") + tree_members(session.work / "preds", "preds")
+    members = []  # small and most telling first: a part that does not fit loses predictions, not logs
     for kind in ("runs", "probe"):
         base = session.work / kind
         if base.is_dir():
             members += [(p, f"{kind}/{p.parent.name}/{p.name}") for name in RUN_FILES
                         for p in sorted(base.glob(f"*/{name}"))]
+    members += tree_members(session.work / "logs", "logs") + tree_members(session.work / "preds", "preds")
     add_archive("runs", members, folder, result)
     weights = _release_small_weights(session)
     if weights:

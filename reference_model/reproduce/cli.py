@@ -15,7 +15,7 @@ from irstd_bench.errors import InputError
 #: less the script's checks and ``timeout``'s grace (``reports/nuaa-sirst/gpu_reproduce.sh``).
 DEFAULT_BUDGET_S = 480.0
 #: Total budget (s) of a ``--smoke`` run when ``--budget-s`` is not given.
-SMOKE_BUDGET_S = 240.0
+SMOKE_BUDGET_S = 420.0
 #: Seeds per plan entry of a ``--smoke`` run.
 SMOKE_MAX_SEEDS = 1
 
@@ -49,7 +49,7 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--split-family", "family", default="split_EFLNet", show_default=True,
               help="Split family with train, val and test parts.")
 @click.option("--budget-s", type=float, default=None,
-              help="Seconds for everything, trainings included (default 480; --smoke: 240). A ceiling: "
+              help="Seconds for everything, trainings included (default 480; --smoke: 420). A ceiling: "
               "the command ends when its work does.")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto; --smoke: cpu).")
 @click.option("--match", "matcher", default="iou:0.5", show_default=True, help="Matcher of the scores.")
