@@ -61,7 +61,7 @@ class PhaseBudget:
 
 #: The ``--smoke`` phases: the synthetic sample on a CPU, everything small.
 SMOKE_PHASES = PhaseBudget(
-    probe_s=60.0, probe_epochs=1, predict_s=25.0, score_s=20.0, report_s=25.0, margin_s=2.0, min_epochs=1,
+    probe_s=150.0, probe_epochs=1, predict_s=25.0, score_s=20.0, report_s=25.0, margin_s=2.0, min_epochs=1,
     max_epochs=1,
 )
 

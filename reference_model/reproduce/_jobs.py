@@ -69,8 +69,11 @@ def _child(args: Sequence[str], log: str, threads: int) -> None:
 
 
 def _context():
+    """The fork-server context; it preloads :data:`PRELOAD` and every registry model's module."""
+    from reference_model.registry import MODELS
+
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(list(PRELOAD))
+    ctx.set_forkserver_preload(list(dict.fromkeys([*PRELOAD, *(entry[0] for entry in MODELS.values())])))
     return ctx
 
 

@@ -223,9 +223,13 @@ def _build_report(session, tag: str) -> str:
     return f"`{folder.relative_to(session.report)}/index.html`"
 
 
-def _release_small_weights(session) -> list[tuple[Path, str]]:
-    from reference_model.engine.checkpoint import release_checkpoint
+def _release_small_weights(session) -> tuple[list[tuple[Path, str]], str]:
+    """Float16 released weights of the scored runs that are small enough, and a note on them."""
+    from reference_model.engine import checkpoint
 
+    release_checkpoint = getattr(checkpoint, "release_checkpoint", None)
+    if release_checkpoint is None:
+        return [], "no weights packed: reference_model.engine.checkpoint has no release_checkpoint"
     members, total = [], 0
     records = sorted((r for r in session.records if r.scores is not None),
                      key=lambda r: (session.work / "runs" / r.unit.run_id / "best.pt").stat().st_size)
@@ -240,7 +244,7 @@ def _release_small_weights(session) -> list[tuple[Path, str]]:
         if size <= WEIGHTS_MAX_BYTES and total + size <= WEIGHTS_TOTAL_BYTES:
             members.append((target, f"weights/{target.name}"))
             total += size
-    return members
+    return members, f"weights packed: {', '.join(m[1] for m in members) or 'none small enough'}"
 
 
 def _pack(session, runs_md: Path, summary_path: Path) -> PackResult:
@@ -257,7 +261,8 @@ def _pack(session, runs_md: Path, summary_path: Path) -> PackResult:
                         for p in sorted(base.glob(f"*/{name}"))]
     members += tree_members(session.work / "logs", "logs") + tree_members(session.work / "preds", "preds")
     add_archive("runs", members, folder, result)
-    weights = _release_small_weights(session)
+    weights, note = _release_small_weights(session)
+    session.log(note)
     if weights:
         add_archive("weights", weights, folder, result, compress=False)
     return result
