@@ -32,6 +32,7 @@ from reference_model.reproduce._commands import command_args
 from reference_model.reproduce._jobs import STOP_GRACE_S, Job, JobResult, run_jobs, start_server
 from reference_model.reproduce._pack import PackResult, add_archive, add_file
 from reference_model.reproduce._score import matcher_tag, quantize_score_maps
+from reference_model.reproduce._write import better_recipes
 
 MODELS = {
     "eflnet-yolov7": ModelInfo({"authors": {"epochs": 300, "warmup_iters": 1000}, "paper": {"epochs": 400}}),
@@ -185,6 +186,16 @@ def test_matcher_tags():
 
 
 # ---------------------------------------------------------------------------------- outputs
+def test_better_recipe_is_chosen_on_val_and_ties_choose_nothing():
+    rows = [{"model": "eflnet-yolov7", "recipe": "authors", "val_best_f1_mean": 0.81},
+            {"model": "eflnet-yolov7", "recipe": "paper", "val_best_f1_mean": 0.84},
+            {"model": "acm", "recipe": "authors", "val_best_f1_mean": 0.7},
+            {"model": "dnanet", "recipe": "a", "val_best_f1_mean": 0.5},
+            {"model": "dnanet", "recipe": "b", "val_best_f1_mean": 0.5}]
+    assert better_recipes(rows) == {"eflnet-yolov7": "paper"}
+
+
+
 def test_score_maps_become_8bit_pngs(tmp_path):
     scores = np.zeros((8, 10), np.float32)
     scores[2, 3], scores[4, 5] = 1.0, 0.5

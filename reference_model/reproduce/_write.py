@@ -85,18 +85,20 @@ def group_rows(records) -> list[dict]:
 
 
 def better_recipes(rows: list[dict]) -> dict[str, str]:
-    """Per model with several recipes: the recipe of the best mean val F1 (chosen on val)."""
-    best: dict[str, dict] = {}
+    """Per model scored under several recipes: the recipe of the best mean val F1 (chosen on val).
+
+    A model whose top recipes tie is left out (nothing to choose).
+    """
+    by_model: dict[str, list[dict]] = {}
     for row in rows:
-        if row["recipe"] is None or row["val_best_f1_mean"] is None:
-            continue
-        current = best.get(row["model"])
-        if current is None or row["val_best_f1_mean"] > current["val_best_f1_mean"]:
-            best[row["model"]] = row
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["model"]] = counts.get(row["model"], 0) + 1
-    return {model: row["recipe"] for model, row in best.items() if counts[model] > 1}
+        if row["recipe"] is not None and row["val_best_f1_mean"] is not None:
+            by_model.setdefault(row["model"], []).append(row)
+    out = {}
+    for model, candidates in by_model.items():
+        ranked = sorted(candidates, key=lambda r: r["val_best_f1_mean"], reverse=True)
+        if len(ranked) > 1 and ranked[0]["val_best_f1_mean"] > ranked[1]["val_best_f1_mean"]:
+            out[model] = ranked[0]["recipe"]
+    return out
 
 
 def seeds_table(rows: list[dict], matcher: str) -> str:
