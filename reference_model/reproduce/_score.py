@@ -47,7 +47,7 @@ def quantize_score_maps(folder: Path) -> int:
         if q.max() == 1:
             q[:] = 0
         buffer = BytesIO()
-        Image.fromarray(q).save(buffer, format="PNG", optimize=True)
+        Image.fromarray(q).save(buffer, format="PNG")
         write_bytes_atomic(npy.with_suffix(".png"), buffer.getvalue())
         npy.unlink()  # written by this run's predict step
         count += 1
