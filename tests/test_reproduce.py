@@ -319,3 +319,20 @@ def test_smoke_runs_the_whole_path(tmp_path):
     assert {"RUNS.md", "summary.json", "report.tar.gz", "runs.tar.gz"} <= set(files)
     names = tarfile.open(pack / "report.tar.gz").getnames()
     assert "report/RUNS.md" in names and "report/report_split_synth_iou50/index.html" in names
+
+
+def test_a_failing_phase_still_leaves_runs_md_and_the_pack(tmp_path, monkeypatch):
+    from reference_model.reproduce import ReproduceConfig, _run, reproduce
+
+    def broken_probe(session, units):
+        raise RuntimeError("probe exploded")
+
+    monkeypatch.setattr(_run, "_probe", broken_probe)
+    monkeypatch.setattr(_run, "start_server", lambda: 0.0)
+    config = ReproduceConfig(out=tmp_path / "out", smoke=True, device="cpu", budget_s=300.0, command="test")
+    with pytest.raises(RuntimeError, match="probe exploded"):
+        reproduce(config)
+    runs_md = (tmp_path / "out" / "pack" / "RUNS.md").read_text()
+    assert "**Error**: probe phase failed: RuntimeError: probe exploded" in runs_md
+    summary = json.loads((tmp_path / "out" / "pack" / "summary.json").read_text())
+    assert summary["errors"] == ["probe phase failed: RuntimeError: probe exploded"] and summary["runs"] == []

@@ -117,6 +117,7 @@ class Session:
     records: list[RunRecord] = field(default_factory=list)
     phase_s: dict[str, float] = field(default_factory=dict)
     memory: dict = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -448,11 +449,22 @@ def reproduce(config: ReproduceConfig):
     session.log(f"{len(units)} trainings runnable, {len(session.left_out)} plan entries left out; "
                 f"budget {config.budget_s:.0f} s on {config.device}")
     session.log(f"process server ready in {start_server():.1f} s")
+    failure = None
     for name, step in (("probe", lambda: _probe(session, units)),
                        ("train", lambda: _train(session, _plan_runs(session, units))),
                        ("predict", lambda: _predict(session)),
                        ("score", lambda: _score(session))):
         begun = time.monotonic()
-        step()
-        session.phase_s[name] = time.monotonic() - begun
-    return write_outputs(session, commit=_commit(config), device=device_description(config.device))
+        try:
+            step()
+        except Exception as exc:  # keep what finished: RUNS.md and the pack are still written
+            failure = exc
+            session.errors.append(f"{name} phase failed: {exc.__class__.__name__}: {exc}")
+            session.log(session.errors[-1])
+            break
+        finally:
+            session.phase_s[name] = time.monotonic() - begun
+    outcome = write_outputs(session, commit=_commit(config), device=device_description(config.device))
+    if failure is not None:
+        raise failure
+    return outcome

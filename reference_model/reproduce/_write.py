@@ -148,6 +148,7 @@ def _summary(session, commit: str, device: str, rows: list[dict], report_note: s
         "left_out": [{"entry": e.label, "reason": e.reason} for e in session.left_out]
         + [{"entry": f"{u.run_id}", "reason": reason} for u, reason in session.dropped],
         "report": report_note,
+        "errors": list(session.errors),
     }
 
 
@@ -170,6 +171,7 @@ def runs_markdown(summary: dict, seeds_md: str) -> str:
         "- Every training ran at the same time as the others on the one device, with its recipe's schedule "
         "compressed to the epochs that fit (warm-up scaled by the same factor; both listed per run).",
     ]
+    out += [f"- **Error**: {e} (the phases after it did not run)" for e in s["errors"]]
     if s["smoke"]:
         out += ["- **Smoke run** (synthetic sample, CPU, one epoch): checks the code path; its numbers mean nothing."]
     out += ["", f"## Results on {s['family']}/test", "", seeds_md]
