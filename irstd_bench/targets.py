@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from irstd_bench.boxes import box_areas, box_centres
 from irstd_bench.errors import InputError
 
 #: Structuring elements for :func:`scipy.ndimage.label`.
@@ -264,11 +265,10 @@ def boxes_to_targets(boxes: np.ndarray, image_size: tuple[int, int]) -> Targets:
     The area is the box area and the centroid the box centre; there is no label image.
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    wh = boxes[:, 2:] - boxes[:, :2]
     return Targets(
         boxes=boxes,
-        area_px=(wh[:, 0] * wh[:, 1]),
-        centroids=(boxes[:, :2] + boxes[:, 2:]) / 2,
+        area_px=box_areas(boxes),
+        centroids=box_centres(boxes),
         image_size=(int(image_size[0]), int(image_size[1])),
     )
 

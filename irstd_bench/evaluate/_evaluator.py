@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
@@ -208,9 +209,8 @@ def _gt_pairs(ground_truth) -> list[tuple[str, Targets, tuple[bool, bool]]]:
 
 
 def _worker_init() -> None:
-    """Start of a worker process: one torch thread (only the nwd matcher uses torch)."""
-    import sys
-
+    """Start of a worker process: one torch thread (only the nwd matcher uses torch). Runs in the
+    worker only; the caller's thread count is never touched."""
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
