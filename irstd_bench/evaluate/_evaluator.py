@@ -30,6 +30,7 @@ from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, Targets
 #: Images a worker scores per task: large enough that the per-task overhead is negligible.
 MAX_CHUNK_IMAGES = 128
 
+
 def _check_conf(conf: float) -> float:
     conf = float(conf)
     if not (math.isfinite(conf) and 0.0 < conf <= 1.0):
