@@ -161,3 +161,21 @@ def test_nuaa_idx427_test_masks_and_converted_coco_agree(nuaa_root, tmp_path):
     assert by_masks["metrics"]["tp"] == by_coco["metrics"]["tp"] == by_masks["counts"]["gt_targets"]
     for key in ("fp", "fn", "precision", "recall", "f1", "ap"):
         assert by_coco["metrics"][key] == by_masks["metrics"][key], key
+
+
+def test_polygon_segmentation_and_overlap_refusal(tmp_path):
+    pytest.importorskip("pycocotools")
+    from irstd_bench.errors import InputError
+
+    def write(annotations):
+        doc = {"images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}], "annotations": annotations}
+        path = tmp_path / "gt.json"
+        path.write_text(json.dumps(doc))
+        return path
+
+    square = {"id": 1, "image_id": 1, "bbox": [4, 5, 2, 2], "area": 4, "segmentation": [[4, 5, 6, 5, 6, 7, 4, 7]]}
+    targets = read_coco_ground_truth(write([square]))["a"]
+    assert np.argwhere(targets.foreground).tolist() == [[5, 4], [5, 5], [6, 4], [6, 5]]
+    assert targets.centroids.tolist() == [[5.0, 6.0]]  # from the pixels: no centroid field
+    with pytest.raises(InputError, match="share pixels"):
+        read_coco_ground_truth(write([square, {**square, "id": 2}]))
