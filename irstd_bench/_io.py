@@ -122,12 +122,6 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8", newline="\n")
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 @contextlib.contextmanager
 def atomic_directory(path: Path) -> Iterator[Path]:
     """Build a directory in a temporary sibling and move it onto ``path`` when done.

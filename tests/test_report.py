@@ -19,6 +19,7 @@ from PIL import Image
 
 from irstd_bench.cli import cli
 from irstd_bench.errors import InputError
+from irstd_bench.evaluate import PER_TARGET_COLUMNS
 from irstd_bench.report import (
     FIGURE_SIZE_PX,
     build_report,
@@ -154,7 +155,7 @@ def write_run(
     if rows is not None:
         csv_name = f"{name}.per_target.csv"
         with (folder / csv_name).open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(qual.PER_TARGET_COLUMNS))
+            writer = csv.DictWriter(handle, fieldnames=list(PER_TARGET_COLUMNS))
             writer.writeheader()
             writer.writerows(rows)
         data["per_target_csv"] = csv_name

@@ -7,9 +7,11 @@ from pathlib import Path
 import click
 
 from irstd_bench.errors import InputError
-from irstd_bench.evaluate._evaluator import EvaluationResult, default_workers, evaluate_split
-from irstd_bench.evaluate._ground_truth import read_gt_coco
-from irstd_bench.evaluate._predictions import FORMATS, coco_image_names, open_predictions
+from irstd_bench.evaluate._evaluator import default_workers, evaluate_split
+from irstd_bench.evaluate._ground_truth import read_coco_ground_truth
+from irstd_bench.evaluate._prediction_set import FORMATS, open_predictions
+from irstd_bench.evaluate._readers import coco_image_names
+from irstd_bench.evaluate._results_io import EvaluationResult
 from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD
 
 #: Rows of the printed table: (metrics key, label).
@@ -114,6 +116,13 @@ def _warnings(counts: dict) -> list[str]:
 @click.option(
     "--connectivity", default=DEFAULT_CONNECTIVITY, show_default=True, type=click.Choice(["4", "8"])
 )
+@click.option(
+    "--max-dets",
+    default=None,
+    type=click.IntRange(min=1),
+    help="AP only: count each image's N highest-scored detections (pycocotools' maxDets; "
+    "100 gives its default AP50). Default: every detection.",
+)
 @click.option("--workers", default=None, type=int, help="Worker processes (default: all CPUs).")
 @click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
 @click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
@@ -147,6 +156,7 @@ def eval_command(
     resize_masks,
     threshold,
     connectivity,
+    max_dets,
     workers,
     image_dir,
     mask_dir,
@@ -178,7 +188,7 @@ def eval_command(
             dataset=ds.name, dataset_title=ds.layout.title, root=str(ds.root.resolve()), split=split_name
         )
     elif gt_coco is not None:
-        items = read_gt_coco(gt_coco)
+        items = list(read_coco_ground_truth(gt_coco).items())
         meta.update(
             dataset=dataset or "coco",
             dataset_title=None,
@@ -202,6 +212,7 @@ def eval_command(
         resize_masks=resize_masks,
         threshold=threshold,
         connectivity=connectivity,
+        max_dets=max_dets,
         workers=workers or default_workers(),
         meta=meta,
     )

@@ -53,8 +53,6 @@ LEFT_IN = 0.3
 TOP_IN = 0.6
 BOTTOM_IN = 0.4
 
-PER_TARGET_COLUMNS = ("image", "kind", "x0", "y0", "x1", "y1", "cx", "cy", "area_px", "score", "matched_with")
-
 
 @dataclass(frozen=True)
 class TargetRow:

@@ -30,6 +30,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from irstd_bench._io import IMAGE_SUFFIXES, atomic_directory, write_text_atomic
+from irstd_bench.boxes import box_convert, to_yolo
 from irstd_bench.datasets import Sample
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate import Prediction
@@ -211,15 +212,9 @@ def write_predictions(
         rows = []
         for item in items:
             p = item.prediction
-            for box, score in zip(p.boxes, p.scores, strict=True):
-                x0, y0, x1, y1 = (float(v) for v in box)
-                rows.append(
-                    {
-                        "file_name": item.image_path.name,
-                        "bbox": [x0, y0, x1 - x0, y1 - y0],
-                        "score": float(score),
-                    }
-                )
+            bboxes = box_convert(np.asarray(p.boxes, np.float64), "xyxy", "xywh").tolist()
+            for bbox, score in zip(bboxes, p.scores, strict=True):
+                rows.append({"file_name": item.image_path.name, "bbox": bbox, "score": float(score)})
         write_text_atomic(out, json.dumps(rows, indent=0) + "\n")
         return out
     if fmt == "csv":
@@ -241,10 +236,8 @@ def write_predictions(
             p = item.prediction
             target = tmp / f"{p.stem}{FOLDER_SUFFIXES[fmt]}"
             if fmt == "yolo":
-                h, w = p.image_size
                 lines = []
-                for (x0, y0, x1, y1), score in zip(p.boxes, p.scores, strict=True):
-                    cx, cy, bw, bh = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h
+                for (cx, cy, bw, bh), score in zip(to_yolo(p.boxes, p.image_size), p.scores, strict=True):
                     lines.append(" ".join([str(YOLO_CLASS), *(_fmt(v) for v in (cx, cy, bw, bh, score))]))
                 target.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
             elif fmt == "scoremaps":
