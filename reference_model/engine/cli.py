@@ -149,6 +149,12 @@ def train(ctx: click.Context, **opts) -> None:
 @click.option(
     "--weights", required=True, help="Checkpoint file, run folder, or bundled name (nuaa-eflnet-n)."
 )
+@click.option(
+    "--model",
+    "cli_model",
+    default=None,
+    help="Only for weights of a custom builder: the same package.module:builder they were trained with.",
+)
 @click.option("--source", default=None, type=click.Path(path_type=Path), help="Folder of images.")
 @click.option("--dataset", default=None, help="nuaa, nudt, irstd1k, sirstv2 or custom (with --root).")
 @click.option("--root", default=None, type=click.Path(path_type=Path), help="Dataset root folder.")
@@ -175,6 +181,7 @@ def train(ctx: click.Context, **opts) -> None:
 @click.option("--mask-suffix", default="", help="--dataset custom: mask name = stem + suffix + .png.")
 def predict(
     weights,
+    cli_model,
     source,
     dataset,
     root,
@@ -211,7 +218,7 @@ def predict(
     if batch < 1:
         raise InputError(f"--batch {batch}: must be >= 1")
     dev = resolve_device(device)
-    model, checkpoint, path = load_for_inference(weights, dev)
+    model, checkpoint, path = load_for_inference(weights, dev, cli_model)
     fmt = fmt or ("coco" if model.task == "detect" else "scoremaps")
     check_format(model.task, fmt)
     size = imgsz if imgsz is not None else int(checkpoint.get("input_size") or 512)

@@ -157,12 +157,18 @@ def image_samples(source: Path) -> list[Sample]:
     return list(samples.values())
 
 
-def load_for_inference(weights: str | Path, device: torch.device) -> tuple[nn.Module, dict, Path]:
+def load_for_inference(
+    weights: str | Path, device: torch.device, cli_model: str | None = None
+) -> tuple[nn.Module, dict, Path]:
     """Resolve ``--weights``, rebuild its model (EMA weights when saved) on ``device`` in eval mode,
-    with BatchNorm folded into the convolutions (:func:`~.fuse.fuse_batchnorm`)."""
+    with BatchNorm folded into the convolutions (:func:`~.fuse.fuse_batchnorm`).
+
+    ``cli_model``: the ``--model`` the user typed; a checkpoint of a custom builder
+    (``module:function``) is rebuilt only when it names the same builder.
+    """
     path = resolve_weights(weights)
     checkpoint = load_checkpoint(path)
-    model = fuse_batchnorm(model_from_checkpoint(checkpoint, path)).to(device)
+    model = fuse_batchnorm(model_from_checkpoint(checkpoint, path, cli_model=cli_model)).to(device)
     return model, checkpoint, path
 
 

@@ -48,6 +48,7 @@ from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     build_named_model,
+    checked_model_name,
     load_checkpoint,
     load_model_state,
     rng_state,
@@ -223,11 +224,9 @@ def _resume_config(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig
     saved = dict(checkpoint.get("train_args") or {})
     if not saved:
         raise InputError(f"{path}: checkpoint has no training state to resume (released weights?)")
-    if config.model and "model" in explicit and config.model != checkpoint["model_name"]:
-        raise InputError(
-            f"--model {config.model}: {path} is a checkpoint of {checkpoint['model_name']} (checkpoint of "
-            "another model)"
-        )
+    # The checkpoint's model is rebuilt only if it is a registry model, or the custom builder the
+    # user named again with --model (a file never chooses code to run).
+    checked_model_name(checkpoint, path, config.model if "model" in explicit and config.model else None)
     if checkpoint.get("optimizer") is None:
         raise InputError(f"{path}: checkpoint has no optimizer state to resume")
     known = {f.name for f in fields(TrainConfig)}
