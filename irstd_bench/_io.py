@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from irstd_bench._outputs import _swap_folder, sweep_stale_temps, temp_path
 from irstd_bench.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -101,13 +101,15 @@ def read_mask(path: Path) -> np.ndarray:
 def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed onto ``path``.
 
-    On an exception the temporary file is removed and ``path`` is left as it was.
+    On an exception the temporary file is removed and ``path`` is left as it was. The temporary
+    is named so that a later run recognises it as stale if this process is killed
+    (:func:`irstd_bench._outputs.sweep_stale_temps`), and the file gets the user's umask.
+    ``suffix`` is kept for callers; the name no longer needs it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    sweep_stale_temps(path.parent)
+    tmp_path = temp_path(path)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -133,21 +135,17 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     """Build a directory in a temporary sibling and move it onto ``path`` when done.
 
     An existing ``path`` is replaced only after the new content is complete, so an error
-    leaves either the old directory or nothing: never a half-written one.
+    leaves either the old directory or nothing: never a half-written one. This does not check
+    ownership: commands use :func:`irstd_bench._outputs.output_folder`, which does.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    sweep_stale_temps(path.parent)
+    tmp = temp_path(path)
+    tmp.mkdir()
     try:
         yield tmp
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            old.rmdir()
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        _swap_folder(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -41,8 +41,9 @@ DATASETS = ("nuaa", "nudt", "irstd1k", "sirstv2", "custom")
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Output folder (default: ./<root folder name>-converted). Replaced atomically.",
+    help="Output folder (default: ./<root folder name>-converted), built whole or not at all.",
 )
+@click.option("--force", is_flag=True, help="Replace an earlier irstd-bench output at --out (only files it wrote).")
 @click.option(
     "--threshold",
     type=float,
@@ -79,6 +80,7 @@ def convert(
     splits: tuple[str, ...],
     formats: tuple[str, ...],
     out: Path | None,
+    force: bool,
     threshold: float,
     connectivity: str,
     resize_masks: bool,
@@ -115,6 +117,7 @@ def convert(
             split_dir=split_dir,
             workers=workers,
             link_images=link_images,
+            force=force,
             progress=True,
             warn=lambda message: click.echo(f"Warning: {message}", err=True),
         )

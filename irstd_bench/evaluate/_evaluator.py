@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from irstd_bench import __version__
-from irstd_bench._io import write_text_atomic
+from irstd_bench._csv import csv_cell
+from irstd_bench._outputs import write_file_set
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate._curves import (
     DEFAULT_CURVE_LEVELS,
@@ -338,7 +339,8 @@ class EvaluationResult:
 
     def write(self, out: str | Path) -> dict:
         """Write the results JSON to ``out`` and the CSVs next to it (``<stem>.per_image.csv``,
-        ``<stem>.per_target.csv``); every file is written atomically, all texts are built first."""
+        ``<stem>.per_target.csv``) as one set (:func:`irstd_bench._outputs.write_file_set`): all
+        three appear or none; all texts are built first. Ownership checks are the caller's."""
         out = Path(out)
         base = out.name[: -len(out.suffix)] if out.suffix else out.name
         image_csv, target_csv = f"{base}.per_image.csv", f"{base}.per_target.csv"
@@ -348,8 +350,7 @@ class EvaluationResult:
             out.parent / target_csv: _csv_text(PER_TARGET_COLUMNS, self.per_target_rows()),
             out: json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n",
         }
-        for path, text in texts.items():
-            write_text_atomic(path, text)
+        write_file_set(texts)  # one set: all three files or none, the JSON last
         return data
 
 
@@ -379,7 +380,7 @@ def _csv_text(columns, rows) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)  # no formulas
     return buffer.getvalue()
 
 

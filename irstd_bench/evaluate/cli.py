@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -29,6 +30,42 @@ TABLE_ROWS = (
     ("pd", "Pd (3 px)"),
     ("fa_e6", "Fa (x1e-6)"),
 )
+
+
+#: Schema of the results JSON (a file of ours when it carries it).
+RESULTS_SCHEMA = "irstd-bench/results"
+
+
+def result_files(out: Path) -> tuple[Path, Path, Path]:
+    """The set ``eval --out`` writes: the per-image CSV, the per-target CSV and the results JSON."""
+    base = out.name[: -len(out.suffix)] if out.suffix else out.name
+    return out.parent / f"{base}.per_image.csv", out.parent / f"{base}.per_target.csv", out
+
+
+def check_results_out(out: Path, force: bool, inputs) -> None:
+    """Refuse an ``--out`` set that would overwrite an input or a file irstd-bench did not write.
+
+    The JSON is ours when it carries our results ``schema``; a CSV is ours when the results JSON
+    of the set is ours and names it (``per_image_csv`` / ``per_target_csv``).
+    """
+    from irstd_bench._outputs import check_file_replaceable, json_schema_owner, refuse_inside_inputs
+
+    json_owned = json_schema_owner(RESULTS_SCHEMA)
+    image_csv, target_csv, _ = result_files(out)
+
+    def csv_owned(path: Path) -> bool:
+        if not json_owned(out):
+            return False
+        import json
+
+        data = json.loads(out.read_text(encoding="utf-8"))
+        return path.name in (data.get("per_image_csv"), data.get("per_target_csv"))
+
+    for path in (image_csv, target_csv, out):
+        refuse_inside_inputs(path, inputs, folder=False)
+    for path in (image_csv, target_csv):
+        check_file_replaceable(path, force=force, owned=csv_owned)
+    check_file_replaceable(out, force=force, owned=json_owned)
 
 
 def _default_out(preds: Path) -> Path:
@@ -100,6 +137,8 @@ def _warnings(counts: dict) -> list[str]:
     "otherwise only resolves image_id of COCO predictions.",
 )
 @click.option("--strict", is_flag=True, help="A split image without a prediction file is an error.")
+@click.option("--force", is_flag=True, help="Replace an earlier results set at --out (only files eval wrote).")
+@click.option("--skip-missing", is_flag=True, help="Leave out split images that have no mask (named in a warning).")
 @click.option("--resize", is_flag=True, help="Resize predicted maps of another size (nearest neighbour).")
 @click.option(
     "--resize-masks", is_flag=True, help="Resize ground-truth masks of another size than their image."
@@ -143,6 +182,8 @@ def eval_command(
     pred_format,
     gt_coco,
     strict,
+    force,
+    skip_missing,
     resize,
     resize_masks,
     threshold,
@@ -159,6 +200,10 @@ def eval_command(
     connectivity = int(connectivity)
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
+    if not math.isfinite(threshold):
+        raise InputError(f"--threshold {threshold}: must be a finite number")
+    if not math.isfinite(conf):
+        raise InputError(f"--conf {conf}: must be a finite number")
     image_names = coco_image_names(gt_coco) if gt_coco is not None else None
     meta = {"method": method or (preds.stem if preds.is_file() else preds.name)}
     config = _method_config(config_items, config_from)
@@ -172,7 +217,10 @@ def eval_command(
         split_name = (
             "all" if split_file is None else split_file.relative_to(ds.root).with_suffix("").as_posix()
         )
-        samples = ds.samples(split)
+        samples = ds.samples(split, skip_missing=skip_missing)
+        left_out = len(ds.stems(split)) - len(samples)
+        if left_out:
+            click.echo(f"warning: left out {left_out} split image(s) without a mask (--skip-missing)", err=True)
         items = [(s.stem, (s, ds.known_defect(s.stem))) for s in samples]
         meta.update(
             dataset=ds.name, dataset_title=ds.layout.title, root=str(ds.root.resolve()), split=split_name
@@ -191,6 +239,11 @@ def eval_command(
         )
     if not items:
         raise InputError(f"split {split!r} has no images")
+    out = out if out is not None else _default_out(preds)
+    inputs = [("predictions", preds), ("ground truth", gt_coco)]
+    if root is not None:
+        inputs.append(("dataset root", Path(root)))
+    check_results_out(out, force, inputs)
     pset = open_predictions(preds, pred_format, stems=[stem for stem, _ in items], image_names=image_names)
     result = evaluate_split(
         items,
@@ -205,7 +258,6 @@ def eval_command(
         workers=workers or default_workers(),
         meta=meta,
     )
-    out = out if out is not None else _default_out(preds)
     result.write(out)
     title = (
         f"{meta['method']} on {meta.get('dataset')} {meta.get('split')} ({pset.format}, {result.matcher}, "

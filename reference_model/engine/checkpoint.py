@@ -102,11 +102,9 @@ def checked_model_name(checkpoint: dict, source: str | Path, cli_model: str | No
     from reference_model.registry import MODELS
 
     name = checkpoint["model_name"]
-    if name in MODELS:
-        if cli_model and cli_model != name:
-            raise InputError(f"--model {cli_model}: {source} is a checkpoint of {name} (checkpoint of another model)")
-        return name
-    if cli_model is not None and cli_model == name:
+    if cli_model and cli_model != name:
+        raise InputError(f"--model {cli_model}: {source} is a checkpoint of {name} (checkpoint of another model)")
+    if name in MODELS or cli_model == name:
         return name
     if ":" in name:
         raise InputError(

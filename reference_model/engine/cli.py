@@ -172,6 +172,7 @@ def train(ctx: click.Context, **opts) -> None:
     help="Detectors: coco (default), yolo, csv. Segmenters: scoremaps (default), masks.",
 )
 @click.option("--conf", default=0.001, show_default=True, type=float, help="Detector score threshold.")
+@click.option("--force", is_flag=True, help="Replace an earlier predict output at --out (only what predict wrote).")
 @click.option("--mask-threshold", default=0.5, show_default=True, type=float, help="masks: score >= this.")
 @click.option("--imgsz", default=None, type=int, help="Input side, px (default: the training size).")
 @click.option("--batch", default=8, show_default=True, type=int)
@@ -189,6 +190,7 @@ def predict(
     out,
     fmt,
     conf,
+    force,
     mask_threshold,
     imgsz,
     batch,
@@ -203,6 +205,7 @@ def predict(
     from reference_model.engine.distributed import resolve_device
     from reference_model.engine.predict import (
         check_format,
+        check_predictions_out,
         load_for_inference,
         predict_samples,
         write_predictions,
@@ -235,6 +238,8 @@ def predict(
 
         ds = open_dataset(root, dataset, image_dir=image_dir, mask_dir=mask_dir, mask_suffix=mask_suffix)
         samples = [ds.sample(stem) for stem in ds.stems(split)]
+    inputs = [("image folder", source), ("dataset root", root), ("weights", path)]
+    check_predictions_out(out, fmt, force=force, inputs=inputs)  # before the (long) inference
     amp = None
     if dev.type == "cuda":
         amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -244,7 +249,7 @@ def predict(
         raise InputError(
             f"out of memory on {dev} with --batch {batch} --imgsz {size}; try smaller values"
         ) from None
-    written = write_predictions(items, out, fmt, mask_threshold=mask_threshold)
+    written = write_predictions(items, out, fmt, mask_threshold=mask_threshold, force=force, inputs=inputs)
     n_targets = sum(len(i.prediction.boxes) for i in items) if model.task == "detect" else None
     what = f", {n_targets} boxes" if n_targets is not None else ""
     click.echo(f"{checkpoint['model_name']} ({path}): {len(items)} images{what} -> {written} ({fmt})")
