@@ -87,6 +87,7 @@ def _explicit(ctx: click.Context) -> set[str]:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="Data loader processes.")
 @click.option("--resume", default=None, help="Continue the run in this folder (or from this last.pt).")
+@click.option("--force", is_flag=True, help="A new run may replace an earlier run at --out (only files train wrote).")
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Flips, crops, jitter.")
 @click.option("--mosaic", default=0.0, show_default=True, type=float, help="Mosaic probability.")
 @click.option("--resize-masks", is_flag=True, help="Resize masks whose size differs from their image.")
@@ -117,6 +118,7 @@ def train(ctx: click.Context, **opts) -> None:
     from reference_model.engine.trainer import train as run_training
 
     explicit = _explicit(ctx)
+    force = opts.pop("force")
     overrides = parse_model_args(opts.pop("model_args"))
     if opts.pop("no_atfl"):
         overrides["use_atfl"] = False
@@ -138,7 +140,7 @@ def train(ctx: click.Context, **opts) -> None:
             "model switches cannot change a resumed run (its model is rebuilt from the checkpoint)"
         )
     config = TrainConfig(model_overrides=overrides, **opts)
-    result = run_training(config, explicit=explicit)
+    result = run_training(config, explicit=explicit, force=force)
     if result.best_fitness is not None:
         click.echo(
             f"done: {result.out} (best F1 {result.best_fitness[0]:.4f} at epoch {result.best_metrics.get('epoch')})"
