@@ -71,6 +71,7 @@ def convert_dataset(
     progress: bool = False,
     warn: Callable[[str], None] | None = None,
     force: bool = False,
+    skip_defects: bool = False,
 ) -> ConversionResult:
     """Convert a dataset's masks into box annotations.
 
@@ -120,6 +121,9 @@ def convert_dataset(
         :class:`~irstd_bench.errors.DatasetDefectWarning`.
     force : bool
         Replace an earlier irstd-bench output at ``out``.
+    skip_defects : bool
+        Leave known release defects out of every split (default: their masks are resized to
+        the image with a warning, :func:`irstd_bench.datasets.fit_mask_to_image`).
 
     Returns
     -------
@@ -141,7 +145,13 @@ def convert_dataset(
         raise InputError(f"workers must be at least 1, got {workers}")
     emit = warn or (lambda message: warnings.warn(message, DatasetDefectWarning, stacklevel=3))
     ds = open_dataset(
-        root, dataset, image_dir=image_dir, mask_dir=mask_dir, mask_suffix=mask_suffix, split_dir=split_dir
+        root,
+        dataset,
+        image_dir=image_dir,
+        mask_dir=mask_dir,
+        mask_suffix=mask_suffix,
+        split_dir=split_dir,
+        skip_defects=skip_defects,
     )
     out = Path(out)
     refuse_inside_inputs(out, [("dataset root", ds.root)])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from irstd_bench._io import pixel_limit
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate._evaluator import EvaluationResult, default_workers, evaluate_split
 from irstd_bench.evaluate._ground_truth import read_gt_coco
@@ -137,6 +138,15 @@ def _warnings(counts: dict) -> list[str]:
     "otherwise only resolves image_id of COCO predictions.",
 )
 @click.option("--strict", is_flag=True, help="A split image without a prediction file is an error.")
+@click.option(
+    "--max-pixels",
+    type=int,
+    default=None,
+    help="Largest image or mask decoded, in pixels (default 100000000); a larger declared size is refused.",
+)
+@click.option(
+    "--skip-defects", is_flag=True, help="Leave known release defects (NUAA-SIRST Misc_111) out of the split."
+)
 @click.option("--force", is_flag=True, help="Replace an earlier results set at --out (only files eval wrote).")
 @click.option("--skip-missing", is_flag=True, help="Leave out split images that have no mask (named in a warning).")
 @click.option("--resize", is_flag=True, help="Resize predicted maps of another size (nearest neighbour).")
@@ -170,7 +180,14 @@ def _warnings(counts: dict) -> list[str]:
     default=None,
     help="Store the model settings of this checkpoint (run folder, .pt or bundled name) as the results' config.",
 )
-def eval_command(
+def eval_command(*args, **kwargs):
+    """Score predictions PREDS (a folder of masks / score maps / YOLO txt, a COCO JSON or a CSV)
+    against a dataset split; print a table and write the results JSON and CSVs."""
+    with pixel_limit(kwargs.get("max_pixels")):
+        _eval(*args, **kwargs)
+
+
+def _eval(
     preds,
     dataset,
     root,
@@ -182,6 +199,8 @@ def eval_command(
     pred_format,
     gt_coco,
     strict,
+    max_pixels,
+    skip_defects,
     force,
     skip_missing,
     resize,
@@ -195,8 +214,7 @@ def eval_command(
     config_items,
     config_from,
 ):
-    """Score predictions PREDS (a folder of masks / score maps / YOLO txt, a COCO JSON or a CSV)
-    against a dataset split; print a table and write the results JSON and CSVs."""
+    """``eval`` itself, run under its ``--max-pixels`` limit."""
     connectivity = int(connectivity)
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
@@ -212,7 +230,14 @@ def eval_command(
     if root is not None:
         from irstd_bench.datasets import open_dataset
 
-        ds = open_dataset(root, dataset, image_dir=image_dir, mask_dir=mask_dir, mask_suffix=mask_suffix)
+        ds = open_dataset(
+            root,
+            dataset,
+            image_dir=image_dir,
+            mask_dir=mask_dir,
+            mask_suffix=mask_suffix,
+            skip_defects=skip_defects,
+        )
         split_file = ds.resolve_split(split)
         split_name = (
             "all" if split_file is None else split_file.relative_to(ds.root).with_suffix("").as_posix()

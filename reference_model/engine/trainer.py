@@ -147,6 +147,7 @@ class TrainConfig:
     val_conf: float = 0.5
     matcher: str = "iou:0.5"
     resize_masks: bool = False
+    skip_defects: bool = False
     image_dir: str | None = None
     mask_dir: str | None = None
     mask_suffix: str = ""
@@ -169,9 +170,11 @@ class TrainConfig:
             raise InputError(f"--optimizer {self.optimizer!r}: expected sgd or adamw")
         if self.lr is not None and not self.lr > 0:
             raise InputError(f"--lr {self.lr}: must be > 0")
-        if self.weight_decay is not None and self.weight_decay < 0:
+        if self.weight_decay is not None and not self.weight_decay >= 0:
             raise InputError(f"--weight-decay {self.weight_decay}: must be >= 0")
-        if self.warmup_epochs < 0:
+        if not 0.0 <= self.momentum < 1.0:
+            raise InputError(f"--momentum {self.momentum}: must be in [0, 1)")
+        if not self.warmup_epochs >= 0:
             raise InputError(f"--warmup-epochs {self.warmup_epochs}: must be >= 0")
         if not 0.0 <= self.mosaic <= 1.0:
             raise InputError(f"--mosaic {self.mosaic}: must be in [0, 1]")
@@ -293,7 +296,12 @@ class Trainer:
     def _data(self) -> None:
         cfg = self.config
         ds = open_dataset(
-            cfg.root, cfg.dataset, image_dir=cfg.image_dir, mask_dir=cfg.mask_dir, mask_suffix=cfg.mask_suffix
+            cfg.root,
+            cfg.dataset,
+            image_dir=cfg.image_dir,
+            mask_dir=cfg.mask_dir,
+            mask_suffix=cfg.mask_suffix,
+            skip_defects=cfg.skip_defects,
         )
         plan = plan_splits(ds, cfg.split)
         if plan.val_is_test:
