@@ -42,7 +42,6 @@ import secrets
 import shutil
 import signal
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 
 from irstd_bench.errors import InputError
@@ -279,7 +278,10 @@ def check_file_replaceable(
 
 
 def write_manifest(folder: Path, command: str, extra: Mapping | None = None) -> None:
-    """Write the manifest of ``folder`` listing every file now in it."""
+    """Write the manifest of ``folder`` listing every file now in it.
+
+    It holds no time stamp: the same command on the same inputs writes the same bytes.
+    """
     from irstd_bench import __version__
 
     manifest = {
@@ -287,7 +289,6 @@ def write_manifest(folder: Path, command: str, extra: Mapping | None = None) -> 
         "schema_version": 1,
         "command": command,
         "irstd_bench_version": __version__,
-        "created": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "files": [f for f in _files_under(folder) if f != MANIFEST_NAME],
         **dict(extra or {}),
     }

@@ -17,7 +17,7 @@ from irstd_bench._outputs import check_folder_replaceable, output_folder, refuse
 from irstd_bench.convert import _coco, _voc, _yolo
 from irstd_bench.convert._records import ConvertSettings, ImageRecord, convert_chunk
 from irstd_bench.convert._summary import defects_report, split_file_name, split_statistics
-from irstd_bench.datasets import Dataset, Sample, open_dataset
+from irstd_bench.datasets import Dataset, Sample, open_dataset, read_split_file
 from irstd_bench.errors import DatasetDefectWarning, InputError
 from irstd_bench.targets import CONNECTIVITY_STRUCTURES, DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD
 
@@ -103,7 +103,8 @@ def convert_dataset(
     connectivity : {4, 8}
     resize_masks : bool
         Resize a mask whose size differs from its image's (nearest neighbour) instead of
-        skipping that image with a warning.
+        stopping with an error naming both sizes. Known release defects are resized anyway, with
+        a warning (:func:`irstd_bench.datasets.fit_mask_to_image`).
     skip_missing : bool
         Leave out images without a mask (reported) instead of raising.
     image_dir, mask_dir, mask_suffix, split_dir : str
@@ -168,6 +169,9 @@ def convert_dataset(
     records = {rec.stem: rec for rec in _run(jobs, settings, workers, progress)}
 
     _warn_defects(records.values(), missing, threshold, emit, ds)
+    left_out = _defects_left_out(ds, split_names)
+    for stem in left_out:
+        emit(f"left out {stem}: {ds.known_defect(stem)} (--skip-defects)")
     written = {
         name: [s.stem for s in samples if not records[s.stem].skipped]
         for name, samples in split_samples.items()
@@ -175,6 +179,8 @@ def convert_dataset(
     summary = _summary(
         ds, out, split_names, written, records, missing, formats, settings, skip_missing, link_images
     )
+    summary["settings"]["skip_defects"] = bool(skip_defects)
+    summary["defects"]["left_out_by_skip_defects"] = left_out
     _write(out, ds, formats, written, records, summary, link_images, force)
     return ConversionResult(out=out, summary=summary, records=records, splits=written)
 
@@ -314,6 +320,20 @@ def _warn_defects(records, missing: list[str], threshold: float, emit, ds: Datas
     if missing:
         names = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
         emit(f"left out {len(missing)} image(s) without a mask: {names}")
+
+
+def _defects_left_out(ds: Dataset, split_names: list[str]) -> list[str]:
+    """Known release defects listed in the splits that ``--skip-defects`` left out, sorted."""
+    if not ds.skip_defects:
+        return []
+    listed: set[str] = set()
+    for name in split_names:
+        path = ds.resolve_split(name)
+        if path is None:
+            listed.update(p.stem for p in ds.image_dir.iterdir() if p.suffix.lower() == ".png")
+        else:
+            listed.update(read_split_file(path))
+    return sorted(stem for stem in listed if ds.known_defect(stem))
 
 
 def _plain(value: float) -> float | int:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from irstd_bench._io import image_size, read_mask
+from irstd_bench._io import check_pixels, image_size, read_mask
 from irstd_bench.datasets._layouts import (
     IRSTD_1K,
     NUAA_SIRST,
@@ -80,6 +80,10 @@ class MaskSizeMismatch(InputError):
             f"{sample.mask_path}: {what}mask is {mask_hw[1]}x{mask_hw[0]} but image {sample.image_path.name} "
             f"is {image_hw[1]}x{image_hw[0]} (use --resize-masks to resize it with nearest neighbour)"
         )
+
+    def __reduce__(self):
+        # Raised in worker processes: rebuilt from its arguments in the parent.
+        return (type(self), (self.sample, self.image_hw, self.mask_hw, self.known))
 
 
 @dataclass
@@ -357,6 +361,7 @@ def load_ground_truth(
     if not math.isfinite(float(threshold)):
         raise InputError(f"--threshold {threshold}: must be a finite number")
     image_hw = image_size(sample.image_path)
+    check_pixels(sample.image_path, image_hw)  # a decompression bomb is refused by name
     if sample.mask_path is None:
         return GroundTruth(sample=sample, targets=Targets.empty(image_hw))
     mask, resized = read_sample_mask(sample, image_hw, known_defect=known_defect, resize_masks=resize_masks)

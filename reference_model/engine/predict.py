@@ -230,6 +230,7 @@ def _written_by_predict(path: Path) -> bool:
 def check_predictions_out(out: Path, fmt: str, *, force: bool = False, inputs=()) -> None:
     """Refuse an ``--out`` that is an input, holds one, or would replace what irstd-bench did not write."""
     out = Path(out)
+    output_path(out, fmt)  # refuses a folder format given a file name
     single = _is_single_file(out, fmt)
     refuse_inside_inputs(out, inputs, folder=not single)
     if single:
