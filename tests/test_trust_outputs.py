@@ -89,7 +89,8 @@ def _items(stems=STEMS, boxes=((1.0, 2.0, 5.0, 6.0),)) -> list[ImagePrediction]:
 
 
 def _segment_items(stems=STEMS) -> list[ImagePrediction]:
-    return [ImagePrediction(Prediction.from_score_map(s, np.zeros((H, W), np.float32)), Path(f"{s}.png")) for s in stems]
+    maps = {s: Prediction.from_score_map(s, np.zeros((H, W), np.float32)) for s in stems}
+    return [ImagePrediction(pred, Path(f"{s}.png")) for s, pred in maps.items()]
 
 
 # ---------------------------------------------------------------------------------------------
