@@ -25,6 +25,8 @@ IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 #: Largest image irstd-bench decodes by default, in pixels (width x height): 100 megapixels, far
 #: above any IRSTD release (the largest, SIRST v2, is under 1 Mpx) and far below what exhausts
 #: memory. A PNG header may declare 100000 x 100000 px in a few bytes (a decompression bomb).
+#: Pillow keeps its own hard stop at 2 x ``Image.MAX_IMAGE_PIXELS`` (about 179 Mpx): a larger
+#: ``--max-pixels`` cannot decode beyond it (that is refused with the same one-line error).
 DEFAULT_MAX_PIXELS = 100_000_000
 #: Environment variable through which ``--max-pixels`` reaches every reader, worker processes
 #: included (set for the duration of a command by :func:`pixel_limit`, then restored).

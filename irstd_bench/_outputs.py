@@ -22,9 +22,9 @@ Whole or nothing
     Folders are built in a hidden temporary sibling and renamed into place; sets of files
     (``eval``'s JSON and two CSVs) are written to hidden temporaries first and renamed with
     SIGINT/SIGTERM/SIGHUP blocked, the last file of the set (the JSON) last; a failed rename
-    rolls the set back. Temporaries are named ``.<target>.irstd-tmp-<pid>-<hex>`` so that a
-    later run in the same folder recognises the leftovers of a killed run (its pid is dead) and
-    removes them (:func:`sweep_stale_temps`). SIGKILL cannot be blocked: a kill -9 during the
+    rolls the set back. Temporaries are named ``.<target>.irstd-tmp-<host>-<pid>-<hex>`` so that
+    a later run in the same folder recognises the leftovers of a killed run on this machine (its
+    pid is dead) and removes them (:func:`sweep_stale_temps`). SIGKILL cannot be blocked: a kill -9 during the
     microseconds of the renames is the one case that can leave part of a set.
 
 Modes
@@ -41,6 +41,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -49,9 +50,14 @@ from irstd_bench.errors import InputError
 #: The manifest irstd-bench writes in every folder it creates.
 MANIFEST_NAME = ".irstd-bench-output.json"
 MANIFEST_SCHEMA = "irstd-bench/output"
-#: Marker inside temporary names: ``.<target>.irstd-tmp-<pid>-<hex>`` (``.old`` for a backup).
+#: Marker inside temporary names: ``.<target>.irstd-tmp-<host>-<pid>-<hex>`` (``.old`` for a backup).
 TEMP_MARK = ".irstd-tmp-"
-_TEMP_RE = re.compile(r"^\.(?P<target>.+)\.irstd-tmp-(?P<pid>\d+)-(?P<token>[0-9a-f]+)(?P<old>\.old)?$")
+_TEMP_RE = re.compile(
+    r"^\.(?P<target>.+)\.irstd-tmp-(?P<host>[A-Za-z0-9]*)-(?P<pid>\d+)-(?P<token>[0-9a-f]+)(?P<old>\.old)?$"
+)
+#: Characters of the host name kept in temporary names (a shared file system may hold the
+#: temporaries of several machines: only this machine's dead processes are recognised).
+_HOST_CHARS = 16
 #: Signals held back while a set of files is renamed into place.
 _COMMIT_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 #: Largest JSON file read to decide whether a file is ours (results files are far smaller).
@@ -118,10 +124,14 @@ def remove_empty(folders: Iterable[Path]) -> None:
 # Temporaries
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:_HOST_CHARS]
+
+
 def temp_path(target: Path, *, backup: bool = False) -> Path:
-    """A hidden sibling name for building ``target``: ``.<name>.irstd-tmp-<pid>-<hex>[.old]``."""
+    """A hidden sibling name for building ``target``: ``.<name>.irstd-tmp-<host>-<pid>-<hex>[.old]``."""
     target = Path(target)
-    name = f".{target.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}{'.old' if backup else ''}"
+    name = f".{target.name}{TEMP_MARK}{_host()}-{os.getpid()}-{secrets.token_hex(4)}{'.old' if backup else ''}"
     return target.absolute().parent / name
 
 
@@ -140,17 +150,19 @@ def _pid_alive(pid: int) -> bool:
 def sweep_stale_temps(folder: Path) -> list[Path]:
     """Remove temporaries that runs killed earlier left in ``folder``; return what was removed.
 
-    Only names matching our pattern whose process is gone are touched. A backup (``.old``) whose
-    target is missing was being swapped when its run died: it is put back instead.
+    Only names matching our pattern, made on this host, whose process is gone are touched. A
+    backup (``.old``) whose target is missing was being swapped when its run died: it is put
+    back instead.
     """
     removed: list[Path] = []
+    host = _host()
     try:
         entries = list(Path(folder).iterdir())
     except OSError:
         return removed
     for entry in entries:
         match = _TEMP_RE.match(entry.name)
-        if match is None or _pid_alive(int(match["pid"])):
+        if match is None or match["host"] != host or _pid_alive(int(match["pid"])):
             continue
         target = entry.parent / match["target"]
         try:

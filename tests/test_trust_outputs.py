@@ -22,6 +22,7 @@ from PIL import Image
 from irstd_bench._io import atomic_directory, write_text_atomic
 from irstd_bench._outputs import (
     MANIFEST_NAME,
+    _host,
     output_folder,
     sweep_stale_temps,
     write_file_set,
@@ -335,24 +336,26 @@ def _dead_pid() -> int:
 
 
 def test_leftovers_of_a_killed_run_are_swept_and_live_ones_kept(tmp_path):
-    dead = _dead_pid()
+    dead = f"{_host()}-{_dead_pid()}"
     stale_dir = tmp_path / f".report.irstd-tmp-{dead}-0badcafe"
     stale_dir.mkdir()
     (stale_dir / "index.html").write_text("half")
     stale_file = tmp_path / f".r.json.irstd-tmp-{dead}-0badcafe"
     stale_file.write_text("{")
-    live = tmp_path / f".x.irstd-tmp-{os.getpid()}-0badcafe"
+    live = tmp_path / f".x.irstd-tmp-{_host()}-{os.getpid()}-0badcafe"
     live.write_text("mine")
+    other_host = tmp_path / f".y.irstd-tmp-otherhost-{_dead_pid()}-0badcafe"
+    other_host.write_text("another machine's live run, on a shared file system")
     user = tmp_path / ".report.irstd-tmp-notes"
     user.write_text("not our pattern")
     with output_folder(tmp_path / "out", "test") as tmp:
         (tmp / "a").write_text("a")
     assert not stale_dir.exists() and not stale_file.exists()
-    assert live.exists() and user.exists()
+    assert live.exists() and user.exists() and other_host.exists()
 
 
 def test_a_backup_left_by_a_killed_swap_is_put_back(tmp_path):
-    dead = _dead_pid()
+    dead = f"{_host()}-{_dead_pid()}"
     backup = tmp_path / f".report.irstd-tmp-{dead}-0badcafe.old"
     backup.mkdir()
     (backup / "index.html").write_text("previous report")

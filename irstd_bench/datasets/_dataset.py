@@ -203,7 +203,7 @@ class Dataset:
                     continue
                 raise InputError(
                     f"{self.mask_dir / self.layout.mask_name(stem)}: image {stem} has no mask "
-                    "(use --skip-missing to leave such images out)"
+                    "(convert and eval: --skip-missing leaves such images out)"
                 )
             out.append(sample)
         return out

@@ -97,7 +97,7 @@ def _warnings(counts: dict) -> list[str]:
         "predictions_not_in_split": "predictions are for images not in the split (ignored)",
         "boxes_clipped": "boxes reached up to 1 px beyond their image and were clipped",
         "predictions_resized": "predictions were resized to their image (nearest neighbour, --resize)",
-        "gt_masks_resized": "ground-truth masks were resized to their image (--resize-masks)",
+        "gt_masks_resized": "ground-truth masks were resized to their image (known release defects, --resize-masks)",
         "gt_masks_nonbinary": "ground-truth masks are not 0/255 only (binarised at --threshold)",
     }
     return [f"warning: {counts[k]} {text}" for k, text in notes.items() if counts.get(k)]
