@@ -196,12 +196,30 @@ def signals_blocked() -> Iterator[None]:
 # Ownership
 
 
+#: Reports written before the manifest existed list their files in ``report.json`` (schema
+#: ``irstd-bench/report``): that list is read as their manifest, so they can be rebuilt in place.
+LEGACY_REPORT_FILE, LEGACY_REPORT_SCHEMA = "report.json", "irstd-bench/report"
+
+
+def _legacy_report_manifest(folder: Path) -> dict | None:
+    try:
+        data = json.loads((Path(folder) / LEGACY_REPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("schema") != LEGACY_REPORT_SCHEMA:
+        return None
+    files = data.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    return {"schema": MANIFEST_SCHEMA, "command": "report", "files": [*files, LEGACY_REPORT_FILE]}
+
+
 def read_manifest(folder: Path) -> dict | None:
-    """The manifest of a folder irstd-bench wrote, or ``None``."""
+    """The manifest of a folder irstd-bench wrote (or an older report's file list), or ``None``."""
     try:
         data = json.loads((Path(folder) / MANIFEST_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
+        return _legacy_report_manifest(folder)
     if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
         return None
     files = data.get("files")

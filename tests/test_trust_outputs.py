@@ -381,3 +381,17 @@ def test_interrupted_convert_leaves_no_hidden_folder(data, tmp_path, monkeypatch
     result = run("convert", data, "--out", tmp_path / "boxes", "--workers", 1)
     assert result.exit_code != 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nudt"]
+
+
+def test_a_report_written_before_manifests_is_rebuilt_only_with_force(tmp_path):
+    from test_report import write_run
+
+    results = write_run(tmp_path / "in", "m1", method="m1")
+    out = tmp_path / "rep"
+    assert run("report", results, "--out", out, "--qualitative", 0).exit_code == 0
+    (out / MANIFEST_NAME).unlink()  # as reports of earlier versions: report.json lists the files
+    one_line_error(run("report", results, "--out", out, "--qualitative", 0), "--force")
+    assert run("report", results, "--out", out, "--qualitative", 0, "--force").exit_code == 0
+    (out / MANIFEST_NAME).unlink()
+    (out / "tables" / "mine.txt").write_text("not in report.json")
+    one_line_error(run("report", results, "--out", out, "--qualitative", 0, "--force"), "mine.txt")
