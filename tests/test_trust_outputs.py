@@ -395,3 +395,18 @@ def test_a_report_written_before_manifests_is_rebuilt_only_with_force(tmp_path):
     (out / MANIFEST_NAME).unlink()
     (out / "tables" / "mine.txt").write_text("not in report.json")
     one_line_error(run("report", results, "--out", out, "--qualitative", 0, "--force"), "mine.txt")
+
+
+def test_demo_claims_a_new_folder_and_recognises_its_own(tmp_path):
+    """`make demo` twice: the second run finds the first one's manifest and goes on (each step
+    then replaces only its own earlier output with --force; checked by hand, see the README)."""
+    from irstd_bench.demo import _claim_out
+
+    out = tmp_path / "demo_out"
+    _claim_out(out, None)
+    (out / "boxes").mkdir()
+    (out / "boxes" / "x.json").write_text("{}")
+    _claim_out(out, None)
+    assert json.loads((out / MANIFEST_NAME).read_text())["command"] == "demo"
+    with pytest.raises(InputError, match="inside the dataset root"):
+        _claim_out(tmp_path / "data" / "demo", tmp_path / "data")
