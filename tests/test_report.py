@@ -722,9 +722,9 @@ def test_out_folder_guards(tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    result = _cli([a, "--out", foreign, "--qualitative", "0"])
-    assert result.exit_code == 2 and "--force" in result.output
+    result = _cli([a, "--out", foreign, "--qualitative", "0", "--force"])
+    assert result.exit_code == 2 and "not written by irstd-bench" in result.output
     assert (foreign / "notes.txt").read_text() == "keep me"
     inside = _cli([a, "--out", tmp_path / "in", "--qualitative", "0", "--force"])
-    assert inside.exit_code == 2 and "inside --out" in inside.output
+    assert inside.exit_code == 2 and "contains the input" in inside.output
     assert (tmp_path / "in" / "a.json").is_file()

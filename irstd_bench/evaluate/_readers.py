@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from irstd_bench._csv import read_csv_cell
 from irstd_bench._io import IMAGE_SUFFIXES, read_gray
 from irstd_bench.boxes import box_convert, from_yolo
 from irstd_bench.errors import InputError
@@ -178,7 +179,7 @@ def read_csv_results(path: Path) -> dict[str, list]:
             x0, y0, x1, y1, score = (float(c) for c in cells[1:])
         except (IndexError, ValueError):
             raise InputError(f"{path}: line {line_no}: expected image,x0,y0,x1,y1,score numbers, got {row!r}") from None
-        out.setdefault(stem_of(cells[0].strip()), []).append((x0, y0, x1, y1, score, line_no))
+        out.setdefault(stem_of(read_csv_cell(cells[0].strip())), []).append((x0, y0, x1, y1, score, line_no))
     return out
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from irstd_bench import __version__
-from irstd_bench._io import write_text_atomic
+from irstd_bench._csv import csv_cell
+from irstd_bench._outputs import write_file_set
 from irstd_bench.evaluate._matching import UNMATCHED
 from irstd_bench.evaluate._records import ImageRecord
 
@@ -147,11 +148,11 @@ def results_texts(result: EvaluationResult, out: str | Path) -> tuple[dict, dict
 
 
 def write_results(result: EvaluationResult, out: str | Path) -> dict:
-    """Build every text first (:func:`results_texts`), then write each file atomically.
-    Returns the results JSON data."""
+    """Build every text first (:func:`results_texts`), then write the three files as one set
+    (:func:`irstd_bench._outputs.write_file_set`: all appear or none, the JSON last). Ownership
+    checks are the caller's. Returns the results JSON data."""
     data, texts = results_texts(result, out)
-    for path, text in texts.items():
-        write_text_atomic(path, text)
+    write_file_set(texts)
     return data
 
 
@@ -181,7 +182,7 @@ def _csv_text(columns, rows) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)  # no formulas
     return buffer.getvalue()
 
 
