@@ -31,7 +31,7 @@ from reference_model.reproduce._budget import WINDOW_SAFETY, probe_from_run
 from reference_model.reproduce._commands import command_args
 from reference_model.reproduce._jobs import STOP_GRACE_S, Job, JobResult, run_jobs, start_server
 from reference_model.reproduce._pack import PackResult, add_archive, add_file
-from reference_model.reproduce._score import matcher_tag, quantize_score_maps
+from reference_model.reproduce._score import matcher_tag, store_predictions
 from reference_model.reproduce._write import better_recipes
 
 MODELS = {
@@ -196,18 +196,25 @@ def test_better_recipe_is_chosen_on_val_and_ties_choose_nothing():
 
 
 
-def test_score_maps_become_8bit_pngs(tmp_path):
+def test_stored_predictions_score_maps_become_8bit_pngs_boxes_are_copied(tmp_path):
+    boxes = tmp_path / "boxes"
+    boxes.mkdir()
+    (boxes / "predictions.json").write_text("[]")
+    assert store_predictions(boxes, tmp_path / "boxes_stored") == 1
+    assert (tmp_path / "boxes_stored" / "predictions.json").read_text() == "[]"
     scores = np.zeros((8, 10), np.float32)
     scores[2, 3], scores[4, 5] = 1.0, 0.5
     np.save(tmp_path / "a.npy", scores)
     faint = np.zeros((4, 4), np.float32)
     faint[1, 1] = 1.2 / 255  # would be an 8-bit 0/1 file, which the evaluator reads as a mask
     np.save(tmp_path / "b.npy", faint)
-    assert quantize_score_maps(tmp_path) == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]
-    a = np.asarray(Image.open(tmp_path / "a.png"))
+    stored = tmp_path / "stored"
+    assert store_predictions(tmp_path, stored) == 2
+    assert sorted(p.name for p in stored.iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["a.npy", "b.npy"]  # predict's files stay
+    a = np.asarray(Image.open(stored / "a.png"))
     assert a.dtype == np.uint8 and a[2, 3] == 255 and a[4, 5] == 128 and a.sum() == 255 + 128
-    assert not np.asarray(Image.open(tmp_path / "b.png")).any()
+    assert not np.asarray(Image.open(stored / "b.png")).any()
 
 
 def test_pack_respects_file_count_and_size(tmp_path):

@@ -38,7 +38,7 @@ from ._budget import (
 from ._commands import command_args, command_params, shell_line
 from ._jobs import Job, JobResult, run_jobs, start_server
 from ._plan import DEFAULT_PLAN, LeftOut, RunSpec, RunUnit, registry_models, resolve_plan
-from ._score import Scores, matcher_tag, prediction_input, quantize_score_maps, read_metrics, scores, val_threshold
+from ._score import Scores, matcher_tag, prediction_input, read_metrics, scores, store_predictions, val_threshold
 
 #: Synthetic sample of ``--smoke``: images, side in px, seed, layout and split family.
 SMOKE_SAMPLE = {"n_images": 30, "size": 64, "seed": 0}
@@ -319,7 +319,7 @@ def _predict(session: Session) -> None:
         if not best.is_file():
             continue
         for part in ("val", "test"):
-            out = session.work / "preds" / f"{record.unit.run_id}-{part}"
+            out = session.work / "predict" / f"{record.unit.run_id}-{part}"
             settings = {"weights": str(best), "dataset": session.dataset, "root": str(session.root),
                         "split": f"{session.family}/{part}", "out": str(out), "conf": PREDICT_CONF,
                         "device": cfg.device}
@@ -345,7 +345,9 @@ def _predict(session: Session) -> None:
                 code = None if result is None else result.returncode
                 record.status = f"predict {part} failed (exit {code})"
             else:
-                quantize_score_maps(record.predictions[part])
+                stored = session.work / "preds" / f"{record.unit.run_id}-{part}"
+                store_predictions(record.predictions[part], stored)
+                record.predictions[part] = stored
 
 
 def _eval_job(session: Session, record: RunRecord, part: str, conf: float) -> Job | None:

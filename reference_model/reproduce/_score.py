@@ -28,28 +28,34 @@ COCO_FILE = "predictions.json"
 FALLBACK_THRESHOLD = 0.5
 
 
-def quantize_score_maps(folder: Path) -> int:
-    """Replace the ``<stem>.npy`` float score maps ``predict`` wrote in ``folder`` by 8-bit PNGs.
+def store_predictions(source: Path, target: Path) -> int:
+    """Copy what ``predict`` wrote in ``source`` into ``target`` in the form that is scored and packed.
 
-    The evaluator reads an 8-bit PNG as ``value / 255`` unless its only non-zero value is 1
-    (then it is a 0/1 mask); such a map, whose every score is below 1.5 / 255, is written as
-    all zeros, which is what the quantization does to every score below 0.5 / 255 anyway.
+    ``predictions.json`` (boxes) is copied; ``<stem>.npy`` float score maps become 8-bit PNGs
+    (``round(score x 255)``). The evaluator reads an 8-bit PNG as ``value / 255`` unless its only
+    non-zero value is 1 (then it is a 0/1 mask); such a map, whose every score is below 1.5 / 255,
+    is written as all zeros, which is what the quantization does to every score below 0.5 / 255
+    anyway. ``source`` (``predict``'s own folder) is left as it is.
 
     Returns
     -------
     int
-        Score maps converted.
+        Files written.
     """
+    source, target = Path(source), Path(target)
+    target.mkdir(parents=True, exist_ok=False)
+    if (source / COCO_FILE).is_file():
+        write_bytes_atomic(target / COCO_FILE, (source / COCO_FILE).read_bytes())
+        return 1
     count = 0
-    for npy in sorted(Path(folder).glob("*.npy")):
+    for npy in sorted(source.glob("*.npy")):
         scores = np.load(npy, allow_pickle=False).astype(np.float32)
         q = np.round(np.clip(scores, 0.0, 1.0) * UINT8_MAX).astype(np.uint8)
         if q.max() == 1:
             q[:] = 0
         buffer = BytesIO()
         Image.fromarray(q).save(buffer, format="PNG")
-        write_bytes_atomic(npy.with_suffix(".png"), buffer.getvalue())
-        npy.unlink()  # written by this run's predict step
+        write_bytes_atomic(target / f"{npy.stem}.png", buffer.getvalue())
         count += 1
     return count
 
