@@ -18,8 +18,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from irstd_bench._io import write_bytes_atomic
-
 #: Largest 8-bit value; score maps are stored as ``round(score x 255)``.
 UINT8_MAX = 255
 #: ``predict`` writes one COCO results file with this name into an output folder.
@@ -35,7 +33,7 @@ def store_predictions(source: Path, target: Path) -> int:
     (``round(score x 255)``). The evaluator reads an 8-bit PNG as ``value / 255`` unless its only
     non-zero value is 1 (then it is a 0/1 mask); such a map, whose every score is below 1.5 / 255,
     is written as all zeros, which is what the quantization does to every score below 0.5 / 255
-    anyway. ``source`` (``predict``'s own folder) is left as it is.
+    anyway. ``source`` (``predict``'s own folder) is left as it is; ``target`` must be new.
 
     Returns
     -------
@@ -45,7 +43,7 @@ def store_predictions(source: Path, target: Path) -> int:
     source, target = Path(source), Path(target)
     target.mkdir(parents=True, exist_ok=False)
     if (source / COCO_FILE).is_file():
-        write_bytes_atomic(target / COCO_FILE, (source / COCO_FILE).read_bytes())
+        (target / COCO_FILE).write_bytes((source / COCO_FILE).read_bytes())
         return 1
     count = 0
     for npy in sorted(source.glob("*.npy")):
@@ -55,7 +53,7 @@ def store_predictions(source: Path, target: Path) -> int:
             q[:] = 0
         buffer = BytesIO()
         Image.fromarray(q).save(buffer, format="PNG")
-        write_bytes_atomic(target / f"{npy.stem}.png", buffer.getvalue())
+        (target / f"{npy.stem}.png").write_bytes(buffer.getvalue())
         count += 1
     return count
 
