@@ -24,7 +24,7 @@ from reference_model.engine.checkpoint import (
     set_rng_state,
 )
 from reference_model.engine.ema import ModelEMA
-from reference_model.engine.schedule import FINAL_LR_FACTOR, WARMUP_START_FACTOR, WarmupCosine
+from reference_model.engine.schedule import FINAL_LR_FACTOR, WARMUP_START_FACTOR, WarmupSchedule
 
 
 def _checkpoint(model_name=TINY_DETECTOR, **config) -> dict:
@@ -142,7 +142,7 @@ def test_rng_state_round_trip_survives_weights_only_loading(tmp_path):
 def test_warmup_cosine_values_and_resume():
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=0.1)
-    sched = WarmupCosine(opt, total_steps=10, warmup_steps=4)
+    sched = WarmupSchedule(opt, total_steps=10, warmup_steps=4)
     lrs = [sched.last_lr()]
     for _ in range(10):
         sched.step()
@@ -152,7 +152,7 @@ def test_warmup_cosine_values_and_resume():
     assert lrs[4] == pytest.approx(0.1)
     assert lrs[7] == pytest.approx(0.1 * (FINAL_LR_FACTOR + (1 - FINAL_LR_FACTOR) * 0.5))
     assert lrs[10] == pytest.approx(0.1 * FINAL_LR_FACTOR)
-    other = WarmupCosine(torch.optim.SGD([param], lr=0.1), total_steps=10, warmup_steps=4)
+    other = WarmupSchedule(torch.optim.SGD([param], lr=0.1), total_steps=10, warmup_steps=4)
     other.load_state_dict({"step_count": 7, "total_steps": 10, "warmup_steps": 4})
     assert other.last_lr() == pytest.approx(lrs[7])
 
