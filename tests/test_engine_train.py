@@ -100,7 +100,7 @@ def test_train_writes_run_files_and_refuses_to_overwrite_a_run(data_root, tmp_pa
         header
     )
     best = load_checkpoint(out / "best.pt")
-    assert best["ema"] is None and best["model_config"] == {"width": 8} and best["input_size"] == 64
+    assert best["ema"] is None and best["model_config"] == {"width": 8, "size_gain": 1.0} and best["input_size"] == 64
     assert result.best_metrics["epoch"] == 1
     run_cli(
         "train",

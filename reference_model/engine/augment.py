@@ -22,7 +22,8 @@ the input side ``S``), its binary mask, and its target boxes. One batch is augme
 
 Geometry in continuous pixel-edge coordinates: a canvas edge coordinate ``x`` lands at
 ``u = a (x - c) + S / 2`` (flipped: ``S - u``). Boxes are mapped with that formula exactly and
-clipped to the input; a box with no area left inside is dropped. Images are resampled bilinearly
+clipped to the input; a box with less than :data:`MIN_VISIBLE_FRACTION` of its area left inside
+is dropped. Images are resampled bilinearly
 after a box pre-filter of width ``ceil(1 / a)`` when shrinking (so a one-pixel target keeps its
 energy instead of falling between samples); masks by nearest sampling after a max filter of the
 same width (so a target's pixels cannot vanish when its box survives).
@@ -43,6 +44,9 @@ import torch.nn.functional as F
 
 #: Beta distribution parameter of the mixup ratio (``r ~ Beta(MIXUP_BETA, MIXUP_BETA)``).
 MIXUP_BETA = 32.0
+#: A box cut by the input's border is kept when at least this fraction of its area is inside
+#: (the YOLO code bases' rule; slivers of a target would otherwise become boxes without pixels).
+MIN_VISIBLE_FRACTION = 0.1
 #: Value of pixels outside the canvas (the images are in [0, 1]; 0 = no signal, never a target).
 PAD_VALUE = 0.0
 
@@ -259,8 +263,11 @@ def affine_window(
     lr_d, ud_d = lr_t.to(device)[:, None], ud_t.to(device)[:, None]
     x0, x1 = torch.where(lr_d, out_size - x1, x0), torch.where(lr_d, out_size - x0, x1)
     y0, y1 = torch.where(ud_d, out_size - y1, y0), torch.where(ud_d, out_size - y0, y1)
-    mapped = torch.stack([x0, y0, x1, y1], dim=-1).clamp(0.0, float(out_size))
-    keep = valid & (mapped[..., 2] > mapped[..., 0]) & (mapped[..., 3] > mapped[..., 1])
+    unclipped = torch.stack([x0, y0, x1, y1], dim=-1)
+    mapped = unclipped.clamp(0.0, float(out_size))
+    area = (mapped[..., 2] - mapped[..., 0]).clamp_min(0) * (mapped[..., 3] - mapped[..., 1]).clamp_min(0)
+    full = (unclipped[..., 2] - unclipped[..., 0]) * (unclipped[..., 3] - unclipped[..., 1])
+    keep = valid & (area > 0) & (area >= MIN_VISIBLE_FRACTION * full)
     return image_out, mask_out, mapped, keep
 
 
