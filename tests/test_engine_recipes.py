@@ -16,7 +16,7 @@ from reference_model.engine import TrainConfig, Trainer, load_checkpoint, train
 from reference_model.engine.distributed import init_distributed
 from reference_model.engine.fitness import AP_IOU_THRESHOLDS, ap50_95, fitness
 from reference_model.engine.schedule import WARMUP_START_FACTOR, WarmupSchedule, decay_factor
-from reference_model.engine.trainer import torch_settings
+from reference_model.engine.runtime import torch_settings
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,12 @@ settings the user gave explicitly (an explicit option always wins).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 
 from irstd_bench.errors import InputError
 
 from .augment import AugmentConfig, check_augment
+from .checkpoint import load_checkpoint
 from .schedule import SCHEDULES
 from .transforms import check_input_size
 
@@ -20,6 +22,11 @@ DEFAULT_LR = {"sgd": 0.01, "adamw": 0.001, "adagrad": 0.05}
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05, "adagrad": 1e-4}
 #: Validation fitness rules (see :func:`.fitness.fitness`).
 FITNESS_RULES = ("f1", "ap", "iou")
+#: Settings of a resumed run that may differ from the saved ones.
+RESUME_MAY_CHANGE = ("epochs", "device", "workers", "resume", "out", "progress", "memory_fraction", "threads",
+                     "compile")
+#: Name of a run's last checkpoint in its folder.
+LAST_NAME = "last.pt"
 #: ``TrainConfig`` fields a recipe may not set (where and how a run executes, not what it trains).
 NOT_RECIPE_FIELDS = ("root", "dataset", "split", "model", "model_overrides", "device", "out", "resume",
                      "recipe", "progress", "image_dir", "mask_dir", "mask_suffix", "workers")
@@ -241,3 +248,28 @@ def apply_recipe(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, 
     updates = {k: v for k, v in recipe.train.items() if k not in explicit}
     overrides = {**dict(recipe.model_options), **dict(config.model_overrides)}
     return replace(config, **updates, model_overrides=overrides), recipe.to_dict()
+
+
+def resume_config(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, dict, Path]:
+    """The saved run's settings with the allowed changes, its last checkpoint, and the run folder."""
+    resume = Path(config.resume)
+    path = resume / LAST_NAME if resume.is_dir() else resume
+    checkpoint = load_checkpoint(path)
+    saved = dict(checkpoint.get("train_args") or {})
+    if not saved:
+        raise InputError(f"{path}: checkpoint has no training state to resume (released weights?)")
+    if config.model and "model" in explicit and config.model != checkpoint["model_name"]:
+        raise InputError(
+            f"--model {config.model}: {path} is a checkpoint of {checkpoint['model_name']} (checkpoint of "
+            "another model)"
+        )
+    if checkpoint.get("optimizer") is None:
+        raise InputError(f"{path}: checkpoint has no optimizer state to resume")
+    known = config_fields()
+    merged = {k: v for k, v in saved.items() if k in known}
+    for name in RESUME_MAY_CHANGE:
+        if name in explicit or name not in merged:
+            merged[name] = getattr(config, name)
+    merged["resume"] = str(config.resume)
+    merged["out"] = str(config.out) if "out" in explicit and config.out else str(path.parent)
+    return TrainConfig(**merged), checkpoint, path

@@ -23,12 +23,8 @@ killed run where its last completed epoch ended.
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -39,7 +35,6 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
@@ -54,18 +49,19 @@ from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     build_named_model,
-    load_checkpoint,
     load_model_state,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from .config import TrainConfig, apply_recipe, changed_fields, config_fields
+from .config import LAST_NAME, TrainConfig, apply_recipe, changed_fields, resume_config
 from .data import ground_truth, load_letterboxed, plan_splits
 from .distributed import DistContext, init_distributed, shutdown_distributed
 from .ema import ModelEMA
 from .fitness import ap50_95, fitness
 from .predict import autocast_context, predict_batch
+from .run_files import csv_text, jsonable
+from .runtime import build_optimizer, torch_settings
 from .schedule import WarmupSchedule
 
 #: Gradients are clipped to this global L2 norm.
@@ -77,13 +73,8 @@ VALIDATION_KEYS = {
     "detect": ("f1", "precision", "recall", "best_f1", "ap50"),
     "segment": ("f1", "precision", "recall", "best_f1", "iou", "niou", "pd", "fa_e6"),
 }
-#: Settings of a resumed run that may differ from the saved ones.
-RESUME_MAY_CHANGE = ("epochs", "device", "workers", "resume", "out", "progress", "memory_fraction", "threads",
-                     "compile")
-#: cuBLAS workspace setting needed for deterministic GEMMs (set during a run, restored after).
-CUBLAS_WORKSPACE = ":4096:8"
 
-LAST_NAME, BEST_NAME, CSV_NAME, ARGS_NAME = "last.pt", "best.pt", "results.csv", "args.json"
+BEST_NAME, CSV_NAME, ARGS_NAME = "best.pt", "results.csv", "args.json"
 
 
 @dataclass
@@ -102,45 +93,11 @@ def _log(ctx: DistContext, message: str) -> None:
         click.echo(message, err=True)
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices and kernels only, not on biases and norm scales."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _resume_config(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, dict, Path]:
-    """The saved run's settings with the allowed changes, its last checkpoint, and the run folder."""
-    resume = Path(config.resume)
-    path = resume / LAST_NAME if resume.is_dir() else resume
-    checkpoint = load_checkpoint(path)
-    saved = dict(checkpoint.get("train_args") or {})
-    if not saved:
-        raise InputError(f"{path}: checkpoint has no training state to resume (released weights?)")
-    if config.model and "model" in explicit and config.model != checkpoint["model_name"]:
-        raise InputError(
-            f"--model {config.model}: {path} is a checkpoint of {checkpoint['model_name']} (checkpoint of "
-            "another model)"
-        )
-    if checkpoint.get("optimizer") is None:
-        raise InputError(f"{path}: checkpoint has no optimizer state to resume")
-    known = config_fields()
-    merged = {k: v for k, v in saved.items() if k in known}
-    for name in RESUME_MAY_CHANGE:
-        if name in explicit or name not in merged:
-            merged[name] = getattr(config, name)
-    merged["resume"] = str(config.resume)
-    merged["out"] = str(config.out) if "out" in explicit and config.out else str(path.parent)
-    return TrainConfig(**merged), checkpoint, path
-
-
 class Trainer:
     """One training run; see :func:`train`.
 
     The parts of one iteration are methods (:meth:`prepare_batch`, :meth:`forward_backward`,
-    :meth:`optimizer_step`) so ``bench/bench_train.py`` can time them separately.
+    :meth:`optimizer_step`, :meth:`ema_update`) so ``bench/bench_train.py`` can time them separately.
     """
 
     def __init__(
@@ -156,7 +113,7 @@ class Trainer:
         self.checkpoint = None
         given = explicit if explicit is not None else changed_fields(config)
         if config.resume:
-            config, self.checkpoint, self.resume_path = _resume_config(config, given)
+            config, self.checkpoint, self.resume_path = resume_config(config, given)
             self.recipe = self.checkpoint.get("recipe")
         else:
             config, self.recipe = apply_recipe(config, given)
@@ -232,8 +189,11 @@ class Trainer:
             model = build_named_model(cfg.model, **cfg.model_overrides)
         self.model_name = model.model_name
         self.task = model.task
+        # Channels-last inputs are enough for cuDNN/oneDNN to run the convolutions channels-last (a
+        # convolution follows its input's format); the parameters keep their layout so model code
+        # that reshapes its weights (``view``) works unchanged.
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        self.raw = model.to(self.device, memory_format=self.memory_format)
+        self.raw = model.to(self.device)
 
     def iterations_per_epoch(self) -> int:
         return max(1, math.ceil(len(self.sampler) / self.config.batch))
@@ -253,13 +213,7 @@ class Trainer:
         weight_decay = cfg.base_weight_decay
         if cfg.nominal_batch:
             weight_decay *= images_per_batch * self.accumulate / cfg.nominal_batch
-        groups = _param_groups(self.raw, weight_decay)
-        if cfg.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(groups, lr=cfg.base_lr, momentum=cfg.momentum, nesterov=True)
-        elif cfg.optimizer == "adagrad":
-            self.optimizer = torch.optim.Adagrad(groups, lr=cfg.base_lr)
-        else:
-            self.optimizer = torch.optim.AdamW(groups, lr=cfg.base_lr, betas=(cfg.momentum, 0.999))
+        self.optimizer = build_optimizer(self.raw, cfg, weight_decay)
         per_epoch = self.iterations_per_epoch()
         warmup = max(round(cfg.warmup_epochs * per_epoch), int(cfg.warmup_iters))
         self.scheduler = WarmupSchedule(
@@ -331,12 +285,14 @@ class Trainer:
         return {**{k: v.detach() for k, v in terms.items()}, "loss": loss.detach()}
 
     def optimizer_step(self) -> None:
-        """Clip, step, zero the gradients, update the EMA."""
+        """Clip, step, zero the gradients."""
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.raw.parameters(), MAX_GRAD_NORM)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+
+    def ema_update(self) -> None:
         if self.ema is not None:
             self.ema.update(self.raw)
 
@@ -362,6 +318,7 @@ class Trainer:
             # The last partial accumulation of an epoch is stepped too: no gradient crosses a checkpoint.
             if (iteration + 1) % self.accumulate == 0 or iteration + 1 == len(batches):
                 self.optimizer_step()
+                self.ema_update()
             self.scheduler.step()
             n = len(indices)
             count += n
@@ -426,28 +383,20 @@ class Trainer:
             "metrics": dict(metrics),
             "history": [dict(r) for r in self.history],
             "rng": rng_state(),
-            "train_args": _jsonable(asdict(cfg)),
-            "recipe": _jsonable(self.recipe),
+            "train_args": jsonable(asdict(cfg)),
+            "recipe": jsonable(self.recipe),
             "dataset": {"name": self.dataset.name, "train": self.plan.train, "val": self.plan.val},
         }
 
     def _write_csv(self) -> None:
-        columns: list[str] = []
-        for row in self.history:
-            columns.extend(k for k in row if k not in columns)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for row in self.history:
-            writer.writerow({k: _csv_value(row.get(k)) for k in columns})
-        write_text_atomic(self.out / CSV_NAME, buffer.getvalue())
+        write_text_atomic(self.out / CSV_NAME, csv_text(self.history))
 
     def _write_args(self) -> None:
         info = {
-            **_jsonable(asdict(self.config)),
+            **jsonable(asdict(self.config)),
             "model_name": self.model_name,
-            "model_config": _jsonable(dict(self.raw.config)),
-            "recipe_settings": _jsonable(self.recipe),
+            "model_config": jsonable(dict(self.raw.config)),
+            "recipe_settings": jsonable(self.recipe),
             "accumulate": self.accumulate,
             "task": self.task,
             "dataset_name": self.dataset.name,
@@ -512,26 +461,6 @@ class Trainer:
         )
 
 
-def _csv_value(value):
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return value
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def train(
     config: TrainConfig,
     *,
@@ -570,33 +499,3 @@ def train(
             ) from None
         finally:
             shutdown_distributed(ctx)
-
-
-@contextlib.contextmanager
-def torch_settings(config: TrainConfig):
-    """Process-wide torch settings of a run, restored on exit as they were found.
-
-    Deterministic algorithms (``config.deterministic``), cuDNN ``deterministic=True`` and
-    ``benchmark=False``, ``CUBLAS_WORKSPACE_CONFIG`` (needed by deterministic cuBLAS GEMMs; only
-    effective when CUDA starts inside the run) and the thread count (``config.threads``).
-    """
-    saved_env = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    saved_det = torch.are_deterministic_algorithms_enabled()
-    saved_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    saved_cudnn = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
-    saved_threads = torch.get_num_threads()
-    try:
-        if saved_env is None:
-            os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
-        torch.use_deterministic_algorithms(bool(config.deterministic), warn_only=True)
-        torch.backends.cudnn.benchmark = not config.deterministic
-        torch.backends.cudnn.deterministic = bool(config.deterministic)
-        if config.threads is not None:
-            torch.set_num_threads(int(config.threads))
-        yield
-    finally:
-        if saved_env is None:
-            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
-        torch.use_deterministic_algorithms(saved_det, warn_only=saved_warn)
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved_cudnn
-        torch.set_num_threads(saved_threads)
