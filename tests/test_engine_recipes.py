@@ -15,8 +15,8 @@ from irstd_bench.errors import InputError
 from reference_model.engine import TrainConfig, Trainer, load_checkpoint, train
 from reference_model.engine.distributed import init_distributed
 from reference_model.engine.fitness import AP_IOU_THRESHOLDS, ap50_95, fitness
-from reference_model.engine.schedule import WARMUP_START_FACTOR, WarmupSchedule, decay_factor
 from reference_model.engine.runtime import torch_settings
+from reference_model.engine.schedule import WARMUP_START_FACTOR, WarmupSchedule, decay_factor
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +170,20 @@ def test_training_leaves_torch_settings_and_environment_as_it_found_them(data_ro
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved
         if env is not None:
             os.environ["CUBLAS_WORKSPACE_CONFIG"] = env
+
+
+def test_cli_training_options_reach_the_run(data_root, tmp_path):
+    out = tmp_path / "cli"
+    run_cli("train", "--root", data_root, "--split", "split_EFLNet", "--model", TINY_DETECTOR, "--device", "cpu",
+            "--epochs", 1, "--imgsz", 64, "--batch", 2, "--workers", 0, "--no-progress", "--out", out,
+            "--optimizer", "adagrad", "--schedule", "linear", "--lr-final-ratio", 0.2, "--warmup-iters", 3,
+            "--nominal-batch", 4, "--mosaic", 1, "--mixup", 0.5, "--scale", 0.5, "--translate", 0.2,
+            "--hsv-v", 0.4, "--fliplr", 0, "--flipud", 1, "--base-size", 80, "--fitness", "ap", "--threads", 1)
+    args = json.loads((out / "args.json").read_text())
+    expected = {"optimizer": "adagrad", "schedule": "linear", "lr_final_ratio": 0.2, "warmup_iters": 3,
+                "nominal_batch": 4, "mosaic": 1.0, "mixup": 0.5, "scale": 0.5, "translate": 0.2, "hsv_v": 0.4,
+                "fliplr": 0.0, "flipud": 1.0, "base_size": 80, "fitness": "ap", "recipe": None, "accumulate": 2}
+    assert {k: args[k] for k in expected} == expected
+    bad = run_cli("train", "--root", data_root, "--split", "split_EFLNet", "--model", TINY_DETECTOR, "--device",
+                  "cpu", "--scale", 1.5, "--out", tmp_path / "bad", expect=2)
+    assert "--scale 1.5: must be in [0, 1)" in bad.stderr and not (tmp_path / "bad").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from test_engine_models import make_nuaa_like
 
 from irstd_bench.datasets import open_dataset
@@ -90,6 +91,7 @@ def nonsquare_root(tmp_path_factory):
 def test_validation_items_are_plain_letterbox_and_collate(nonsquare_root):
     samples = open_dataset(nonsquare_root, "nuaa").samples("all")
     data = IRDataset(samples, 64)
+    assert torch.equal(data[1]["image"], data[1]["image"]) and not hasattr(data, "epoch")  # no hidden state
     images, targets, meta = collate([data[0], data[1]])
     assert images.shape == (2, 3, 64, 64)
     assert meta[0]["letterbox"] == Letterbox.fit((40, 70), 64) and meta[1]["stem"] == "Misc_2"
