@@ -148,6 +148,8 @@ def test_settings_reach_the_draws():
     off = draw(batch_generator(7, 0, 0), 64, 10, AugmentConfig.off())
     assert not (off.fliplr.any() or off.flipud.any() or off.mosaic.any() or off.mixup.any())
     assert (off.scale == 1.0).all() and (off.value_gain == 1.0).all() and (off.noise_sigma == 0).all()
+    images = torch.rand(64, 1, 8, 8)
+    assert torch.equal(photometric(images, off), images)  # no augmentation: the letterboxed pixels, exactly
     wide = draw(batch_generator(7, 0, 0), 4096, 10, AugmentConfig(scale=0.9))
     assert wide.scale.min() < 0.2 and wide.scale.max() > 1.8
 

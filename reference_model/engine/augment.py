@@ -241,6 +241,9 @@ def affine_window(
     canvas = images.shape[-1]
     device, dtype = images.device, images.dtype
     a = np.asarray(scale, np.float64)
+    flips = np.any(np.asarray(fliplr, bool)) or np.any(np.asarray(flipud, bool))
+    if canvas == out_size and np.all(a == 1.0) and not np.any(centre) and not flips:
+        return images, masks, boxes, valid  # the identity window: exact, no resampling
     span = np.maximum(0.0, (canvas - out_size / a) / 2.0) + translate * out_size / a
     centre_px = canvas / 2.0 + np.asarray(centre, np.float64) * span[:, None]  # (B, 2)
     a_t = torch.as_tensor(a, dtype=torch.float64)
@@ -378,14 +381,19 @@ def mixup(images, masks, boxes, valid, draws: BatchDraws):
 
 def photometric(images: torch.Tensor, draws: BatchDraws) -> torch.Tensor:
     """HSV value gain, contrast about each image's mean, brightness, Gaussian noise; clipped to [0, 1]."""
-    out = images * _column(draws.value_gain, images)
-    mean = out.mean(dim=(1, 2, 3), keepdim=True)
-    out = (out - mean) * _column(draws.contrast, images) + mean + _column(draws.brightness, images)
+    out = images
+    if np.any(draws.value_gain != 1.0):
+        out = out * _column(draws.value_gain, images)
+    if np.any(draws.contrast != 1.0):
+        mean = out.mean(dim=(1, 2, 3), keepdim=True)
+        out = (out - mean) * _column(draws.contrast, images) + mean
+    if np.any(draws.brightness != 0.0):
+        out = out + _column(draws.brightness, images)
     if np.any(draws.noise_sigma > 0):
         generator = torch.Generator(device=images.device).manual_seed(draws.noise_seed)
         noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
         out = out + noise * _column(draws.noise_sigma, images)
-    return out.clamp_(0.0, 1.0)
+    return out.clamp(0.0, 1.0)
 
 
 def split_targets(masks: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor) -> list[dict]:
@@ -393,7 +401,7 @@ def split_targets(masks: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor)
 
     One device-to-host copy of the per-image counts, none per image.
     """
-    order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)  # valid boxes first, in order
+    order = torch.argsort((~valid).to(torch.int32), dim=1, stable=True)  # valid boxes first, in order
     packed = torch.gather(boxes, 1, order[..., None].expand(-1, -1, 4))
     counts = valid.sum(1).tolist()
     return [{"boxes": packed[i, :n], "masks": masks[i, 0]} for i, n in enumerate(counts)]

@@ -111,7 +111,7 @@ def _explicit(ctx: click.Context) -> set[str]:
 )
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int, help="Data loader processes.")
+@click.option("--workers", default=2, show_default=True, type=int, help="Image decoding processes (at start).")
 @click.option("--resume", default=None, help="Continue the run in this folder (or from this last.pt).")
 @click.option(
     "--augment/--no-augment", default=True, show_default=True, help="Flips, scale/crop, mosaic, mixup, jitter."

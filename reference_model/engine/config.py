@@ -69,6 +69,8 @@ class TrainConfig:
         ``ap`` (``0.1 AP50 + 0.9 AP50:95``), ``iou`` (segmenters' pixel IoU, ties by F1).
     recipe : str or None
         Name of the model's recipe applied to this run (recorded in ``args.json`` and checkpoints).
+    workers : int
+        Processes decoding the images once at the start (training batches are made on the device).
     val_every : int
         Validate every N epochs (and always after the last).
     val_conf : float
