@@ -1,6 +1,6 @@
 """Training augmentation as batched tensor operations (the one augmentation path, CPU and GPU).
 
-The training set lives as tensors on the training device (:class:`~.device_data.TrainTensors`):
+The training set lives as tensors on the training device (:class:`~.data.LetterboxedTensors`):
 every image letterboxed once onto a square *base canvas* of side ``Sb`` (``base_size``, else
 the input side ``S``), its binary mask, and its target boxes. One batch is augmented at once:
 
@@ -23,14 +23,14 @@ the input side ``S``), its binary mask, and its target boxes. One batch is augme
 Geometry in continuous pixel-edge coordinates: a canvas edge coordinate ``x`` lands at
 ``u = a (x - c) + S / 2`` (flipped: ``S - u``). Boxes are mapped with that formula exactly and
 clipped to the input; a box with less than :data:`MIN_VISIBLE_FRACTION` of its area left inside
-is dropped. Images are resampled bilinearly
-after a box pre-filter of width ``ceil(1 / a)`` when shrinking (so a one-pixel target keeps its
-energy instead of falling between samples); masks by nearest sampling after a max filter of the
-same width (so a target's pixels cannot vanish when its box survives).
+is dropped. Images are resampled bilinearly after a box pre-filter of width ``ceil(1 / a)`` when
+shrinking (so a one-pixel target keeps its energy instead of falling between samples); masks by
+nearest sampling after a max filter of the same width (so a target's pixels cannot vanish when its
+box survives). The identity window (no mosaic, scale 1, centred, no flip) copies the pixels exactly.
 
 All random draws of one batch come from one ``numpy`` generator seeded by
 ``(seed, epoch, iteration, rank)`` (:func:`batch_generator`): the augmentation is a function of
-those numbers alone, identical on the CPU and the GPU and across a resume.
+those numbers alone (the same draws on the CPU and the GPU), so a resumed run repeats it exactly.
 """
 
 from __future__ import annotations

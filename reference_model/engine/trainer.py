@@ -473,9 +473,10 @@ def train(
     ----------
     config : TrainConfig
     explicit : set of str, optional
-        With ``config.resume``: the settings the user gave on the command line; only
-        :data:`RESUME_MAY_CHANGE` of them replace the saved ones, and a different ``model``
-        is an error. ``None``: the fields that differ from :class:`TrainConfig`'s defaults.
+        The settings the user gave on the command line. With ``config.recipe`` they win over
+        the recipe's; with ``config.resume`` only :data:`~.config.RESUME_MAY_CHANGE` of them
+        replace the saved ones, and a different ``model`` is an error. ``None``: the fields
+        that differ from :class:`TrainConfig`'s defaults.
     on_epoch_end : callable, optional
         ``f(epoch_index, metrics)`` after each epoch's checkpoint is written (tests, hooks).
 
