@@ -13,7 +13,7 @@ from pathlib import Path
 from irstd_bench.errors import InputError
 
 from .augment import AugmentConfig, check_augment
-from .checkpoint import load_checkpoint
+from .checkpoint import checked_model_name, load_checkpoint
 from .schedule import SCHEDULES
 from .transforms import check_input_size
 
@@ -29,7 +29,7 @@ RESUME_MAY_CHANGE = ("epochs", "device", "workers", "resume", "out", "progress",
 LAST_NAME = "last.pt"
 #: ``TrainConfig`` fields a recipe may not set (where and how a run executes, not what it trains).
 NOT_RECIPE_FIELDS = ("root", "dataset", "split", "model", "model_overrides", "device", "out", "resume",
-                     "recipe", "progress", "image_dir", "mask_dir", "mask_suffix", "workers")
+                     "recipe", "progress", "image_dir", "mask_dir", "mask_suffix", "workers", "skip_defects")
 
 
 @dataclass
@@ -132,6 +132,7 @@ class TrainConfig:
     val_conf: float = 0.5
     matcher: str = "iou:0.5"
     resize_masks: bool = False
+    skip_defects: bool = False
     image_dir: str | None = None
     mask_dir: str | None = None
     mask_suffix: str = ""
@@ -164,13 +165,15 @@ class TrainConfig:
             raise InputError(f"--fitness {self.fitness!r}: expected {', '.join(FITNESS_RULES)}")
         if self.lr is not None and not self.lr > 0:
             raise InputError(f"--lr {self.lr}: must be > 0")
-        if self.weight_decay is not None and self.weight_decay < 0:
+        if self.weight_decay is not None and not self.weight_decay >= 0:
             raise InputError(f"--weight-decay {self.weight_decay}: must be >= 0")
+        if not 0.0 <= self.momentum < 1.0:
+            raise InputError(f"--momentum {self.momentum}: must be in [0, 1)")
         if not 0.0 <= self.lr_final_ratio <= 1.0:
             raise InputError(f"--lr-final-ratio {self.lr_final_ratio}: must be in [0, 1]")
         if not self.poly_power > 0:
             raise InputError(f"--poly-power {self.poly_power}: must be > 0")
-        if self.warmup_epochs < 0 or self.warmup_iters < 0:
+        if not (self.warmup_epochs >= 0 and self.warmup_iters >= 0):
             raise InputError(f"warm-up {self.warmup_epochs} epochs / {self.warmup_iters} iterations: must be >= 0")
         if self.nominal_batch is not None and self.nominal_batch < 1:
             raise InputError(f"--nominal-batch {self.nominal_batch}: must be >= 1")
@@ -260,11 +263,9 @@ def resume_config(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig,
     saved = dict(checkpoint.get("train_args") or {})
     if not saved:
         raise InputError(f"{path}: checkpoint has no training state to resume (released weights?)")
-    if config.model and "model" in explicit and config.model != checkpoint["model_name"]:
-        raise InputError(
-            f"--model {config.model}: {path} is a checkpoint of {checkpoint['model_name']} (checkpoint of "
-            "another model)"
-        )
+    # The checkpoint's model is rebuilt only if it is a registry model, or the custom builder the
+    # user named again with --model (a file never chooses code to run).
+    checked_model_name(checkpoint, path, config.model if "model" in explicit and config.model else None)
     if checkpoint.get("optimizer") is None:
         raise InputError(f"{path}: checkpoint has no optimizer state to resume")
     known = config_fields()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +41,13 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from irstd_bench._io import write_text_atomic
+from irstd_bench._outputs import (
+    MANIFEST_NAME,
+    check_folder_replaceable,
+    missing_ancestors,
+    remove_empty,
+    write_manifest,
+)
 from irstd_bench.datasets import open_dataset
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate import evaluate
@@ -107,6 +115,7 @@ class Trainer:
         *,
         explicit: set[str] | None = None,
         on_epoch_end: Callable[[int, dict], None] | None = None,
+        force: bool = False,
     ) -> None:
         self.ctx = ctx
         self.on_epoch_end = on_epoch_end
@@ -120,10 +129,17 @@ class Trainer:
         config.check()
         self.config = config
         self.out = Path(config.out or Path("runs") / "train")
-        if self.checkpoint is None and (self.out / LAST_NAME).exists():
+        if self.checkpoint is None and (self.out / LAST_NAME).exists() and not force:
             raise InputError(
-                f"--out {self.out}: already holds a run ({LAST_NAME}); use --resume {self.out} or another --out"
+                f"--out {self.out}: already holds a run ({LAST_NAME}); use --resume {self.out}, --force "
+                "or another --out"
             )
+        self.replace_earlier = False
+        if self.checkpoint is None:
+            # A new run writes args.json, results.csv, last.pt and best.pt: never over a user's
+            # files; an earlier run (its manifest lists every file) is replaced only with --force.
+            check_folder_replaceable(self.out, force=force)
+            self.replace_earlier = self.out.is_dir() and any(self.out.iterdir())
         self.device = ctx.device
 
     # ---------------------------------------------------------------- setup
@@ -136,7 +152,12 @@ class Trainer:
     def _data(self) -> None:
         cfg = self.config
         ds = open_dataset(
-            cfg.root, cfg.dataset, image_dir=cfg.image_dir, mask_dir=cfg.mask_dir, mask_suffix=cfg.mask_suffix
+            cfg.root,
+            cfg.dataset,
+            image_dir=cfg.image_dir,
+            mask_dir=cfg.mask_dir,
+            mask_suffix=cfg.mask_suffix,
+            skip_defects=cfg.skip_defects,
         )
         plan = plan_splits(ds, cfg.split)
         if plan.val_is_test:
@@ -410,11 +431,27 @@ class Trainer:
         write_text_atomic(self.out / ARGS_NAME, json.dumps(info, indent=2) + "\n")
 
     def run(self) -> TrainResult:
-        cfg = self.config
+        new_run = self.checkpoint is None
         self.setup()
+        created: list[Path] = []
         if self.ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            if self.replace_earlier:  # checked in __init__: every file is listed in our manifest
+                shutil.rmtree(self.out)
+            created = _make_run_folder(self.out)
             self._write_args()
+            write_manifest(self.out, "train")
+        try:
+            return self._epochs()
+        except BaseException:
+            # A run that failed before its first checkpoint leaves nothing (no lone args.json).
+            if self.ctx.is_main and new_run and not (self.out / LAST_NAME).exists():
+                for name in (ARGS_NAME, CSV_NAME, MANIFEST_NAME):
+                    (self.out / name).unlink(missing_ok=True)
+                remove_empty(created)
+            raise
+
+    def _epochs(self) -> TrainResult:
+        cfg = self.config
         if self.checkpoint is not None:
             set_rng_state(self.checkpoint["rng"])
             _log(self.ctx, f"resuming {self.resume_path} after epoch {self.start_epoch}")
@@ -444,6 +481,7 @@ class Trainer:
                 if improved:
                     save_checkpoint(self.out / BEST_NAME, checkpoint)
                 self._write_csv()
+                write_manifest(self.out, "train")
                 summary = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
                 shown = {k: v for k, v in metrics.items() if k in ("f1", "ap50", "ap50_95", "iou") and v is not None}
                 if metrics:
@@ -461,11 +499,22 @@ class Trainer:
         )
 
 
+def _make_run_folder(out: Path) -> list[Path]:
+    """Create the run folder (and parents); return the folders created, deepest first."""
+    created = ([out.absolute()] if not out.exists() else []) + missing_ancestors(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot create the run folder ({exc.strerror or exc})") from None
+    return created
+
+
 def train(
     config: TrainConfig,
     *,
     explicit: set[str] | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    force: bool = False,
 ) -> TrainResult:
     """Train a model as ``config`` says (single process, or one rank under torchrun).
 
@@ -479,6 +528,9 @@ def train(
         that differ from :class:`TrainConfig`'s defaults.
     on_epoch_end : callable, optional
         ``f(epoch_index, metrics)`` after each epoch's checkpoint is written (tests, hooks).
+    force : bool
+        A new run may replace an earlier run in ``config.out`` (only when every file there is
+        listed in the run's manifest, :data:`irstd_bench._outputs.MANIFEST_NAME`).
 
     Raises
     ------
@@ -491,7 +543,7 @@ def train(
         try:
             if config.memory_fraction is not None and ctx.device.type == "cuda":
                 torch.cuda.set_per_process_memory_fraction(float(config.memory_fraction), ctx.device)
-            trainer = Trainer(config, ctx, explicit=explicit, on_epoch_end=on_epoch_end)
+            trainer = Trainer(config, ctx, explicit=explicit, on_epoch_end=on_epoch_end, force=force)
             return trainer.run()
         except torch.OutOfMemoryError:
             raise InputError(
