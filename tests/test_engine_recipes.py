@@ -83,7 +83,8 @@ def test_recipe_is_recorded_and_restored_on_resume(data_root, tmp_path):
     assert checkpoint["recipe"]["name"] == "stand-in" and checkpoint["train_args"]["recipe"] == "stand-in"
     assert checkpoint["model_config"]["size_gain"] == 3.0
     assert checkpoint["best_metrics"]["ap50_95"] is not None  # fitness "ap" computed AP50:95
-    resumed = train(TrainConfig(resume=str(out), epochs=2, progress=False), explicit={"resume", "epochs"})
+    resumed = train(TrainConfig(resume=str(out), model=TINY_DETECTOR, epochs=2, progress=False),
+                    explicit={"resume", "model", "epochs"})
     args = json.loads((out / "args.json").read_text())
     assert resumed.epochs_done == 2 and args["recipe"] == "stand-in" and args["schedule"] == "poly"
     assert load_checkpoint(out / "last.pt")["recipe"]["name"] == "stand-in"
