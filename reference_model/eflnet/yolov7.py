@@ -172,8 +172,9 @@ class EFLNetYOLOv7(nn.Module):
             boxes.append(decode_level(output, anchors, stride).reshape(batch, -1, 4))
             objectness = output[..., OBJ_INDEX].sigmoid().reshape(batch, -1)
             if self.settings.num_classes > 1:
-                best, label = output[..., OBJ_INDEX + 1 :].sigmoid().reshape(batch, -1, self.settings.num_classes).max(-1)
-                objectness, label = objectness * best, label
+                class_probs = output[..., OBJ_INDEX + 1 :].sigmoid().reshape(batch, -1, self.settings.num_classes)
+                best, label = class_probs.max(-1)
+                objectness = objectness * best
             else:
                 label = torch.zeros_like(objectness, dtype=torch.long)
             scores.append(objectness)

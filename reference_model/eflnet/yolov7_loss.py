@@ -28,7 +28,7 @@ from irstd_bench.boxes import nwd
 
 from .anchor_head import OBJ_INDEX, decode_xywh
 from .losses import AdaptiveThresholdFocalLoss
-from .simota import PredictionGrid, Positives, simota_assign
+from .simota import Positives, PredictionGrid, simota_assign
 
 #: objectness weight of the P3, P4, P5 levels (YOLOv5/v7 ``balance`` for three levels).
 LEVEL_BALANCE = (4.0, 1.0, 0.4)
