@@ -38,8 +38,10 @@ NEIGHBOUR_MARGIN = 0.5
 DYNAMIC_K_CANDIDATES = 10
 #: weight of the IoU cost against the classification cost.
 IOU_COST_WEIGHT = 3.0
-#: added to IoU and probabilities before logarithms.
+#: added to IoU before its logarithm (the authors' ``1e-8``).
 COST_EPS = 1e-8
+#: probabilities are clamped to ``[PROB_EPS, 1 - PROB_EPS]`` before logarithms.
+PROB_EPS = 1e-6
 #: shifts ``(dx, dy)`` (in cells) of the centre towards the centre cell and the left, upper, right
 #: and lower neighbours; the candidate cell is ``floor(centre + shift)``.
 NEIGHBOUR_SHIFTS = ((0.0, 0.0), (-0.5, 0.0), (0.0, -0.5), (0.5, 0.0), (0.0, 0.5))
@@ -132,15 +134,17 @@ def classification_cost(
     """``(G, M)`` cost ``BCE(sqrt(p), one_hot)`` summed over classes (see the module docstring).
 
     ``objectness (M,)`` and ``class_probs (M, K) | None`` are probabilities; ``gt_classes (G,)``.
+    Probabilities are clamped to ``[PROB_EPS, 1 - PROB_EPS]`` (float32 keeps ``1 - 1e-6``).
     """
     if class_probs is None:
-        root = objectness.clamp_min(COST_EPS).sqrt()  # (M,)
+        root = objectness.clamp(PROB_EPS, 1 - PROB_EPS).sqrt()  # (M,)
         return (-torch.log(root))[None, :].expand(gt_classes.shape[0], -1)
-    root = (class_probs * objectness[:, None]).clamp(COST_EPS, 1 - COST_EPS).sqrt()  # (M, K)
-    negative = -torch.log1p(-root)  # (M, K)
+    root = (class_probs * objectness[:, None]).clamp(PROB_EPS, 1 - PROB_EPS).sqrt()  # (M, K)
+    negative = -torch.log1p(-root)  # (M, K) cost of each class being absent
     positive = -torch.log(root)
-    one_hot = torch.nn.functional.one_hot(gt_classes, class_probs.shape[1]).to(root)  # (G, K)
-    return negative.sum(dim=1)[None, :] + one_hot @ (positive - negative).T  # (G, M)
+    wanted = gt_classes[:, None].expand(-1, root.shape[0])  # (G, M)
+    swap = (positive - negative).T.gather(0, wanted)  # (G, M) present instead of absent for its class
+    return negative.sum(dim=1)[None, :] + swap
 
 
 def dynamic_k_matching(cost: torch.Tensor, iou: torch.Tensor) -> torch.Tensor:
