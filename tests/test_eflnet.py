@@ -11,7 +11,14 @@ from torchvision.ops import box_iou, deform_conv2d
 
 from reference_model.eflnet import SCALES, build_eflnet
 from reference_model.eflnet.assigner import BACKGROUND, TaskAlignedAssigner
-from reference_model.eflnet.dyhead import DyHeadBlock, DyReLU, ModulatedDeformConv, deform_conv2d_sampled
+from reference_model.eflnet.dyhead import (
+    DyHead,
+    DyHeadBlock,
+    DyReLU,
+    ModulatedDeformConv,
+    deform_conv2d_gathered,
+    deform_conv2d_sampled,
+)
 from reference_model.eflnet.head import anchor_points, decode_boxes
 from reference_model.registry import build_model
 
@@ -27,7 +34,7 @@ def count(model: torch.nn.Module) -> int:
 # ---------------------------------------------------------------- deformable convolution / DyHead
 
 
-@pytest.mark.parametrize("backend", ["torchvision", "sampled"])
+@pytest.mark.parametrize("backend", ["torchvision", "sampled", "gathered"])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_zero_offsets_unit_mask_is_plain_convolution(backend, stride):
     g = torch.Generator().manual_seed(1)
@@ -40,8 +47,9 @@ def test_zero_offsets_unit_mask_is_plain_convolution(backend, stride):
     torch.testing.assert_close(conv(x, offset, mask), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("implementation", [deform_conv2d_sampled, deform_conv2d_gathered])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_sampled_deform_conv_equals_torchvision_with_gradients(stride):
+def test_sampled_deform_conv_equals_torchvision_with_gradients(implementation, stride):
     g = torch.Generator().manual_seed(2)
     x = torch.randn(2, 4, 9, 8, generator=g, dtype=torch.float64)
     weight = torch.randn(3, 4, 3, 3, generator=g, dtype=torch.float64)
@@ -49,7 +57,7 @@ def test_sampled_deform_conv_equals_torchvision_with_gradients(stride):
     offset = 2.5 * torch.randn(2, 18, h_out, w_out, generator=g, dtype=torch.float64)  # some fall outside
     mask = torch.rand(2, 9, h_out, w_out, generator=g, dtype=torch.float64)
     inputs = [t.clone().requires_grad_() for t in (x, offset, mask, weight)]
-    ours = deform_conv2d_sampled(*inputs, stride=stride, padding=1)
+    ours = implementation(*inputs, stride=stride, padding=1)
     ours.pow(2).sum().backward()
     reference_inputs = [t.clone().requires_grad_() for t in (x, offset, mask, weight)]
     rx, ro, rm, rw = reference_inputs
@@ -58,6 +66,32 @@ def test_sampled_deform_conv_equals_torchvision_with_gradients(stride):
     torch.testing.assert_close(ours, reference)
     for a, b in zip(inputs, reference_inputs, strict=True):
         torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_dyhead_runs_in_bf16_under_autocast_and_matches_float32():
+    """Under bf16 autocast every deformable convolution samples and contracts in bf16 (the offsets
+    stay float32); the head's output equals the float32 one within bf16 precision."""
+    torch.manual_seed(0)
+    head = DyHead(32, 2)
+    for block in head:  # non-zero offsets and attention, so the sampling matters
+        torch.nn.init.normal_(block.offset_conv.weight, std=0.05)
+        torch.nn.init.normal_(block.task_attention.mlp[2].weight, std=0.05)
+    features = [torch.randn(2, 32, 16, 16), torch.randn(2, 32, 8, 8), torch.randn(2, 32, 4, 4)]
+    reference = head(features)
+    conv = head[0].conv_mid
+    assert conv.resolved_backend(features[0]) == "sampled"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv.resolved_backend(features[0]) == "gathered"
+        offsets = head[0].offset_conv.weight.dtype
+        low = head([f.clone().requires_grad_() for f in features])
+        x = features[0].to(torch.bfloat16)
+        offset, mask = torch.randn(2, 18, 16, 16), torch.rand(2, 9, 16, 16)
+        assert deform_conv2d_gathered(x, offset, mask, conv.weight).dtype == torch.bfloat16
+    assert offsets == torch.float32
+    for a, b in zip(low, reference, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a.float(), b, rtol=0.03, atol=0.03 * b.abs().max().item())
+    sum(o.float().sum() for o in low).backward()  # bf16 backward through the gathers
 
 
 def test_dyhead_block_keeps_shapes_and_starts_from_zero_offsets():
