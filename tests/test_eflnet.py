@@ -174,6 +174,49 @@ def test_assigner_topk_prefers_aligned_anchors_and_resolves_conflicts():
     assert set(result.gt_index[result.positive].tolist()) == {0, 1}
 
 
+@pytest.mark.parametrize(("pred_box", "winner"), [([5.0, 4.0, 9.0, 8.0], 0), ([7.0, 4.0, 11.0, 8.0], 1)])
+def test_assigner_gives_an_anchor_wanted_by_two_targets_to_the_better_fitting_one(pred_box, winner):
+    points, strides = _grid()
+    gt = torch.tensor([[4.0, 4.0, 8.0, 8.0], [8.0, 4.0, 12.0, 8.0]])  # centres (6, 6) and (10, 6)
+    pred = torch.tensor([[100.0, 100.0, 104.0, 104.0]]).repeat(len(points), 1)  # every other anchor: far off
+    shared = int(((points - torch.tensor([6.0, 6.0])).abs().sum(1) == 0).nonzero())  # near both centres
+    pred[shared] = torch.tensor(pred_box)
+    result = TaskAlignedAssigner(topk=1)(torch.full((len(points),), 0.5), pred, points, strides, gt)
+    # both targets rank the shared anchor first; it goes to the target its box is nearer to
+    assert result.positive[shared] and result.gt_index[shared] == winner
+    torch.testing.assert_close(result.target_boxes[shared], gt[winner])
+    assert int(result.positive.sum()) == 1  # the other target's only pick was taken
+
+
+def test_postprocess_nms_and_the_confidence_rule():
+    """Two predictions of one box: NMS keeps the higher score; a score equal to conf is kept (>=)."""
+    model = build_eflnet("n", strides=(8, 16, 32), dyhead_blocks=0).eval()
+    outputs = [torch.full((1, 5, 64 // s, 64 // s), -20.0) for s in (8, 16, 32)]
+    outputs = [torch.cat([o[:, :1], torch.zeros_like(o[:, 1:])], dim=1) for o in outputs]
+    size = math.log(math.e - 1)  # softplus -> 1 stride: an 8 px box
+    outputs[0][0, :, 2, 2] = torch.tensor([2.0, 0.5, 0.0, size, size])  # centre (24, 20)
+    outputs[0][0, :, 2, 3] = torch.tensor([1.0, -0.5, 0.0, size, size])  # the same box from the next cell
+    outputs[0][0, :, 6, 6] = torch.tensor([0.0, 0.0, 0.0, size, size])  # elsewhere, score exactly 0.5
+    result = model.postprocess(outputs, conf_threshold=0.5, iou_threshold=0.5)[0]
+    torch.testing.assert_close(result["scores"], torch.sigmoid(torch.tensor([2.0, 0.0])))
+    expected = torch.tensor([[20.0, 16.0, 28.0, 24.0], [48.0, 48.0, 56.0, 56.0]])
+    torch.testing.assert_close(result["boxes"], expected, rtol=0, atol=1e-4)
+    assert len(model.postprocess(outputs, conf_threshold=0.5, iou_threshold=1.0)[0]["scores"]) == 3
+    assert len(model.postprocess(outputs, conf_threshold=0.5 + 1e-6)[0]["scores"]) == 1  # 0.5 now cut
+
+
+def test_config_is_one_dataclass_and_unknown_keywords_fail():
+    from dataclasses import asdict, fields
+
+    from reference_model.eflnet.model import EFLNetConfig
+
+    model = build_eflnet("n", dyhead_blocks=0)
+    assert model.config == asdict(model.settings) and len(fields(EFLNetConfig)) == 19
+    assert model.config["nwd_constant"] == 11.0 and model.config["head_channels"] == SCALES["n"]["head_channels"]
+    with pytest.raises(TypeError, match="unknown EFLNet option"):
+        build_eflnet("n", anchors=[[10, 13]])
+
+
 def test_assigner_without_targets_is_all_background():
     points, strides = _grid()
     result = TaskAlignedAssigner()(
