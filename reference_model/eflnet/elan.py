@@ -53,7 +53,7 @@ class ELAN(nn.Module):
         self.chain = nn.ModuleList(chain)
         self.head = head
         concatenated = 2 * c_branch + (ELAN_DEPTH if head else ELAN_DEPTH // 2) * c_mid
-        self.fuse = ConvBNAct(concatenated, c_out, 1)
+        self.aggregate = ConvBNAct(concatenated, c_out, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         first, second = self.branch1(x), self.branch2(x)
@@ -62,7 +62,7 @@ class ELAN(nn.Module):
             y = conv(y)
             outputs.append(y)
         kept = outputs[::-1] if self.head else outputs[::-2]  # newest first
-        return self.fuse(torch.cat([*kept, second, first], dim=1))
+        return self.aggregate(torch.cat([*kept, second, first], dim=1))
 
 
 class MPDown(nn.Module):

@@ -34,8 +34,8 @@ The state lives in registered buffers and is saved with the model. ``mode="batch
 authors' code, which rebuilds its history on every call and so uses the mean ``p_t`` over *all*
 samples of the current call (its smoothing ``0.05 * mean + 0.95 * mean`` is the mean itself); the
 authors call the loss once per pyramid level, so ``eflnet-yolov7`` does too. In both modes
-``p_hat_c`` is detached (a statistic, not a path for
-gradients; the authors' code lets gradients through it).
+``p_hat_c`` is detached (a statistic, not a path for gradients; the authors' code lets gradients
+through it).
 """
 
 from __future__ import annotations
