@@ -40,6 +40,7 @@ PRIOR_OBJECTS_PER_640 = 8
 PRIOR_CLASS_NUMERATOR, PRIOR_CLASS_OFFSET = 0.6, 0.99
 #: standard deviations of the implicit offset and scale initialisation (YOLOR).
 IMPLICIT_STD = 0.02
+#: image side (px) the YOLOv7 priors and loss gains are tuned for.
 REFERENCE_SIZE = 640
 
 

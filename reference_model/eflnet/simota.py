@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import torch
 from torchvision.ops import box_iou
 
+from .anchor_head import cell_grid
+
 #: targets whose size ratio to an anchor reaches this are not candidates of it (``anchor_t``).
 ANCHOR_RATIO_LIMIT = 4.0
 #: a neighbouring cell is a candidate when the centre is within this fraction of a cell of it.
@@ -76,10 +78,7 @@ class PredictionGrid:
         offset = 0
         for index, (output, stride) in enumerate(zip(outputs, strides, strict=True)):
             _, a, h, w, _ = output.shape
-            rows = torch.arange(h, device=device, dtype=torch.float32)
-            cols = torch.arange(w, device=device, dtype=torch.float32)
-            grid_y, grid_x = torch.meshgrid(rows, cols, indexing="ij")
-            cell = torch.stack([grid_x, grid_y], dim=-1).reshape(1, h * w, 2).expand(a, h * w, 2)
+            cell = cell_grid(h, w, device).reshape(1, h * w, 2).expand(a, h * w, 2)
             cells.append(cell.reshape(-1, 2))
             anchor_rows.append(anchors[index].float().to(device)[:, None, :].expand(a, h * w, 2).reshape(-1, 2))
             level.append(torch.full((a * h * w,), index, dtype=torch.long, device=device))

@@ -26,7 +26,7 @@ from torchvision.ops import box_convert, complete_box_iou_loss
 
 from irstd_bench.boxes import nwd
 
-from .anchor_head import OBJ_INDEX, decode_xywh
+from .anchor_head import OBJ_INDEX, REFERENCE_SIZE, decode_xywh
 from .losses import AdaptiveThresholdFocalLoss
 from .simota import Positives, PredictionGrid, simota_assign
 
@@ -34,8 +34,8 @@ from .simota import Positives, PredictionGrid, simota_assign
 LEVEL_BALANCE = (4.0, 1.0, 0.4)
 #: loss gains of ``hyp.scratch.p5.yaml`` before the per-level and size scaling.
 BOX_GAIN, OBJ_GAIN, CLS_GAIN = 0.05, 0.7, 0.3
-#: image side and class count the gains are tuned for.
-REFERENCE_SIZE, REFERENCE_CLASSES, REFERENCE_LEVELS = 640, 80, 3
+#: class count and number of levels the gains are tuned for (and the image side, REFERENCE_SIZE).
+REFERENCE_CLASSES, REFERENCE_LEVELS = 80, 3
 NWD_UNITS = ("grid", "px")
 #: ATFL ``p_t`` rule of the authors' code (see :mod:`.losses`).
 AUTHORS_P_T_RULE = "linear"
