@@ -188,3 +188,24 @@ def test_cli_training_options_reach_the_run(data_root, tmp_path):
     bad = run_cli("train", "--root", data_root, "--split", "split_EFLNet", "--model", TINY_DETECTOR, "--device",
                   "cpu", "--scale", 1.5, "--out", tmp_path / "bad", expect=2)
     assert "--scale 1.5: must be in [0, 1)" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("sums", [False, True])
+def test_summed_losses_are_not_averaged_over_accumulation(data_root, tmp_path, sums):
+    # nominal 4 over batch 2: two accumulated batches. A mean loss adds 1/2 of its gradient per
+    # batch; a loss declared as a sum over images (YOLO's loss * bs) adds all of it.
+    trainer = _trainer(_config(data_root, tmp_path / f"s{sums}", nominal_batch=4, augment=False))
+    assert trainer.accumulate == 2
+    trainer.raw.loss_sums_over_images = sums
+    images, targets = trainer.prepare_batch(0, 0, trainer.epoch_batches(0)[0])
+    trainer.raw.eval()  # BatchNorm statistics frozen: the same batch gives the same loss twice
+    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.forward_backward(images, targets, "test")
+    accumulated = [p.grad.clone() for p in trainer.raw.parameters() if p.grad is not None]
+    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.accumulate = 1
+    trainer.forward_backward(images, targets, "test")
+    single = [p.grad.clone() for p in trainer.raw.parameters() if p.grad is not None]
+    factor = 1.0 if sums else 0.5
+    for a, s in zip(accumulated, single, strict=True):
+        torch.testing.assert_close(a, s * factor)

@@ -65,11 +65,11 @@ def _sampling_positions(
     dtype = torch.promote_types(offset.dtype, torch.float32)
     offset = offset.to(dtype)
     kernel = torch.arange(k, device=offset.device, dtype=dtype)
-    tap_y = kernel.repeat_interleave(k).view(1, taps, 1, 1)
-    tap_x = kernel.repeat(k).view(1, taps, 1, 1)
-    base_y = (torch.arange(h_out, device=offset.device, dtype=dtype) * stride - padding).view(1, 1, -1, 1)
-    base_x = (torch.arange(w_out, device=offset.device, dtype=dtype) * stride - padding).view(1, 1, 1, -1)
-    offset = offset.view(b, taps, 2, h_out, w_out)
+    tap_y = kernel.repeat_interleave(k).reshape(1, taps, 1, 1)
+    tap_x = kernel.repeat(k).reshape(1, taps, 1, 1)
+    base_y = (torch.arange(h_out, device=offset.device, dtype=dtype) * stride - padding).reshape(1, 1, -1, 1)
+    base_x = (torch.arange(w_out, device=offset.device, dtype=dtype) * stride - padding).reshape(1, 1, 1, -1)
+    offset = offset.reshape(b, taps, 2, h_out, w_out)
     return base_y + tap_y + offset[:, :, 0], base_x + tap_x + offset[:, :, 1]
 
 
@@ -103,12 +103,12 @@ def deform_conv2d_sampled(
     y, x_pos = _sampling_positions(offset, k, stride, padding)  # (B, K^2, H_out, W_out) input rows, columns
     # pixel index -> grid_sample's [-1, 1] with align_corners=False (pixel i spans [i, i+1) around i+0.5)
     grid = torch.stack([(2 * x_pos + 1) / w - 1, (2 * y + 1) / h - 1], dim=-1)
-    grid = grid.view(b, taps * h_out, w_out, 2).to(x.dtype)  # taps stacked along rows
+    grid = grid.reshape(b, taps * h_out, w_out, 2).to(x.dtype)  # taps stacked along rows
     sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    sampled = sampled.view(b, c, taps, h_out, w_out) * mask.view(b, 1, taps, h_out, w_out)
-    columns = sampled.view(b, c * taps, h_out * w_out)  # (B, C_in K^2, H_out W_out)
-    out = weight.view(weight.shape[0], c * taps) @ columns  # (B, C_out, H_out W_out)
-    return out.view(b, -1, h_out, w_out).to(out_dtype)
+    sampled = sampled.reshape(b, c, taps, h_out, w_out) * mask.reshape(b, 1, taps, h_out, w_out)
+    columns = sampled.reshape(b, c * taps, h_out * w_out)  # (B, C_in K^2, H_out W_out)
+    out = weight.reshape(weight.shape[0], c * taps) @ columns  # (B, C_out, H_out W_out)
+    return out.reshape(b, -1, h_out, w_out).to(out_dtype)
 
 
 def deform_conv2d_gathered(
@@ -154,7 +154,7 @@ def deform_conv2d_gathered(
         coefficient = coefficient.permute(0, 2, 3, 1).reshape(b, -1, 1).to(dtype)
         term = values[batch_index, index] * coefficient  # (B, H_out W_out K^2, C)
         columns = term if columns is None else columns + term
-    columns = columns.view(b, h_out * w_out, taps * c)  # (B, N, K^2 C), tap-major like the kernel below
+    columns = columns.reshape(b, h_out * w_out, taps * c)  # (B, N, K^2 C), tap-major like the kernel below
     kernel = weight.permute(0, 2, 3, 1).reshape(c_out, taps * c).to(dtype)  # (C_out, K^2 C)
     out = columns @ kernel.T  # (B, N, C_out)
     return out.transpose(1, 2).reshape(b, c_out, h_out, w_out)
@@ -235,7 +235,7 @@ class DyReLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[:2]
         theta = 2 * F.hardsigmoid(self.mlp(x.mean(dim=(2, 3)))) - 1  # (B, 4C)
-        theta = theta.view(b, 4, c, 1, 1)  # (B, 4, C, 1, 1)
+        theta = theta.reshape(b, 4, c, 1, 1)  # (B, 4, C, 1, 1)
         a1 = 1 + DYRELU_SLOPE_RANGE * theta[:, 0]
         b1 = DYRELU_INTERCEPT_RANGE * theta[:, 1]
         a2 = DYRELU_SLOPE_RANGE * theta[:, 2]

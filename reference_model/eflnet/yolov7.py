@@ -110,6 +110,9 @@ class EFLNetYOLOv7(nn.Module):
     """
 
     task = "detect"
+    #: The loss is multiplied by the batch size (the authors' ``loss * bs``): the engine sums it over
+    #: accumulated batches instead of averaging, so batch 8 accumulated to 64 steps like batch 64.
+    loss_sums_over_images = True
     strides = YOLOV7_STRIDES
 
     def __init__(self, config: YOLOv7Config) -> None:

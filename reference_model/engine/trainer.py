@@ -292,7 +292,7 @@ class Trainer:
         return images, split_targets(masks, boxes, valid)
 
     def forward_backward(self, images: torch.Tensor, targets: list[dict], where: str) -> dict[str, torch.Tensor]:
-        """Loss terms of one batch (detached) after adding its gradient (loss / accumulation steps)."""
+        """Loss terms of one batch (detached) after adding its gradient (averaged or summed over accumulation)."""
         with autocast_context(self.device, self.amp_dtype):
             outputs = self.forward(images)
             terms = self.raw.compute_loss(outputs, targets)
@@ -302,7 +302,12 @@ class Trainer:
                 f"loss is not finite at {where} ({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); "
                 "try a lower --lr"
             )
-        self.scaler.scale(loss / self.accumulate).backward()
+        # A loss that is a mean over the batch is averaged over the accumulated batches, so that
+        # nominal_batch behaves like one batch of that size; a loss that is a *sum* over images
+        # (YOLO's ``loss * bs``, declared by ``model.loss_sums_over_images``) is summed, as the
+        # YOLO code bases do: both give the gradient of one nominal batch.
+        scale = 1.0 if getattr(self.raw, "loss_sums_over_images", False) else 1.0 / self.accumulate
+        self.scaler.scale(loss * scale).backward()
         return {**{k: v.detach() for k, v in terms.items()}, "loss": loss.detach()}
 
     def optimizer_step(self) -> None:
