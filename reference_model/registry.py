@@ -24,6 +24,7 @@ MODELS: dict[str, tuple[str, str, dict]] = {
     "acm": ("reference_model.segmentation.acm", "build_acm", {}),
     "alcnet": ("reference_model.segmentation.alcnet", "build_alcnet", {}),
     "dnanet": ("reference_model.segmentation.dnanet", "build_dnanet", {}),
+    "mshnet": ("reference_model.segmentation.mshnet", "build_mshnet", {}),
 }
 
 
