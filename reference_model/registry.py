@@ -26,6 +26,7 @@ MODELS: dict[str, tuple[str, str, dict]] = {
     "dnanet": ("reference_model.segmentation.dnanet", "build_dnanet", {}),
     "mshnet": ("reference_model.segmentation.mshnet", "build_mshnet", {}),
     "agpcnet": ("reference_model.segmentation.agpcnet", "build_agpcnet", {}),
+    "isnet": ("reference_model.segmentation.isnet", "build_isnet", {}),
 }
 
 
