@@ -25,6 +25,9 @@ MODELS: dict[str, tuple[str, str, dict]] = {
     "acm": ("reference_model.segmentation.acm", "build_acm", {}),
     "alcnet": ("reference_model.segmentation.alcnet", "build_alcnet", {}),
     "dnanet": ("reference_model.segmentation.dnanet", "build_dnanet", {}),
+    "mshnet": ("reference_model.segmentation.mshnet", "build_mshnet", {}),
+    "agpcnet": ("reference_model.segmentation.agpcnet", "build_agpcnet", {}),
+    "isnet": ("reference_model.segmentation.isnet", "build_isnet", {}),
 }
 
 
