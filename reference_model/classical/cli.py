@@ -36,7 +36,7 @@ def _method_help() -> str:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Method parameter (repeatable).")
 @click.option("--limit", default=None, type=int, help="Only the first N images of the split.")
 def baseline(method, root, dataset, image_dir, mask_dir, split, out, k, workers, save, params, limit):
-    """Run the classical METHOD (tophat, maxmedian, lcm, mpcm, ipi) and write score maps and masks.
+    """Run the classical METHOD (listed below with its parameters) and write score maps and masks.
 
     Writes OUT/scoremaps/<stem>.npy (float32, per-image min-max normalised to [0, 1]) and
     OUT/masks/<stem>.png ({0, 255}: score > mean + k * std). Example:
