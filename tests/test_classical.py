@@ -215,3 +215,25 @@ def test_tdlms_predicts_a_ramp_and_flags_a_spike():
     spike_score = METHODS["tdlms"](spiked)
     assert np.unravel_index(np.argmax(spike_score), spike_score.shape) == (20, 20)
     assert float(score.max()) < 0.1 * float(spike_score[20, 20])
+
+
+@pytest.mark.parametrize(
+    ("method", "param", "message"),
+    [("pstnn", "lambda_l=0", "lambda_l must be > 0"), ("rlcm", "k1=2,5", "one entry per scale")],
+)
+def test_cli_out_of_range_parameter_exits_2_without_output(tmp_path, method, param, message):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from irstd_bench.cli import cli
+
+    for sub in ("img", "msk"):
+        (tmp_path / "ds" / sub).mkdir(parents=True)
+    Image.fromarray((synthetic_scene((48, 64)) * 255).astype(np.uint8)).save(tmp_path / "ds" / "img" / "a.png")
+    Image.fromarray(np.zeros((48, 64), np.uint8)).save(tmp_path / "ds" / "msk" / "a.png")
+    args = ["baseline", method, "--dataset", "custom", "--image-dir", "img", "--mask-dir", "msk"]
+    args += ["--root", str(tmp_path / "ds"), "--split", "all", "--workers", "1", "--param", param]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "out").exists()
