@@ -136,7 +136,8 @@ def rlcm(image: np.ndarray, *, scales=(3, 5, 7), k1=(2, 5, 9), k2=(4, 9, 16)) ->
     image : ndarray (H, W)
     scales, k1, k2 : sequences of int, one entry per scale
         Cell sides in pixels and the numbers of largest pixels averaged in the central and the
-        surrounding cells (paper: 3/5/7 with K1 = 2/5/9 and K2 = 4/9/16).
+        surrounding cells (3/5/7 with K1 = 2/5/9 and K2 = 4/9/16, our reading of the paper; the
+        public MATLAB variant uses 9x9 cells with the same K pairs).
 
     Returns
     -------
