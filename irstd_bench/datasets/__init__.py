@@ -12,8 +12,10 @@ from irstd_bench.datasets._dataset import (
     GroundTruth,
     MaskSizeMismatch,
     Sample,
+    fit_mask_to_image,
     load_ground_truth,
     open_dataset,
+    read_sample_mask,
 )
 from irstd_bench.datasets._layouts import RELEASE_LAYOUTS, Layout, custom_layout
 from irstd_bench.datasets._splits import read_split_file
@@ -28,7 +30,9 @@ __all__ = [
     "MaskSizeMismatch",
     "Sample",
     "custom_layout",
+    "fit_mask_to_image",
     "load_ground_truth",
     "open_dataset",
+    "read_sample_mask",
     "read_split_file",
 ]

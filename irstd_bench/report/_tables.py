@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from irstd_bench._csv import csv_cell
 from irstd_bench.errors import InputError
 from irstd_bench.report._load import RunResult, unique_in_order
 
@@ -190,9 +191,9 @@ class Table:
         """
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow([self.row_header] + [c.csv_name for c in self.columns])
+        writer.writerow([csv_cell(self.row_header)] + [csv_cell(c.csv_name) for c in self.columns])
         for label, row in zip(self.rows, self.values, strict=True):
-            writer.writerow([label] + ["" if v is None else repr(float(v)) for v in row])
+            writer.writerow([csv_cell(label)] + ["" if v is None else repr(float(v)) for v in row])
         return buffer.getvalue()
 
     def to_html(self) -> str:
