@@ -17,7 +17,7 @@ from irstd_bench._io import atomic_directory
 from irstd_bench.convert import _coco, _voc, _yolo
 from irstd_bench.convert._records import ConvertSettings, ImageRecord, convert_chunk
 from irstd_bench.convert._summary import defects_report, split_file_name, split_statistics
-from irstd_bench.datasets import Dataset, Sample, open_dataset
+from irstd_bench.datasets import Dataset, Sample, dataset_image_ids, open_dataset
 from irstd_bench.errors import DatasetDefectWarning, InputError
 from irstd_bench.targets import CONNECTIVITY_STRUCTURES, DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD
 
@@ -404,10 +404,14 @@ def _write(out, ds, formats, written, records, summary, link_images) -> None:
             if "coco" in formats:
                 folder = tmp / "coco"
                 folder.mkdir()
+                image_ids = dataset_image_ids(ds)
+                first_ids = _coco.annotation_ids(kept, image_ids)
                 for name, stems in written.items():
                     doc = _coco.coco_document(
                         [records[s] for s in stems],
                         f"{ds.layout.title} split {name}, written by irstd-bench convert",
+                        image_ids,
+                        first_ids,
                     )
                     _text(folder / f"{split_file_name(name)}.json", _coco.dumps_json(doc))
             if "yolo" in formats:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from irstd_bench.convert._rle import target_rles
 from irstd_bench.datasets import MaskSizeMismatch, Sample, load_ground_truth
 from irstd_bench.errors import InputError
 
@@ -45,6 +46,9 @@ class ImageRecord:
         Mask size when it differs from the image's, else ``None``.
     known_defect : str
         Description of a known defect of the release for this image, or ``""``.
+    rles : tuple of dict
+        Each target's pixels as compressed COCO RLE ``{"size": [H, W], "counts": str}``
+        (:func:`irstd_bench.convert._coco.target_rles`).
     """
 
     stem: str
@@ -60,6 +64,7 @@ class ImageRecord:
     skipped: str = ""
     mask_size: tuple[int, int] | None = None
     known_defect: str = ""
+    rles: tuple[dict, ...] = ()
 
     @property
     def file_name(self) -> str:
@@ -138,6 +143,7 @@ def convert_sample(sample: Sample, known_defect: str, settings: ConvertSettings)
         nonbinary_values=tuple(gt.nonbinary_values),
         mask_resized=gt.mask_resized,
         known_defect=known_defect if gt.mask_resized else "",
+        rles=tuple(target_rles(t)),
     )
 
 

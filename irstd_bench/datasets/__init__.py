@@ -15,6 +15,7 @@ from irstd_bench.datasets._dataset import (
     load_ground_truth,
     open_dataset,
 )
+from irstd_bench.datasets._image_ids import dataset_image_ids, folder_image_ids, stable_image_ids
 from irstd_bench.datasets._layouts import RELEASE_LAYOUTS, Layout, custom_layout
 from irstd_bench.datasets._splits import read_split_file
 
@@ -28,7 +29,10 @@ __all__ = [
     "MaskSizeMismatch",
     "Sample",
     "custom_layout",
+    "dataset_image_ids",
+    "folder_image_ids",
     "load_ground_truth",
     "open_dataset",
     "read_split_file",
+    "stable_image_ids",
 ]

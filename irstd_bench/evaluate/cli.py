@@ -159,7 +159,6 @@ def eval_command(
     connectivity = int(connectivity)
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
-    image_names = coco_image_names(gt_coco) if gt_coco is not None else None
     meta = {"method": method or (preds.stem if preds.is_file() else preds.name)}
     config = _method_config(config_items, config_from)
     if config:
@@ -173,12 +172,14 @@ def eval_command(
             "all" if split_file is None else split_file.relative_to(ds.root).with_suffix("").as_posix()
         )
         samples = ds.samples(split)
+        image_names = coco_image_ids(gt_coco, ds)
         items = [(s.stem, (s, ds.known_defect(s.stem))) for s in samples]
         meta.update(
             dataset=ds.name, dataset_title=ds.layout.title, root=str(ds.root.resolve()), split=split_name
         )
     elif gt_coco is not None:
         items = read_gt_coco(gt_coco)
+        image_names = coco_image_ids(gt_coco, None)
         meta.update(
             dataset=dataset or "coco",
             dataset_title=None,
@@ -219,6 +220,19 @@ def eval_command(
     for line in _warnings(result.counts):
         click.echo(line, err=True)
     click.echo(f"wrote {out}")
+
+
+def coco_image_ids(gt_coco: Path | None, ds) -> dict[int, str]:
+    """``{image_id: stem}`` for COCO results that name images by ``image_id`` only.
+
+    The ``images`` table of ``--gt-coco`` when given, else the dataset's stable ids (rank of
+    the stem among the sorted image files; what ``convert`` and ``predict`` write).
+    """
+    if gt_coco is not None:
+        return coco_image_names(gt_coco)
+    from irstd_bench.datasets import dataset_image_ids
+
+    return {image_id: stem for stem, image_id in dataset_image_ids(ds).items()}
 
 
 def _parse_value(text: str):

@@ -5,7 +5,8 @@
 both use it, and ``predict`` writes what it returns in the formats ``irstd-bench eval`` reads
 (``docs/CONTRACTS.md``, section Prediction files):
 
-- detectors: ``coco`` (results JSON, ``bbox = [x, y, w, h]``), ``yolo`` (``<stem>.txt``, lines
+- detectors: ``coco`` (results JSON ``{image_id, category_id, bbox [x, y, w, h], score,
+  file_name}``, ids as convert's COCO ground truth), ``yolo`` (``<stem>.txt``, lines
   ``0 cx cy w h conf`` normalised by the native size), ``csv`` (``image,x0,y0,x1,y1,score``);
 - segmenters: ``scoremaps`` (``<stem>.npy`` float32 ``(H, W)`` in [0, 1]) or ``masks``
   (``<stem>.png`` 8-bit {0, 255}, foreground where the score is ``>= mask_threshold``).
@@ -30,7 +31,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from irstd_bench._io import IMAGE_SUFFIXES, atomic_directory, write_text_atomic
-from irstd_bench.datasets import Sample
+from irstd_bench.convert._coco import CATEGORY
+from irstd_bench.datasets import Sample, folder_image_ids
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate import Prediction
 
@@ -50,6 +52,8 @@ FOLDER_SUFFIXES = {"yolo": ".txt", "scoremaps": ".npy", "masks": ".png"}
 DEFAULT_MASK_THRESHOLD = 0.5
 #: Class index written in YOLO files (one class: target).
 YOLO_CLASS = 0
+#: Category id of COCO results (convert's one category, ``target``).
+COCO_CATEGORY_ID = CATEGORY["id"]
 
 
 @dataclass
@@ -199,6 +203,36 @@ def _fmt(value: float) -> str:
     return repr(float(value))
 
 
+def coco_results(items: Sequence[ImagePrediction]) -> list[dict]:
+    """COCO detection results: ``[{image_id, category_id, bbox [x, y, w, h], score, file_name}]``.
+
+    ``image_id`` is the image's stable id in its folder
+    (:func:`irstd_bench.datasets.folder_image_ids`: rank of the stem among the folder's images,
+    sorted), the id ``irstd-bench convert`` gives the same image, so ``COCO.loadRes`` pairs
+    these results with convert's ground truth. ``file_name`` is kept as an extra key.
+    """
+    ids: dict[Path, dict[str, int]] = {}
+    rows = []
+    for item in items:
+        folder = item.image_path.parent
+        if folder not in ids:
+            ids[folder] = folder_image_ids(folder)
+        image_id = ids[folder][item.image_path.stem]
+        p = item.prediction
+        for box, score in zip(p.boxes, p.scores, strict=True):
+            x0, y0, x1, y1 = (float(v) for v in box)
+            rows.append(
+                {
+                    "image_id": image_id,
+                    "category_id": COCO_CATEGORY_ID,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "score": float(score),
+                    "file_name": item.image_path.name,
+                }
+            )
+    return rows
+
+
 def write_predictions(
     items: Sequence[ImagePrediction], out: Path, fmt: str, *, mask_threshold: float = DEFAULT_MASK_THRESHOLD
 ) -> Path:
@@ -208,19 +242,7 @@ def write_predictions(
     """
     out = output_path(out, fmt)
     if fmt == "coco":
-        rows = []
-        for item in items:
-            p = item.prediction
-            for box, score in zip(p.boxes, p.scores, strict=True):
-                x0, y0, x1, y1 = (float(v) for v in box)
-                rows.append(
-                    {
-                        "file_name": item.image_path.name,
-                        "bbox": [x0, y0, x1 - x0, y1 - y0],
-                        "score": float(score),
-                    }
-                )
-        write_text_atomic(out, json.dumps(rows, indent=0) + "\n")
+        write_text_atomic(out, json.dumps(coco_results(items), indent=0) + "\n")
         return out
     if fmt == "csv":
         lines = ["image,x0,y0,x1,y1,score"]
