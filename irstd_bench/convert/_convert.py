@@ -89,7 +89,8 @@ def convert_dataset(
     dataset : str, optional
         ``nuaa``, ``nudt``, ``irstd1k``, ``sirstv2``, ``custom``; ``None`` detects the layout.
     splits : str or sequence of str, optional
-        Split names (``idx_427/test``, ``test``, ``all``), comma lists allowed. Default: every split file of the
+        Split names (``idx_427/test``, ``test``, ``all``) or split families (``split_EFLNet``:
+        every split file in that folder), comma lists allowed. Default: every split file of the
         release, then ``all``. Bare aliases are stored under their file's name
         (``test`` -> ``idx_427/test`` for NUAA-SIRST).
     formats : str or iterable of {"coco", "yolo", "voc"}
@@ -108,8 +109,9 @@ def convert_dataset(
     workers : int, optional
         Worker processes (default ``os.cpu_count()``); ``1`` works in-process.
     link_images : bool
-        YOLO images are hard links to the release's files (falling back to a byte copy where
-        the file system refuses a link); ``False`` always copies. Never re-encoded.
+        YOLO images are symbolic links to the release's files (a byte copy where the file
+        system refuses links); ``False`` copies them (``--copy-images``). Never hard links,
+        never re-encoded.
     progress : bool
         Show a progress bar on stderr (tqdm; hidden when stderr is not a terminal).
     warn : callable, optional
@@ -208,8 +210,12 @@ def _canonical_splits(ds: Dataset, splits: str | Sequence[str] | None) -> list[s
     names: list[str] = []
     for item in [splits] if isinstance(splits, str) else splits:
         for raw in str(item).split(","):
-            raw = raw.strip()
+            raw = raw.strip().strip("/")
             if not raw:
+                continue
+            family = [n for n in ds.split_files() if n.rsplit("/", 1)[0] == raw and "/" in n]
+            if family:  # a split family (idx_427, split_EFLNet): every split file in it
+                names.extend(n for n in family if n not in names)
                 continue
             path = ds.resolve_split(raw)
             if path is None:
@@ -367,7 +373,7 @@ def _summary(ds, out, split_names, written, records, missing, formats, settings,
             "resize_masks": settings.resize_masks,
             "skip_missing": bool(skip_missing),
             "formats": list(formats),
-            "yolo_images": "link" if link_images else "copy",
+            "yolo_images": "symlink" if link_images else "copy",
         },
         "splits": splits,
         "total": split_statistics(sorted(kept, key=lambda r: r.stem)),
@@ -376,24 +382,34 @@ def _summary(ds, out, split_names, written, records, missing, formats, settings,
         ),
     }
     if "yolo" in formats:
-        train, val, test = _yolo_roles(ds, split_names)
-        summary["yolo"] = {"train": train, "val": val, "test": test}
+        summary["yolo"] = _yolo_families(ds, split_names)
     return summary
 
 
-def _yolo_roles(ds: Dataset, names: list[str]) -> tuple[str, str, str | None]:
-    """Splits for data.yaml's train/val/test: the layout's aliases, else files named so."""
+def _yolo_families(ds: Dataset, names: list[str]) -> dict[str, dict[str, str | None]]:
+    """``{family: {"train", "val", "test": split name or None}}`` of the families with a train split.
 
-    def pick(role: str) -> str | None:
-        target = ds.layout.split_aliases.get(role)
-        if target in names:
-            return target
-        by_base = [n for n in names if n.rsplit("/", 1)[-1] == role]
-        return by_base[0] if by_base else None
+    Within a family: the layout's aliases (``train`` -> ``splits/train_full``), else the file
+    named so; ``train`` falls back to ``trainval``, ``val`` to ``test`` (no val split).
+    """
+    by_family: dict[str, list[str]] = {}
+    for name in names:
+        by_family.setdefault(_yolo.split_location(name)[0], []).append(name)
+    out = {}
+    for family, members in by_family.items():
 
-    train = pick("train") or pick("trainval") or ("all" if "all" in names else names[0])
-    val = pick("val") or pick("test") or train
-    return train, val, pick("test")
+        def pick(role: str, members=members) -> str | None:
+            target = ds.layout.split_aliases.get(role)
+            if target in members:
+                return target
+            by_base = [n for n in members if n.rsplit("/", 1)[-1] == role]
+            return by_base[0] if by_base else None
+
+        train = pick("train") or pick("trainval")
+        if train is None:
+            continue
+        out[family] = {"train": train, "val": pick("val") or pick("test") or train, "test": pick("test")}
+    return out
 
 
 def _write(out, ds, formats, written, records, summary, link_images) -> None:
@@ -415,26 +431,7 @@ def _write(out, ds, formats, written, records, summary, link_images) -> None:
                     )
                     _text(folder / f"{split_file_name(name)}.json", _coco.dumps_json(doc))
             if "yolo" in formats:
-                folder = tmp / "yolo"
-                (folder / "images").mkdir(parents=True)
-                (folder / "labels").mkdir()
-                for rec in kept:
-                    _yolo.place_image(rec.image_path, folder / "images" / rec.file_name, link_images)
-                    _text(folder / "labels" / f"{rec.stem}.txt", _yolo.label_text(rec))
-                for name, stems in written.items():
-                    _text(
-                        folder / f"{split_file_name(name)}.txt", _yolo.list_text([records[s] for s in stems])
-                    )
-                roles = summary["yolo"]
-                _text(
-                    folder / "data.yaml",
-                    _yolo.data_yaml(
-                        out / "yolo",
-                        f"{split_file_name(roles['train'])}.txt",
-                        f"{split_file_name(roles['val'])}.txt",
-                        None if roles["test"] is None else f"{split_file_name(roles['test'])}.txt",
-                    ),
-                )
+                _write_yolo(tmp / "yolo", ds, written, records, summary["yolo"], link_images)
             if "voc" in formats:
                 folder = tmp / "voc"
                 (folder / "Annotations").mkdir(parents=True)
@@ -455,6 +452,23 @@ def _write(out, ds, formats, written, records, summary, link_images) -> None:
             except OSError:
                 break
         raise
+
+
+def _write_yolo(folder: Path, ds: Dataset, written, records, families: dict, link_images: bool) -> None:
+    """One folder per split family: ``images/<part>``, ``labels/<part>``, ``<part>.txt``, ``data.yaml``."""
+    for name, stems in written.items():
+        family, part = _yolo.split_location(name)
+        images, labels = folder / family / "images" / part, folder / family / "labels" / part
+        images.mkdir(parents=True)
+        labels.mkdir(parents=True)
+        recs = [records[s] for s in stems]
+        for rec in recs:
+            _yolo.place_image(rec.image_path, images / rec.file_name, copy=not link_images)
+            _text(labels / f"{rec.stem}.txt", _yolo.label_text(rec))
+        _text(folder / family / f"{part}.txt", _yolo.list_text(recs, part))
+    for family, roles in families.items():
+        parts = {role: None if split is None else _yolo.split_location(split)[1] for role, split in roles.items()}
+        _text(folder / family / "data.yaml", _yolo.data_yaml(parts, ds.layout.title, family))
 
 
 def _missing_ancestors(out: Path) -> list[Path]:
