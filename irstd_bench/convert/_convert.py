@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from irstd_bench import __version__
 from irstd_bench._io import atomic_directory
+from irstd_bench._progress import progress_bar
 from irstd_bench.convert import _coco, _voc, _yolo
 from irstd_bench.convert._records import ConvertSettings, ImageRecord, convert_chunk
 from irstd_bench.convert._summary import defects_report, split_file_name, split_statistics
@@ -269,17 +269,8 @@ def _run(
     jobs: list[tuple[Sample, str]], settings: ConvertSettings, workers: int | None, progress: bool
 ) -> list[ImageRecord]:
     """Convert every job, in parallel chunks when worthwhile; results in job order."""
-    from tqdm import tqdm
-
     workers = workers or os.cpu_count() or 1
-    bar = tqdm(
-        total=len(jobs),
-        unit="img",
-        desc="convert",
-        file=sys.stderr,
-        disable=None if progress else True,
-        leave=False,
-    )
+    bar = progress_bar(len(jobs), "convert", enabled=progress)
     try:
         if workers == 1 or len(jobs) < _MIN_IMAGES_FOR_POOL:
             records = []

@@ -25,6 +25,7 @@ import numpy as np
 
 from irstd_bench import __version__
 from irstd_bench._io import write_text_atomic
+from irstd_bench._progress import progress_bar
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate._curves import (
     DEFAULT_CURVE_LEVELS,
@@ -722,6 +723,7 @@ def evaluate_split(
     levels: Sequence[float] | None = None,
     workers: int = 1,
     meta: dict | None = None,
+    progress: bool = False,
 ) -> EvaluationResult:
     """Score the predictions of ``pset`` on a split, reading files image by image.
 
@@ -734,6 +736,8 @@ def evaluate_split(
     workers : int
         Processes reading and scoring images (1: in this process). Only per-image records,
         a few small arrays each, come back, so memory does not grow with image size.
+    progress : bool
+        A progress bar on stderr (:func:`irstd_bench._progress.progress_bar`).
 
     Other parameters are those of :func:`evaluate`; ``threshold`` binarises ground-truth masks.
     """
@@ -755,11 +759,15 @@ def evaluate_split(
     }
     jobs = [(stem, source, pset.task(stem)) for stem, source in items]
     workers = max(1, min(int(workers), len(jobs) or 1))
-    if workers == 1:
-        _worker_init()
-        records = [_score_job(job, params) for job in jobs]
-    else:
-        records = _score_in_workers(jobs, params, workers)
+    with progress_bar(len(jobs), "eval", enabled=progress) as bar:
+        if workers == 1:
+            _worker_init()
+            records = []
+            for job in jobs:
+                records.append(_score_job(job, params))
+                bar.update(1)
+        else:
+            records = _score_in_workers(jobs, params, workers, bar.update)
     summary = summarise(
         records,
         matcher=m,
@@ -789,9 +797,9 @@ def evaluate_split(
     )
 
 
-def _score_in_workers(jobs: list, params: dict, workers: int) -> list[ImageRecord]:
+def _score_in_workers(jobs: list, params: dict, workers: int, done=lambda n: None) -> list[ImageRecord]:
     """Score ``jobs`` in ``workers`` forked processes, in chunks of up to 128 images; records come
-    back in job order."""
+    back in job order. ``done(n)`` is called as each chunk of ``n`` images comes back."""
     global _RUN
     chunk = max(1, min(128, len(jobs) // (workers * 8)))
     bounds = [(i, min(i + chunk, len(jobs))) for i in range(0, len(jobs), chunk)]
@@ -800,7 +808,11 @@ def _score_in_workers(jobs: list, params: dict, workers: int) -> list[ImageRecor
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
             try:
-                return [record for part in pool.map(_score_chunk, bounds) for record in part]
+                records = []
+                for part in pool.map(_score_chunk, bounds):
+                    records.extend(part)
+                    done(len(part))
+                return records
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise

@@ -89,7 +89,11 @@ def _warnings(counts: dict) -> list[str]:
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Results JSON (default: <PREDS>.results.json); CSVs are written next to it.",
+    help="Results JSON (default: <PREDS>.results.json); CSVs are written next to it. "
+    "'-': the results JSON on standard output only (the table goes to standard error, no CSVs).",
+)
+@click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr (when a terminal)."
 )
 @click.option("--format", "pred_format", type=click.Choice(FORMATS), default="auto", show_default=True)
 @click.option(
@@ -153,6 +157,7 @@ def eval_command(
     mask_suffix,
     config_items,
     config_from,
+    progress,
 ):
     """Score predictions PREDS (a folder of masks / score maps / YOLO txt, a COCO JSON or a CSV)
     against a dataset split; print a table and write the results JSON and CSVs."""
@@ -205,21 +210,41 @@ def eval_command(
         connectivity=connectivity,
         workers=workers or default_workers(),
         meta=meta,
+        progress=progress,
     )
     out = out if out is not None else _default_out(preds)
-    result.write(out)
+    to_stdout = str(out) == STDOUT
+    if not to_stdout:
+        result.write(out)
     title = (
         f"{meta['method']} on {meta.get('dataset')} {meta.get('split')} ({pset.format}, {result.matcher}, "
         f"conf {result.conf:g})"
     )
-    click.echo(format_table(result, title))
+    click.echo(format_table(result, title), err=to_stdout)
     click.echo(
         f"images {result.counts['images']}, gt targets {result.counts['gt_targets']}, "
-        f"predicted targets {result.counts['pred_targets']}"
+        f"predicted targets {result.counts['pred_targets']}",
+        err=to_stdout,
     )
     for line in _warnings(result.counts):
         click.echo(line, err=True)
-    click.echo(f"wrote {out}")
+    if to_stdout:
+        click.echo(results_json_text(result), nl=False)
+    else:
+        click.echo(f"wrote {out}")
+
+
+#: ``--out`` value that sends the results JSON to standard output.
+STDOUT = "-"
+
+
+def results_json_text(result: EvaluationResult) -> str:
+    """The results JSON of ``result`` as ``write`` stores it, without CSV file names."""
+    import json
+
+    from irstd_bench.evaluate._evaluator import _jsonable
+
+    return json.dumps(_jsonable(result.to_dict()), indent=2, allow_nan=False) + "\n"
 
 
 def coco_image_ids(gt_coco: Path | None, ds) -> dict[int, str]:

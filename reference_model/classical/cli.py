@@ -35,7 +35,10 @@ def _method_help() -> str:
 @click.option("--save", default="scoremaps,masks", show_default=True, help="What to write: scoremaps, masks.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Method parameter (repeatable).")
 @click.option("--limit", default=None, type=int, help="Only the first N images of the split.")
-def baseline(method, root, dataset, image_dir, mask_dir, split, out, k, workers, save, params, limit):
+@click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr (when a terminal)."
+)
+def baseline(method, root, dataset, image_dir, mask_dir, split, out, k, workers, save, params, limit, progress):
     """Run the classical METHOD (tophat, maxmedian, lcm, mpcm, ipi) and write score maps and masks.
 
     Writes OUT/scoremaps/<stem>.npy (float32, per-image min-max normalised to [0, 1]) and
@@ -54,7 +57,9 @@ def baseline(method, root, dataset, image_dir, mask_dir, split, out, k, workers,
         stems = stems[:limit]
     images = [(stem, ds.sample(stem).image_path) for stem in stems]
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    run = run_baseline(spec.name, images, out, k=k, workers=workers, save=save_kinds, params=parsed)
+    run = run_baseline(
+        spec.name, images, out, k=k, workers=workers, save=save_kinds, params=parsed, progress=progress
+    )
     click.echo(
         f"{run.method}: {run.images} images in {run.seconds:.2f} s "
         f"({run.images_per_s:.2f} images/s, {run.workers} worker(s)) -> {out}"

@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from irstd_bench._io import IMAGE_SUFFIXES, atomic_directory, write_text_atomic
+from irstd_bench._progress import progress_bar
 from irstd_bench.convert._coco import CATEGORY
 from irstd_bench.datasets import Sample, folder_image_ids
 from irstd_bench.errors import InputError
@@ -126,19 +127,23 @@ def predict_samples(
     batch: int = 8,
     workers: int = 0,
     amp_dtype: torch.dtype | None = None,
-    progress=None,
+    progress: bool = False,
 ) -> list[ImagePrediction]:
-    """Predictions for every sample (its mask, if any, is not read), in sample order."""
+    """Predictions for every sample (its mask, if any, is not read), in sample order.
+
+    ``progress`` shows a bar on stderr (:func:`irstd_bench._progress.progress_bar`).
+    """
     # Masks are not needed (nor read): a release defect in a mask cannot stop inference.
     images_only = [Sample(stem=s.stem, image_path=s.image_path, mask_path=None) for s in samples]
     dataset = IRDataset(images_only, input_size, augment=None, cache=False)
     loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, collate_fn=collate)
     paths = {s.stem: s.image_path for s in samples}
     out: list[ImagePrediction] = []
-    iterator = loader if progress is None else progress(loader)
-    for images, _, meta in iterator:
-        preds = predict_batch(model, images.to(device), meta, conf=conf, amp_dtype=amp_dtype)
-        out.extend(ImagePrediction(p, paths[p.stem]) for p in preds)
+    with progress_bar(len(samples), "predict", enabled=progress) as bar:
+        for images, _, meta in loader:
+            preds = predict_batch(model, images.to(device), meta, conf=conf, amp_dtype=amp_dtype)
+            out.extend(ImagePrediction(p, paths[p.stem]) for p in preds)
+            bar.update(len(preds))
     return out
 
 
