@@ -8,18 +8,20 @@ CSV keeps the raw, unrounded numbers and marks nothing.
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from irstd_bench.errors import InputError
 from irstd_bench.report._load import RunResult, unique_in_order
+from irstd_bench.report._seeds import MethodSummary, base_method, run_label, summarise_methods
 
 #: What a table prints where a run has no value.
 MISSING = "\u2013"
@@ -29,18 +31,29 @@ LATEX_MISSING = "--"
 METRICS: dict[str, tuple[str, str, int, str | None]] = {
     "precision": ("P", "P", 3, "max"),
     "recall": ("R", "R", 3, "max"),
-    "f1": ("F1", "F1", 3, "max"),
+    "f1": ("F1 (val thr.)", "F1 (val thr.)", 3, "max"),
     "ap50": ("AP50", "AP$_{50}$", 3, "max"),
-    "best_f1": ("best F1", "best F1", 3, "max"),
-    "best_f1_threshold": ("thr", "thr.", 3, None),
+    "best_f1": ("F1 (best on test)", "F1 (best on test)", 3, "max"),
+    "best_f1_threshold": ("thr. of best F1", "thr. of best F1", 3, None),
     "iou": ("IoU", "IoU", 3, "max"),
     "niou": ("nIoU", "nIoU", 3, "max"),
     "pd": ("Pd", "$P_d$", 3, "max"),
     "fa_e6": ("Fa x1e-6", "$F_a$ ($\\times10^{-6}$)", 2, "min"),
 }
-MAIN_METRICS = ("precision", "recall", "f1")
-DETAILED_METRICS = ("ap50", "best_f1", "best_f1_threshold", "iou", "niou", "pd", "fa_e6")
-ABLATION_METRICS = ("precision", "recall", "f1", "ap50")
+MAIN_METRICS = ("precision", "recall", "f1", "best_f1")
+DETAILED_METRICS = ("f1", "best_f1", "best_f1_threshold", "ap50", "iou", "niou", "pd", "fa_e6")
+ABLATION_METRICS = ("precision", "recall", "f1", "best_f1", "ap50")
+#: How every table names the two F1 protocols (13.4): ours, and the paper-comparable one.
+PROTOCOL_NOTE = (
+    "F1 (val thr.): F1 at the run's confidence threshold, chosen on the val split "
+    "(irstd-bench's protocol, nothing selected on test); F1 (best on test): the best F1 over all "
+    "thresholds on the test split itself, the paper-comparable figure (what the EFLNet authors' "
+    "YOLOv7 test.py reports)"
+)
+#: Between a mean and its standard deviation: Markdown/HTML/CSV, LaTeX, terminal (ASCII).
+PLUS_MINUS = " \u00b1 "
+LATEX_PLUS_MINUS = " $\\pm$ "
+ASCII_PLUS_MINUS = "+-"
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,9 @@ class Table:
         Row labels.
     columns : list of Column
     values : list of list of float or None
+        Numbers as printed (a mean over seeds where ``spread`` has a value).
+    spread : list of list of float or None, optional
+        Standard deviation over seeds of each cell (``None``: a single run); printed ``mean ± std``.
     """
 
     name: str
@@ -95,6 +111,10 @@ class Table:
     rows: list[str]
     columns: list[Column]
     values: list[list[float | None]]
+    spread: list[list[float | None]] | None = None
+
+    def std(self, i: int, j: int) -> float | None:
+        return None if self.spread is None else self.spread[i][j]
 
     def best_rows(self, j: int) -> set[int]:
         """Rows holding the best value of column ``j``, compared as printed (ties share it).
@@ -110,10 +130,13 @@ class Table:
         best = max(shown.values()) if column.better == "max" else min(shown.values())
         return {i for i, v in shown.items() if v == best}
 
-    def formatted(self, i: int, j: int) -> str:
-        """Cell text without markup (``MISSING`` for no value)."""
-        value = self.values[i][j]
-        return MISSING if value is None else f"{value:.{self.columns[j].digits}f}"
+    def formatted(self, i: int, j: int, plus_minus: str = PLUS_MINUS) -> str:
+        """Cell text without markup (``MISSING`` for no value; ``mean ± std`` over seeds)."""
+        value, digits = self.values[i][j], self.columns[j].digits
+        if value is None:
+            return MISSING
+        std = self.std(i, j)
+        return f"{value:.{digits}f}" + ("" if std is None else f"{plus_minus}{std:.{digits}f}")
 
     def _groups(self) -> list[tuple[str, int]]:
         """Consecutive column groups as ``(label, span)``."""
@@ -177,7 +200,7 @@ class Table:
                 if self.values[i][j] is None:
                     cells.append(LATEX_MISSING)
                     continue
-                text = self.formatted(i, j)
+                text = self.formatted(i, j, LATEX_PLUS_MINUS)
                 cells.append(f"\\textbf{{{text}}}" if i in best[j] else text)
             lines.append(" & ".join(cells) + " \\\\")
         lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
@@ -186,13 +209,18 @@ class Table:
     def to_csv(self) -> str:
         """Raw numbers (``repr`` precision, nothing rounded or marked); empty cell = missing.
 
-        The header is the row header then ``<dataset>/<metric>`` for each column.
+        The header is the row header then ``<dataset>/<metric>`` for each column, and
+        ``<dataset>/<metric>_std`` after it when the table has means over seeds.
         """
+        frame = pd.DataFrame(self.values, index=pd.Index(self.rows, name=self.row_header), dtype="float64")
+        frame.columns = [c.csv_name for c in self.columns]
+        if self.spread is not None:
+            spread = pd.DataFrame(self.spread, index=frame.index, dtype="float64")
+            spread.columns = [f"{c.csv_name}_std" for c in self.columns]
+            order = [name for pair in zip(frame.columns, spread.columns, strict=True) for name in pair]
+            frame = pd.concat([frame, spread], axis=1)[order]
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow([self.row_header] + [c.csv_name for c in self.columns])
-        for label, row in zip(self.rows, self.values, strict=True):
-            writer.writerow([label] + ["" if v is None else repr(float(v)) for v in row])
+        frame.to_csv(buffer, lineterminator="\n", float_format=_repr_float)
         return buffer.getvalue()
 
     def to_html(self) -> str:
@@ -250,6 +278,11 @@ class Table:
             path.write_text(text, encoding="utf-8", newline="\n")
             paths.append(path)
         return paths
+
+
+def _repr_float(value: float) -> str:
+    """Shortest text that reads back as the same float (nothing rounded)."""
+    return repr(float(value))
 
 
 _LATEX_SPECIALS = {
@@ -311,24 +344,71 @@ def _split_note(runs: Sequence[RunResult]) -> str:
     return "; ".join(parts)
 
 
-def main_table(runs: Sequence[RunResult]) -> Table:
-    """Rows = methods, column groups = datasets, sub-columns P, R, F1 (the EFLNet paper's Table I)."""
-    methods = unique_in_order(r.method for r in runs)
-    caption = f"Precision, recall and F1 at the operating point ({_split_note(runs)})"
-    return _grid(runs, methods, lambda r: r.method, MAIN_METRICS, "main", caption, "Method")
+def _summary_grid(
+    runs: Sequence[RunResult], metrics: Sequence[str], name: str, caption: str
+) -> tuple[Table, list[MethodSummary]]:
+    """Rows = methods (seeds merged: mean, std), column groups = datasets."""
+    summaries = summarise_methods(runs, metrics)
+    datasets = _datasets(runs)
+    columns = [Column(key, label, m) for key, label in datasets for m in metrics]
+    methods = unique_in_order(s.method for s in summaries)
+    index = {(s.method, s.dataset_key): s for s in summaries}
+    values, spread = [], []
+    for method in methods:
+        cells = [index.get((method, c.group)) for c in columns]
+        values.append([None if s is None else s.mean[c.metric] for s, c in zip(cells, columns, strict=True)])
+        spread.append([None if s is None else s.std[c.metric] for s, c in zip(cells, columns, strict=True)])
+    rows = []
+    for method in methods:
+        counts = {s.runs for s in summaries if s.method == method}
+        rows.append(f"{method} ({counts.pop()} seeds)" if len(counts) == 1 and max(counts) > 1 else method)
+    has_spread = any(v is not None for row in spread for v in row)
+    table = Table(name, caption, "Method", rows, columns, values, spread if has_spread else None)
+    return table, summaries
+
+
+def main_table(runs: Sequence[RunResult], metrics: Sequence[str] = MAIN_METRICS) -> Table:
+    """Rows = methods, column groups = datasets, sub-columns P, R, F1 (val thr.), F1 (best on test).
+
+    The EFLNet paper's Table I layout, with both F1 protocols named (:data:`PROTOCOL_NOTE`).
+    Runs of one method with several seeds are one row, ``mean ± std`` over the seeds.
+    """
+    metrics = [m for m in metrics if any(r.metrics.get(m) is not None for r in runs)]
+    caption = f"Precision, recall and F1 at the operating point ({_split_note(runs)}). {PROTOCOL_NOTE}"
+    if any(len(s.seeds) > 1 for s in summarise_methods(runs, metrics)):
+        caption += "; several seeds: mean \u00b1 std (sample) over seeds, each seed in the detailed table"
+    return _summary_grid(runs, metrics, "main", caption + ".")[0]
 
 
 def detailed_table(runs: Sequence[RunResult]) -> Table | None:
-    """AP50, best F1 and its threshold, IoU, nIoU, Pd, Fa per method and dataset.
+    """Both F1 protocols, best-F1 threshold, AP50, IoU, nIoU, Pd, Fa per method and dataset.
 
+    A method run with several seeds has its ``mean ± std`` row followed by one row per seed.
     Metrics no run has are left out; ``None`` when no run has any of them.
     """
     metrics = [m for m in DETAILED_METRICS if any(r.metrics.get(m) is not None for r in runs)]
     if not metrics:
         return None
-    methods = unique_in_order(r.method for r in runs)
-    caption = "Threshold-free and pixel-level metrics (Fa per 10^6 pixels; thr = score threshold of best F1)"
-    return _grid(runs, methods, lambda r: r.method, metrics, "detailed", caption, "Method")
+    caption = (
+        "Both F1 protocols, threshold-free and pixel-level metrics (Fa per 10^6 pixels; "
+        f"thr. of best F1 = the test score threshold of F1 (best on test)). {PROTOCOL_NOTE}."
+    )
+    summary, summaries = _summary_grid(runs, metrics, "detailed", caption)
+    per_run = _grid(runs, unique_in_order(run_label(r) for r in runs), run_label, metrics, "", "", "")
+    rows, values, spread = [], [], []
+    for i, method in enumerate(unique_in_order(s.method for s in summaries)):
+        members = [run_label(r) for r in runs if base_method(r) == method]
+        if len(set(members)) > 1:  # several seeds: the mean ± std row, then each seed
+            rows.append(summary.rows[i])
+            values.append(summary.values[i])
+            spread.append(summary.spread[i] if summary.spread else [None] * len(summary.columns))
+        for label in unique_in_order(members):
+            k = per_run.rows.index(label)
+            rows.append(label if len(set(members)) == 1 else f"  {label}")
+            values.append(per_run.values[k])
+            spread.append([None] * len(summary.columns))
+    has_spread = any(v is not None for row in spread for v in row)
+    return Table("detailed", caption, "Method", rows, summary.columns, values, spread if has_spread else None)
 
 
 # -- ablations ----------------------------------------------------------------------------------
@@ -464,52 +544,3 @@ def _ablation_table(
         name, n = f"{base}_{n}", n + 1
     used_names.add(name)
     return _grid(part, rows, lambda r: labels[id(r)], metrics, name, caption, key)
-
-
-# -- terminal -----------------------------------------------------------------------------------
-
-
-def format_terminal_table(
-    results: Iterable[Any],
-    metrics: Sequence[str] = ("precision", "recall", "f1", "ap50"),
-) -> str:
-    """A plain-text table of ``results`` (runs, results dicts or results file paths).
-
-    Rows are methods, column groups datasets, sub-columns the ``metrics`` (3 decimals, Fa 2;
-    ``-`` where missing). Only ASCII characters, for any terminal.
-    """
-    from irstd_bench.report._load import load_runs
-
-    runs = load_runs(results)
-    metrics = [m for m in metrics if any(r.metrics.get(m) is not None for r in runs)]
-    table = _grid(
-        runs, unique_in_order(r.method for r in runs), lambda r: r.method, metrics, "terminal", "", "Method"
-    )
-    cell_w = max(6, max(len(METRICS[m][0]) for m in metrics))
-    label_w = max(len(table.row_header), *(len(r) for r in table.rows))
-    header1, header2 = [" " * label_w], [table.row_header.ljust(label_w)]
-    for label, span in table._groups():
-        width = span * cell_w + (span - 1)
-        header1.append(label[:width].center(width))
-    header2 += [c.label.rjust(cell_w) for c in table.columns]
-    body = []
-    for i, label in enumerate(table.rows):
-        cells = [label.ljust(label_w)]
-        for j in range(len(table.columns)):
-            text = table.formatted(i, j)
-            cells.append(("-" if text == MISSING else text).rjust(cell_w))
-        body.append(_join_groups(cells, table))
-    lines = [_join_groups(header1, table, grouped=True), _join_groups(header2, table)]
-    rule = "-" * len(lines[1])
-    return "\n".join([lines[0], lines[1], rule, *body]) + "\n"
-
-
-def _join_groups(cells: list[str], table: Table, grouped: bool = False) -> str:
-    """Join a line: label, then groups separated by `` | ``, cells within a group by a space."""
-    if grouped:
-        return " | ".join(cells).rstrip()
-    out, k = [cells[0]], 1
-    for _, span in table._groups():
-        out.append(" ".join(cells[k : k + span]))
-        k += span
-    return " | ".join(out).rstrip()
