@@ -56,6 +56,9 @@ from irstd_bench.targets import (
     mask_to_targets,
 )
 
+#: Score-map level of the pixel metrics (IoU, nIoU, Pd, Fa): pixels with score >= 0.5, the
+#: field's convention (a sigmoid output > 0.5), whatever ``conf`` and the matcher are.
+PIXEL_THRESHOLD = 0.5
 #: IoU threshold of ``ap50`` (COCO AP at IoU 0.5, whatever the run's matcher).
 AP50_IOU = 0.5
 
@@ -154,7 +157,9 @@ def score_image(
     a map prediction's pixels with score ``>= conf`` (a mask's foreground pixels), split into
     components with ``connectivity``, each scored by its highest pixel score. A box prediction
     is kept when its score is ``>= conf``. A kept prediction is a hit when ``matcher`` pairs it
-    with a ground-truth target (see :func:`~irstd_bench.evaluate.match_targets`).
+    with a ground-truth target (see :func:`~irstd_bench.evaluate.match_targets`). The pixel
+    metrics (IoU, nIoU, Pd, Fa) of a score map use its pixels ``>= PIXEL_THRESHOLD`` (0.5),
+    whatever ``conf``: they do not depend on the matcher a threshold was chosen for.
     """
     h, w = gt.image_size
     has_prediction = prediction is not None
@@ -200,7 +205,11 @@ def score_image(
         pred_boxes, pred_area, pred_centroids = pred.boxes, pred.area_px, pred.centroids
         ap_scores, ap_sim, ap_valid, ap_boxes = pred_scores, sim, valid, pred.boxes
         if gt.pixels is not None:
-            pixels = pixel_stats(gt, pred)
+            # IoU, nIoU, Pd and Fa at one fixed level, not at ``conf``: ``conf`` is chosen per
+            # matcher (on val), and the pixel metrics must not change with the box matcher.
+            at_level = score_map.dtype == bool or conf == PIXEL_THRESHOLD
+            pixel_pred = pred if at_level else mask_to_targets(score_map >= PIXEL_THRESHOLD, connectivity=connectivity)
+            pixels = pixel_stats(gt, pixel_pred)
         if kind == "scoremaps":
             curve = score_map_level_counts(
                 score_map.astype(np.float32) if score_map.dtype == bool else score_map,
