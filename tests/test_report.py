@@ -28,7 +28,8 @@ from irstd_bench.report import (
     load_runs,
 )
 from irstd_bench.report import _qualitative as qual
-from irstd_bench.report._tables import MISSING, ablation_tables, main_table
+from irstd_bench.report._ablation import ablation_tables
+from irstd_bench.report._tables import MISSING, main_table
 
 # -- fixture builders -----------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ SEEDS = [_run(f"EFLNet-n (seed {k})", f1, best_f1=f1 + 0.05) for k, f1 in enumer
 
 
 def test_seeds_become_one_mean_std_row_and_are_listed_in_detail():
-    runs = load_runs([*SEEDS, _run("IPI", 0.5)])
+    runs = load_runs([*SEEDS, _run("IPI", 0.5, best_f1=0.5)])
     main = main_table(runs)
     assert main.rows == ["EFLNet-n (3 seeds)", "IPI"]
     f1 = [c.metric for c in main.columns].index("f1")
@@ -49,6 +49,7 @@ def test_seeds_become_one_mean_std_row_and_are_listed_in_detail():
                            "IPI"]  # fmt: skip
     best = [c.metric for c in detail.columns].index("best_f1")
     assert [row[best] for row in detail.values[1:4]] == pytest.approx([0.75, 0.85, 0.95])
+    assert detail.best_rows(best) == {0}  # the mean competes with other methods, single seeds do not
     text = format_terminal_table(runs)
     assert text.isascii() and "0.800+-0.100" in text
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from irstd_bench import __version__
 from irstd_bench._io import atomic_directory
 from irstd_bench.errors import InputError
+from irstd_bench.report._ablation import ablation_tables
 from irstd_bench.report._html import render_index
 from irstd_bench.report._load import (
     SCHEMA,
@@ -55,7 +56,6 @@ from irstd_bench.report._seeds import run_label
 from irstd_bench.report._tables import (
     METRICS,
     Table,
-    ablation_tables,
     detailed_table,
     main_table,
 )

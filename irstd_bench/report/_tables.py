@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import html
 import io
-import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from irstd_bench.errors import InputError
 from irstd_bench.report._load import RunResult, unique_in_order
 from irstd_bench.report._seeds import MethodSummary, base_method, run_label, summarise_methods
 
@@ -103,6 +99,8 @@ class Table:
         Numbers as printed (a mean over seeds where ``spread`` has a value).
     spread : list of list of float or None, optional
         Standard deviation over seeds of each cell (``None``: a single run); printed ``mean ± std``.
+    unranked : frozenset of int
+        Rows never marked best (the single seeds listed under their mean).
     """
 
     name: str
@@ -112,6 +110,7 @@ class Table:
     columns: list[Column]
     values: list[list[float | None]]
     spread: list[list[float | None]] | None = None
+    unranked: frozenset[int] = frozenset()
 
     def std(self, i: int, j: int) -> float | None:
         return None if self.spread is None else self.spread[i][j]
@@ -124,7 +123,11 @@ class Table:
         column = self.columns[j]
         if column.better is None:
             return set()
-        shown = {i: round(row[j], column.digits) for i, row in enumerate(self.values) if row[j] is not None}
+        shown = {
+            i: round(row[j], column.digits)
+            for i, row in enumerate(self.values)
+            if row[j] is not None and i not in self.unranked
+        }
         if len(shown) < 2:
             return set()
         best = max(shown.values()) if column.better == "max" else min(shown.values())
@@ -395,7 +398,7 @@ def detailed_table(runs: Sequence[RunResult]) -> Table | None:
     )
     summary, summaries = _summary_grid(runs, metrics, "detailed", caption)
     per_run = _grid(runs, unique_in_order(run_label(r) for r in runs), run_label, metrics, "", "", "")
-    rows, values, spread = [], [], []
+    rows, values, spread, unranked = [], [], [], set()
     for i, method in enumerate(unique_in_order(s.method for s in summaries)):
         members = [run_label(r) for r in runs if base_method(r) == method]
         if len(set(members)) > 1:  # several seeds: the mean ± std row, then each seed
@@ -404,143 +407,11 @@ def detailed_table(runs: Sequence[RunResult]) -> Table | None:
             spread.append(summary.spread[i] if summary.spread else [None] * len(summary.columns))
         for label in unique_in_order(members):
             k = per_run.rows.index(label)
+            if len(set(members)) > 1:
+                unranked.add(len(rows))
             rows.append(label if len(set(members)) == 1 else f"  {label}")
             values.append(per_run.values[k])
             spread.append([None] * len(summary.columns))
     has_spread = any(v is not None for row in spread for v in row)
-    return Table("detailed", caption, "Method", rows, summary.columns, values, spread if has_spread else None)
-
-
-# -- ablations ----------------------------------------------------------------------------------
-
-
-def method_family(run: RunResult) -> str:
-    """The method family a run belongs to, for ablations.
-
-    ``config["family"]`` or ``config["model"]`` when the run has one, else the leading
-    alphanumeric word of the method name (``EFLNet-n (lambda=3)`` -> ``EFLNet``).
-    """
-    for key in ("family", "model"):
-        value = run.config.get(key)
-        if isinstance(value, str) and value:
-            return value
-    match = re.match(r"[A-Za-z0-9]+", run.method)
-    return match.group(0) if match else run.method
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float | bool)
-
-
-def _setting_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if value is None:
-        return "none"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _sort_key(value: Any) -> tuple:
-    if isinstance(value, bool):
-        return (0, int(value), "")
-    if isinstance(value, int | float):
-        return (1, float(value), "")
-    return (2, 0.0, str(value))
-
-
-def _frozen(config: dict[str, Any], without: str) -> tuple:
-    """The other settings of a config, hashable (non-scalar values as canonical JSON)."""
-    items = []
-    for key, value in sorted(config.items()):
-        if key in (without, "family", "model"):
-            continue
-        items.append((key, value if _is_scalar(value) else json.dumps(value, sort_keys=True, default=str)))
-    return tuple(items)
-
-
-def varying_keys(runs: Sequence[RunResult]) -> list[str]:
-    """Config keys whose (scalar) value varies across runs of one family on one dataset."""
-    keys: list[str] = []
-    groups: dict[tuple[str, str], list[RunResult]] = {}
-    for run in runs:
-        groups.setdefault((method_family(run), run.dataset_key), []).append(run)
-    for group in groups.values():
-        for key in unique_in_order(k for r in group for k in r.config):
-            if key in ("family", "model"):
-                continue
-            values = [r.config[key] for r in group if key in r.config and _is_scalar(r.config[key])]
-            if len(unique_in_order(values)) > 1 and key not in keys:
-                keys.append(key)
-    return keys
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"
-
-
-def ablation_tables(runs: Sequence[RunResult], group_by: str | None = None) -> list[Table]:
-    """Ablation tables: one per varied setting, rows = its values, columns = P/R/F1/AP50 per dataset.
-
-    Runs are grouped by method family; within a family, the runs compared in one table share
-    every other config setting (they differ in one setting only). ``group_by`` names the setting;
-    without it every setting that varies within a family on a dataset gets tables.
-
-    Raises
-    ------
-    InputError
-        ``group_by`` is given but no two runs of one family differ in it alone.
-    """
-    keys = [group_by] if group_by else varying_keys(runs)
-    tables: list[Table] = []
-    used_names: set[str] = set()
-    for key in keys:
-        families = unique_in_order(
-            method_family(r) for r in runs if key in r.config and _is_scalar(r.config[key])
-        )
-        for family in families:
-            members = [
-                r
-                for r in runs
-                if method_family(r) == family and key in r.config and _is_scalar(r.config[key])
-            ]
-            partitions: dict[tuple, list[RunResult]] = {}
-            for run in members:
-                partitions.setdefault(_frozen(run.config, key), []).append(run)
-            for fixed, part in partitions.items():
-                values = sorted(unique_in_order(r.config[key] for r in part), key=_sort_key)
-                if len(values) < 2:
-                    continue
-                tables.append(_ablation_table(part, key, family, fixed, values, used_names))
-    if group_by and not tables:
-        have = sorted({k for r in runs for k in r.config})
-        raise InputError(
-            f"--group-by {group_by}: no two runs of one method family differ only in {group_by!r} "
-            f"(config keys in the inputs: {', '.join(have) or 'none'})"
-        )
-    return tables
-
-
-def _ablation_table(
-    part: list[RunResult], key: str, family: str, fixed: tuple, values: list[Any], used_names: set[str]
-) -> Table:
-    labels: dict[int, str] = {}
-    taken: set[tuple[str, str]] = set()
-    ordered = sorted(part, key=lambda r: _sort_key(r.config[key]))
-    for run in ordered:
-        label = _setting_text(run.config[key])
-        if (label, run.dataset_key) in taken:
-            label = f"{label} ({run.method})"
-        taken.add((label, run.dataset_key))
-        labels[id(run)] = label
-    rows = unique_in_order(labels[id(r)] for r in ordered)
-    metrics = [m for m in ABLATION_METRICS if any(r.metrics.get(m) is not None for r in part)]
-    fixed_text = ", ".join(f"{k}={_setting_text(v)}" for k, v in fixed)
-    caption = f"Ablation of {key} ({family}" + (f"; fixed: {fixed_text})" if fixed_text else ")")
-    name = f"ablation_{_slug(family)}_{_slug(key)}"
-    base, n = name, 2
-    while name in used_names:
-        name, n = f"{base}_{n}", n + 1
-    used_names.add(name)
-    return _grid(part, rows, lambda r: labels[id(r)], metrics, name, caption, key)
+    spread_or_none = spread if has_spread else None
+    return Table("detailed", caption, "Method", rows, summary.columns, values, spread_or_none, frozenset(unranked))
