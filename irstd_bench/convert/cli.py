@@ -8,10 +8,11 @@ import click
 
 from irstd_bench.convert._convert import FORMATS, convert_dataset
 from irstd_bench.convert._summary import render_text
+from irstd_bench.datasets import NAMED_LAYOUTS
 from irstd_bench.errors import InputError
 from irstd_bench.targets import DEFAULT_THRESHOLD
 
-DATASETS = ("nuaa", "nudt", "irstd1k", "sirstv2", "custom")
+DATASETS = (*sorted(layout.name for layout in NAMED_LAYOUTS), "custom")
 
 
 @click.command("convert", context_settings={"help_option_names": ["-h", "--help"]})

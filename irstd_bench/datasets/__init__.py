@@ -16,12 +16,13 @@ from irstd_bench.datasets._dataset import (
     open_dataset,
 )
 from irstd_bench.datasets._image_ids import dataset_image_ids, folder_image_ids, stable_image_ids
-from irstd_bench.datasets._layouts import RELEASE_LAYOUTS, Layout, custom_layout
+from irstd_bench.datasets._layouts import NAMED_LAYOUTS, RELEASE_LAYOUTS, Layout, custom_layout
 from irstd_bench.datasets._splits import read_split_file
 
 __all__ = [
     "KNOWN_DEFECTS",
     "LAYOUTS",
+    "NAMED_LAYOUTS",
     "RELEASE_LAYOUTS",
     "Dataset",
     "GroundTruth",
