@@ -25,6 +25,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "baseline": ("reference_model.classical.cli", "baseline", "Run a classical (training-free) method."),
     "report": ("irstd_bench.report.cli", "report", "Tables and plots from eval results."),
     "demo": ("irstd_bench.demo", "demo", "The whole pipeline end to end on the synthetic sample."),
+    "reproduce": (
+        "reference_model.reproduce.cli",
+        "reproduce",
+        "Train, predict, score and report the EFLNet paper's Table I in one time budget.",
+    ),
 }
 
 

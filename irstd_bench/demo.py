@@ -33,6 +33,29 @@ def _run(args: list[str]) -> None:
     click.secho(f"  ({time.perf_counter() - started:.1f} s)", dim=True, err=True)
 
 
+def _claim_out(out: Path, root: Path | None) -> None:
+    """Make ``out`` the demo's folder: new, empty, or an earlier demo's (its manifest says so).
+
+    The demo then passes ``--force`` to every step: each step replaces only its own earlier
+    output (a folder with its manifest, a results file with our schema), never a user's file,
+    so running the demo twice works and a user's folder is never emptied.
+    """
+    from irstd_bench._outputs import read_manifest, refuse_inside_inputs, write_manifest
+
+    refuse_inside_inputs(out, [("dataset root", root)])
+    if out.exists():
+        if not out.is_dir():
+            raise InputError(f"--out {out}: exists and is not a folder")
+        manifest = read_manifest(out)
+        if any(out.iterdir()) and (manifest is None or manifest.get("command") != "demo"):
+            raise InputError(f"--out {out}: folder exists and is not an earlier demo output; choose a new --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
+    write_manifest(out, "demo")
+
+
 @click.command("demo")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("demo_out"), show_default=True)
 @click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=None,
@@ -50,15 +73,15 @@ def demo(out: Path, root: Path | None, dataset: str | None, split_family: str | 
          model: str, epochs: int, imgsz: int, device: str, seed: int) -> None:
     """Run the whole pipeline end to end and print the comparison table."""
     started = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
+    if root is not None and not root.is_dir():
+        raise InputError(f"{root}: dataset root not found")  # before anything is created
+    _claim_out(out, root)
     if root is None:
         root = out / "data"
         _run(["synth", "--out", str(root), "--n-images", str(n_images), "--size", str(size), "--seed", str(seed),
               "--force"])
         dataset = dataset or "nudt"
         split_family = split_family or "split_synth"
-    elif not root.is_dir():
-        raise InputError(f"{root}: dataset root not found")
     from irstd_bench.datasets import open_dataset
 
     ds = open_dataset(root, dataset)
@@ -67,10 +90,10 @@ def demo(out: Path, root: Path | None, dataset: str | None, split_family: str | 
     test_split = ds.family_split(family, "test") or "test"
     ds_args = ["--dataset", dataset, "--root", str(root)]
 
-    _run(["convert", str(root), "--dataset", dataset, "--out", str(out / "boxes"), "--resize-masks"])
+    _run(["convert", str(root), "--dataset", dataset, "--out", str(out / "boxes"), "--resize-masks", "--force"])
 
     val_split = ds.family_split(family, "val") or test_split
-    match = ["--match", "centroid:3", "--resize-masks"]
+    match = ["--match", "centroid:3", "--resize-masks", "--force"]
 
     def evaluate(name: str, val_preds: Path, test_preds: Path) -> str:
         """Eval on val, take the threshold of the best val F1, apply it on test (never select on test)."""
@@ -88,18 +111,19 @@ def demo(out: Path, root: Path | None, dataset: str | None, split_family: str | 
         preds = {}
         for part, split in (("val", val_split), ("test", test_split)):
             preds[part] = out / "preds" / f"{method}-{part}"
-            _run(["baseline", method, *ds_args, "--split", split, "--out", str(preds[part]), "--save", "scoremaps"])
+            _run(["baseline", method, *ds_args, "--split", split, "--out", str(preds[part]), "--save", "scoremaps",
+                  "--force"])
         results.append(evaluate(method, preds["val"] / "scoremaps", preds["test"] / "scoremaps"))
 
     run_dir = out / "runs" / model
     _run(["train", *ds_args, "--split", family, "--model", model, "--epochs", str(epochs), "--imgsz", str(imgsz),
           "--batch", "8", "--device", device, "--seed", str(seed), "--out", str(run_dir), "--val-every", "5",
-          "--optimizer", "adamw", "--lr", "0.002", "--resize-masks"])
+          "--optimizer", "adamw", "--lr", "0.002", "--resize-masks", "--force"])
     preds = {}
     for part, split in (("val", val_split), ("test", test_split)):
         preds[part] = out / "preds" / f"{model}-{part}.json"
         _run(["predict", "--weights", str(run_dir / "best.pt"), *ds_args, "--split", split, "--out",
-              str(preds[part]), "--format", "coco", "--imgsz", str(imgsz), "--device", device])
+              str(preds[part]), "--format", "coco", "--imgsz", str(imgsz), "--device", device, "--force"])
     results.append(evaluate(model, preds["val"], preds["test"]))
 
     _run(["report", *results, "--out", str(out / "report"), "--title", "irstd-bench demo", "--force"])

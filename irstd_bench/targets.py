@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from irstd_bench.boxes import box_areas, box_centres
 from irstd_bench.errors import InputError
 
 #: Structuring elements for :func:`scipy.ndimage.label`.
@@ -36,6 +37,15 @@ CONNECTIVITY_STRUCTURES = {
 #: Default binarisation: a mask pixel is foreground when its value is > 127.
 DEFAULT_THRESHOLD = 127
 DEFAULT_CONNECTIVITY = 8
+
+#: Target size bins by pixel area ``(name, min_area_px, max_area_px)``; areas above 81 px go
+#: to ``>81``. The one definition, used by ``convert``'s summary and the evaluator.
+SIZE_BINS: tuple[tuple[str, int, int | None], ...] = (
+    ("<=9", 0, 9),
+    ("10-36", 10, 36),
+    ("37-81", 37, 81),
+    (">81", 82, None),
+)
 
 
 @dataclass
@@ -255,10 +265,22 @@ def boxes_to_targets(boxes: np.ndarray, image_size: tuple[int, int]) -> Targets:
     The area is the box area and the centroid the box centre; there is no label image.
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    wh = boxes[:, 2:] - boxes[:, :2]
     return Targets(
         boxes=boxes,
-        area_px=(wh[:, 0] * wh[:, 1]),
-        centroids=(boxes[:, :2] + boxes[:, 2:]) / 2,
+        area_px=box_areas(boxes),
+        centroids=box_centres(boxes),
         image_size=(int(image_size[0]), int(image_size[1])),
     )
+
+
+def size_bin_index(area_px) -> np.ndarray:
+    """Index into :data:`SIZE_BINS` of each area (px; box areas may be fractional, and an area
+    between two bins, such as 9.5, goes to the larger one).
+
+    Examples
+    --------
+    >>> size_bin_index([1, 9, 9.5, 36, 81, 82]).tolist()
+    [0, 0, 1, 1, 2, 3]
+    """
+    edges = np.array([high for _, _, high in SIZE_BINS if high is not None], np.float64)
+    return np.searchsorted(edges, np.asarray(area_px, np.float64), side="left")

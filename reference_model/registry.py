@@ -27,10 +27,6 @@ MODELS: dict[str, tuple[str, str, dict]] = {
 }
 
 
-def model_names() -> list[str]:
-    return list(MODELS)
-
-
 def build_model(name: str, **overrides) -> nn.Module:
     """Build a registered model; ``overrides`` are passed to its builder (e.g. ``dyhead_blocks=0``)."""
     if name not in MODELS:

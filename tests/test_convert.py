@@ -100,7 +100,7 @@ def nuaa_skip(tmp_path_factory):
     _need(NUAA)
     warnings: list[str] = []
     out = tmp_path_factory.mktemp("nuaa") / "skip"
-    result = convert_dataset(NUAA, out, workers=2, warn=warnings.append)
+    result = convert_dataset(NUAA, out, workers=2, warn=warnings.append, skip_defects=True)
     return result, warnings
 
 
@@ -137,11 +137,9 @@ def test_nuaa_skips_misc_111_by_name(nuaa_skip):
     summary = result.summary
     assert summary["total"]["images"] == 426
     assert summary["total"]["targets"] == 533 - _misc_111_targets()
-    skipped = summary["defects"]["mask_size_mismatch_skipped"]
-    assert [d["image"] for d in skipped] == ["Misc_111"]
-    assert skipped[0]["mask_size"] == [400, 592] and skipped[0]["image_size"] == [220, 325]
-    assert "release defect" in skipped[0]["known_defect"]
-    assert len(warnings) == 1 and "Misc_111" in warnings[0] and "known defect" in warnings[0]
+    assert summary["defects"]["left_out_by_skip_defects"] == ["Misc_111"]
+    assert summary["settings"]["skip_defects"] is True
+    assert len(warnings) == 1 and "Misc_111" in warnings[0] and "--skip-defects" in warnings[0]
     assert "Misc_111" not in read_coco_ground_truth(result.out / "coco" / "all.json")
     assert not (result.out / "yolo" / "labels" / "Misc_111.txt").exists()
 
@@ -155,7 +153,6 @@ def test_nuaa_every_split_file_is_converted(nuaa_skip):
         listed = (NUAA / f"{name}.txt").read_text().split()
         expect = len(listed) - ("Misc_111" in listed)
         assert splits[name]["images"] == expect, name
-        assert splits[name]["skipped"] == (["Misc_111"] if "Misc_111" in listed else [])
         coco = json.loads((result.out / "coco" / f"{split_file_name(name)}.json").read_text())
         assert [im["file_name"] for im in coco["images"]] == [f"{s}.png" for s in listed if s != "Misc_111"]
     assert splits["idx_427/train"]["images"] == 256 and splits["50_50/train"]["images"] == 213
@@ -226,7 +223,7 @@ def test_nuaa_yolo_tree_is_usable(nuaa_skip):
 def test_nuaa_rerun_is_byte_identical_whatever_the_workers(nuaa_skip):
     result, _ = nuaa_skip
     before = _tree_bytes(result.out)
-    convert_dataset(NUAA, result.out, workers=1, warn=lambda m: None)
+    convert_dataset(NUAA, result.out, workers=1, warn=lambda m: None, skip_defects=True, force=True)
     after = _tree_bytes(result.out)
     assert list(before) == list(after)
     assert before == after
@@ -348,20 +345,17 @@ def test_custom_tree_with_suffix_connectivity_and_one_format(tmp_path):
     eight = convert_dataset(tmp_path / "data", tmp_path / "o8", formats=["coco"], **common)
     four = convert_dataset(tmp_path / "data", tmp_path / "o4", formats="coco", connectivity=4, **common)
     assert eight.summary["total"]["targets"] == 2 and four.summary["total"]["targets"] == 3
-    assert sorted(p.name for p in (tmp_path / "o8").iterdir()) == ["coco", "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "o8").iterdir()) == [".irstd-bench-output.json", "coco", "summary.json"]
     assert eight.records["a"].boxes == ((1, 1, 3, 3),)
     assert four.records["a"].boxes == ((1, 1, 2, 2), (2, 2, 3, 3))
 
 
-def test_other_mask_size_mismatch_is_skipped_with_warning_or_resized(tmp_path):
+def test_other_mask_size_mismatch_is_an_error_or_resized(tmp_path):
     root = _sirst_v2(tmp_path / "v2")
     _png(root / "annotations" / "masks" / "Misc_2_pixels0.png", _mask(24, 32, (10, 10), (11, 11)))
-    warnings: list[str] = []
-    result = convert_dataset(root, tmp_path / "out", workers=1, warn=warnings.append)
-    assert len(warnings) == 1 and "Misc_2_pixels0.png" in warnings[0] and "32x24" in warnings[0]
-    skipped = result.summary["defects"]["mask_size_mismatch_skipped"]
-    assert skipped == [{"image": "Misc_2", "image_size": [12, 16], "mask_size": [24, 32], "known_defect": ""}]
-    assert result.summary["splits"]["splits/val_full"]["images"] == 0
+    with pytest.raises(InputError, match=r"Misc_2_pixels0\.png: mask is 32x24 but image Misc_2\.png is 16x12"):
+        convert_dataset(root, tmp_path / "out", workers=1)
+    assert not (tmp_path / "out").exists()
     resized = convert_dataset(root, tmp_path / "out2", resize_masks=True, workers=1, warn=lambda m: None)
     assert resized.records["Misc_2"].boxes == ((5, 5, 6, 6),)
 
@@ -411,14 +405,19 @@ def test_replaces_previous_output_but_refuses_other_folders(tmp_path):
     out = tmp_path / "out"
     convert_dataset(root, out, formats="coco", workers=1)
     (out / "stale.txt").write_text("old")
-    convert_dataset(root, out, formats="voc", workers=1)
-    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "voc"]
+    with pytest.raises(InputError, match="stale.txt: not written by irstd-bench"):
+        convert_dataset(root, out, formats="voc", workers=1, force=True)
+    (out / "stale.txt").unlink()
+    with pytest.raises(InputError, match="use --force"):
+        convert_dataset(root, out, formats="voc", workers=1)
+    convert_dataset(root, out, formats="voc", workers=1, force=True)
+    assert sorted(p.name for p in out.iterdir()) == [".irstd-bench-output.json", "summary.json", "voc"]
     assert json.loads((out / "summary.json").read_text())["schema"] == SUMMARY_SCHEMA
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "keep.txt").write_text("mine")
-    with pytest.raises(InputError, match="not an irstd-bench convert output"):
-        convert_dataset(root, precious, workers=1)
+    with pytest.raises(InputError, match="not written by irstd-bench"):
+        convert_dataset(root, precious, workers=1, force=True)
     assert (precious / "keep.txt").read_text() == "mine"
     with pytest.raises(InputError, match="dataset root"):
         convert_dataset(root, root.parent, workers=1)
@@ -440,7 +439,7 @@ def test_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
     convert_dataset(root, old, formats="coco", workers=1)
     before = _tree_bytes(old)
     with pytest.raises(InputError):
-        convert_dataset(root, old, workers=1)
+        convert_dataset(root, old, workers=1, force=True)
     assert _tree_bytes(old) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old", "v2"]  # no temporary siblings left
 
@@ -461,7 +460,7 @@ def test_cli_converts_and_prints_summary(tmp_path):
         "all.json", "splits__test_full.json", "splits__train_full.json"
     ]  # fmt: skip
     first = _tree_bytes(out)
-    again = _run([*args, "--copy-images"])
+    again = _run([*args, "--copy-images", "--force"])
     assert again.exit_code == 0
     second = _tree_bytes(out)
     assert first.keys() == second.keys()
@@ -546,12 +545,13 @@ def test_cli_skip_missing_flag(tmp_path):
 def test_cli_nuaa_misc_111_warning_and_resize(tmp_path):
     out = tmp_path / "out"
     base = [str(NUAA), "--out", str(out), "--split", "idx_427/test", "--format", "coco", "--workers", "1"]
-    skipped = _run(base)
+    skipped = _run([*base, "--skip-defects"])
     assert skipped.exit_code == 0
-    assert "Warning: skipped Misc_111" in skipped.stderr and "known defect" in skipped.stderr
+    assert "Warning: left out Misc_111" in skipped.stderr and "release defect" in skipped.stderr
     assert "idx_427/test" in skipped.stdout and "85" in skipped.stdout
-    resized = _run([*base, "--resize-masks"])
-    assert resized.exit_code == 0
+    resized = _run([*base, "--force"])  # the default: the known defect is resized, with a warning
+    assert resized.exit_code == 0, resized.output
+    assert "Misc_111" in resized.stderr and "nearest neighbour" in resized.stderr
     gt = read_coco_ground_truth(out / "coco" / "idx_427__test.json")
     assert len(gt) == 86 and len(gt["Misc_111"]) == _misc_111_targets()
     assert gt["Misc_111"].image_size == (220, 325)
@@ -572,5 +572,5 @@ def test_worker_error_in_the_pool_names_the_file(tmp_path):
     pooled = convert_dataset(root, tmp_path / "out", **common)
     assert pooled.summary["total"]["targets"] == 80
     before = _tree_bytes(tmp_path / "out")
-    convert_dataset(root, tmp_path / "out", **{**common, "workers": 1})
+    convert_dataset(root, tmp_path / "out", **{**common, "workers": 1}, force=True)
     assert _tree_bytes(tmp_path / "out") == before

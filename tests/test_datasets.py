@@ -15,7 +15,7 @@ from irstd_bench.datasets import (
     open_dataset,
     read_split_file,
 )
-from irstd_bench.errors import InputError
+from irstd_bench.errors import DatasetDefectWarning, InputError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
@@ -91,10 +91,14 @@ def test_nuaa_known_defect_misc_111():
     assert "592x400" in ds.known_defect("Misc_111")
     assert ds.known_defect("Misc_1") == ""
     sample = ds.sample("Misc_111")
-    with pytest.raises(MaskSizeMismatch, match="Misc_111_pixels0.png") as info:
-        load_ground_truth(sample, known_defect=ds.known_defect("Misc_111"))
+    # The one defect policy: a known defect is resized to its image, with a warning naming it.
+    with pytest.warns(DatasetDefectWarning, match="Misc_111_pixels0.png.*release defect"):
+        known = load_ground_truth(sample, known_defect=ds.known_defect("Misc_111"))
+    assert known.mask_resized and known.targets.image_size == (220, 325)
+    # Not named as a known defect: a size mismatch is an error naming both sizes.
+    with pytest.raises(MaskSizeMismatch, match="Misc_111_pixels0.png: mask is 592x400") as info:
+        load_ground_truth(sample)
     assert isinstance(info.value, InputError)
-    assert "release defect" in str(info.value)
     gt = load_ground_truth(sample, resize_masks=True)
     assert gt.mask_resized and gt.targets.image_size == (220, 325)
     assert len(gt.targets) == 1

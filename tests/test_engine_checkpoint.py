@@ -45,7 +45,7 @@ def test_save_then_load_rebuilds_the_same_model(tmp_path):
     data = _checkpoint(width=6)
     save_checkpoint(tmp_path / "a.pt", data)
     loaded = load_checkpoint(tmp_path / "a.pt")
-    model = model_from_checkpoint(loaded, tmp_path / "a.pt")
+    model = model_from_checkpoint(loaded, tmp_path / "a.pt", cli_model=TINY_DETECTOR)
     assert model.config == {"width": 6} and model.task == "detect"
     for key, value in data["model"].items():
         assert torch.equal(model.state_dict()[key], value)

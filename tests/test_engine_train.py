@@ -72,7 +72,7 @@ def test_resume_after_one_epoch_equals_an_uninterrupted_run(data_root, tmp_path)
     with pytest.raises(Killed):
         train(_config(data_root, tmp_path / "cut", mosaic=0.5), on_epoch_end=_kill_after_first_epoch)
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
-    resumed = train(TrainConfig(resume=str(tmp_path / "cut"), progress=False))
+    resumed = train(TrainConfig(resume=str(tmp_path / "cut"), model=TINY_DETECTOR, progress=False))
     a, b = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
     assert a["epoch"] == b["epoch"] == 2
     for part in ("model",):
@@ -178,6 +178,8 @@ def test_detector_train_predict_eval_scores_like_validation(data_root, tmp_path)
     ):
         run_cli(
             "predict",
+            "--model",
+            TINY_DETECTOR,
             "--weights",
             out / "best.pt",
             "--dataset",
@@ -213,6 +215,8 @@ def test_segmenter_learns_and_files_score_like_validation(data_root, tmp_path):
         target = tmp_path / fmt
         run_cli(
             "predict",
+            "--model",
+            TINY_SEGMENTER,
             "--weights",
             out,
             "--dataset",
@@ -229,7 +233,9 @@ def test_segmenter_learns_and_files_score_like_validation(data_root, tmp_path):
             "cpu",
         )
         suffix = ".npy" if fmt == "scoremaps" else ".png"
-        assert sorted(p.suffix for p in target.iterdir()) == [suffix] * 4
+        # plus the hidden manifest that marks the folder as predict's (eval ignores hidden files)
+        assert sorted(p.suffix for p in target.iterdir() if not p.name.startswith(".")) == [suffix] * 4
+        assert (target / ".irstd-bench-output.json").is_file()
         res = _eval(target, data_root, "split_EFLNet/val", tmp_path / f"{fmt}.json")
         assert res["kind"] in ("masks", "scoremaps")
         for key in ("f1", "iou", "pd"):
@@ -311,7 +317,9 @@ def test_train_cli_errors_exit_2(data_root, tmp_path, extra, message):
 def test_resume_errors_exit_2(finished_run, tmp_path):
     result = run_cli("train", "--resume", finished_run, "--model", TINY_SEGMENTER, expect=2)
     assert "checkpoint of another model" in result.stderr
-    result = run_cli("train", "--resume", finished_run, "--device", "cpu", expect=2)
+    result = run_cli(
+        "train", "--resume", finished_run, "--model", TINY_DETECTOR, "--device", "cpu", expect=2
+    )
     assert "already finished 1 of 1 epochs" in result.stderr
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -325,7 +333,7 @@ def test_resume_with_more_epochs_continues(finished_run, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
-    run_cli("train", "--resume", run, "--epochs", 2, "--device", "cpu", "--no-progress")
+    run_cli("train", "--resume", run, "--model", TINY_DETECTOR, "--epochs", 2, "--device", "cpu", "--no-progress")
     assert load_checkpoint(run / "last.pt")["epoch"] == 2
     assert len((run / "results.csv").read_text().splitlines()) == 3
 
@@ -359,7 +367,9 @@ def test_predict_cli_errors_exit_2(finished_run, data_root, tmp_path):
         (["--weights", finished_run / "last.pt", "--source", tmp_path / "nofolder"], "folder not found"),
     ]
     for extra, message in cases:
-        result = run_cli("predict", "--out", tmp_path / "o", "--device", "cpu", *extra, expect=2)
+        result = run_cli(
+            "predict", "--model", TINY_DETECTOR, "--out", tmp_path / "o", "--device", "cpu", *extra, expect=2
+        )
         assert message in result.stderr, result.stderr
     corrupt = tmp_path / "c.pt"
     corrupt.write_bytes((finished_run / "last.pt").read_bytes()[:1000])
@@ -370,6 +380,8 @@ def test_predict_cli_errors_exit_2(finished_run, data_root, tmp_path):
 def test_predict_source_folder_in_native_pixels(finished_run, data_root, tmp_path):
     run_cli(
         "predict",
+        "--model",
+        TINY_DETECTOR,
         "--weights",
         finished_run / "best.pt",
         "--source",

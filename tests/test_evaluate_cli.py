@@ -48,7 +48,9 @@ def run(*args):
 
 def evaluate_ok(data: Path, preds: Path, *extra) -> dict:
     out = preds.parent / "res.json"
-    result = run("eval", preds, "--dataset", "nudt", "--root", data, "--workers", "1", "--out", out, *extra)
+    result = run(
+        "eval", preds, "--dataset", "nudt", "--root", data, "--workers", "1", "--out", out, "--force", *extra
+    )
     assert result.exit_code == 0, result.output
     return json.loads(out.read_text())
 

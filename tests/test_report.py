@@ -19,6 +19,7 @@ from PIL import Image
 
 from irstd_bench.cli import cli
 from irstd_bench.errors import InputError
+from irstd_bench.evaluate import PER_TARGET_COLUMNS
 from irstd_bench.report import (
     FIGURE_SIZE_PX,
     build_report,
@@ -155,7 +156,7 @@ def write_run(
     if rows is not None:
         csv_name = f"{name}.per_target.csv"
         with (folder / csv_name).open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(qual.PER_TARGET_COLUMNS))
+            writer = csv.DictWriter(handle, fieldnames=list(PER_TARGET_COLUMNS))
             writer.writeheader()
             writer.writerows(rows)
         data["per_target_csv"] = csv_name
@@ -735,9 +736,9 @@ def test_out_folder_guards(tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    result = _cli([a, "--out", foreign, "--qualitative", "0"])
-    assert result.exit_code == 2 and "--force" in result.output
+    result = _cli([a, "--out", foreign, "--qualitative", "0", "--force"])
+    assert result.exit_code == 2 and "not written by irstd-bench" in result.output
     assert (foreign / "notes.txt").read_text() == "keep me"
     inside = _cli([a, "--out", tmp_path / "in", "--qualitative", "0", "--force"])
-    assert inside.exit_code == 2 and "inside --out" in inside.output
+    assert inside.exit_code == 2 and "contains the input" in inside.output
     assert (tmp_path / "in" / "a.json").is_file()

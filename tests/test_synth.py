@@ -298,8 +298,10 @@ def test_cli_writes_the_sample_and_prints_one_line(tmp_path):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "5 images (37x37)" in lines[0] and str(out.resolve()) in lines[0]
     assert is_synth_output(out) and len(list((out / "images").glob("*.png"))) == 5
-    # An earlier synth output is replaced without --force.
-    again = CliRunner().invoke(cli, ["synth", "--out", str(out), "--n-images", "2", "--size", "32"])
+    # An earlier synth output is replaced only with --force.
+    refused = CliRunner().invoke(cli, ["synth", "--out", str(out), "--n-images", "2", "--size", "32"])
+    assert refused.exit_code == 2 and "--force" in refused.output
+    again = CliRunner().invoke(cli, ["synth", "--out", str(out), "--n-images", "2", "--size", "32", "--force"])
     assert again.exit_code == 0, again.output
     assert len(list((out / "images").glob("*.png"))) == 2
 
@@ -315,17 +317,14 @@ def test_cli_bad_arguments_exit_2_without_output(tmp_path, args):
     assert not out.exists()
 
 
-def test_cli_refuses_a_foreign_folder_unless_forced(tmp_path):
+def test_cli_refuses_a_foreign_folder_even_forced(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    result = CliRunner().invoke(cli, ["synth", "--out", str(out), "--n-images", "1", "--size", "32"])
-    assert result.exit_code == 2 and "--force" in result.output
-    assert (out / "notes.txt").read_text() == "keep me"
-    forced = CliRunner().invoke(
-        cli, ["synth", "--out", str(out), "--n-images", "1", "--size", "32", "--force"]
-    )
-    assert forced.exit_code == 0 and not (out / "notes.txt").exists() and is_synth_output(out)
+    for extra in ([], ["--force"]):
+        result = CliRunner().invoke(cli, ["synth", "--out", str(out), "--n-images", "1", "--size", "32", *extra])
+        assert result.exit_code == 2 and "not written by irstd-bench" in result.output
+        assert (out / "notes.txt").read_text() == "keep me"
 
 
 def test_a_failure_part_way_leaves_the_earlier_output_untouched(tmp_path, monkeypatch):
@@ -341,7 +340,7 @@ def test_a_failure_part_way_leaves_the_earlier_output_untouched(tmp_path, monkey
 
     monkeypatch.setattr(_generate, "generate_image", failing)
     with pytest.raises(RuntimeError):
-        generate_sample(out, n_images=4, size=32, seed=9)
+        generate_sample(out, n_images=4, size=32, seed=9, force=True)
     assert _files(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["s"]  # no temporary folder left behind
     with pytest.raises(RuntimeError):

@@ -10,7 +10,6 @@ convention (``x1 = max column + 1``). Split names containing ``/`` are stored as
 with ``__`` (``idx_427/test`` -> ``idx_427__test``), see :func:`split_file_name`.
 """
 
-from irstd_bench.convert._coco import read_coco_ground_truth
 from irstd_bench.convert._convert import (
     FORMATS,
     SUMMARY_FILE,
@@ -22,6 +21,7 @@ from irstd_bench.convert._records import ImageRecord
 from irstd_bench.convert._summary import SIZE_BINS, render_text, split_file_name
 from irstd_bench.convert._voc import read_voc_file, read_voc_ground_truth
 from irstd_bench.convert._yolo import read_yolo_ground_truth
+from irstd_bench.evaluate._ground_truth import read_coco_ground_truth  # the one COCO reader
 
 __all__ = [
     "FORMATS",

@@ -12,12 +12,12 @@ from itertools import repeat
 from pathlib import Path
 
 from irstd_bench import __version__
-from irstd_bench._io import atomic_directory
+from irstd_bench._outputs import check_folder_replaceable, output_folder, refuse_inside_inputs
 from irstd_bench._progress import progress_bar
 from irstd_bench.convert import _coco, _voc, _yolo
 from irstd_bench.convert._records import ConvertSettings, ImageRecord, convert_chunk
 from irstd_bench.convert._summary import defects_report, split_file_name, split_statistics
-from irstd_bench.datasets import Dataset, Sample, dataset_image_ids, open_dataset
+from irstd_bench.datasets import Dataset, Sample, dataset_image_ids, open_dataset, read_split_file
 from irstd_bench.errors import DatasetDefectWarning, InputError
 from irstd_bench.targets import CONNECTIVITY_STRUCTURES, DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD
 
@@ -70,6 +70,8 @@ def convert_dataset(
     link_images: bool = True,
     progress: bool = False,
     warn: Callable[[str], None] | None = None,
+    force: bool = False,
+    skip_defects: bool = False,
 ) -> ConversionResult:
     """Convert a dataset's masks into box annotations.
 
@@ -83,9 +85,11 @@ def convert_dataset(
     root : path
         Dataset root as the release unpacks.
     out : path
-        Output folder. It is built in a temporary sibling and moved into place at the end, so
-        an error leaves nothing behind; an existing folder is replaced only if it is a
-        previous convert output (has a convert ``summary.json``) or empty.
+        Output folder (:func:`irstd_bench._outputs.output_folder`). It is built in a hidden
+        temporary sibling and moved into place at the end, so an error leaves nothing behind;
+        it may not be or lie inside the dataset root, nor hold it. An existing non-empty folder
+        is replaced only with ``force`` and only if it is wholly an irstd-bench output (its
+        manifest lists every file in it).
     dataset : str, optional
         ``nuaa``, ``nudt``, ``irstd1k``, ``sirstv2``, ``custom``; ``None`` detects the layout.
     splits : str or sequence of str, optional
@@ -100,7 +104,8 @@ def convert_dataset(
     connectivity : {4, 8}
     resize_masks : bool
         Resize a mask whose size differs from its image's (nearest neighbour) instead of
-        skipping that image with a warning.
+        stopping with an error naming both sizes. Known release defects are resized anyway, with
+        a warning (:func:`irstd_bench.datasets.fit_mask_to_image`).
     skip_missing : bool
         Leave out images without a mask (reported) instead of raising.
     image_dir, mask_dir, mask_suffix, split_dir : str
@@ -117,6 +122,11 @@ def convert_dataset(
     warn : callable, optional
         Receives each warning line (defects met); default :func:`warnings.warn` with
         :class:`~irstd_bench.errors.DatasetDefectWarning`.
+    force : bool
+        Replace an earlier irstd-bench output at ``out``.
+    skip_defects : bool
+        Leave known release defects out of every split (default: their masks are resized to
+        the image with a warning, :func:`irstd_bench.datasets.fit_mask_to_image`).
 
     Returns
     -------
@@ -138,10 +148,17 @@ def convert_dataset(
         raise InputError(f"workers must be at least 1, got {workers}")
     emit = warn or (lambda message: warnings.warn(message, DatasetDefectWarning, stacklevel=3))
     ds = open_dataset(
-        root, dataset, image_dir=image_dir, mask_dir=mask_dir, mask_suffix=mask_suffix, split_dir=split_dir
+        root,
+        dataset,
+        image_dir=image_dir,
+        mask_dir=mask_dir,
+        mask_suffix=mask_suffix,
+        split_dir=split_dir,
+        skip_defects=skip_defects,
     )
     out = Path(out)
-    _check_out(out, ds.root)
+    refuse_inside_inputs(out, [("dataset root", ds.root)])
+    check_folder_replaceable(out, force=force)
 
     split_names = _canonical_splits(ds, splits)
     split_samples, missing = _collect_samples(ds, split_names, skip_missing)
@@ -154,6 +171,9 @@ def convert_dataset(
     records = {rec.stem: rec for rec in _run(jobs, settings, workers, progress)}
 
     _warn_defects(records.values(), missing, threshold, emit, ds)
+    left_out = _defects_left_out(ds, split_names)
+    for stem in left_out:
+        emit(f"left out {stem}: {ds.known_defect(stem)} (--skip-defects)")
     written = {
         name: [s.stem for s in samples if not records[s.stem].skipped]
         for name, samples in split_samples.items()
@@ -161,7 +181,9 @@ def convert_dataset(
     summary = _summary(
         ds, out, split_names, written, records, missing, formats, settings, skip_missing, link_images
     )
-    _write(out, ds, formats, written, records, summary, link_images)
+    summary["settings"]["skip_defects"] = bool(skip_defects)
+    summary["defects"]["left_out_by_skip_defects"] = left_out
+    _write(out, ds, formats, written, records, summary, link_images, force)
     return ConversionResult(out=out, summary=summary, records=records, splits=written)
 
 
@@ -179,28 +201,6 @@ def _check_formats(formats: Iterable[str]) -> tuple[str, ...]:
     if not chosen:
         raise InputError("no output format given (known: coco, yolo, voc)")
     return tuple(f for f in FORMATS if f in chosen)
-
-
-def _check_out(out: Path, root: Path) -> None:
-    """Refuse an ``out`` that replacing could destroy: a non-empty folder that is not a convert output."""
-    resolved, data = out.resolve(), root.resolve()
-    if resolved == data or resolved in data.parents:
-        raise InputError(f"{out}: output folder would contain the dataset root {root}")
-    if out.exists():
-        if not out.is_dir():
-            raise InputError(f"{out}: output path exists and is not a folder")
-        if any(out.iterdir()) and not _is_convert_output(out):
-            raise InputError(f"{out}: output folder exists and is not an irstd-bench convert output")
-
-
-def _is_convert_output(folder: Path) -> bool:
-    import json
-
-    try:
-        data = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("schema") == SUMMARY_SCHEMA
 
 
 def _canonical_splits(ds: Dataset, splits: str | Sequence[str] | None) -> list[str]:
@@ -319,6 +319,20 @@ def _warn_defects(records, missing: list[str], threshold: float, emit, ds: Datas
         emit(f"left out {len(missing)} image(s) without a mask: {names}")
 
 
+def _defects_left_out(ds: Dataset, split_names: list[str]) -> list[str]:
+    """Known release defects listed in the splits that ``--skip-defects`` left out, sorted."""
+    if not ds.skip_defects:
+        return []
+    listed: set[str] = set()
+    for name in split_names:
+        path = ds.resolve_split(name)
+        if path is None:
+            listed.update(p.stem for p in ds.image_dir.iterdir() if p.suffix.lower() == ".png")
+        else:
+            listed.update(read_split_file(path))
+    return sorted(stem for stem in listed if ds.known_defect(stem))
+
+
 def _plain(value: float) -> float | int:
     value = float(value)
     return int(value) if value.is_integer() else value
@@ -403,46 +417,37 @@ def _yolo_families(ds: Dataset, names: list[str]) -> dict[str, dict[str, str | N
     return out
 
 
-def _write(out, ds, formats, written, records, summary, link_images) -> None:
-    created = _missing_ancestors(out)
-    try:
-        with atomic_directory(out) as tmp:
-            kept = sorted((r for r in records.values() if not r.skipped), key=lambda r: r.stem)
-            if "coco" in formats:
-                folder = tmp / "coco"
-                folder.mkdir()
-                image_ids = dataset_image_ids(ds)
-                first_ids = _coco.annotation_ids(kept, image_ids)
-                for name, stems in written.items():
-                    doc = _coco.coco_document(
-                        [records[s] for s in stems],
-                        f"{ds.layout.title} split {name}, written by irstd-bench convert",
-                        image_ids,
-                        first_ids,
-                    )
-                    _text(folder / f"{split_file_name(name)}.json", _coco.dumps_json(doc))
-            if "yolo" in formats:
-                _write_yolo(tmp / "yolo", ds, written, records, summary["yolo"], link_images)
-            if "voc" in formats:
-                folder = tmp / "voc"
-                (folder / "Annotations").mkdir(parents=True)
-                (folder / "ImageSets" / "Main").mkdir(parents=True)
-                image_folder = ds.layout.image_dir.rsplit("/", 1)[-1]
-                for rec in kept:
-                    _text(folder / "Annotations" / f"{rec.stem}.xml", _voc.voc_xml(rec, image_folder))
-                for name, stems in written.items():
-                    _text(
-                        folder / "ImageSets" / "Main" / f"{split_file_name(name)}.txt",
-                        "".join(f"{s}\n" for s in stems),
-                    )
-            _text(tmp / SUMMARY_FILE, _coco.dumps_json(summary))
-    except BaseException:
-        for folder in created:
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-        raise
+def _write(out, ds, formats, written, records, summary, link_images, force) -> None:
+    with output_folder(out, "convert", force=force, inputs=[("dataset root", ds.root)]) as tmp:
+        kept = sorted((r for r in records.values() if not r.skipped), key=lambda r: r.stem)
+        if "coco" in formats:
+            folder = tmp / "coco"
+            folder.mkdir()
+            image_ids = dataset_image_ids(ds)
+            first_ids = _coco.annotation_ids(kept, image_ids)
+            for name, stems in written.items():
+                doc = _coco.coco_document(
+                    [records[s] for s in stems],
+                    f"{ds.layout.title} split {name}, written by irstd-bench convert",
+                    image_ids,
+                    first_ids,
+                )
+                _text(folder / f"{split_file_name(name)}.json", _coco.dumps_json(doc))
+        if "yolo" in formats:
+            _write_yolo(tmp / "yolo", ds, written, records, summary["yolo"], link_images)
+        if "voc" in formats:
+            folder = tmp / "voc"
+            (folder / "Annotations").mkdir(parents=True)
+            (folder / "ImageSets" / "Main").mkdir(parents=True)
+            image_folder = ds.layout.image_dir.rsplit("/", 1)[-1]
+            for rec in kept:
+                _text(folder / "Annotations" / f"{rec.stem}.xml", _voc.voc_xml(rec, image_folder))
+            for name, stems in written.items():
+                _text(
+                    folder / "ImageSets" / "Main" / f"{split_file_name(name)}.txt",
+                    "".join(f"{s}\n" for s in stems),
+                )
+        _text(tmp / SUMMARY_FILE, _coco.dumps_json(summary))
 
 
 def _write_yolo(folder: Path, ds: Dataset, written, records, families: dict, link_images: bool) -> None:
@@ -460,16 +465,6 @@ def _write_yolo(folder: Path, ds: Dataset, written, records, families: dict, lin
     for family, roles in families.items():
         parts = {role: None if split is None else _yolo.split_location(split)[1] for role, split in roles.items()}
         _text(folder / family / "data.yaml", _yolo.data_yaml(parts, ds.layout.title, family))
-
-
-def _missing_ancestors(out: Path) -> list[Path]:
-    """Ancestors of ``out`` that do not exist yet, deepest first (removed again on failure)."""
-    missing = []
-    parent = out.absolute().parent
-    while not parent.exists():
-        missing.append(parent)
-        parent = parent.parent
-    return missing
 
 
 def _text(path: Path, text: str) -> None:

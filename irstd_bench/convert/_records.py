@@ -9,11 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
+from irstd_bench._io import verify_image
 from irstd_bench.convert._rle import target_rles
-from irstd_bench.datasets import MaskSizeMismatch, Sample, load_ground_truth
-from irstd_bench.errors import InputError
+from irstd_bench.datasets import Sample, load_ground_truth
 
 
 @dataclass(frozen=True)
@@ -84,51 +82,23 @@ class ConvertSettings:
     resize_masks: bool
 
 
-_BANDS_PER_MODE = {"1": 1, "L": 1, "P": 1, "I": 1, "F": 1, "LA": 2, "PA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4}
-
-
 def _check_image(path: Path) -> int:
-    """Check that an image file is intact and return its channel count.
-
-    PNG files are verified chunk by chunk (CRC checks, a truncated file fails) without being
-    decompressed; other formats are decoded fully.
-    """
-    try:
-        with Image.open(path) as image:
-            depth = _BANDS_PER_MODE.get(image.mode, len(image.getbands()))
-            if image.format == "PNG":
-                image.verify()
-            else:
-                image.load()
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: cannot decode image ({exc.__class__.__name__}: {exc})") from None
-    return depth
+    """Check that an image file is intact and return its channel count (:func:`irstd_bench._io.verify_image`)."""
+    return verify_image(path)
 
 
 def convert_sample(sample: Sample, known_defect: str, settings: ConvertSettings) -> ImageRecord:
-    """Targets of one sample; a mask of the wrong size gives a skipped record, not an error."""
+    """Targets of one sample. A mask of another size than its image follows the one defect
+    policy (:func:`irstd_bench.datasets.fit_mask_to_image`): a known release defect is resized,
+    anything else raises :class:`~irstd_bench.datasets.MaskSizeMismatch` unless ``resize_masks``."""
     depth = _check_image(sample.image_path)
-    try:
-        gt = load_ground_truth(
-            sample,
-            threshold=settings.threshold,
-            connectivity=settings.connectivity,
-            resize_masks=settings.resize_masks,
-            known_defect=known_defect,
-        )
-    except MaskSizeMismatch as exc:
-        return ImageRecord(
-            stem=sample.stem,
-            image_path=sample.image_path,
-            width=int(exc.image_hw[1]),
-            height=int(exc.image_hw[0]),
-            depth=depth,
-            skipped=str(exc),
-            mask_size=(int(exc.mask_hw[0]), int(exc.mask_hw[1])),
-            known_defect=known_defect,
-        )
+    gt = load_ground_truth(
+        sample,
+        threshold=settings.threshold,
+        connectivity=settings.connectivity,
+        resize_masks=settings.resize_masks,
+        known_defect=known_defect,
+    )
     t = gt.targets
     h, w = t.image_size
     return ImageRecord(

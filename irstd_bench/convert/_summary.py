@@ -8,14 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from irstd_bench.convert._records import ImageRecord
-
-#: Target size bins by pixel area ``(name, min_area_px, max_area_px)``, as the evaluator's.
-SIZE_BINS: tuple[tuple[str, int, int | None], ...] = (
-    ("<=9", 0, 9),
-    ("10-36", 10, 36),
-    ("37-81", 37, 81),
-    (">81", 82, None),
-)
+from irstd_bench.targets import SIZE_BINS, size_bin_index
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -50,12 +43,8 @@ def describe(values: Sequence[float]) -> dict:
 
 def size_bin_counts(area_px: Sequence[int]) -> dict[str, int]:
     """Targets per :data:`SIZE_BINS` bin, by pixel area."""
-    area = np.asarray(area_px, np.int64)
-    counts = {}
-    for name, low, high in SIZE_BINS:
-        inside = (area >= low) if high is None else (area >= low) & (area <= high)
-        counts[name] = int(inside.sum())
-    return counts
+    index = size_bin_index(np.asarray(area_px, np.int64))
+    return {name: int(np.count_nonzero(index == i)) for i, (name, _, _) in enumerate(SIZE_BINS)}
 
 
 def split_statistics(records: Sequence[ImageRecord]) -> dict:

@@ -35,6 +35,7 @@ import numpy as np
 import yaml
 
 from irstd_bench._io import image_size
+from irstd_bench.boxes import box_areas, box_centres, from_yolo, to_yolo
 from irstd_bench.convert._records import ImageRecord
 from irstd_bench.errors import InputError
 from irstd_bench.targets import Targets
@@ -67,9 +68,7 @@ def split_location(split: str) -> tuple[str, str]:
 def label_text(rec: ImageRecord) -> str:
     """The label file of one image: ``0 cx cy w h`` lines, normalised to ``[0, 1]``."""
     lines = []
-    for x0, y0, x1, y1 in rec.boxes:
-        cx, cy = (x0 + x1) / 2 / rec.width, (y0 + y1) / 2 / rec.height
-        w, h = (x1 - x0) / rec.width, (y1 - y0) / rec.height
+    for cx, cy, w, h in to_yolo(np.asarray(rec.boxes).reshape(-1, 4), (rec.height, rec.width)).tolist():
         lines.append(f"0 {cx:.{DECIMALS}f} {cy:.{DECIMALS}f} {w:.{DECIMALS}f} {h:.{DECIMALS}f}\n")
     return "".join(lines)
 
@@ -166,12 +165,6 @@ def _read_label(path: Path, hw: tuple[int, int]) -> Targets:
             raise InputError(f"{path}:{number}: expected 'class cx cy w h', got {line.strip()!r}") from None
         if cls != 0 or len(fields) != 5:
             raise InputError(f"{path}:{number}: expected 'class cx cy w h', got {line.strip()!r}")
-        rows.append([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
-    boxes = np.round(np.array(rows, np.float64).reshape(-1, 4)).astype(np.int64)
-    wh = boxes[:, 2:] - boxes[:, :2]
-    return Targets(
-        boxes=boxes,
-        area_px=wh[:, 0] * wh[:, 1],
-        centroids=(boxes[:, :2] + boxes[:, 2:]) / 2,
-        image_size=(h, w),
-    )
+        rows.append([cx, cy, bw, bh])
+    boxes = np.round(from_yolo(np.array(rows, np.float64).reshape(-1, 4), (h, w))).astype(np.int64)
+    return Targets(boxes=boxes, area_px=box_areas(boxes), centroids=box_centres(boxes), image_size=(h, w))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from irstd_bench._io import pixel_limit
 from irstd_bench.convert._convert import FORMATS, convert_dataset
 from irstd_bench.convert._summary import render_text
 from irstd_bench.datasets import NAMED_LAYOUTS
@@ -42,8 +43,18 @@ DATASETS = (*sorted(layout.name for layout in NAMED_LAYOUTS), "custom")
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Output folder (default: ./<root folder name>-converted). Replaced atomically.",
+    help="Output folder (default: ./<root folder name>-converted), built whole or not at all.",
 )
+@click.option(
+    "--max-pixels",
+    type=int,
+    default=None,
+    help="Largest image or mask decoded, in pixels (default 100000000); a larger declared size is refused.",
+)
+@click.option(
+    "--skip-defects", is_flag=True, help="Leave known release defects (NUAA-SIRST Misc_111) out of every split."
+)
+@click.option("--force", is_flag=True, help="Replace an earlier irstd-bench output at --out (only files it wrote).")
 @click.option(
     "--threshold",
     type=float,
@@ -55,7 +66,8 @@ DATASETS = (*sorted(layout.name for layout in NAMED_LAYOUTS), "custom")
 @click.option(
     "--resize-masks",
     is_flag=True,
-    help="Resize a mask of another size than its image (nearest neighbour) instead of skipping it.",
+    help="Resize a mask of another size than its image (nearest neighbour) instead of stopping "
+    "(known release defects are resized anyway).",
 )
 @click.option(
     "--skip-missing", is_flag=True, help="Leave out images without a mask (reported) instead of failing."
@@ -78,6 +90,9 @@ def convert(
     splits: tuple[str, ...],
     formats: tuple[str, ...],
     out: Path | None,
+    max_pixels: int | None,
+    skip_defects: bool,
+    force: bool,
     threshold: float,
     connectivity: str,
     resize_masks: bool,
@@ -98,25 +113,28 @@ def convert(
     if out is None:
         out = Path.cwd() / f"{root.resolve().name}-converted"
     try:
-        result = convert_dataset(
-            root,
-            out,
-            dataset=dataset.lower() if dataset else None,
-            splits=splits,
-            formats=formats,
-            threshold=threshold,
-            connectivity=int(connectivity),
-            resize_masks=resize_masks,
-            skip_missing=skip_missing,
-            image_dir=image_dir,
-            mask_dir=mask_dir,
-            mask_suffix=mask_suffix,
-            split_dir=split_dir,
-            workers=workers,
-            link_images=not copy_images,
-            progress=True,
-            warn=lambda message: click.echo(f"Warning: {message}", err=True),
-        )
+        with pixel_limit(max_pixels):
+            result = convert_dataset(
+                root,
+                out,
+                dataset=dataset.lower() if dataset else None,
+                splits=splits,
+                formats=formats,
+                threshold=threshold,
+                connectivity=int(connectivity),
+                resize_masks=resize_masks,
+                skip_missing=skip_missing,
+                image_dir=image_dir,
+                mask_dir=mask_dir,
+                mask_suffix=mask_suffix,
+                split_dir=split_dir,
+                workers=workers,
+                link_images=not copy_images,
+                force=force,
+                skip_defects=skip_defects,
+                progress=True,
+                warn=lambda message: click.echo(f"Warning: {message}", err=True),
+            )
     except InputError as exc:
         click.echo(f"Error: {exc}", err=True)
         ctx.exit(2)

@@ -12,8 +12,10 @@ from irstd_bench.datasets._dataset import (
     GroundTruth,
     MaskSizeMismatch,
     Sample,
+    fit_mask_to_image,
     load_ground_truth,
     open_dataset,
+    read_sample_mask,
 )
 from irstd_bench.datasets._image_ids import dataset_image_ids, folder_image_ids, stable_image_ids
 from irstd_bench.datasets._layouts import NAMED_LAYOUTS, RELEASE_LAYOUTS, Layout, custom_layout
@@ -31,9 +33,11 @@ __all__ = [
     "Sample",
     "custom_layout",
     "dataset_image_ids",
+    "fit_mask_to_image",
     "folder_image_ids",
     "load_ground_truth",
     "open_dataset",
+    "read_sample_mask",
     "read_split_file",
     "stable_image_ids",
 ]

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from irstd_bench._io import image_size, read_mask
+from irstd_bench._io import check_pixels, image_size, read_mask
 from irstd_bench.datasets._layouts import NAMED_LAYOUTS, RELEASE_LAYOUTS, Layout, custom_layout
 from irstd_bench.datasets._splits import read_split_file
-from irstd_bench.errors import InputError
+from irstd_bench.errors import DatasetDefectWarning, InputError
 from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, Targets, mask_to_targets
 
 #: Registry of release layouts by name and alias.
@@ -20,7 +23,10 @@ for _layout in NAMED_LAYOUTS:
     for _key in (_layout.name, *_layout.aliases):
         LAYOUTS[_key] = _layout
 
-#: Known defects of the public releases: (layout name, image stem) -> description.
+#: Known defects of the public releases: (layout name, image stem) -> description. The one
+#: defect policy (:func:`fit_mask_to_image`) resizes such a mask to its image with a warning
+#: naming it, so the official splits keep the sizes published tables count (NUAA-SIRST
+#: idx_427/test: 86 images); ``--skip-defects`` leaves these images out in every command.
 KNOWN_DEFECTS: dict[tuple[str, str], str] = {
     ("nuaa", "Misc_111"): "NUAA-SIRST release defect: image Misc_111 is 325x220 but its mask is 592x400",
 }
@@ -67,6 +73,10 @@ class MaskSizeMismatch(InputError):
             f"is {image_hw[1]}x{image_hw[0]} (use --resize-masks to resize it with nearest neighbour)"
         )
 
+    def __reduce__(self):
+        # Raised in worker processes: rebuilt from its arguments in the parent.
+        return (type(self), (self.sample, self.image_hw, self.mask_hw, self.known))
+
 
 @dataclass
 class Dataset:
@@ -80,6 +90,7 @@ class Dataset:
 
     root: Path
     layout: Layout
+    skip_defects: bool = False
     _split_cache: dict[str, Path] = field(default_factory=dict, repr=False)
 
     @property
@@ -147,13 +158,21 @@ class Dataset:
         return name if name in files else None
 
     def stems(self, split: str = "all") -> list[str]:
-        """Image stems of a split, in split-file order (``all``: sorted image files)."""
+        """Image stems of a split, in split-file order (``all``: sorted image files).
+
+        With ``skip_defects`` the images of :data:`KNOWN_DEFECTS` are left out: every command
+        asks here, so a split holds the same images in all of them.
+        """
         path = self.resolve_split(split)
         if path is None:
             if not self.image_dir.is_dir():
                 raise InputError(f"{self.image_dir}: image folder not found")
-            return sorted(p.stem for p in self.image_dir.iterdir() if p.suffix.lower() == ".png")
-        return read_split_file(path)
+            stems = sorted(p.stem for p in self.image_dir.iterdir() if p.suffix.lower() == ".png")
+        else:
+            stems = read_split_file(path)
+        if self.skip_defects:
+            stems = [stem for stem in stems if not self.known_defect(stem)]
+        return stems
 
     def sample(self, stem: str) -> Sample:
         """The sample of an image stem; raises if the image file does not exist."""
@@ -176,7 +195,7 @@ class Dataset:
                     continue
                 raise InputError(
                     f"{self.mask_dir / self.layout.mask_name(stem)}: image {stem} has no mask "
-                    "(use --skip-missing to leave such images out)"
+                    "(convert and eval: --skip-missing leaves such images out)"
                 )
             out.append(sample)
         return out
@@ -194,6 +213,7 @@ def open_dataset(
     mask_dir: str | None = None,
     mask_suffix: str = "",
     split_dir: str = "",
+    skip_defects: bool = False,
 ) -> Dataset:
     """Open a dataset root, detecting its layout unless ``dataset`` names one.
 
@@ -204,6 +224,8 @@ def open_dataset(
     dataset : str, optional
         ``nuaa``, ``nudt``, ``irstd1k``, ``sirstv2`` (or an alias), or ``custom`` with
         ``image_dir``, ``mask_dir`` and ``mask_suffix``. ``None`` detects the layout.
+    skip_defects : bool
+        Leave the known release defects (:data:`KNOWN_DEFECTS`) out of every split.
     """
     root = Path(root)
     if not root.is_dir():
@@ -216,7 +238,7 @@ def open_dataset(
             raise InputError(f"{root / image_dir}: image folder not found")
         if not (root / mask_dir).is_dir():
             raise InputError(f"{root / mask_dir}: mask folder not found")
-        return Dataset(root=root, layout=layout)
+        return Dataset(root=root, layout=layout, skip_defects=skip_defects)
     if dataset is not None:
         key = dataset.lower()
         if key not in LAYOUTS:
@@ -226,10 +248,10 @@ def open_dataset(
             raise InputError(f"{root / layout.image_dir}: image folder of {layout.title} not found")
         if not (root / layout.mask_dir).is_dir():
             raise InputError(f"{root / layout.mask_dir}: mask folder of {layout.title} not found")
-        return Dataset(root=root, layout=layout.for_root(root))
+        return Dataset(root=root, layout=layout.for_root(root), skip_defects=skip_defects)
     for layout in RELEASE_LAYOUTS:
         if layout.looks_like(root):
-            return Dataset(root=root, layout=layout.for_root(root))
+            return Dataset(root=root, layout=layout.for_root(root), skip_defects=skip_defects)
     raise InputError(
         f"{root}: unknown dataset layout (expected NUAA-SIRST, NUDT-SIRST, IRSTD-1k or SIRST v2 folders; "
         "use --dataset custom --image-dir --mask-dir for others)"
@@ -245,6 +267,75 @@ def _is_binary_mask(mask: np.ndarray) -> bool:
     return np.count_nonzero(mask) == np.count_nonzero(mask == 255)
 
 
+def _default_warn(message: str) -> None:
+    warnings.warn(message, DatasetDefectWarning, stacklevel=4)
+
+
+def fit_mask_to_image(
+    mask: np.ndarray,
+    image_hw: tuple[int, int],
+    sample: Sample,
+    *,
+    known_defect: str = "",
+    resize_masks: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> tuple[np.ndarray, bool]:
+    """The one defect policy of every command: a mask of another size than its image.
+
+    - same size: the mask as it is;
+    - a known release defect (:data:`KNOWN_DEFECTS`, passed as ``known_defect``): resized to the
+      image (nearest neighbour) with a warning naming it (``--skip-defects`` keeps such images
+      out of the splits instead, :meth:`Dataset.stems`);
+    - any other mismatch: :class:`MaskSizeMismatch` naming both sizes, unless ``resize_masks``.
+
+    Returns ``(mask (H, W) at the image size, resized)``.
+    """
+    if mask.shape == tuple(image_hw):
+        return mask, False
+    if known_defect:
+        (warn or _default_warn)(
+            f"{sample.mask_path}: {known_defect}; mask resized to the image (nearest neighbour; "
+            "--skip-defects leaves it out)"
+        )
+    elif not resize_masks:
+        raise MaskSizeMismatch(sample, image_hw, mask.shape, known_defect)
+    return _resize_nearest(mask, image_hw), True
+
+
+def unit_mask_to_binary(mask: np.ndarray, path: Path | None, warn: Callable[[str], None] | None = None) -> np.ndarray:
+    """A mask whose values all lie in {0, 1} (some 1) read as a binary mask: 1 becomes 255.
+
+    Such masks (saved as 0/1 instead of 0/255) would lose every target at the default
+    threshold 127; they are read as binary instead, with a warning naming the file.
+    """
+    if mask.dtype.kind not in "ui" or not mask.size or int(mask.max()) != 1 or int(mask.min()) < 0:
+        return mask
+    (warn or _default_warn)(f"{path}: mask values are all 0 or 1; read as a binary mask (1 = target)")
+    return (mask > 0).astype(np.uint8) * 255
+
+
+def read_sample_mask(
+    sample: Sample,
+    image_hw: tuple[int, int],
+    *,
+    known_defect: str = "",
+    resize_masks: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> tuple[np.ndarray, bool]:
+    """A sample's mask, verified (:func:`irstd_bench._io.read_mask`), {0, 1} masks made binary
+    (:func:`unit_mask_to_binary`) and fitted to the image (:func:`fit_mask_to_image`).
+
+    Returns ``(mask (H, W) at ``image_hw``, resized)``; the mask is all zeros for a sample
+    without a mask file. Training, conversion and evaluation all read masks here.
+    """
+    if sample.mask_path is None:
+        return np.zeros(image_hw, np.uint8), False
+    mask = unit_mask_to_binary(read_mask(sample.mask_path), sample.mask_path, warn)
+    return fit_mask_to_image(
+        mask, image_hw, sample, known_defect=known_defect, resize_masks=resize_masks, warn=warn
+    )
+
+
 def load_ground_truth(
     sample: Sample,
     *,
@@ -255,20 +346,17 @@ def load_ground_truth(
 ) -> GroundTruth:
     """Read a sample's mask and turn it into targets (in the image's native pixels).
 
-    A sample without a mask has no targets. A mask whose size differs from the image raises
-    :class:`MaskSizeMismatch` unless ``resize_masks`` (then it is resized to the image with
-    nearest neighbour and ``mask_resized`` is set).
+    A sample without a mask has no targets. The mask is read by :func:`read_sample_mask`
+    (integrity-checked, {0, 1} masks read as binary, the defect policy applied);
+    ``mask_resized`` says whether it was resized to the image.
     """
+    if not math.isfinite(float(threshold)):
+        raise InputError(f"--threshold {threshold}: must be a finite number")
     image_hw = image_size(sample.image_path)
+    check_pixels(sample.image_path, image_hw)  # a decompression bomb is refused by name
     if sample.mask_path is None:
         return GroundTruth(sample=sample, targets=Targets.empty(image_hw))
-    mask = read_mask(sample.mask_path)
-    resized = False
-    if mask.shape != image_hw:
-        if not resize_masks:
-            raise MaskSizeMismatch(sample, image_hw, mask.shape, known_defect)
-        mask = _resize_nearest(mask, image_hw)
-        resized = True
+    mask, resized = read_sample_mask(sample, image_hw, known_defect=known_defect, resize_masks=resize_masks)
     nonbinary = () if _is_binary_mask(mask) else tuple(int(v) for v in np.unique(mask[mask != 0]) if v != 255)
     targets = mask_to_targets(mask, threshold=threshold, connectivity=connectivity)
     return GroundTruth(sample=sample, targets=targets, nonbinary_values=nonbinary, mask_resized=resized)

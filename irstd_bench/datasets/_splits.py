@@ -21,6 +21,10 @@ def read_split_file(path: Path) -> list[str]:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{path}: split file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a split file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read split file ({exc.strerror or exc})") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:

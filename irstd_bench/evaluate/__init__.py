@@ -5,18 +5,20 @@
 >>> result.metrics["f1"]                                             # doctest: +SKIP
 
 How pixels become targets, when a prediction is a hit, and every metric are documented in
-:func:`evaluate`, :func:`match_targets` and the private modules behind this namespace.
+:func:`evaluate`, :func:`match_targets` and the private modules behind this namespace:
+
+- ``_matching``: the :class:`Matcher` (allowed pairs, similarity, assignment);
+- ``_predictions``, ``_readers``, ``_prediction_set``: predictions in memory and in files;
+- ``_ground_truth``: the COCO ground-truth reader;
+- ``_records``: one image's score (per-kind adapters, one record builder);
+- ``_curves``, ``_metrics``, ``_pixel_metrics``, ``_summary``: the split's metrics;
+- ``_results_io``: the results JSON and CSVs;
+- ``_evaluator``: :func:`evaluate` and :func:`evaluate_split` (worker processes).
 """
 
-from irstd_bench.evaluate._curves import DEFAULT_CURVE_LEVELS, level_components
-from irstd_bench.evaluate._evaluator import (
-    EvaluationResult,
-    ImageRecord,
-    evaluate,
-    evaluate_split,
-    score_image,
-)
-from irstd_bench.evaluate._ground_truth import read_gt_coco
+from irstd_bench.evaluate._curves import DEFAULT_CURVE_LEVELS, CurveCounts, level_components
+from irstd_bench.evaluate._evaluator import evaluate, evaluate_split
+from irstd_bench.evaluate._ground_truth import read_coco_ground_truth
 from irstd_bench.evaluate._matching import (
     LEGACY_PD_DISTANCE_PX,
     UNMATCHED,
@@ -26,24 +28,24 @@ from irstd_bench.evaluate._matching import (
     match_targets,
     parse_matcher,
 )
-from irstd_bench.evaluate._metrics import SIZE_BINS, coco_average_precision
+from irstd_bench.evaluate._metrics import coco_average_precision
 from irstd_bench.evaluate._pixel_metrics import PixelStats, legacy_pd_fa, pixel_stats
-from irstd_bench.evaluate._predictions import (
-    BOX_TOLERANCE_PX,
-    FORMATS,
-    Prediction,
-    PredictionSet,
-    open_predictions,
-    read_predictions,
-)
+from irstd_bench.evaluate._prediction_set import FORMATS, PredictionSet, open_predictions, read_predictions
+from irstd_bench.evaluate._predictions import BOX_TOLERANCE_PX, Prediction
+from irstd_bench.evaluate._records import ImageRecord, score_image
+from irstd_bench.evaluate._results_io import PER_IMAGE_COLUMNS, PER_TARGET_COLUMNS, EvaluationResult
+from irstd_bench.targets import SIZE_BINS
 
 __all__ = [
     "BOX_TOLERANCE_PX",
     "DEFAULT_CURVE_LEVELS",
     "FORMATS",
     "LEGACY_PD_DISTANCE_PX",
+    "PER_IMAGE_COLUMNS",
+    "PER_TARGET_COLUMNS",
     "SIZE_BINS",
     "UNMATCHED",
+    "CurveCounts",
     "EvaluationResult",
     "ImageRecord",
     "Matcher",
@@ -61,7 +63,7 @@ __all__ = [
     "open_predictions",
     "parse_matcher",
     "pixel_stats",
-    "read_gt_coco",
+    "read_coco_ground_truth",
     "read_predictions",
     "score_image",
 ]

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from irstd_bench.evaluate._matching import Matcher, legacy_pairs, max_matching_size
+from irstd_bench.evaluate._matching import Matcher
+from irstd_bench.evaluate._pixel_metrics import LEGACY_PD, legacy_counts
 from irstd_bench.targets import CONNECTIVITY_STRUCTURES, Targets
 
 #: Default score-map levels of the curves: 0.04, 0.08, ..., 0.96 (the run's ``conf`` is added).
@@ -28,14 +29,36 @@ DEFAULT_CURVE_LEVELS = tuple(round(i / CURVE_LEVEL_COUNT, 4) for i in range(1, C
 MAX_CURVE_POINTS = 256
 
 
-def count_matches(valid: np.ndarray, matcher: Matcher) -> int:
-    """Number of pairs the matcher's assignment makes among the allowed pairs ``(P, G)``."""
-    if matcher.kind == "legacy-pd":
-        return int(legacy_pairs(valid)[0].size)
-    return max_matching_size(valid)
+@dataclass
+class CurveCounts:
+    """Counts of one image (or of a split) at a list of confidence thresholds.
+
+    The one curve type of every prediction kind: boxes have their distinct scores as
+    thresholds (decreasing), score maps the run's levels (increasing), masks the run's
+    ``conf`` alone. A prediction is kept at threshold ``t`` when its score is ``>= t``; between
+    two thresholds the counts are those of the next larger one (a step function).
+
+    Attributes
+    ----------
+    thresholds : ndarray (K,) float64
+    tp, kept : ndarray (K,) int64
+        Matches of the run's matcher and kept predictions.
+    pd_matched, fa_px : ndarray (K,) int64 or None
+        Legacy Pd matches and false-alarm pixels (score maps only).
+    """
+
+    thresholds: np.ndarray
+    tp: np.ndarray
+    kept: np.ndarray
+    pd_matched: np.ndarray | None = None
+    fa_px: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls) -> CurveCounts:
+        return cls(np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
-def box_threshold_counts(scores: np.ndarray, valid: np.ndarray, matcher: Matcher):
+def box_threshold_counts(scores: np.ndarray, valid: np.ndarray, matcher: Matcher) -> CurveCounts:
     """Matches and kept boxes of one image at each of its distinct scores.
 
     Parameters
@@ -46,13 +69,12 @@ def box_threshold_counts(scores: np.ndarray, valid: np.ndarray, matcher: Matcher
 
     Returns
     -------
-    thresholds : ndarray (K,)
-        Distinct scores, decreasing.
-    tp, kept : ndarray (K,) int
-        Matches and kept boxes when boxes with score ``>= thresholds[k]`` are kept.
+    CurveCounts
+        ``thresholds``: the distinct scores, decreasing; ``tp``, ``kept``: matches and kept
+        boxes when boxes with score ``>= thresholds[k]`` are kept.
     """
     if len(scores) == 0:
-        return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return CurveCounts.empty()
     order = np.argsort(-scores, kind="mergesort")
     s, v = scores[order], valid[order]
     ends = np.flatnonzero(np.append(s[1:] != s[:-1], True))
@@ -61,27 +83,34 @@ def box_threshold_counts(scores: np.ndarray, valid: np.ndarray, matcher: Matcher
     current, start = 0, 0
     for k, end in enumerate(ends):
         if has_partner[start : end + 1].any():
-            current = count_matches(v[: end + 1], matcher)
+            current = matcher.count(v[: end + 1])
         tp[k] = current
         start = end + 1
-    return s[ends], tp, ends + 1
+    return CurveCounts(s[ends].astype(np.float64), tp, (ends + 1).astype(np.int64))
 
 
-def merge_box_counts(per_image: list[tuple[np.ndarray, np.ndarray, np.ndarray]]):
+def merge_counts(per_image: list[CurveCounts]) -> CurveCounts:
     """Add up the images' step functions at every threshold any image has.
 
-    Returns ``(thresholds decreasing, tp, kept)`` over the whole split.
+    Exact for boxes (each image's counts at a threshold are those of its next larger own
+    threshold) and for maps (every image has every level). Returns thresholds decreasing.
     """
-    parts = [p for p in per_image if len(p[0])]
+    parts = [_decreasing(p) for p in per_image if len(p.thresholds)]
     if not parts:
-        return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    thr = np.concatenate([p[0] for p in parts])
-    d_tp = np.concatenate([np.diff(p[1], prepend=0) for p in parts])
-    d_kept = np.concatenate([np.diff(p[2], prepend=0) for p in parts])
+        return CurveCounts.empty()
+    thr = np.concatenate([p.thresholds for p in parts])
+    d_tp = np.concatenate([np.diff(p.tp, prepend=0) for p in parts])  # steps as the threshold falls
+    d_kept = np.concatenate([np.diff(p.kept, prepend=0) for p in parts])
     order = np.argsort(-thr, kind="mergesort")
     thr, d_tp, d_kept = thr[order], d_tp[order], d_kept[order]
     ends = np.flatnonzero(np.append(thr[1:] != thr[:-1], True))
-    return thr[ends], np.cumsum(d_tp)[ends], np.cumsum(d_kept)[ends]
+    return CurveCounts(thr[ends], np.cumsum(d_tp)[ends], np.cumsum(d_kept)[ends])
+
+
+def _decreasing(curve: CurveCounts) -> CurveCounts:
+    if len(curve.thresholds) < 2 or curve.thresholds[0] > curve.thresholds[-1]:
+        return curve
+    return CurveCounts(curve.thresholds[::-1], curve.tp[::-1], curve.kept[::-1])
 
 
 @dataclass
@@ -147,33 +176,25 @@ def score_map_level_counts(
     gt: Targets,
     levels: np.ndarray,
     matcher: Matcher,
-    legacy: Matcher,
     connectivity: int,
-) -> dict[str, np.ndarray]:
-    """Per level: matches by ``matcher``, kept components, legacy Pd matches and Fa pixels.
-
-    Returns a dict of ``(L,)`` int arrays ``tp``, ``kept``, ``pd_matched``, ``fa_px``.
-    """
+) -> CurveCounts:
+    """Per level (increasing): matches by ``matcher``, kept components, legacy Pd matches and
+    Fa pixels (:func:`~irstd_bench.evaluate._pixel_metrics.legacy_counts`)."""
     n_levels = len(levels)
     out = {k: np.zeros(n_levels, np.int64) for k in ("tp", "kept", "pd_matched", "fa_px")}
     comps = level_components(score_map.astype(np.float32, copy=False), levels, connectivity)
-    if comps.level.size == 0:
-        return out
-    _, valid = matcher.pair_matrix(comps.boxes, comps.centroids, gt.boxes, gt.centroids)
-    _, near = legacy.pair_matrix(comps.boxes, comps.centroids, gt.boxes, gt.centroids)
     bounds = np.searchsorted(comps.level, np.arange(n_levels + 1))
-    for k in range(n_levels):
+    if comps.level.size:
+        _, valid = matcher.pair_matrix(comps.boxes, comps.centroids, gt.boxes, gt.centroids)
+        _, near = LEGACY_PD.pair_matrix(comps.boxes, comps.centroids, gt.boxes, gt.centroids)
+    for k in range(n_levels if comps.level.size else 0):
         a, b = bounds[k], bounds[k + 1]
         if a == b:
             continue
         out["kept"][k] = b - a
-        out["tp"][k] = count_matches(valid[a:b], matcher)
-        rows, _ = legacy_pairs(near[a:b])
-        out["pd_matched"][k] = rows.size
-        unmatched = np.ones(b - a, bool)
-        unmatched[rows] = False
-        out["fa_px"][k] = int(comps.area_px[a:b][unmatched].sum())
-    return out
+        out["tp"][k] = matcher.count(valid[a:b])
+        out["pd_matched"][k], out["fa_px"][k], _ = legacy_counts(near[a:b], comps.area_px[a:b])
+    return CurveCounts(np.asarray(levels, np.float64), **out)
 
 
 def thin_indices(n: int, limit: int = MAX_CURVE_POINTS) -> np.ndarray:

@@ -1,4 +1,19 @@
-"""Ground truth from a COCO JSON written by ``irstd-bench convert`` (``--gt-coco``)."""
+"""The COCO ground-truth reader: a COCO JSON written by ``irstd-bench convert`` back into targets.
+
+The one reader of COCO ground truth, used by ``eval --gt-coco`` and
+:func:`irstd_bench.convert.read_coco_ground_truth`, so that the same targets give the same
+numbers whether the ground truth is given as masks or as ``convert``'s COCO:
+
+- ``bbox`` ``[x, y, w, h]`` (pixels, pixel-edge convention) gives the box;
+- ``area`` (the target's pixel count written by ``convert``; ``w * h`` when absent) the size bin;
+- ``centroid`` (``convert``'s mean pixel centre) the centroid of the distance matchers; without
+  it, the mean pixel centre of ``segmentation``, else the box centre;
+- ``segmentation`` (COCO RLE or polygons), when every annotation of the file has one, gives
+  the targets' pixels, and with them the pixel metrics (IoU, nIoU, Pd, Fa) of map predictions.
+
+Values are checked strictly (integers, finite numbers, positive image sizes, non-negative box
+sizes); an error names the file, the entry and the value.
+"""
 
 from __future__ import annotations
 
@@ -6,62 +21,131 @@ from pathlib import Path
 
 import numpy as np
 
+from irstd_bench.boxes import box_centres, box_convert
 from irstd_bench.errors import InputError
-from irstd_bench.evaluate._predictions import _read_json, _stem_of
+from irstd_bench.evaluate._readers import (
+    coco_images,
+    is_number,
+    json_box,
+    json_integer,
+    json_number,
+    read_json,
+    stem_of,
+)
 from irstd_bench.targets import Targets
 
 
-def read_gt_coco(path: str | Path) -> list[tuple[str, Targets]]:
-    """``[(stem, Targets)]`` of the images of a COCO file, in ``images`` order.
+def read_coco_ground_truth(path: str | Path) -> dict[str, Targets]:
+    """``{stem: Targets}`` of the images of a COCO file, in ``images`` order.
 
-    Each annotation's ``bbox`` ``[x, y, w, h]`` (pixels, pixel-edge convention) becomes a box
-    target; its ``area`` (the component's pixel count written by ``convert``) is kept for the
-    size bins, ``w * h`` when absent; its centroid is the box centre. There is no label image,
-    so the pixel metrics (IoU, nIoU, Pd, Fa) are not available with this ground truth.
+    Returns
+    -------
+    dict
+        ``boxes (N, 4)`` ``[x0, y0, x1, y1]`` pixels (int64 when every coordinate and area is
+        whole, else float64), ``area_px (N,)``, ``centroids (N, 2)``, ``image_size = (height,
+        width)``; ``pixels``/``pixel_labels`` from the segmentations, else ``None``.
     """
     path = Path(path)
-    data = _read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise InputError(f"{path}: a COCO ground-truth file needs 'images' and 'annotations' lists")
-    images: dict[int, tuple[str, int, int]] = {}
-    order: list[int] = []
-    for i, image in enumerate(data["images"]):
-        try:
-            image_id, stem = int(image["id"]), _stem_of(image["file_name"])
-            h, w = int(image["height"]), int(image["width"])
-        except (KeyError, TypeError, ValueError):
-            raise InputError(f"{path}: images[{i}] needs id, file_name, width and height") from None
-        if image_id in images:
-            raise InputError(f"{path}: images[{i}]: duplicate image id {image_id}")
-        images[image_id] = (stem, h, w)
-        order.append(image_id)
-    boxes: dict[int, list] = {i: [] for i in order}
-    areas: dict[int, list] = {i: [] for i in order}
-    for i, ann in enumerate(data.get("annotations", [])):
-        try:
-            image_id = int(ann["image_id"])
-            x, y, w, h = (float(v) for v in ann["bbox"])
-        except (KeyError, TypeError, ValueError):
-            raise InputError(f"{path}: annotations[{i}] needs image_id and bbox [x, y, w, h]") from None
-        if image_id not in images:
-            raise InputError(f"{path}: annotations[{i}]: image_id {image_id} not in images")
-        if w < 0 or h < 0 or not np.isfinite([x, y, w, h]).all():
-            raise InputError(f"{path}: annotations[{i}]: bad bbox {ann['bbox']}")
-        boxes[image_id].append([x, y, x + w, y + h])
-        areas[image_id].append(float(ann.get("area", w * h)))
-    out = []
-    for image_id in order:
-        stem, h, w = images[image_id]
-        b = np.asarray(boxes[image_id], np.float64).reshape(-1, 4)
-        out.append(
-            (
-                stem,
-                Targets(
-                    boxes=b,
-                    area_px=np.asarray(areas[image_id], np.float64),
-                    centroids=(b[:, :2] + b[:, 2:]) / 2,
-                    image_size=(h, w),
-                ),
-            )
-        )
-    return out
+    data = read_json(path)
+    images = coco_images(data, path)
+    annotations = data.get("annotations", [])
+    if not isinstance(annotations, list):
+        raise InputError(f"{path}: 'annotations' must be a list, got {type(annotations).__name__}")
+    by_id: dict[int, str] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    for i, image in enumerate(images):
+        where = f"{path}: images[{i}]"
+        image_id = json_integer(image["id"], where, "id")
+        stem = stem_of(image["file_name"])
+        size = (_positive_int(image.get("height"), where, "height"), _positive_int(image.get("width"), where, "width"))
+        if image_id in by_id or stem in sizes:
+            raise InputError(f"{where}: duplicate image id {image_id} or file name {stem!r}")
+        by_id[image_id] = stem
+        sizes[stem] = size
+    found: dict[str, list[dict]] = {stem: [] for stem in sizes}
+    for i, ann in enumerate(annotations):
+        where = f"{path}: annotations[{i}]"
+        if not isinstance(ann, dict) or "image_id" not in ann or "bbox" not in ann:
+            raise InputError(f"{where} must be an object with 'image_id' and 'bbox'")
+        image_id = json_integer(ann["image_id"], where, "image_id")
+        if image_id not in by_id:
+            raise InputError(f"{where}: image_id {image_id} not in images")
+        stem = by_id[image_id]
+        found[stem].append(_annotation(ann, where, sizes[stem]))
+    all_items = [a for items in found.values() for a in items]
+    with_pixels = bool(all_items) and all(a["pixels"] is not None for a in all_items)
+    return {stem: _targets(found[stem], sizes[stem], with_pixels, f"{path}: image {stem}") for stem in sizes}
+
+
+def _positive_int(value, where: str, what: str) -> int:
+    number = json_integer(value, where, what)
+    if number <= 0:
+        raise InputError(f"{where}: {what} must be a positive integer, got {value!r}")
+    return number
+
+
+def _annotation(ann: dict, where: str, image_size: tuple[int, int]) -> dict:
+    x, y, w, h = json_box(ann["bbox"], where)
+    if w < 0 or h < 0:
+        raise InputError(f"{where}: bbox {ann['bbox']} has negative width or height")
+    area = json_number(ann["area"], where, "area") if "area" in ann else w * h
+    if area < 0:
+        raise InputError(f"{where}: area {ann['area']!r} is negative")
+    centroid = None
+    if "centroid" in ann:
+        value = ann["centroid"]
+        if not isinstance(value, list) or len(value) != 2 or not all(is_number(v) for v in value):
+            raise InputError(f"{where}: centroid must be a list of 2 numbers, got {value!r}")
+        centroid = [json_number(v, where, "centroid") for v in value]
+    pixels = _segmentation_pixels(ann["segmentation"], where, image_size) if ann.get("segmentation") else None
+    return {"box": [x, y, w, h], "area": area, "centroid": centroid, "pixels": pixels}
+
+
+def _segmentation_pixels(segmentation, where: str, image_size: tuple[int, int]) -> np.ndarray:
+    """Flat pixel indices ``row * W + col`` (increasing) of a COCO RLE or polygon segmentation."""
+    from pycocotools import mask as coco_mask
+
+    h, w = image_size
+    try:
+        if isinstance(segmentation, dict):
+            if list(segmentation.get("size", [])) != [h, w]:
+                size = segmentation.get("size")
+                raise InputError(f"{where}: segmentation size {size!r} is not the image's [{h}, {w}]")
+            rle = segmentation
+            if isinstance(rle.get("counts"), list):
+                rle = coco_mask.frPyObjects(rle, h, w)
+            elif isinstance(rle.get("counts"), str):
+                rle = {"size": [h, w], "counts": rle["counts"].encode("ascii")}
+            decoded = coco_mask.decode(rle)
+        elif isinstance(segmentation, list) and all(isinstance(p, list) and len(p) >= 6 for p in segmentation):
+            decoded = coco_mask.decode(coco_mask.merge(coco_mask.frPyObjects(segmentation, h, w)))
+        else:
+            raise InputError(f"{where}: segmentation must be COCO RLE or polygons, got {segmentation!r:.80}")
+    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        raise InputError(f"{where}: unreadable segmentation ({exc})") from None
+    return np.flatnonzero(np.asarray(decoded, bool)).astype(np.int64)
+
+
+def _targets(items: list[dict], image_size: tuple[int, int], with_pixels: bool, where: str) -> Targets:
+    h, w = image_size
+    boxes = box_convert(np.array([a["box"] for a in items], np.float64).reshape(-1, 4), "xywh", "xyxy")
+    area = np.array([a["area"] for a in items], np.float64)
+    if np.array_equal(boxes, np.round(boxes)) and np.array_equal(area, np.round(area)):
+        boxes, area = boxes.astype(np.int64), area.astype(np.int64)
+    centroids = box_centres(boxes)
+    pixels = pixel_labels = None
+    if with_pixels:
+        labels = np.concatenate([np.full(len(a["pixels"]), i + 1, np.int32) for i, a in enumerate(items)] or [[]])
+        flat = np.concatenate([a["pixels"] for a in items] or [[]]).astype(np.int64)
+        order = np.argsort(flat, kind="stable")
+        pixels, pixel_labels = flat[order], labels[order].astype(np.int32)
+        if np.any(pixels[1:] == pixels[:-1]):
+            raise InputError(f"{where}: two segmentations share pixels")
+        for i, a in enumerate(items):
+            rows, cols = np.divmod(a["pixels"], w)
+            if len(rows):
+                centroids[i] = [cols.mean() + 0.5, rows.mean() + 0.5]
+    for i, a in enumerate(items):
+        if a["centroid"] is not None:
+            centroids[i] = a["centroid"]
+    return Targets(boxes, area, centroids, (h, w), pixels, pixel_labels)

@@ -1,7 +1,10 @@
 """Matching predicted targets to ground-truth targets, one to one.
 
 A *matcher* decides which (prediction, ground truth) pairs may be matched and how good each
-pair is; an *assignment* then picks the pairs. Three assignments are used:
+pair is (:meth:`Matcher.pair_matrix`); an *assignment* then picks the pairs
+(:meth:`Matcher.assign`, or :meth:`Matcher.count` when only their number is needed). Every
+caller -- :func:`match_targets`, the evaluator's per-image scoring and the curves -- goes
+through these two methods. Three assignments are used:
 
 - ``optimal`` (:func:`match_targets` for ``iou``, ``nwd`` and ``centroid``): the largest possible
   number of matches among the allowed pairs, and among those the largest total similarity
@@ -22,11 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from irstd_bench.boxes import DEFAULT_NWD_CONSTANT
 from irstd_bench.errors import InputError
-
-#: NWD constant ``C`` (px) when a spec gives none; equals :data:`irstd_bench.boxes.DEFAULT_NWD_CONSTANT`
-#: (kept here so that ``eval`` imports torch only for the ``nwd`` matcher; a test checks they agree).
-DEFAULT_NWD_CONSTANT = 11.0
 
 #: Marker in ``pred_to_gt`` / ``gt_to_pred`` for a target without a partner.
 UNMATCHED = -1
@@ -98,6 +98,33 @@ class Matcher:
 
             sim = nwd(as_tensor(pred_boxes), as_tensor(gt_boxes), self.constant).numpy()
         return sim, sim >= self.threshold
+
+    def assign(self, sim: np.ndarray, valid: np.ndarray) -> TargetMatch:
+        """The one-to-one pairs this matcher's assignment makes among the allowed ones.
+
+        Parameters
+        ----------
+        sim, valid : ndarray (P, G)
+            From :meth:`pair_matrix` (any rows of it: the kept predictions).
+
+        Returns
+        -------
+        TargetMatch
+            ``legacy-pd``: BasicIRSTD's greedy label-order rule (:func:`legacy_pairs`); every
+            other kind: the optimal assignment (:func:`optimal_pairs`).
+        """
+        rows, cols = legacy_pairs(valid) if self.kind == "legacy-pd" else optimal_pairs(sim, valid)
+        return TargetMatch.from_pairs(rows, cols, sim)
+
+    def count(self, valid: np.ndarray) -> int:
+        """Number of pairs :meth:`assign` makes among the allowed pairs ``(P, G)``.
+
+        Only the allowed pairs decide the count (the optimal assignment maximises it first),
+        so no similarity is needed.
+        """
+        if self.kind == "legacy-pd":
+            return int(legacy_pairs(valid)[0].size)
+        return int(optimal_pairs(np.zeros(valid.shape), valid)[0].size)
 
 
 def box_iou_matrix(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
@@ -236,19 +263,6 @@ def optimal_pairs(sim: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.nd
     return rows[r[keep]], cols[c[keep]]
 
 
-def max_matching_size(valid: np.ndarray) -> int:
-    """Size of a maximum one-to-one matching of the allowed pairs ``(P, G)``."""
-    if not valid.any():
-        return 0
-    if _one_to_one_pairs(valid) is not None:
-        return int(np.count_nonzero(valid))
-    rows = np.flatnonzero(valid.any(1))
-    cols = np.flatnonzero(valid.any(0))
-    sub = valid[np.ix_(rows, cols)]
-    r, c = linear_sum_assignment(sub.astype(np.float64), maximize=True)
-    return int(np.count_nonzero(sub[r, c]))
-
-
 def legacy_pairs(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """BasicIRSTD's greedy label-order rule on the allowed pairs ``(P, G)``.
 
@@ -335,6 +349,4 @@ def match_targets(gt, pred, matcher: str | Matcher = "iou:0.5") -> TargetMatch:
     [1, 0]
     """
     m = parse_matcher(matcher)
-    sim, valid = m.pair_matrix(pred.boxes, pred.centroids, gt.boxes, gt.centroids)
-    rows, cols = legacy_pairs(valid) if m.kind == "legacy-pd" else optimal_pairs(sim, valid)
-    return TargetMatch.from_pairs(rows, cols, sim)
+    return m.assign(*m.pair_matrix(pred.boxes, pred.centroids, gt.boxes, gt.centroids))

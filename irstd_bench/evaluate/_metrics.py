@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from irstd_bench.targets import SIZE_BINS, size_bin_index
+
 #: COCO's recall points for interpolated AP: 0, 0.01, ..., 1.
 COCO_RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
-#: Target size bins ``(name, min_area_px, max_area_px)``; areas above 81 px go to ``>81``.
-SIZE_BINS: tuple[tuple[str, int, int | None], ...] = (
-    ("<=9", 0, 9),
-    ("10-36", 10, 36),
-    ("37-81", 37, 81),
-    (">81", 82, None),
-)
-_SIZE_EDGES = np.array([9, 36, 81], np.float64)
 
 
 def ratio(numerator: float, denominator: float) -> float | None:
@@ -32,7 +26,13 @@ def prf(tp: int, n_pred: int, n_gt: int) -> dict[str, float | None]:
     >>> prf(3, 4, 6)
     {'precision': 0.75, 'recall': 0.5, 'f1': 0.6}
     """
-    return {"precision": ratio(tp, n_pred), "recall": ratio(tp, n_gt), "f1": ratio(2 * tp, n_pred + n_gt)}
+    return {"precision": ratio(tp, n_pred), "recall": ratio(tp, n_gt), "f1": f1_score(tp, n_pred, n_gt)}
+
+
+def f1_score(tp: int, n_pred: int, n_gt: int) -> float | None:
+    """F1 ``2 tp / (n_pred + n_gt)`` (the harmonic mean of precision and recall); ``None`` when
+    there are neither predictions nor ground truth. The one F1 formula of the evaluator."""
+    return ratio(2 * tp, n_pred + n_gt)
 
 
 def coco_average_precision(scores: np.ndarray, hits: np.ndarray, n_gt: int) -> float | None:
@@ -69,11 +69,6 @@ def coco_average_precision(scores: np.ndarray, hits: np.ndarray, n_gt: int) -> f
     reached = at < len(envelope)
     q = np.where(reached, envelope[np.minimum(at, len(envelope) - 1)], 0.0)
     return float(q.mean())
-
-
-def size_bin_index(area_px: np.ndarray) -> np.ndarray:
-    """Index into :data:`SIZE_BINS` of each area (px; box areas may be fractional)."""
-    return np.searchsorted(_SIZE_EDGES, np.asarray(area_px, np.float64), side="left")
 
 
 def size_bins(gt_area, gt_hit, pred_area, pred_hit) -> list[dict]:

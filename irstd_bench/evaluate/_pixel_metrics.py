@@ -6,7 +6,7 @@ them up over a split:
 - IoU ("mIoU" in papers): intersection and union pixel counts summed over the split.
 - nIoU: the mean over images of each image's IoU.
 - Pd: ground-truth targets detected / all ground-truth targets, a target being detected when
-  the legacy rule (:func:`~irstd_bench.evaluate._matching.legacy_pairs`, centroid distance
+  the legacy rule (:data:`LEGACY_PD`, :func:`legacy_counts`, centroid distance
   ``< 3`` px) pairs it with a predicted component -- whatever ``--match`` says.
 - Fa: pixels of the predicted components the legacy rule left unmatched / all pixels.
 
@@ -21,9 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from irstd_bench.evaluate._matching import LEGACY_PD_DISTANCE_PX, Matcher, legacy_pairs
+from irstd_bench.evaluate._matching import LEGACY_PD_DISTANCE_PX, UNMATCHED, Matcher
 from irstd_bench.targets import Targets
 
+#: The matcher of Pd and Fa, whatever ``--match`` says.
 LEGACY_PD = Matcher("legacy-pd", LEGACY_PD_DISTANCE_PX)
 
 
@@ -57,24 +58,40 @@ class PixelStats:
         return self.intersection / self.union if self.union else None
 
 
-def legacy_pd_fa(gt: Targets, pred: Targets) -> tuple[int, int, np.ndarray]:
-    """Pd matches and false-alarm pixels by the legacy rule.
+def legacy_counts(near: np.ndarray, area_px: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """Pd matches and false-alarm pixels of predicted components, by the legacy rule.
+
+    The one place where Pd and Fa are counted (per image here, per curve level in
+    :mod:`irstd_bench.evaluate._curves`).
+
+    Parameters
+    ----------
+    near : ndarray (P, G), bool
+        Allowed pairs of :data:`LEGACY_PD` (centroid distance ``< 3`` px).
+    area_px : ndarray (P,)
+        Pixel count of each predicted component.
 
     Returns
     -------
     pd_matched : int
+        Ground-truth targets the rule pairs with a component.
     fa_px : int
-        Sum of the pixel counts of the unmatched predicted components (each counted once, by
-        its label, whatever its area).
+        Sum of the pixel counts of the unmatched components (each counted once, by its label,
+        whatever its area).
     matched : ndarray (P,), bool
         Which predicted components were matched.
     """
-    _, valid = LEGACY_PD.pair_matrix(pred.boxes, pred.centroids, gt.boxes, gt.centroids)
-    rows, _ = legacy_pairs(valid)
-    matched = np.zeros(len(pred), bool)
-    matched[rows] = True
-    fa_px = int(np.asarray(pred.area_px)[~matched].sum()) if len(pred) else 0
-    return int(rows.size), fa_px, matched
+    match = LEGACY_PD.assign(np.zeros(near.shape), near)
+    matched = match.pred_to_gt != UNMATCHED
+    fa_px = int(np.asarray(area_px)[~matched].sum()) if len(matched) else 0
+    return match.tp, fa_px, matched
+
+
+def legacy_pd_fa(gt: Targets, pred: Targets) -> tuple[int, int, np.ndarray]:
+    """Pd matches, false-alarm pixels and matched components of ``pred`` against ``gt``
+    (:func:`legacy_counts` of their centroids)."""
+    _, near = LEGACY_PD.pair_matrix(pred.boxes, pred.centroids, gt.boxes, gt.centroids)
+    return legacy_counts(near, pred.area_px)
 
 
 def pixel_stats(gt: Targets, pred: Targets) -> PixelStats:

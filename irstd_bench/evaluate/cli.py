@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 
+from irstd_bench._io import pixel_limit
 from irstd_bench.errors import InputError
-from irstd_bench.evaluate._evaluator import EvaluationResult, default_workers, evaluate_split
-from irstd_bench.evaluate._ground_truth import read_gt_coco
-from irstd_bench.evaluate._predictions import FORMATS, coco_image_names, open_predictions
+from irstd_bench.evaluate._evaluator import default_workers, evaluate_split
+from irstd_bench.evaluate._ground_truth import read_coco_ground_truth
+from irstd_bench.evaluate._prediction_set import FORMATS, open_predictions
+from irstd_bench.evaluate._readers import coco_image_names
+from irstd_bench.evaluate._results_io import EvaluationResult
 from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD
 
 #: Rows of the printed table: (metrics key, label).
@@ -29,6 +33,42 @@ TABLE_ROWS = (
     ("pd", "Pd (3 px)"),
     ("fa_e6", "Fa (x1e-6)"),
 )
+
+
+#: Schema of the results JSON (a file of ours when it carries it).
+RESULTS_SCHEMA = "irstd-bench/results"
+
+
+def result_files(out: Path) -> tuple[Path, Path, Path]:
+    """The set ``eval --out`` writes: the per-image CSV, the per-target CSV and the results JSON."""
+    base = out.name[: -len(out.suffix)] if out.suffix else out.name
+    return out.parent / f"{base}.per_image.csv", out.parent / f"{base}.per_target.csv", out
+
+
+def check_results_out(out: Path, force: bool, inputs) -> None:
+    """Refuse an ``--out`` set that would overwrite an input or a file irstd-bench did not write.
+
+    The JSON is ours when it carries our results ``schema``; a CSV is ours when the results JSON
+    of the set is ours and names it (``per_image_csv`` / ``per_target_csv``).
+    """
+    from irstd_bench._outputs import check_file_replaceable, json_schema_owner, refuse_inside_inputs
+
+    json_owned = json_schema_owner(RESULTS_SCHEMA)
+    image_csv, target_csv, _ = result_files(out)
+
+    def csv_owned(path: Path) -> bool:
+        if not json_owned(out):
+            return False
+        import json
+
+        data = json.loads(out.read_text(encoding="utf-8"))
+        return path.name in (data.get("per_image_csv"), data.get("per_target_csv"))
+
+    for path in (image_csv, target_csv, out):
+        refuse_inside_inputs(path, inputs, folder=False)
+    for path in (image_csv, target_csv):
+        check_file_replaceable(path, force=force, owned=csv_owned)
+    check_file_replaceable(out, force=force, owned=json_owned)
 
 
 def _default_out(preds: Path) -> Path:
@@ -59,7 +99,7 @@ def _warnings(counts: dict) -> list[str]:
         "predictions_not_in_split": "predictions are for images not in the split (ignored)",
         "boxes_clipped": "boxes reached up to 1 px beyond their image and were clipped",
         "predictions_resized": "predictions were resized to their image (nearest neighbour, --resize)",
-        "gt_masks_resized": "ground-truth masks were resized to their image (--resize-masks)",
+        "gt_masks_resized": "ground-truth masks were resized to their image (known release defects, --resize-masks)",
         "gt_masks_nonbinary": "ground-truth masks are not 0/255 only (binarised at --threshold)",
     }
     return [f"warning: {counts[k]} {text}" for k, text in notes.items() if counts.get(k)]
@@ -104,6 +144,17 @@ def _warnings(counts: dict) -> list[str]:
     "otherwise only resolves image_id of COCO predictions.",
 )
 @click.option("--strict", is_flag=True, help="A split image without a prediction file is an error.")
+@click.option(
+    "--max-pixels",
+    type=int,
+    default=None,
+    help="Largest image or mask decoded, in pixels (default 100000000); a larger declared size is refused.",
+)
+@click.option(
+    "--skip-defects", is_flag=True, help="Leave known release defects (NUAA-SIRST Misc_111) out of the split."
+)
+@click.option("--force", is_flag=True, help="Replace an earlier results set at --out (only files eval wrote).")
+@click.option("--skip-missing", is_flag=True, help="Leave out split images that have no mask (named in a warning).")
 @click.option("--resize", is_flag=True, help="Resize predicted maps of another size (nearest neighbour).")
 @click.option(
     "--resize-masks", is_flag=True, help="Resize ground-truth masks of another size than their image."
@@ -117,6 +168,13 @@ def _warnings(counts: dict) -> list[str]:
 )
 @click.option(
     "--connectivity", default=DEFAULT_CONNECTIVITY, show_default=True, type=click.Choice(["4", "8"])
+)
+@click.option(
+    "--max-dets",
+    default=None,
+    type=click.IntRange(min=1),
+    help="AP only: count each image's N highest-scored detections (pycocotools' maxDets; "
+    "100 gives its default AP50). Default: every detection.",
 )
 @click.option("--workers", default=None, type=int, help="Worker processes (default: all CPUs).")
 @click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
@@ -135,7 +193,14 @@ def _warnings(counts: dict) -> list[str]:
     default=None,
     help="Store the model settings of this checkpoint (run folder, .pt or bundled name) as the results' config.",
 )
-def eval_command(
+def eval_command(*args, **kwargs):
+    """Score predictions PREDS (a folder of masks / score maps / YOLO txt, a COCO JSON or a CSV)
+    against a dataset split; print a table and write the results JSON and CSVs."""
+    with pixel_limit(kwargs.get("max_pixels")):
+        _eval(*args, **kwargs)
+
+
+def _eval(
     preds,
     dataset,
     root,
@@ -147,10 +212,15 @@ def eval_command(
     pred_format,
     gt_coco,
     strict,
+    max_pixels,
+    skip_defects,
+    force,
+    skip_missing,
     resize,
     resize_masks,
     threshold,
     connectivity,
+    max_dets,
     workers,
     image_dir,
     mask_dir,
@@ -159,11 +229,14 @@ def eval_command(
     config_from,
     progress,
 ):
-    """Score predictions PREDS (a folder of masks / score maps / YOLO txt, a COCO JSON or a CSV)
-    against a dataset split; print a table and write the results JSON and CSVs."""
+    """``eval`` itself, run under its ``--max-pixels`` limit."""
     connectivity = int(connectivity)
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
+    if not math.isfinite(threshold):
+        raise InputError(f"--threshold {threshold}: must be a finite number")
+    if not math.isfinite(conf):
+        raise InputError(f"--conf {conf}: must be a finite number")
     meta = {"method": method or (preds.stem if preds.is_file() else preds.name)}
     config = _method_config(config_items, config_from)
     if config:
@@ -171,19 +244,29 @@ def eval_command(
     if root is not None:
         from irstd_bench.datasets import open_dataset
 
-        ds = open_dataset(root, dataset, image_dir=image_dir, mask_dir=mask_dir, mask_suffix=mask_suffix)
+        ds = open_dataset(
+            root,
+            dataset,
+            image_dir=image_dir,
+            mask_dir=mask_dir,
+            mask_suffix=mask_suffix,
+            skip_defects=skip_defects,
+        )
         split_file = ds.resolve_split(split)
         split_name = (
             "all" if split_file is None else split_file.relative_to(ds.root).with_suffix("").as_posix()
         )
-        samples = ds.samples(split)
+        samples = ds.samples(split, skip_missing=skip_missing)
+        left_out = len(ds.stems(split)) - len(samples)
+        if left_out:
+            click.echo(f"warning: left out {left_out} split image(s) without a mask (--skip-missing)", err=True)
         image_names = coco_image_ids(gt_coco, ds)
         items = [(s.stem, (s, ds.known_defect(s.stem))) for s in samples]
         meta.update(
             dataset=ds.name, dataset_title=ds.layout.title, root=str(ds.root.resolve()), split=split_name
         )
     elif gt_coco is not None:
-        items = read_gt_coco(gt_coco)
+        items = list(read_coco_ground_truth(gt_coco).items())
         image_names = coco_image_ids(gt_coco, None)
         meta.update(
             dataset=dataset or "coco",
@@ -197,6 +280,13 @@ def eval_command(
         )
     if not items:
         raise InputError(f"split {split!r} has no images")
+    out = out if out is not None else _default_out(preds)
+    inputs = [("predictions", preds), ("ground truth", gt_coco)]
+    if root is not None:
+        inputs.append(("dataset root", Path(root)))
+    to_stdout = str(out) == STDOUT
+    if not to_stdout:
+        check_results_out(out, force, inputs)
     pset = open_predictions(preds, pred_format, stems=[stem for stem, _ in items], image_names=image_names)
     result = evaluate_split(
         items,
@@ -208,12 +298,11 @@ def eval_command(
         resize_masks=resize_masks,
         threshold=threshold,
         connectivity=connectivity,
+        max_dets=max_dets,
         workers=workers or default_workers(),
         meta=meta,
         progress=progress,
     )
-    out = out if out is not None else _default_out(preds)
-    to_stdout = str(out) == STDOUT
     if not to_stdout:
         result.write(out)
     title = (
@@ -242,7 +331,7 @@ def results_json_text(result: EvaluationResult) -> str:
     """The results JSON of ``result`` as ``write`` stores it, without CSV file names."""
     import json
 
-    from irstd_bench.evaluate._evaluator import _jsonable
+    from irstd_bench.evaluate._results_io import _jsonable
 
     return json.dumps(_jsonable(result.to_dict()), indent=2, allow_nan=False) + "\n"
 

@@ -7,7 +7,7 @@
 A report folder holds::
 
     index.html               everything, self-contained (figures embedded)
-    report.json              what was built from what (also marks the folder as a report)
+    report.json              what was built from what (.irstd-bench-output.json marks the folder as ours)
     tables/main.{md,tex,csv,html}       methods x datasets: P, R, F1 (val thr.), F1 (best on test);
                                         several seeds: mean ± std
     tables/detailed.{...}               both F1 protocols, AP50, IoU, nIoU, Pd, Fa; every seed
@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from irstd_bench import __version__
-from irstd_bench._io import atomic_directory
+from irstd_bench._outputs import check_folder_replaceable, output_folder, refuse_inside_inputs
 from irstd_bench.errors import InputError
 from irstd_bench.report._ablation import ablation_tables
 from irstd_bench.report._html import render_index
@@ -131,19 +131,14 @@ def default_command(
     return shlex.join(args)
 
 
+def _report_inputs(runs: Sequence[RunResult]) -> list[tuple[str, Path | None]]:
+    """The files a report reads (results JSON and per-target CSVs): never inside its --out."""
+    return [("input", path) for run in runs for path in (run.path, run.per_target_csv)]
+
+
 def _check_out_dir(out_dir: Path, runs: Sequence[RunResult], force: bool) -> None:
-    resolved = out_dir.resolve()
-    for run in runs:
-        for path in (run.path, run.per_target_csv):
-            if path is not None and resolved in Path(path).resolve().parents:
-                raise InputError(f"{path}: input lies inside --out {out_dir}, which the report replaces")
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise InputError(f"{out_dir}: --out exists and is not a folder")
-        if any(out_dir.iterdir()) and not (out_dir / "report.json").is_file() and not force:
-            raise InputError(
-                f"{out_dir}: folder exists and is not an earlier report (use --force to replace it)"
-            )
+    refuse_inside_inputs(out_dir, _report_inputs(runs))
+    check_folder_replaceable(out_dir, force=force)
 
 
 def build_report(
@@ -165,7 +160,8 @@ def build_report(
         Results JSON files (or parsed results dicts / :class:`RunResult`), any mix of methods,
         datasets and splits; one split and one matcher per dataset.
     out_dir : path
-        The report folder; replaced when it holds an earlier report.
+        The report folder, built whole or not at all; an earlier irstd-bench output there is
+        replaced only with ``force`` (:func:`irstd_bench._outputs.output_folder`).
     title : str, optional
         Page title.
     metric : str
@@ -177,7 +173,7 @@ def build_report(
     command : str, optional
         The command shown on the page; default: the equivalent ``irstd-bench report`` line.
     force : bool
-        Replace ``out_dir`` even if it is not an earlier report.
+        Replace an earlier irstd-bench output at ``out_dir`` (only files irstd-bench wrote).
 
     Raises
     ------
@@ -213,7 +209,7 @@ def build_report(
     colors = method_colors(methods)
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
 
-    with atomic_directory(out_dir) as tmp:
+    with output_folder(out_dir, "report", force=force, inputs=_report_inputs(runs)) as tmp:
         table_dir, figure_dir = tmp / "tables", tmp / "figures"
         table_files = [p for t in tables + ablations for p in t.write(table_dir)]
         figures: list[FigureFile] = []

@@ -30,14 +30,39 @@ OPTIONAL_METRICS = ("best_f1", "best_f1_threshold", "ap50", "iou", "niou", "pd",
 CURVE_ARRAYS = {"pr": ("thresholds", "precision", "recall"), "pd_fa": ("thresholds", "pd", "fa_e6")}
 
 
+#: Metrics that are fractions: each must lie in [0, 1].
+UNIT_METRICS = ("precision", "recall", "f1", "best_f1", "ap50", "iou", "niou", "pd")
+#: Metrics that are counts: each must be a whole number >= 0.
+COUNT_METRICS = ("tp", "fp", "fn")
+
+
 def _number(value: Any) -> float | None:
-    """A JSON number as float, ``None`` for null/NaN; raises ``TypeError`` for anything else."""
+    """A JSON number as float, ``None`` for null; raises ``TypeError`` for anything else.
+
+    NaN and infinities (which Python's JSON reader accepts, but no irstd-bench file holds: the
+    evaluator writes ``null`` where a value is undefined) are refused as well: a table must
+    never show a number nobody computed.
+    """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(value)
     value = float(value)
-    return None if math.isnan(value) else value
+    if not math.isfinite(value):
+        raise TypeError(value)
+    return value
+
+
+def _check_metric_range(name: str, value: float | None, source: str) -> None:
+    """Refuse a metric outside its range: fractions in [0, 1], counts whole and >= 0, Fa >= 0."""
+    if value is None:
+        return
+    if name in UNIT_METRICS and not 0.0 <= value <= 1.0:
+        raise InputError(f"{source}: metrics.{name} = {value!r} lies outside [0, 1]")
+    if name in COUNT_METRICS and (value < 0 or not value.is_integer()):
+        raise InputError(f"{source}: metrics.{name} = {value!r} is not a count (a whole number >= 0)")
+    if name == "fa_e6" and value < 0:
+        raise InputError(f"{source}: metrics.{name} = {value!r} is negative")
 
 
 @dataclass(frozen=True)
@@ -143,8 +168,9 @@ def parse_results(data: Any, source: str, path: Path | None = None) -> RunResult
             metrics[name] = _number(metrics_in.get(name))
         except TypeError:
             raise InputError(
-                f"{source}: metrics.{name} must be a number or null, got {metrics_in[name]!r}"
+                f"{source}: metrics.{name} must be a finite number or null, got {metrics_in[name]!r}"
             ) from None
+        _check_metric_range(name, metrics[name], source)
         # A required metric may still be null where it is undefined (precision with no predictions).
     try:
         conf = _number(data.get("conf"))

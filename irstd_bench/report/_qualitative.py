@@ -24,6 +24,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
 
+from irstd_bench._csv import read_csv_cell
 from irstd_bench._io import IMAGE_SUFFIXES, read_rgb
 from irstd_bench.datasets import load_ground_truth, open_dataset
 from irstd_bench.errors import InputError
@@ -52,8 +53,6 @@ PAD_IN = 0.04
 LEFT_IN = 0.3
 TOP_IN = 0.6
 BOTTOM_IN = 0.4
-
-PER_TARGET_COLUMNS = ("image", "kind", "x0", "y0", "x1", "y1", "cx", "cy", "area_px", "score", "matched_with")
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,7 @@ def read_per_target_csv(path: Path) -> dict[str, list[TargetRow]]:
                 cy = float(row["cy"]) if (row.get("cy") or "").strip() else (box[1] + box[3]) / 2
             except (TypeError, ValueError):
                 raise InputError(f"{path}:{line}: box or centre is not a number") from None
-            out.setdefault(_stem(row["image"].strip()), []).append(TargetRow(kind, box, cx, cy))
+            out.setdefault(_stem(read_csv_cell(row["image"].strip())), []).append(TargetRow(kind, box, cx, cy))
     return out
 
 

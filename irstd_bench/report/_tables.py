@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from irstd_bench._csv import csv_cell
 from irstd_bench.report._load import RunResult, unique_in_order
 from irstd_bench.report._seeds import MethodSummary, base_method, run_label, summarise_methods
 
@@ -215,11 +216,13 @@ class Table:
         The header is the row header then ``<dataset>/<metric>`` for each column, and
         ``<dataset>/<metric>_std`` after it when the table has means over seeds.
         """
-        frame = pd.DataFrame(self.values, index=pd.Index(self.rows, name=self.row_header), dtype="float64")
-        frame.columns = [c.csv_name for c in self.columns]
+        # Text cells pass csv_cell: a label can never start a spreadsheet formula.
+        index = pd.Index([csv_cell(r) for r in self.rows], name=csv_cell(self.row_header))
+        frame = pd.DataFrame(self.values, index=index, dtype="float64")
+        frame.columns = [csv_cell(c.csv_name) for c in self.columns]
         if self.spread is not None:
             spread = pd.DataFrame(self.spread, index=frame.index, dtype="float64")
-            spread.columns = [f"{c.csv_name}_std" for c in self.columns]
+            spread.columns = [csv_cell(f"{c.csv_name}_std") for c in self.columns]
             order = [name for pair in zip(frame.columns, spread.columns, strict=True) for name in pair]
             frame = pd.concat([frame, spread], axis=1)[order]
         buffer = io.StringIO()

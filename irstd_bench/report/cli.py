@@ -16,7 +16,7 @@ from irstd_bench.report import BAR_METRICS, build_report, default_command, forma
     "out_dir",
     required=True,
     type=click.Path(path_type=Path, file_okay=False),
-    help="Report folder (e.g. reports/nuaa); replaced when it holds an earlier report.",
+    help="Report folder (e.g. reports/nuaa); --force replaces an earlier irstd-bench output.",
 )
 @click.option("--title", default=None, help="Title of the report page.")
 @click.option(
@@ -39,7 +39,7 @@ from irstd_bench.report import BAR_METRICS, build_report, default_command, forma
     metavar="KEY",
     help="Config key for ablation tables (default: every key that varies within a method family).",
 )
-@click.option("--force", is_flag=True, help="Replace --out even if it is not an earlier report.")
+@click.option("--force", is_flag=True, help="Replace an earlier irstd-bench output at --out (only files it wrote).")
 def report(
     results: tuple[Path, ...],
     out_dir: Path,

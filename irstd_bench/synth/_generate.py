@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from irstd_bench import __version__
-from irstd_bench._io import atomic_directory
+from irstd_bench._outputs import check_folder_replaceable, output_folder
 from irstd_bench.errors import InputError
 from irstd_bench.synth._background import Distractor, render_background
 from irstd_bench.synth._targets import (
@@ -303,9 +303,7 @@ def _check_out(out: Path, force: bool) -> None:
     resolved = out.resolve()
     if resolved == cwd or resolved in cwd.parents:
         raise InputError(f"{out}: refusing to replace the current folder or one of its parents")
-    if is_synth_output(out) or not any(out.iterdir()) or force:
-        return
-    raise InputError(f"{out}: exists and is not an earlier synth output (use --force to replace it)")
+    check_folder_replaceable(out, force=force)  # only an irstd-bench output, and only with --force
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
@@ -368,7 +366,8 @@ def generate_sample(
     Parameters
     ----------
     out_dir : path
-        Must not exist, be empty, or be an earlier synth output; anything else needs ``force``.
+        Must not exist or be empty; an earlier irstd-bench output is replaced only with ``force``
+        (:func:`irstd_bench._outputs.output_folder`), anything else is refused.
     n_images : int
         Number of images (>= 1).
     size : int
@@ -385,7 +384,7 @@ def generate_sample(
     empty_fraction : float
         Fraction of images drawn as background-only (rounded to a whole number of images).
     force : bool
-        Replace ``out_dir`` whatever it holds.
+        Replace an earlier irstd-bench output at ``out_dir`` (only files irstd-bench wrote).
 
     Returns
     -------
@@ -416,8 +415,7 @@ def generate_sample(
     records: dict[str, dict] = {}
     n_targets = n_background_only = 0
     splits = _splits(stems, seed)
-    with atomic_directory(out) as tmp:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the data set is not
+    with output_folder(out, "synth", force=force) as tmp:
         (tmp / "images").mkdir()
         (tmp / "masks").mkdir()
         for index, stem in enumerate(stems):

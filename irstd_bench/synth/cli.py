@@ -24,7 +24,7 @@ from irstd_bench.synth._generate import (
     type=click.Path(path_type=Path),
     default=Path("synth_sample"),
     show_default=True,
-    help="Output folder (NUDT-SIRST layout). Replaced if it is an earlier synth output.",
+    help="Output folder (NUDT-SIRST layout); --force replaces an earlier irstd-bench output.",
 )
 @click.option("--n-images", type=int, default=DEFAULT_N_IMAGES, show_default=True, help="Number of images.")
 @click.option(
@@ -57,7 +57,7 @@ from irstd_bench.synth._generate import (
     show_default=True,
     help="Fraction of background-only images.",
 )
-@click.option("--force", is_flag=True, help="Replace --out even if it is not an earlier synth output.")
+@click.option("--force", is_flag=True, help="Replace an earlier irstd-bench output at --out (only files it wrote).")
 def synth(
     out: Path,
     n_images: int,

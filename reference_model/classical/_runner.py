@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from irstd_bench._io import atomic_directory, read_gray
+from irstd_bench._io import read_gray
+from irstd_bench._outputs import check_folder_replaceable, output_folder
 from irstd_bench._progress import progress_bar
 from irstd_bench.errors import InputError
 from reference_model.classical._registry import get_method
 
 SAVE_KINDS = ("scoremaps", "masks")
-#: Files a previous run may have left in an output folder; anything else makes us refuse to replace it.
-_OUTPUT_SUFFIXES = (".npy", ".png")
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -113,6 +112,8 @@ def run_baseline(
     workers: int = 1,
     save=SAVE_KINDS,
     params: dict | None = None,
+    force: bool = False,
+    inputs=(),
     progress: bool = False,
 ) -> BaselineRun:
     """Run ``method`` on ``images`` (``[(stem, image_path), ...]``).
@@ -125,8 +126,9 @@ def run_baseline(
         Registry name (see :data:`reference_model.classical.METHODS`).
     images : list of (stem, path)
     out : path
-        Output folder; replaced as a whole when the run succeeds. An existing folder holding
-        anything but a previous run's ``scoremaps/`` and ``masks/`` is refused rather than replaced.
+        Output folder, built whole or not at all (:func:`irstd_bench._outputs.output_folder`):
+        an earlier irstd-bench output there is replaced only with ``force``; anything else, or
+        an ``out`` that is or holds one of ``inputs`` (``(label, path)`` pairs), is refused.
     k : float
         Threshold ``mean + k * std`` for the masks.
     workers : int
@@ -148,27 +150,10 @@ def run_baseline(
     if not images:
         raise InputError("no images to process (empty split)")
     out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise InputError(f"{out}: output exists and is not a folder")
-        foreign = [
-            str(p.relative_to(out))
-            for p in out.rglob("*")
-            if not (p.is_dir() and p.parent == out and p.name in SAVE_KINDS)
-            and not (
-                p.is_file()
-                and p.parent.parent == out
-                and p.parent.name in SAVE_KINDS
-                and p.suffix.lower() in _OUTPUT_SUFFIXES
-            )
-        ]
-        if foreign:
-            raise InputError(
-                f"{out}: output folder holds other files ({foreign[0]}, ...); choose an empty --out"
-            )
+    check_folder_replaceable(out, force=force)
     workers = min(int(workers), len(images))
     start = time.perf_counter()
-    with atomic_directory(out) as tmp:
+    with output_folder(out, f"baseline {spec.name}", force=force, inputs=inputs) as tmp:
         for kind in save:
             (tmp / kind).mkdir()
         jobs = [(spec.name, params, stem, str(path), str(tmp), float(k), save) for stem, path in images]

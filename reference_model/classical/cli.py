@@ -6,10 +6,30 @@ import os
 
 import click
 
+from irstd_bench._io import check_pixels, image_size, pixel_limit
 from irstd_bench.datasets import open_dataset
 from irstd_bench.errors import InputError
 from reference_model.classical._registry import METHODS, get_method, parse_params
 from reference_model.classical._runner import parse_save, run_baseline
+
+#: Largest window / patch / scale side a parameter may ask for, px: no IRSTD image is larger, and
+#: ``maxmedian size=100001`` would otherwise try to allocate tens of GiB.
+MAX_WINDOW_PX = 1025
+#: Integer parameters that are window sides or steps, px: each must lie in [1, MAX_WINDOW_PX].
+WINDOW_PARAMS = ("radius", "size", "scales", "smooth", "patch", "stride")
+
+
+def check_param_ranges(method: str, params: dict) -> None:
+    """Refuse window sizes, scales and counts outside ``[1, MAX_WINDOW_PX]`` and non-finite floats."""
+    import math
+
+    for key, value in params.items():
+        values = value if isinstance(value, tuple) else (value,)
+        if key in WINDOW_PARAMS:
+            if not values or any(not 1 <= int(v) <= MAX_WINDOW_PX for v in values):
+                raise InputError(f"--param {key}={value}: {method} needs values in [1, {MAX_WINDOW_PX}]")
+        elif any(not (math.isfinite(float(v)) and float(v) > 0) for v in values):
+            raise InputError(f"--param {key}={value}: {method} needs a finite positive number")
 
 
 def _method_help() -> str:
@@ -36,9 +56,22 @@ def _method_help() -> str:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Method parameter (repeatable).")
 @click.option("--limit", default=None, type=int, help="Only the first N images of the split.")
 @click.option(
+    "--max-pixels",
+    type=int,
+    default=None,
+    help="Largest image or mask decoded, in pixels (default 100000000); a larger declared size is refused.",
+)
+@click.option(
+    "--skip-defects", is_flag=True, help="Leave known release defects (NUAA-SIRST Misc_111) out of the split."
+)
+@click.option("--force", is_flag=True, help="Replace an earlier irstd-bench output at --out (only files it wrote).")
+@click.option(
     "--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr (when a terminal)."
 )
-def baseline(method, root, dataset, image_dir, mask_dir, split, out, k, workers, save, params, limit, progress):
+def baseline(
+    method, root, dataset, image_dir, mask_dir, split, out, k, workers, save, params, limit, max_pixels, skip_defects,
+    force, progress,
+):
     """Run the classical METHOD (tophat, maxmedian, lcm, mpcm, ipi) and write score maps and masks.
 
     Writes OUT/scoremaps/<stem>.npy (float32, per-image min-max normalised to [0, 1]) and
@@ -48,18 +81,31 @@ def baseline(method, root, dataset, image_dir, mask_dir, split, out, k, workers,
     """
     spec = get_method(method)
     parsed = parse_params(spec, params)
+    check_param_ranges(spec.name, parsed)
     save_kinds = parse_save(save)
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be >= 1, got {limit}")
-    ds = open_dataset(root, dataset, image_dir=image_dir, mask_dir=mask_dir)
+    ds = open_dataset(root, dataset, image_dir=image_dir, mask_dir=mask_dir, skip_defects=skip_defects)
     stems = ds.stems(split)
     if limit is not None:
         stems = stems[:limit]
     images = [(stem, ds.sample(stem).image_path) for stem in stems]
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    run = run_baseline(
-        spec.name, images, out, k=k, workers=workers, save=save_kinds, params=parsed, progress=progress
-    )
+    with pixel_limit(max_pixels):
+        for _, path in images:  # a decompression bomb is refused before any worker starts
+            check_pixels(path, image_size(path))
+        run = run_baseline(
+            spec.name,
+            images,
+            out,
+            k=k,
+            workers=workers,
+            save=save_kinds,
+            params=parsed,
+            force=force,
+            inputs=[("dataset root", ds.root)],
+            progress=progress,
+        )
     click.echo(
         f"{run.method}: {run.images} images in {run.seconds:.2f} s "
         f"({run.images_per_s:.2f} images/s, {run.workers} worker(s)) -> {out}"

@@ -5,7 +5,8 @@ strings, lists and dicts only; RNG states are stored as tensors and lists):
 
 ==================  ============================================================================
 ``format``          :data:`CHECKPOINT_FORMAT`; ``version``: :data:`CHECKPOINT_VERSION`
-``model_name``      registry name (``eflnet-n``) or ``module:builder`` of a custom model
+``model_name``      registry name (``eflnet-n``) or ``module:builder`` of a custom model (honoured
+                    only when the user names the same builder again: see :func:`checked_model_name`)
 ``model_config``    the model's ``config``: ``build_model(model_name, **model_config)`` rebuilds it
 ``task``            ``detect`` or ``segment``
 ``input_size``      training input side, px (default of ``predict --imgsz``)
@@ -67,7 +68,10 @@ def load_checkpoint(path: str | Path) -> dict:
         raise InputError(f"{path}: corrupt or unreadable checkpoint ({reason[:160]})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not an irstd-bench checkpoint (no format {CHECKPOINT_FORMAT!r})")
-    if int(checkpoint.get("version", 0)) > CHECKPOINT_VERSION:
+    version = checkpoint.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InputError(f"{path}: checkpoint version {version!r} is not an integer")
+    if version > CHECKPOINT_VERSION:
         raise InputError(
             f"{path}: checkpoint version {checkpoint.get('version')} is newer than this irstd-bench "
             f"supports ({CHECKPOINT_VERSION})"
@@ -75,7 +79,39 @@ def load_checkpoint(path: str | Path) -> dict:
     for key in ("model_name", "model_config", "model"):
         if key not in checkpoint:
             raise InputError(f"{path}: checkpoint lacks {key!r}")
+    if not isinstance(checkpoint["model_name"], str) or not checkpoint["model_name"]:
+        raise InputError(f"{path}: checkpoint model_name {checkpoint['model_name']!r} is not a model name")
+    if not isinstance(checkpoint["model_config"], dict) or not all(
+        isinstance(k, str) for k in checkpoint["model_config"]
+    ):
+        raise InputError(f"{path}: checkpoint model_config is not a mapping of keyword names")
     return checkpoint
+
+
+def checked_model_name(checkpoint: dict, source: str | Path, cli_model: str | None = None) -> str:
+    """The model name of a checkpoint, once it is safe to build: a file never chooses code to run.
+
+    A checkpoint may name a model of the registry (``eflnet-n``: the code that builds it ships
+    with irstd-bench). It may also name a custom builder ``package.module:function``, but that
+    name is honoured only when the user typed the very same string on the command line
+    (``cli_model``, from ``--model``): otherwise a crafted ``.pt`` naming ``os:system`` would run
+    a command. The check compares strings only, before anything is imported.
+
+    Raises :class:`InputError` (one line naming the file and the name) otherwise.
+    """
+    from reference_model.registry import MODELS
+
+    name = checkpoint["model_name"]
+    if cli_model and cli_model != name:
+        raise InputError(f"--model {cli_model}: {source} is a checkpoint of {name} (checkpoint of another model)")
+    if name in MODELS or cli_model == name:
+        return name
+    if ":" in name:
+        raise InputError(
+            f"{source}: checkpoint names the custom builder {name!r}; it is imported only when given on "
+            f"the command line (--model {name})"
+        )
+    raise InputError(f"{source}: checkpoint names model {name!r}, which is not in the registry ({', '.join(MODELS)})")
 
 
 def resolve_weights(spec: str | Path) -> Path:
@@ -158,9 +194,16 @@ def load_model_state(model: nn.Module, state: dict, source: str | Path) -> None:
     model.load_state_dict(state)
 
 
-def model_from_checkpoint(checkpoint: dict, source: str | Path, *, prefer_ema: bool = True) -> nn.Module:
-    """Rebuild the checkpoint's model and load its weights (the EMA ones when present and preferred)."""
-    model = build_named_model(checkpoint["model_name"], **dict(checkpoint["model_config"]))
+def model_from_checkpoint(
+    checkpoint: dict, source: str | Path, *, prefer_ema: bool = True, cli_model: str | None = None
+) -> nn.Module:
+    """Rebuild the checkpoint's model and load its weights (the EMA ones when present and preferred).
+
+    ``cli_model`` is the ``--model`` the user typed, if any: a checkpoint naming a custom builder
+    (``module:function``) is rebuilt only when it equals that name (:func:`checked_model_name`).
+    """
+    name = checked_model_name(checkpoint, source, cli_model)
+    model = build_named_model(name, **dict(checkpoint["model_config"]))
     ema = checkpoint.get("ema")
     state = ema["module"] if (prefer_ema and ema) else checkpoint["model"]
     load_model_state(model, state, source)

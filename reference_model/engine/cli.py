@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from irstd_bench._io import check_pixels, image_size, pixel_limit
 from irstd_bench.errors import InputError
 
 #: Model switches of ``train`` -> EFLNet builder keywords (``docs/CONTRACTS.md``, Models).
@@ -87,6 +88,16 @@ def _explicit(ctx: click.Context) -> set[str]:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="Data loader processes.")
 @click.option("--resume", default=None, help="Continue the run in this folder (or from this last.pt).")
+@click.option(
+    "--max-pixels",
+    type=int,
+    default=None,
+    help="Largest image or mask decoded, in pixels (default 100000000); a larger declared size is refused.",
+)
+@click.option(
+    "--skip-defects", is_flag=True, help="Leave known release defects (NUAA-SIRST Misc_111) out of the split."
+)
+@click.option("--force", is_flag=True, help="A new run may replace an earlier run at --out (only files train wrote).")
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Flips, crops, jitter.")
 @click.option("--mosaic", default=0.0, show_default=True, type=float, help="Mosaic probability.")
 @click.option("--resize-masks", is_flag=True, help="Resize masks whose size differs from their image.")
@@ -117,6 +128,8 @@ def train(ctx: click.Context, **opts) -> None:
     from reference_model.engine.trainer import train as run_training
 
     explicit = _explicit(ctx)
+    force = opts.pop("force")
+    max_pixels = opts.pop("max_pixels")
     overrides = parse_model_args(opts.pop("model_args"))
     if opts.pop("no_atfl"):
         overrides["use_atfl"] = False
@@ -138,7 +151,8 @@ def train(ctx: click.Context, **opts) -> None:
             "model switches cannot change a resumed run (its model is rebuilt from the checkpoint)"
         )
     config = TrainConfig(model_overrides=overrides, **opts)
-    result = run_training(config, explicit=explicit)
+    with pixel_limit(max_pixels):
+        result = run_training(config, explicit=explicit, force=force)
     if result.best_fitness is not None:
         click.echo(
             f"done: {result.out} (best F1 {result.best_fitness[0]:.4f} at epoch {result.best_metrics.get('epoch')})"
@@ -148,6 +162,12 @@ def train(ctx: click.Context, **opts) -> None:
 @click.command("predict")
 @click.option(
     "--weights", required=True, help="Checkpoint file, run folder, or bundled name (nuaa-eflnet-n)."
+)
+@click.option(
+    "--model",
+    "cli_model",
+    default=None,
+    help="Only for weights of a custom builder: the same package.module:builder they were trained with.",
 )
 @click.option("--source", default=None, type=click.Path(path_type=Path), help="Folder of images.")
 @click.option("--dataset", default=None, help="nuaa, nudt, irstd1k, sirstv2 or custom (with --root).")
@@ -166,6 +186,16 @@ def train(ctx: click.Context, **opts) -> None:
     help="Detectors: coco (default), yolo, csv. Segmenters: scoremaps (default), masks.",
 )
 @click.option("--conf", default=0.001, show_default=True, type=float, help="Detector score threshold.")
+@click.option(
+    "--max-pixels",
+    type=int,
+    default=None,
+    help="Largest image or mask decoded, in pixels (default 100000000); a larger declared size is refused.",
+)
+@click.option(
+    "--skip-defects", is_flag=True, help="Leave known release defects (NUAA-SIRST Misc_111) out of the split."
+)
+@click.option("--force", is_flag=True, help="Replace an earlier predict output at --out (only what predict wrote).")
 @click.option("--mask-threshold", default=0.5, show_default=True, type=float, help="masks: score >= this.")
 @click.option("--imgsz", default=None, type=int, help="Input side, px (default: the training size).")
 @click.option("--batch", default=8, show_default=True, type=int)
@@ -178,6 +208,7 @@ def train(ctx: click.Context, **opts) -> None:
 )
 def predict(
     weights,
+    cli_model,
     source,
     dataset,
     root,
@@ -185,6 +216,9 @@ def predict(
     out,
     fmt,
     conf,
+    max_pixels,
+    skip_defects,
+    force,
     mask_threshold,
     imgsz,
     batch,
@@ -200,6 +234,7 @@ def predict(
     from reference_model.engine.distributed import resolve_device
     from reference_model.engine.predict import (
         check_format,
+        check_predictions_out,
         load_for_inference,
         predict_samples,
         write_predictions,
@@ -215,7 +250,7 @@ def predict(
     if batch < 1:
         raise InputError(f"--batch {batch}: must be >= 1")
     dev = resolve_device(device)
-    model, checkpoint, path = load_for_inference(weights, dev)
+    model, checkpoint, path = load_for_inference(weights, dev, cli_model)
     fmt = fmt or ("coco" if model.task == "detect" else "scoremaps")
     check_format(model.task, fmt)
     size = imgsz if imgsz is not None else int(checkpoint.get("input_size") or 512)
@@ -230,20 +265,32 @@ def predict(
     else:
         from irstd_bench.datasets import open_dataset
 
-        ds = open_dataset(root, dataset, image_dir=image_dir, mask_dir=mask_dir, mask_suffix=mask_suffix)
+        ds = open_dataset(
+            root,
+            dataset,
+            image_dir=image_dir,
+            mask_dir=mask_dir,
+            mask_suffix=mask_suffix,
+            skip_defects=skip_defects,
+        )
         samples = [ds.sample(stem) for stem in ds.stems(split)]
+    inputs = [("image folder", source), ("dataset root", root), ("weights", path)]
+    check_predictions_out(out, fmt, force=force, inputs=inputs)  # before the (long) inference
     amp = None
     if dev.type == "cuda":
         amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     try:
-        items = predict_samples(
-            model, samples, size, dev, conf=conf, batch=batch, amp_dtype=amp, progress=progress
-        )
+        with pixel_limit(max_pixels):
+            for sample in samples:  # a decompression bomb is refused before the network sees it
+                check_pixels(sample.image_path, image_size(sample.image_path))
+            items = predict_samples(
+                model, samples, size, dev, conf=conf, batch=batch, amp_dtype=amp, progress=progress
+            )
     except torch.OutOfMemoryError:
         raise InputError(
             f"out of memory on {dev} with --batch {batch} --imgsz {size}; try smaller values"
         ) from None
-    written = write_predictions(items, out, fmt, mask_threshold=mask_threshold)
+    written = write_predictions(items, out, fmt, mask_threshold=mask_threshold, force=force, inputs=inputs)
     n_targets = sum(len(i.prediction.boxes) for i in items) if model.task == "detect" else None
     what = f", {n_targets} boxes" if n_targets is not None else ""
     click.echo(f"{checkpoint['model_name']} ({path}): {len(items)} images{what} -> {written} ({fmt})")

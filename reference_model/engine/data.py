@@ -13,7 +13,6 @@ resumed run sees exactly the images an uninterrupted run would.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,10 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
-from irstd_bench._io import image_size, read_gray, read_mask
-from irstd_bench.datasets import Dataset, MaskSizeMismatch, Sample, load_ground_truth
-from irstd_bench.datasets._dataset import _resize_nearest
-from irstd_bench.errors import DatasetDefectWarning, InputError
+from irstd_bench._io import image_size, read_gray
+from irstd_bench.datasets import Dataset, Sample, load_ground_truth, read_sample_mask
+from irstd_bench.errors import InputError
 from irstd_bench.targets import DEFAULT_THRESHOLD, mask_to_targets
 
 from .transforms import (
@@ -99,21 +97,14 @@ def read_image(path) -> np.ndarray:
 def read_binary_mask(sample: Sample, ds: Dataset | None = None, resize_masks: bool = False) -> np.ndarray:
     """The sample's mask as ``(H, W)`` bool at the image's size (value > 127 is foreground).
 
-    A mask of another size than its image is resized (nearest neighbour) when ``resize_masks``
-    or when it is a known defect of the release (with a :class:`DatasetDefectWarning`); else
-    :class:`MaskSizeMismatch` is raised.
+    Read by :func:`irstd_bench.datasets.read_sample_mask`, the path every command shares:
+    integrity-checked, {0, 1} masks read as binary, and the one defect policy (a known release
+    defect is resized with a warning; another size mismatch raises :class:`MaskSizeMismatch`
+    unless ``resize_masks``).
     """
     hw = image_size(sample.image_path)
-    if sample.mask_path is None:
-        return np.zeros(hw, bool)
-    mask = read_mask(sample.mask_path)
-    if mask.shape != hw:
-        known = ds.known_defect(sample.stem) if ds is not None else ""
-        if not (resize_masks or known):
-            raise MaskSizeMismatch(sample, hw, mask.shape, known)
-        if known:
-            warnings.warn(f"{known}; mask resized to the image", DatasetDefectWarning, stacklevel=2)
-        mask = _resize_nearest(mask, hw)
+    known = ds.known_defect(sample.stem) if ds is not None else ""
+    mask, _ = read_sample_mask(sample, hw, known_defect=known, resize_masks=resize_masks)
     return mask > DEFAULT_THRESHOLD
 
 

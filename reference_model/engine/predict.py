@@ -30,8 +30,18 @@ import torch.nn as nn
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from irstd_bench._io import IMAGE_SUFFIXES, atomic_directory, write_text_atomic
+from irstd_bench._csv import csv_cell
+from irstd_bench._io import IMAGE_SUFFIXES
+from irstd_bench._outputs import (
+    MAX_OWNED_JSON_BYTES,
+    check_file_replaceable,
+    check_folder_replaceable,
+    output_folder,
+    refuse_inside_inputs,
+    write_file_set,
+)
 from irstd_bench._progress import progress_bar
+from irstd_bench.boxes import box_convert, to_yolo
 from irstd_bench.convert._coco import CATEGORY
 from irstd_bench.datasets import Sample, folder_image_ids
 from irstd_bench.errors import InputError
@@ -51,6 +61,11 @@ SINGLE_FILE_NAMES = {"coco": "predictions.json", "csv": "predictions.csv"}
 FOLDER_SUFFIXES = {"yolo": ".txt", "scoremaps": ".npy", "masks": ".png"}
 #: Default score threshold of ``masks`` output.
 DEFAULT_MASK_THRESHOLD = 0.5
+#: Header of ``csv`` predictions (also how a file ``predict`` wrote is recognised).
+CSV_HEADER = "image,x0,y0,x1,y1,score"
+#: Keys of each row of ``coco`` predictions (and of the rows earlier versions wrote).
+COCO_ROW_KEYS = {"image_id", "category_id", "bbox", "score", "file_name"}
+EARLIER_COCO_ROW_KEYS = {"file_name", "bbox", "score"}
 #: Class index written in YOLO files (one class: target).
 YOLO_CLASS = 0
 #: Category id of COCO results (convert's one category, ``target``).
@@ -166,12 +181,18 @@ def image_samples(source: Path) -> list[Sample]:
     return list(samples.values())
 
 
-def load_for_inference(weights: str | Path, device: torch.device) -> tuple[nn.Module, dict, Path]:
+def load_for_inference(
+    weights: str | Path, device: torch.device, cli_model: str | None = None
+) -> tuple[nn.Module, dict, Path]:
     """Resolve ``--weights``, rebuild its model (EMA weights when saved) on ``device`` in eval mode,
-    with BatchNorm folded into the convolutions (:func:`~.fuse.fuse_batchnorm`)."""
+    with BatchNorm folded into the convolutions (:func:`~.fuse.fuse_batchnorm`).
+
+    ``cli_model``: the ``--model`` the user typed; a checkpoint of a custom builder
+    (``module:function``) is rebuilt only when it names the same builder.
+    """
     path = resolve_weights(weights)
     checkpoint = load_checkpoint(path)
-    model = fuse_batchnorm(model_from_checkpoint(checkpoint, path)).to(device)
+    model = fuse_batchnorm(model_from_checkpoint(checkpoint, path, cli_model=cli_model)).to(device)
     return model, checkpoint, path
 
 
@@ -180,7 +201,11 @@ def load_for_inference(weights: str | Path, device: torch.device) -> tuple[nn.Mo
 
 
 def output_path(out: Path, fmt: str) -> Path:
-    """Where ``fmt`` is written for ``--out``: a ``.json``/``.csv`` file as given, else inside the folder."""
+    """Where ``fmt`` is written for ``--out``: a ``.json``/``.csv`` file as given, else inside the folder.
+
+    A folder format (yolo, scoremaps, masks) given an ``--out`` ending in ``.json``/``.csv`` is
+    refused: it would make a folder with a file's name.
+    """
     out = Path(out)
     if fmt in SINGLE_FILE_NAMES:
         wanted = Path(SINGLE_FILE_NAMES[fmt]).suffix
@@ -189,18 +214,42 @@ def output_path(out: Path, fmt: str) -> Path:
         if out.suffix.lower() in (".json", ".csv"):
             raise InputError(f"--out {out}: a {out.suffix} file cannot hold --format {fmt} (use {wanted})")
         return out / SINGLE_FILE_NAMES[fmt]
+    if out.suffix.lower() in (".json", ".csv"):
+        raise InputError(f"--out {out}: --format {fmt} writes a folder of {FOLDER_SUFFIXES[fmt]} files, not a file")
     return out
 
 
-def _check_folder(out: Path, fmt: str) -> None:
-    if out.is_file():
-        raise InputError(f"--out {out}: is a file; --format {fmt} writes a folder")
-    if out.is_dir():
-        foreign = [p.name for p in out.iterdir() if p.suffix.lower() != FOLDER_SUFFIXES[fmt]]
-        if foreign:
-            raise InputError(
-                f"--out {out}: folder holds other files ({foreign[0]}); give an empty or new folder"
-            )
+def _is_single_file(out: Path, fmt: str) -> bool:
+    return fmt in SINGLE_FILE_NAMES and output_path(out, fmt) == Path(out)
+
+
+def _written_by_predict(path: Path) -> bool:
+    """A prediction file ``predict`` wrote, recognised by content: the exact CSV header, or a COCO
+    results list whose rows have exactly our keys (:data:`COCO_ROW_KEYS`, or an earlier version's)."""
+    try:
+        if path.suffix.lower() == ".csv":
+            with open(path, encoding="utf-8") as handle:
+                return handle.readline().rstrip("\r\n") == CSV_HEADER
+        if path.stat().st_size > MAX_OWNED_JSON_BYTES:
+            return False
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(rows, list) and all(
+        isinstance(r, dict) and set(r) in (COCO_ROW_KEYS, EARLIER_COCO_ROW_KEYS) for r in rows
+    )
+
+
+def check_predictions_out(out: Path, fmt: str, *, force: bool = False, inputs=()) -> None:
+    """Refuse an ``--out`` that is an input, holds one, or would replace what irstd-bench did not write."""
+    out = Path(out)
+    output_path(out, fmt)  # refuses a folder format given a file name
+    single = _is_single_file(out, fmt)
+    refuse_inside_inputs(out, inputs, folder=not single)
+    if single:
+        check_file_replaceable(out, force=force, owned=_written_by_predict)
+    else:
+        check_folder_replaceable(out, force=force)
 
 
 def _fmt(value: float) -> str:
@@ -224,13 +273,13 @@ def coco_results(items: Sequence[ImagePrediction]) -> list[dict]:
             ids[folder] = folder_image_ids(folder)
         image_id = ids[folder][item.image_path.stem]
         p = item.prediction
-        for box, score in zip(p.boxes, p.scores, strict=True):
-            x0, y0, x1, y1 = (float(v) for v in box)
+        bboxes = box_convert(np.asarray(p.boxes, np.float64), "xyxy", "xywh").tolist()
+        for bbox, score in zip(bboxes, p.scores, strict=True):
             rows.append(
                 {
                     "image_id": image_id,
                     "category_id": COCO_CATEGORY_ID,
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "bbox": bbox,
                     "score": float(score),
                     "file_name": item.image_path.name,
                 }
@@ -238,49 +287,70 @@ def coco_results(items: Sequence[ImagePrediction]) -> list[dict]:
     return rows
 
 
+def _coco_text(items: Sequence[ImagePrediction]) -> str:
+    return json.dumps(coco_results(items), indent=0) + "\n"
+
+
+def _csv_text(items: Sequence[ImagePrediction]) -> str:
+    lines = [CSV_HEADER]
+    for item in items:
+        p = item.prediction
+        for box, score in zip(p.boxes, p.scores, strict=True):
+            lines.append(",".join([csv_cell(p.stem), *(_fmt(float(v)) for v in box), _fmt(float(score))]))
+    return "\n".join(lines) + "\n"
+
+
+def _write_folder_items(folder: Path, items: Sequence[ImagePrediction], fmt: str, mask_threshold: float) -> None:
+    for item in items:
+        p = item.prediction
+        target = folder / f"{p.stem}{FOLDER_SUFFIXES[fmt]}"
+        if fmt == "yolo":
+            lines = []
+            for (cx, cy, bw, bh), score in zip(to_yolo(p.boxes, p.image_size), p.scores, strict=True):
+                lines.append(" ".join([str(YOLO_CLASS), *(_fmt(v) for v in (cx, cy, bw, bh, score))]))
+            target.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        elif fmt == "scoremaps":
+            np.save(target, np.asarray(p.score_map, np.float32))
+        else:
+            mask = np.asarray(p.score_map, np.float32) >= mask_threshold
+            buffer = io.BytesIO()
+            Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
+            target.write_bytes(buffer.getvalue())
+
+
 def write_predictions(
-    items: Sequence[ImagePrediction], out: Path, fmt: str, *, mask_threshold: float = DEFAULT_MASK_THRESHOLD
+    items: Sequence[ImagePrediction],
+    out: Path,
+    fmt: str,
+    *,
+    mask_threshold: float = DEFAULT_MASK_THRESHOLD,
+    force: bool = False,
+    inputs=(),
 ) -> Path:
     """Write predictions in ``fmt`` (see module docstring) and return the path to pass to ``eval``.
 
-    Files are written atomically; a folder output replaces an earlier output of the same format.
+    ``out`` ending in ``.json``/``.csv`` is one file (replaced only with ``force`` and only when
+    it is recognisably a ``predict`` output); any other ``out`` is a folder irstd-bench creates
+    with its manifest (:func:`irstd_bench._outputs.output_folder`): ``predictions.json`` /
+    ``predictions.csv`` inside it, or one file per image. ``inputs`` (``(label, path)``) are
+    never overwritten nor held by ``out``.
     """
-    out = output_path(out, fmt)
-    if fmt == "coco":
-        write_text_atomic(out, json.dumps(coco_results(items), indent=0) + "\n")
-        return out
-    if fmt == "csv":
-        lines = ["image,x0,y0,x1,y1,score"]
-        for item in items:
-            p = item.prediction
-            for box, score in zip(p.boxes, p.scores, strict=True):
-                lines.append(",".join([p.stem, *(_fmt(float(v)) for v in box), _fmt(float(score))]))
-        write_text_atomic(out, "\n".join(lines) + "\n")
-        return out
-    if fmt not in FOLDER_SUFFIXES:
+    if fmt not in (*DETECT_FORMATS, *SEGMENT_FORMATS):
         raise InputError(
             f"--format {fmt!r}: expected one of {', '.join((*DETECT_FORMATS, *SEGMENT_FORMATS))}"
         )
-    _check_folder(out, fmt)
-    with atomic_directory(out) as tmp:
-        tmp.chmod(0o755)
-        for item in items:
-            p = item.prediction
-            target = tmp / f"{p.stem}{FOLDER_SUFFIXES[fmt]}"
-            if fmt == "yolo":
-                h, w = p.image_size
-                lines = []
-                for (x0, y0, x1, y1), score in zip(p.boxes, p.scores, strict=True):
-                    cx, cy, bw, bh = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h
-                    lines.append(" ".join([str(YOLO_CLASS), *(_fmt(v) for v in (cx, cy, bw, bh, score))]))
-                target.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-            elif fmt == "scoremaps":
-                np.save(target, np.asarray(p.score_map, np.float32))
-            else:
-                mask = np.asarray(p.score_map, np.float32) >= mask_threshold
-                buffer = io.BytesIO()
-                Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
-                target.write_bytes(buffer.getvalue())
+    out = Path(out)
+    check_predictions_out(out, fmt, force=force, inputs=inputs)
+    if fmt in SINGLE_FILE_NAMES:
+        text = _coco_text(items) if fmt == "coco" else _csv_text(items)
+        if _is_single_file(out, fmt):
+            write_file_set({out: text})
+            return out
+        with output_folder(out, f"predict --format {fmt}", force=force, inputs=inputs) as tmp:
+            (tmp / SINGLE_FILE_NAMES[fmt]).write_text(text, encoding="utf-8", newline="\n")
+        return out / SINGLE_FILE_NAMES[fmt]
+    with output_folder(out, f"predict --format {fmt}", force=force, inputs=inputs) as tmp:
+        _write_folder_items(tmp, items, fmt, mask_threshold)
     return out
 
 

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -39,6 +40,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from irstd_bench._io import write_text_atomic
+from irstd_bench._outputs import (
+    MANIFEST_NAME,
+    check_folder_replaceable,
+    missing_ancestors,
+    remove_empty,
+    write_manifest,
+)
 from irstd_bench.datasets import open_dataset
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate import evaluate
@@ -48,6 +56,7 @@ from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     build_named_model,
+    checked_model_name,
     load_checkpoint,
     load_model_state,
     rng_state,
@@ -138,6 +147,7 @@ class TrainConfig:
     val_conf: float = 0.5
     matcher: str = "iou:0.5"
     resize_masks: bool = False
+    skip_defects: bool = False
     image_dir: str | None = None
     mask_dir: str | None = None
     mask_suffix: str = ""
@@ -160,9 +170,11 @@ class TrainConfig:
             raise InputError(f"--optimizer {self.optimizer!r}: expected sgd or adamw")
         if self.lr is not None and not self.lr > 0:
             raise InputError(f"--lr {self.lr}: must be > 0")
-        if self.weight_decay is not None and self.weight_decay < 0:
+        if self.weight_decay is not None and not self.weight_decay >= 0:
             raise InputError(f"--weight-decay {self.weight_decay}: must be >= 0")
-        if self.warmup_epochs < 0:
+        if not 0.0 <= self.momentum < 1.0:
+            raise InputError(f"--momentum {self.momentum}: must be in [0, 1)")
+        if not self.warmup_epochs >= 0:
             raise InputError(f"--warmup-epochs {self.warmup_epochs}: must be >= 0")
         if not 0.0 <= self.mosaic <= 1.0:
             raise InputError(f"--mosaic {self.mosaic}: must be in [0, 1]")
@@ -223,11 +235,9 @@ def _resume_config(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig
     saved = dict(checkpoint.get("train_args") or {})
     if not saved:
         raise InputError(f"{path}: checkpoint has no training state to resume (released weights?)")
-    if config.model and "model" in explicit and config.model != checkpoint["model_name"]:
-        raise InputError(
-            f"--model {config.model}: {path} is a checkpoint of {checkpoint['model_name']} (checkpoint of "
-            "another model)"
-        )
+    # The checkpoint's model is rebuilt only if it is a registry model, or the custom builder the
+    # user named again with --model (a file never chooses code to run).
+    checked_model_name(checkpoint, path, config.model if "model" in explicit and config.model else None)
     if checkpoint.get("optimizer") is None:
         raise InputError(f"{path}: checkpoint has no optimizer state to resume")
     known = {f.name for f in fields(TrainConfig)}
@@ -250,6 +260,7 @@ class Trainer:
         *,
         explicit: set[str] | None = None,
         on_epoch_end: Callable[[int, dict], None] | None = None,
+        force: bool = False,
     ) -> None:
         self.ctx = ctx
         self.on_epoch_end = on_epoch_end
@@ -260,10 +271,17 @@ class Trainer:
         config.check()
         self.config = config
         self.out = Path(config.out or Path("runs") / "train")
-        if self.checkpoint is None and (self.out / LAST_NAME).exists():
+        if self.checkpoint is None and (self.out / LAST_NAME).exists() and not force:
             raise InputError(
-                f"--out {self.out}: already holds a run ({LAST_NAME}); use --resume {self.out} or another --out"
+                f"--out {self.out}: already holds a run ({LAST_NAME}); use --resume {self.out}, --force "
+                "or another --out"
             )
+        self.replace_earlier = False
+        if self.checkpoint is None:
+            # A new run writes args.json, results.csv, last.pt and best.pt: never over a user's
+            # files; an earlier run (its manifest lists every file) is replaced only with --force.
+            check_folder_replaceable(self.out, force=force)
+            self.replace_earlier = self.out.is_dir() and any(self.out.iterdir())
         self.device = ctx.device
 
     # ---------------------------------------------------------------- setup
@@ -278,7 +296,12 @@ class Trainer:
     def _data(self) -> None:
         cfg = self.config
         ds = open_dataset(
-            cfg.root, cfg.dataset, image_dir=cfg.image_dir, mask_dir=cfg.mask_dir, mask_suffix=cfg.mask_suffix
+            cfg.root,
+            cfg.dataset,
+            image_dir=cfg.image_dir,
+            mask_dir=cfg.mask_dir,
+            mask_suffix=cfg.mask_suffix,
+            skip_defects=cfg.skip_defects,
         )
         plan = plan_splits(ds, cfg.split)
         if plan.val_is_test:
@@ -522,14 +545,30 @@ class Trainer:
         write_text_atomic(self.out / ARGS_NAME, json.dumps(info, indent=2) + "\n")
 
     def run(self) -> TrainResult:
-        cfg = self.config
+        new_run = self.checkpoint is None
         self._seed()
         self._model()
         self._data()
         self._optimization()
+        created: list[Path] = []
         if self.ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            if self.replace_earlier:  # checked in __init__: every file is listed in our manifest
+                shutil.rmtree(self.out)
+            created = _make_run_folder(self.out)
             self._write_args()
+            write_manifest(self.out, "train")
+        try:
+            return self._epochs()
+        except BaseException:
+            # A run that failed before its first checkpoint leaves nothing (no lone args.json).
+            if self.ctx.is_main and new_run and not (self.out / LAST_NAME).exists():
+                for name in (ARGS_NAME, CSV_NAME, MANIFEST_NAME):
+                    (self.out / name).unlink(missing_ok=True)
+                remove_empty(created)
+            raise
+
+    def _epochs(self) -> TrainResult:
+        cfg = self.config
         if self.checkpoint is not None:
             set_rng_state(self.checkpoint["rng"])
             _log(self.ctx, f"resuming {self.resume_path} after epoch {self.start_epoch}")
@@ -559,6 +598,7 @@ class Trainer:
                 if improved:
                     save_checkpoint(self.out / BEST_NAME, checkpoint)
                 self._write_csv()
+                write_manifest(self.out, "train")
                 summary = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
                 shown = {k: v for k, v in metrics.items() if k in ("f1", "ap50", "iou") and v is not None}
                 if metrics:
@@ -574,6 +614,16 @@ class Trainer:
             best_metrics=dict(self.best_metrics),
             history=list(self.history),
         )
+
+
+def _make_run_folder(out: Path) -> list[Path]:
+    """Create the run folder (and parents); return the folders created, deepest first."""
+    created = ([out.absolute()] if not out.exists() else []) + missing_ancestors(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot create the run folder ({exc.strerror or exc})") from None
+    return created
 
 
 def changed_fields(config: TrainConfig) -> set[str]:
@@ -607,6 +657,7 @@ def train(
     *,
     explicit: set[str] | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    force: bool = False,
 ) -> TrainResult:
     """Train a model as ``config`` says (single process, or one rank under torchrun).
 
@@ -619,6 +670,9 @@ def train(
         is an error. ``None``: the fields that differ from :class:`TrainConfig`'s defaults.
     on_epoch_end : callable, optional
         ``f(epoch_index, metrics)`` after each epoch's checkpoint is written (tests, hooks).
+    force : bool
+        A new run may replace an earlier run in ``config.out`` (only when every file there is
+        listed in the run's manifest, :data:`irstd_bench._outputs.MANIFEST_NAME`).
 
     Raises
     ------
@@ -632,7 +686,7 @@ def train(
     previous_det = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(bool(config.deterministic), warn_only=True)
     try:
-        trainer = Trainer(config, ctx, explicit=explicit, on_epoch_end=on_epoch_end)
+        trainer = Trainer(config, ctx, explicit=explicit, on_epoch_end=on_epoch_end, force=force)
         return trainer.run()
     except torch.OutOfMemoryError:
         raise InputError(
