@@ -60,7 +60,7 @@ def test_nuaa_segmentation_rle_decodes_to_the_target_pixels(nuaa_root, tmp_path)
     checked = 0
     for image in coco.loadImgs(coco.getImgIds()):
         stem = Path(image["file_name"]).stem
-        labels = load_ground_truth(ds.sample(stem)).targets.label_image
+        labels = load_ground_truth(ds.sample(stem), known_defect=ds.known_defect(stem)).targets.label_image
         anns = coco.loadAnns(coco.getAnnIds(imgIds=[image["id"]]))
         assert len(anns) == labels.max()
         for k, ann in enumerate(anns, start=1):
