@@ -43,7 +43,7 @@ from irstd_bench._outputs import (
 from irstd_bench._progress import progress_bar
 from irstd_bench.boxes import box_convert, to_yolo
 from irstd_bench.convert._coco import CATEGORY
-from irstd_bench.datasets import Sample, folder_image_ids
+from irstd_bench.datasets import Sample, folder_image_ids, stable_image_ids
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate import Prediction
 
@@ -265,13 +265,17 @@ def coco_results(items: Sequence[ImagePrediction]) -> list[dict]:
     sorted), the id ``irstd-bench convert`` gives the same image, so ``COCO.loadRes`` pairs
     these results with convert's ground truth. ``file_name`` is kept as an extra key.
     """
+    by_folder: dict[Path, set[str]] = {}
+    for item in items:
+        by_folder.setdefault(item.image_path.parent, set()).add(item.image_path.stem)
     ids: dict[Path, dict[str, int]] = {}
+    for folder, stems in by_folder.items():
+        # The folder's images (the rule); stems without a file there (in-memory items) join the ranking.
+        listed = set(folder_image_ids(folder)) if folder.is_dir() else set()
+        ids[folder] = stable_image_ids(listed | stems)
     rows = []
     for item in items:
-        folder = item.image_path.parent
-        if folder not in ids:
-            ids[folder] = folder_image_ids(folder)
-        image_id = ids[folder][item.image_path.stem]
+        image_id = ids[item.image_path.parent][item.image_path.stem]
         p = item.prediction
         bboxes = box_convert(np.asarray(p.boxes, np.float64), "xyxy", "xywh").tolist()
         for bbox, score in zip(bboxes, p.scores, strict=True):
