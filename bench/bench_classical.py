@@ -2,13 +2,16 @@
 
 Two measurements per method, each the median over ``--runs`` repetitions:
 
-- ``compute``: score maps only, images already decoded in memory, one process, one BLAS thread;
+- ``compute``: score maps only, images already decoded in memory, one process, one BLAS thread,
+  also as a ratio to the time of the baseline method (``--baseline``, Top-Hat) measured in the
+  same run (the machine's speed varies; ratios within one run are what compare);
 - ``pipeline`` (with ``--workers N``): the full ``run_baseline`` (read, score, normalise,
   threshold, write ``.npy`` + ``.png`` to a temporary folder) with N worker processes.
 
 Usage (from the repository root)::
 
     .venv/bin/python bench/bench_classical.py --root ../shared/datasets/NUAA-SIRST --runs 3 --workers 2
+    .venv/bin/python bench/bench_classical.py --limit 8 --runs 3   # the slow low-rank methods too
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets
 @click.option(
     "--workers", default=0, show_default=True, type=int, help="Also time the pipeline with N workers."
 )
-def main(root, split, methods, runs, limit, workers):
+@click.option("--baseline", default="tophat", show_default=True, help="Method the ratios refer to.")
+def main(root, split, methods, runs, limit, workers, baseline):
     ds = open_dataset(root, "nuaa")
     stems = ds.stems(split)[:limit] if limit else ds.stems(split)
     paths = [(s, ds.sample(s).image_path) for s in stems]
@@ -49,19 +53,27 @@ def main(root, split, methods, runs, limit, workers):
     mpx = sum(im.size for im in images) / 1e6
     click.echo(f"{len(images)} images of {ds.layout.title} {split} ({mpx:.2f} Mpx), median of {runs} run(s)")
     click.echo(
-        f"{'method':<10} {'compute img/s':>14} {'ms/img':>8}"
+        f"{'method':<10} {'compute img/s':>14} {'ms/img':>10} {'x ' + baseline:>10}"
         + (f" {'pipeline img/s':>15}" if workers else "")
     )
-    for name in methods.split(","):
-        method = METHODS[name.strip()]
+
+    def compute_time(method) -> float:
         times = []
         for _ in range(runs):
             start = time.perf_counter()
             for im in images:
                 method(im)
             times.append(time.perf_counter() - start)
-        t = statistics.median(times)
-        line = f"{method.name:<10} {len(images) / t:>14.2f} {1000 * t / len(images):>8.1f}"
+        return statistics.median(times)
+
+    reference = compute_time(METHODS[baseline])
+    for name in methods.split(","):
+        method = METHODS[name.strip()]
+        t = reference if method.name == baseline else compute_time(method)
+        line = (
+            f"{method.name:<10} {len(images) / t:>14.2f} {1000 * t / len(images):>10.1f}"
+            f" {t / reference:>10.1f}"
+        )
         if workers:
             pipe = []
             for _ in range(runs):

@@ -13,9 +13,12 @@ half-applied.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+from irstd_bench.errors import InputError
 
 
 def _frozen(mapping: Mapping | None) -> Mapping:
@@ -70,3 +73,34 @@ def recipes_table(*recipes: Recipe) -> Mapping[str, Recipe]:
             raise ValueError(f"recipe {recipe.name!r} defined twice")
         table[recipe.name] = recipe
     return MappingProxyType(table)
+
+
+def recipes_for(model_name: str) -> Mapping[str, Recipe]:
+    """The ``RECIPES`` of a model's module (empty when it has none).
+
+    ``model_name`` is a registry name (its module is the registry's entry) or
+    ``package.module:builder`` (that module); it comes from the command line, never from a file.
+    """
+    if ":" in model_name:
+        module_name = model_name.partition(":")[0]
+    else:
+        from reference_model.registry import MODELS
+
+        if model_name not in MODELS:
+            raise InputError(f"unknown model {model_name!r} (known: {', '.join(MODELS)})")
+        module_name = MODELS[model_name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(f"model {model_name!r}: cannot import module {module_name!r} ({exc})") from None
+    table = getattr(module, "RECIPES", None)
+    return table if isinstance(table, Mapping) else MappingProxyType({})
+
+
+def find_recipe(model_name: str, name: str) -> Recipe:
+    """``RECIPES[name]`` of the model; :class:`InputError` naming the known recipes otherwise."""
+    table = recipes_for(model_name)
+    if name not in table:
+        known = ", ".join(sorted(table)) or "none"
+        raise InputError(f"--recipe {name!r}: model {model_name} has no such recipe (known: {known})")
+    return table[name]

@@ -21,9 +21,13 @@ MODELS: dict[str, tuple[str, str, dict]] = {
     "eflnet-s": ("reference_model.eflnet.model", "build_eflnet", {"scale": "s"}),
     "eflnet-m": ("reference_model.eflnet.model", "build_eflnet", {"scale": "m"}),
     "eflnet-l": ("reference_model.eflnet.model", "build_eflnet", {"scale": "l"}),
+    "eflnet-yolov7": ("reference_model.eflnet.yolov7", "build_eflnet_yolov7", {}),
     "acm": ("reference_model.segmentation.acm", "build_acm", {}),
     "alcnet": ("reference_model.segmentation.alcnet", "build_alcnet", {}),
     "dnanet": ("reference_model.segmentation.dnanet", "build_dnanet", {}),
+    "mshnet": ("reference_model.segmentation.mshnet", "build_mshnet", {}),
+    "agpcnet": ("reference_model.segmentation.agpcnet", "build_agpcnet", {}),
+    "isnet": ("reference_model.segmentation.isnet", "build_isnet", {}),
 }
 
 

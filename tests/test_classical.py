@@ -117,3 +117,123 @@ def test_rpca_separates_low_rank_and_sparse():
     assert iterations < 300
     assert np.linalg.norm(b - low) / np.linalg.norm(low) < 1e-3
     assert np.linalg.norm(t - sparse) / np.linalg.norm(sparse) < 1e-3
+
+
+# --- model-based methods of issue 16 --------------------------------------------------------------
+
+from reference_model.classical._contrast import rlcm, top_k_mean  # noqa: E402
+from reference_model.classical._patches import thin_svd, window_starts  # noqa: E402
+from reference_model.classical._tensor import _prox_pstnn  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("ilcm", {"block": 7}, "even"),
+        ("rlcm", {"scales": (3, 5), "k1": (2,), "k2": (4, 9)}, "one entry per scale"),
+        ("rlcm", {"scales": (3,), "k1": (10,), "k2": (4,)}, r"k must be in \[1, 9\]"),
+        ("tllcm", {"scales": (4,)}, "odd"),
+        ("wslcm", {"xi": 0.0}, "xi must be > 0"),
+        ("tdlms", {"support": 4}, "odd integer >= 3"),
+        ("tdlms", {"mu": 1.5}, r"mu must be in \(0, 1\)"),
+        ("nram", {"patch": 10, "step": 12}, "must not exceed patch"),
+        ("nram", {"gamma": -1.0}, "gamma must be > 0"),
+        ("ript", {"patch": 1}, "patch must be >= 2"),
+        ("ript", {"h": -1.0}, "h must be finite"),
+        ("pstnn", {"lambda_l": 0.0}, "lambda_l must be > 0"),
+        ("pstnn", {"max_iter": 0}, "positive integer"),
+    ],
+)
+def test_new_methods_reject_bad_parameters_in_one_line(name, params, message):
+    with pytest.raises(InputError, match=message) as info:
+        METHODS[name](synthetic_scene((40, 48)), **params)
+    assert "\n" not in str(info.value)
+
+
+def test_top_k_mean_matches_brute_force():
+    img = np.random.default_rng(3).random((9, 11))
+    got = top_k_mean(img, 3, 4)
+    padded = np.pad(img, 1, mode="reflect")
+    for r, c in [(0, 0), (4, 5), (8, 10), (3, 9)]:
+        window = np.sort(padded[r : r + 3, c : c + 3].ravel())[::-1]
+        assert got[r, c] == pytest.approx(window[:4].mean())
+
+
+def test_rlcm_single_scale_matches_its_formula_at_one_pixel():
+    img = np.random.default_rng(4).random((30, 30))
+    score = rlcm(img, scales=(3,), k1=(2,), k2=(4,))
+    r, c = 15, 14
+    centre = np.sort(img[r - 1 : r + 2, c - 1 : c + 2].ravel())[-2:].mean()
+    surround = [
+        np.sort(img[r - 1 + 3 * dy : r + 2 + 3 * dy, c - 1 + 3 * dx : c + 2 + 3 * dx].ravel())[-4:].mean()
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+        if (dy, dx) != (0, 0)
+    ]
+    expected = max(min(centre / b * (centre - b) for b in surround), 0.0)
+    assert score[r, c] == pytest.approx(expected, rel=1e-5, abs=1e-7)
+
+
+def test_window_starts_cover_the_axis_like_the_authors_code():
+    # MATLAB: [1 : step : (num - 1) * step, n - patch + 1], num = ceil((n - patch) / step) + 1
+    np.testing.assert_array_equal(window_starts(100, 50, 10), [0, 10, 20, 30, 40, 50])
+    np.testing.assert_array_equal(window_starts(105, 50, 10), [0, 10, 20, 30, 40, 50, 55])
+    np.testing.assert_array_equal(window_starts(40, 40, 40), [0])
+    np.testing.assert_array_equal(window_starts(95, 40, 40), [0, 40, 55])
+
+
+@pytest.mark.parametrize("shape", [(50, 7), (7, 50)])
+def test_thin_svd_reconstructs(shape):
+    m = np.random.default_rng(5).normal(size=shape)
+    u, s, vt = thin_svd(m)
+    np.testing.assert_allclose((u * s) @ vt, m, atol=1e-9)
+    np.testing.assert_allclose(s, np.linalg.svd(m, compute_uv=False), rtol=1e-9)
+
+
+def test_prox_pstnn_keeps_the_leading_values_and_shrinks_the_rest():
+    rng = np.random.default_rng(6)
+    y = rng.normal(size=(6, 5, 4))
+    np.testing.assert_allclose(_prox_pstnn(y, keep=0, tau=0.0), y, atol=1e-10)
+    np.testing.assert_allclose(_prox_pstnn(y, keep=5, tau=1e6), y, atol=1e-10)  # all kept
+    shrunk = _prox_pstnn(y, keep=0, tau=1e6)
+    np.testing.assert_allclose(shrunk, 0.0, atol=1e-10)
+    # keep=1, huge tau: each Fourier slice becomes its best rank-1 approximation
+    f = np.fft.fft(y, axis=2)
+    rank1 = np.empty_like(f)
+    for i in range(4):
+        u, s, vt = np.linalg.svd(f[:, :, i], full_matrices=False)
+        rank1[:, :, i] = s[0] * np.outer(u[:, 0], vt[0])
+    np.testing.assert_allclose(_prox_pstnn(y, keep=1, tau=1e6), np.fft.ifft(rank1, axis=2).real, atol=1e-9)
+
+
+def test_tdlms_predicts_a_ramp_and_flags_a_spike():
+    yy, xx = np.mgrid[:40, :40].astype(float)
+    ramp = 0.2 + 0.01 * xx + 0.005 * yy
+    score = METHODS["tdlms"](ramp)
+    spiked = ramp.copy()
+    spiked[20, 20] += 0.5
+    spike_score = METHODS["tdlms"](spiked)
+    assert np.unravel_index(np.argmax(spike_score), spike_score.shape) == (20, 20)
+    assert float(score.max()) < 0.1 * float(spike_score[20, 20])
+
+
+@pytest.mark.parametrize(
+    ("method", "param", "message"),
+    [("pstnn", "lambda_l=0", "lambda_l"), ("rlcm", "k1=2,5", "one entry per scale"), ("nram", "step=60", "step")],
+)
+def test_cli_out_of_range_parameter_exits_2_without_output(tmp_path, method, param, message):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from irstd_bench.cli import cli
+
+    for sub in ("img", "msk"):
+        (tmp_path / "ds" / sub).mkdir(parents=True)
+    Image.fromarray((synthetic_scene((48, 64)) * 255).astype(np.uint8)).save(tmp_path / "ds" / "img" / "a.png")
+    Image.fromarray(np.zeros((48, 64), np.uint8)).save(tmp_path / "ds" / "msk" / "a.png")
+    args = ["baseline", method, "--dataset", "custom", "--image-dir", "img", "--mask-dir", "msk"]
+    args += ["--root", str(tmp_path / "ds"), "--split", "all", "--workers", "1", "--param", param]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and result.output.strip().count("\n") == 0
+    assert not (tmp_path / "out").exists()

@@ -11,7 +11,14 @@ from torchvision.ops import box_iou, deform_conv2d
 
 from reference_model.eflnet import SCALES, build_eflnet
 from reference_model.eflnet.assigner import BACKGROUND, TaskAlignedAssigner
-from reference_model.eflnet.dyhead import DyHeadBlock, DyReLU, ModulatedDeformConv, deform_conv2d_sampled
+from reference_model.eflnet.dyhead import (
+    DyHead,
+    DyHeadBlock,
+    DyReLU,
+    ModulatedDeformConv,
+    deform_conv2d_gathered,
+    deform_conv2d_sampled,
+)
 from reference_model.eflnet.head import anchor_points, decode_boxes
 from reference_model.registry import build_model
 
@@ -27,7 +34,7 @@ def count(model: torch.nn.Module) -> int:
 # ---------------------------------------------------------------- deformable convolution / DyHead
 
 
-@pytest.mark.parametrize("backend", ["torchvision", "sampled"])
+@pytest.mark.parametrize("backend", ["torchvision", "sampled", "gathered"])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_zero_offsets_unit_mask_is_plain_convolution(backend, stride):
     g = torch.Generator().manual_seed(1)
@@ -40,8 +47,9 @@ def test_zero_offsets_unit_mask_is_plain_convolution(backend, stride):
     torch.testing.assert_close(conv(x, offset, mask), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("implementation", [deform_conv2d_sampled, deform_conv2d_gathered])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_sampled_deform_conv_equals_torchvision_with_gradients(stride):
+def test_sampled_deform_conv_equals_torchvision_with_gradients(implementation, stride):
     g = torch.Generator().manual_seed(2)
     x = torch.randn(2, 4, 9, 8, generator=g, dtype=torch.float64)
     weight = torch.randn(3, 4, 3, 3, generator=g, dtype=torch.float64)
@@ -49,7 +57,7 @@ def test_sampled_deform_conv_equals_torchvision_with_gradients(stride):
     offset = 2.5 * torch.randn(2, 18, h_out, w_out, generator=g, dtype=torch.float64)  # some fall outside
     mask = torch.rand(2, 9, h_out, w_out, generator=g, dtype=torch.float64)
     inputs = [t.clone().requires_grad_() for t in (x, offset, mask, weight)]
-    ours = deform_conv2d_sampled(*inputs, stride=stride, padding=1)
+    ours = implementation(*inputs, stride=stride, padding=1)
     ours.pow(2).sum().backward()
     reference_inputs = [t.clone().requires_grad_() for t in (x, offset, mask, weight)]
     rx, ro, rm, rw = reference_inputs
@@ -58,6 +66,33 @@ def test_sampled_deform_conv_equals_torchvision_with_gradients(stride):
     torch.testing.assert_close(ours, reference)
     for a, b in zip(inputs, reference_inputs, strict=True):
         torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_dyhead_runs_in_bf16_under_autocast_and_matches_float32():
+    """Under bf16 autocast every deformable convolution samples and contracts in bf16 (the offsets
+    stay float32); the head's output equals the float32 one within bf16 precision."""
+    torch.manual_seed(0)
+    head = DyHead(32, 2)
+    for block in head:  # non-zero offsets and attention, so the sampling matters
+        torch.nn.init.normal_(block.offset_conv.weight, std=0.05)
+        torch.nn.init.normal_(block.task_attention.mlp[2].weight, std=0.05)
+    features = [torch.randn(2, 32, 16, 16), torch.randn(2, 32, 8, 8), torch.randn(2, 32, 4, 4)]
+    reference = head(features)
+    conv = head[0].conv_mid
+    assert conv.resolved_backend(features[0]) == "sampled"
+    offset_dtypes = []
+    head[0].offset_conv.register_forward_hook(lambda module, args, out: offset_dtypes.append(out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv.resolved_backend(features[0]) == "gathered"
+        low = head([f.clone().requires_grad_() for f in features])
+        x = features[0].to(torch.bfloat16)
+        offset, mask = torch.randn(2, 18, 16, 16), torch.rand(2, 9, 16, 16)
+        assert deform_conv2d_gathered(x, offset, mask, conv.weight).dtype == torch.bfloat16
+    assert offset_dtypes == [torch.float32] * 3  # one call per level, float32 under autocast
+    for a, b in zip(low, reference, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a.float(), b, rtol=0.03, atol=0.03 * b.abs().max().item())
+    sum(o.float().sum() for o in low).backward()  # bf16 backward through the gathers
 
 
 def test_dyhead_block_keeps_shapes_and_starts_from_zero_offsets():
@@ -138,6 +173,49 @@ def test_assigner_topk_prefers_aligned_anchors_and_resolves_conflicts():
     assert result.quality[index] == pytest.approx(1.0)
     assert result.positive.sum() <= 6  # at most topk per ground truth
     assert set(result.gt_index[result.positive].tolist()) == {0, 1}
+
+
+@pytest.mark.parametrize(("pred_box", "winner"), [([5.0, 4.0, 9.0, 8.0], 0), ([7.0, 4.0, 11.0, 8.0], 1)])
+def test_assigner_gives_an_anchor_wanted_by_two_targets_to_the_better_fitting_one(pred_box, winner):
+    points, strides = _grid()
+    gt = torch.tensor([[4.0, 4.0, 8.0, 8.0], [8.0, 4.0, 12.0, 8.0]])  # centres (6, 6) and (10, 6)
+    pred = torch.tensor([[100.0, 100.0, 104.0, 104.0]]).repeat(len(points), 1)  # every other anchor: far off
+    shared = int(((points - torch.tensor([6.0, 6.0])).abs().sum(1) == 0).nonzero())  # near both centres
+    pred[shared] = torch.tensor(pred_box)
+    result = TaskAlignedAssigner(topk=1)(torch.full((len(points),), 0.5), pred, points, strides, gt)
+    # both targets rank the shared anchor first; it goes to the target its box is nearer to
+    assert result.positive[shared] and result.gt_index[shared] == winner
+    torch.testing.assert_close(result.target_boxes[shared], gt[winner])
+    assert int(result.positive.sum()) == 1  # the other target's only pick was taken
+
+
+def test_postprocess_nms_and_the_confidence_rule():
+    """Two predictions of one box: NMS keeps the higher score; a score equal to conf is kept (>=)."""
+    model = build_eflnet("n", strides=(8, 16, 32), dyhead_blocks=0).eval()
+    outputs = [torch.full((1, 5, 64 // s, 64 // s), -20.0) for s in (8, 16, 32)]
+    outputs = [torch.cat([o[:, :1], torch.zeros_like(o[:, 1:])], dim=1) for o in outputs]
+    size = math.log(math.e - 1)  # softplus -> 1 stride: an 8 px box
+    outputs[0][0, :, 2, 2] = torch.tensor([2.0, 0.5, 0.0, size, size])  # centre (24, 20)
+    outputs[0][0, :, 2, 3] = torch.tensor([1.0, -0.5, 0.0, size, size])  # the same box from the next cell
+    outputs[0][0, :, 6, 6] = torch.tensor([0.0, 0.0, 0.0, size, size])  # elsewhere, score exactly 0.5
+    result = model.postprocess(outputs, conf_threshold=0.5, iou_threshold=0.5)[0]
+    torch.testing.assert_close(result["scores"], torch.sigmoid(torch.tensor([2.0, 0.0])))
+    expected = torch.tensor([[20.0, 16.0, 28.0, 24.0], [48.0, 48.0, 56.0, 56.0]])
+    torch.testing.assert_close(result["boxes"], expected, rtol=0, atol=1e-4)
+    assert len(model.postprocess(outputs, conf_threshold=0.5, iou_threshold=1.0)[0]["scores"]) == 3
+    assert len(model.postprocess(outputs, conf_threshold=0.5 + 1e-6)[0]["scores"]) == 1  # 0.5 now cut
+
+
+def test_config_is_one_dataclass_and_unknown_keywords_fail():
+    from dataclasses import asdict, fields
+
+    from reference_model.eflnet.model import EFLNetConfig
+
+    model = build_eflnet("n", dyhead_blocks=0)
+    assert model.config == asdict(model.settings) and len(fields(EFLNetConfig)) == 19
+    assert model.config["nwd_constant"] == 11.0 and model.config["head_channels"] == SCALES["n"]["head_channels"]
+    with pytest.raises(TypeError, match="unknown EFLNet option"):
+        build_eflnet("n", anchors=[[10, 13]])
 
 
 def test_assigner_without_targets_is_all_background():

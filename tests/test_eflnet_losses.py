@@ -201,3 +201,65 @@ def test_aligned_iou_matches_torchvision_diagonal():
     b = a + torch.randn(20, 4, generator=g)
     b[:, 2:] = torch.maximum(b[:, 2:], b[:, :2] + 0.5)
     torch.testing.assert_close(aligned_iou(a, b), box_iou(a, b).diagonal())
+
+
+# ---------------------------------------------------------------- ATFL: threshold, smoothing, authors' rule
+
+
+@pytest.mark.parametrize("rule", ["distance", "linear"])
+def test_atfl_switches_factor_exactly_at_the_threshold(rule):
+    """p_t = 0.5 takes the hard factor (lambda - p_t)^(-ln p_t); just above it the easy one."""
+    lam, p_hat = 3.5, 0.3
+    for p_t, factor in [
+        (0.49, (3.5 - 0.49) ** (-math.log(0.49))),
+        (0.50, (3.5 - 0.50) ** (-math.log(0.50))),
+        (0.51, (1 - 0.51) ** (-math.log(0.3))),
+    ]:
+        logits = torch.tensor([logit(p_t)], dtype=torch.float64)
+        loss = atfl(logits, torch.ones(1, dtype=torch.float64), p_hat, lam, rule)
+        # the authors' easy factor is (1 + 1e-6 - p_t) ** gamma
+        expected_factor = factor if p_t <= 0.5 or rule == "distance" else (1 + 1e-6 - p_t) ** (-math.log(0.3))
+        assert loss.item() == pytest.approx(bce(p_t, 1.0) * expected_factor, rel=1e-9)
+    # either side of the threshold the factor jumps from above 1 (hard) to below 1 (easy)
+    below = atfl(torch.tensor([logit(0.49)]), torch.ones(1), p_hat, lam, rule) / bce(0.49, 1.0)
+    above = atfl(torch.tensor([logit(0.51)]), torch.ones(1), p_hat, lam, rule) / bce(0.51, 1.0)
+    assert below.item() == pytest.approx(2.19475, rel=1e-4) and above.item() == pytest.approx(0.42365, rel=1e-4)
+
+
+def test_atfl_epoch_smoothing_literal_values():
+    """Eq. 6 by hand: epoch means 0.5, 0.4, 0.4 give p_hat 0.5, 0.405, 0.4025."""
+    loss = AdaptiveThresholdFocalLoss(lam=3.5, mode="epoch").train()
+    for epoch_probs, expected in [((0.2, 0.6, 0.7), 0.5), ((0.3, 0.5), 0.405), ((0.4,), 0.4025)]:
+        logits = torch.tensor([logit(p) for p in epoch_probs])
+        loss(logits, torch.ones(len(epoch_probs)), torch.ones(len(epoch_probs), dtype=torch.bool))
+        loss.end_epoch()
+        assert loss.p_hat.item() == pytest.approx(expected, abs=1e-7)
+
+
+def test_atfl_batch_mode_with_soft_targets_matches_the_authors_code_by_hand():
+    """Authors' utils/loss.py: p_t = q p + (1 - q)(1 - p), p_hat = mean p_t of the call, lambda 1.5.
+
+    Three predictions p = (0.2, 0.9, 0.3) with soft targets q = (0.8, 0, 0):
+    p_t = (0.8*0.2 + 0.2*0.8, 0.1, 0.7) = (0.32, 0.1, 0.7), p_hat = 0.37333..., gamma = 0.98528...
+    factors: 0.32 and 0.1 are hard: (1.5 - 0.32)^(-ln 0.32) = 1.20755, (1.5 - 0.1)^(-ln 0.1) = 2.17006;
+    0.7 is easy: (1.000001 - 0.7)^0.98528 = 0.30536.
+    """
+    loss = AdaptiveThresholdFocalLoss(lam=1.5, mode="batch", p_t_rule="linear").train()
+    probs, targets = (0.2, 0.9, 0.3), (0.8, 0.0, 0.0)
+    logits = torch.tensor([logit(p) for p in probs], dtype=torch.float64)
+    out = loss(logits, torch.tensor(targets, dtype=torch.float64), torch.tensor([True, False, False]))
+    factors = [1.20755, 2.17006, 0.30536]
+    expected = [bce(p, q) * f for p, q, f in zip(probs, targets, factors, strict=True)]
+    torch.testing.assert_close(out, torch.tensor(expected, dtype=torch.float64), rtol=2e-5, atol=0)
+    assert -math.log((0.32 + 0.1 + 0.7) / 3) == pytest.approx(0.98528, rel=1e-5)
+
+
+def test_atfl_rules_agree_on_hard_labels_and_differ_on_soft_ones():
+    logits = torch.tensor([-2.0, -0.5, 0.3, 2.5], dtype=torch.float64)
+    hard = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(atfl(logits, hard, 0.4, 3.5, "distance"), atfl(logits, hard, 0.4, 3.5, "linear"),
+                               rtol=1e-5, atol=0)
+    soft = torch.tensor([0.6, 0.3, 0.7, 0.2], dtype=torch.float64)
+    assert not torch.allclose(atfl(logits, soft, 0.4, 3.5, "distance"), atfl(logits, soft, 0.4, 3.5, "linear"))
+    with pytest.raises(ValueError):
+        AdaptiveThresholdFocalLoss(p_t_rule="abs")

@@ -24,7 +24,7 @@ from reference_model.engine.checkpoint import (
     set_rng_state,
 )
 from reference_model.engine.ema import ModelEMA
-from reference_model.engine.schedule import FINAL_LR_FACTOR, WARMUP_START_FACTOR, WarmupCosine
+from reference_model.engine.schedule import FINAL_LR_FACTOR, WARMUP_START_FACTOR, WarmupSchedule
 
 
 def _checkpoint(model_name=TINY_DETECTOR, **config) -> dict:
@@ -46,7 +46,7 @@ def test_save_then_load_rebuilds_the_same_model(tmp_path):
     save_checkpoint(tmp_path / "a.pt", data)
     loaded = load_checkpoint(tmp_path / "a.pt")
     model = model_from_checkpoint(loaded, tmp_path / "a.pt", cli_model=TINY_DETECTOR)
-    assert model.config == {"width": 6} and model.task == "detect"
+    assert model.config == {"width": 6, "size_gain": 1.0} and model.task == "detect"
     for key, value in data["model"].items():
         assert torch.equal(model.state_dict()[key], value)
 
@@ -142,7 +142,7 @@ def test_rng_state_round_trip_survives_weights_only_loading(tmp_path):
 def test_warmup_cosine_values_and_resume():
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=0.1)
-    sched = WarmupCosine(opt, total_steps=10, warmup_steps=4)
+    sched = WarmupSchedule(opt, total_steps=10, warmup_steps=4)
     lrs = [sched.last_lr()]
     for _ in range(10):
         sched.step()
@@ -152,7 +152,7 @@ def test_warmup_cosine_values_and_resume():
     assert lrs[4] == pytest.approx(0.1)
     assert lrs[7] == pytest.approx(0.1 * (FINAL_LR_FACTOR + (1 - FINAL_LR_FACTOR) * 0.5))
     assert lrs[10] == pytest.approx(0.1 * FINAL_LR_FACTOR)
-    other = WarmupCosine(torch.optim.SGD([param], lr=0.1), total_steps=10, warmup_steps=4)
+    other = WarmupSchedule(torch.optim.SGD([param], lr=0.1), total_steps=10, warmup_steps=4)
     other.load_state_dict({"step_count": 7, "total_steps": 10, "warmup_steps": 4})
     assert other.last_lr() == pytest.approx(lrs[7])
 

@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from reference_model.recipe import Recipe, recipes_table
+
 TINY_DETECTOR = "test_engine_models:build_tiny_detector"
 TINY_SEGMENTER = "test_engine_models:build_tiny_segmenter"
 
@@ -41,9 +43,10 @@ class TinyDetector(nn.Module):
 
     task = "detect"
 
-    def __init__(self, width: int = 8, config: dict | None = None):
+    def __init__(self, width: int = 8, config: dict | None = None, size_gain: float = 1.0):
         super().__init__()
-        self.config = dict(config or {"width": width})
+        self.config = dict(config or {"width": width, "size_gain": size_gain})
+        self.size_gain = float(size_gain)
         self.trunk = _Trunk(width, 3, dropout=0.1)
         self.register_buffer("epochs_seen", torch.zeros((), dtype=torch.long))
 
@@ -66,7 +69,7 @@ class TinyDetector(nn.Module):
                 inside[b, y0:y1, x0:x1] = True
         diff = (outputs[:, 1:3] - size_target).abs().sum(1)  # (B, H, W)
         size = (diff * inside).sum() / inside.sum().clamp_min(1)
-        return {"heat": heat, "size": size}
+        return {"heat": heat, "size": self.size_gain * size}
 
     @torch.no_grad()
     def postprocess(self, outputs, *, conf_threshold=0.001, iou_threshold=0.5, max_det=100):
@@ -113,8 +116,41 @@ class TinySegmenter(nn.Module):
         return [{"score_map": p[0]} for p in outputs.float().sigmoid()]
 
 
-def build_tiny_detector(*, width: int = 8) -> TinyDetector:
-    return TinyDetector(width, {"width": width})
+def build_tiny_detector(*, width: int = 8, size_gain: float = 1.0) -> TinyDetector:
+    return TinyDetector(width, {"width": width, "size_gain": size_gain}, size_gain=size_gain)
+
+
+#: Stand-in recipes of the tiny detector (tests/test_engine_recipes.py): every recipe mechanism.
+RECIPES = recipes_table(
+    Recipe(
+        "stand-in",
+        "every engine setting a recipe can carry, with values unlike the defaults",
+        model_options={"size_gain": 3.0},
+        train={
+            "epochs": 1,
+            "optimizer": "adagrad",
+            "lr": 0.02,
+            "weight_decay": 2e-4,
+            "schedule": "poly",
+            "lr_final_ratio": 0.1,
+            "poly_power": 2.0,
+            "warmup_epochs": 0.5,
+            "warmup_iters": 2,
+            "nominal_batch": 4,
+            "mosaic": 1.0,
+            "mixup": 0.5,
+            "scale": 0.2,
+            "translate": 0.05,
+            "hsv_v": 0.3,
+            "fliplr": 0.0,
+            "flipud": 1.0,
+            "base_size": 96,
+            "fitness": "ap",
+        },
+        notes=("a test recipe",),
+    ),
+    Recipe("typo", "names a setting that does not exist", train={"epochz": 3}),
+)
 
 
 def build_tiny_segmenter(*, width: int = 8) -> TinySegmenter:

@@ -68,9 +68,10 @@ def _kill_after_first_epoch(epoch: int, metrics: dict) -> None:
 
 
 def test_resume_after_one_epoch_equals_an_uninterrupted_run(data_root, tmp_path):
-    whole = train(_config(data_root, tmp_path / "whole", mosaic=0.5))
+    settings = dict(mosaic=0.5, mixup=0.5, nominal_batch=4, base_size=96, hsv_v=0.3)
+    whole = train(_config(data_root, tmp_path / "whole", **settings))
     with pytest.raises(Killed):
-        train(_config(data_root, tmp_path / "cut", mosaic=0.5), on_epoch_end=_kill_after_first_epoch)
+        train(_config(data_root, tmp_path / "cut", **settings), on_epoch_end=_kill_after_first_epoch)
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
     resumed = train(TrainConfig(resume=str(tmp_path / "cut"), model=TINY_DETECTOR, progress=False))
     a, b = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
@@ -100,7 +101,7 @@ def test_train_writes_run_files_and_refuses_to_overwrite_a_run(data_root, tmp_pa
         header
     )
     best = load_checkpoint(out / "best.pt")
-    assert best["ema"] is None and best["model_config"] == {"width": 8} and best["input_size"] == 64
+    assert best["ema"] is None and best["model_config"] == {"width": 8, "size_gain": 1.0} and best["input_size"] == 64
     assert result.best_metrics["epoch"] == 1
     run_cli(
         "train",

@@ -1,26 +1,16 @@
-"""Letterbox geometry, target-safe mask resizing and augmentation, and the training data set."""
+"""Letterbox geometry, target-safe mask resizing, the letterboxed data set (augmentation: test_engine_augment)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from test_engine_models import make_nuaa_like
 
 from irstd_bench.datasets import open_dataset
 from irstd_bench.targets import mask_to_targets
 from reference_model.engine.data import IRDataset, collate, plan_splits
-from reference_model.engine.transforms import (
-    AugmentConfig,
-    Letterbox,
-    check_input_size,
-    mosaic,
-    random_crop_keeping_targets,
-    random_flips,
-    resize_mask,
-)
+from reference_model.engine.transforms import Letterbox, check_input_size, resize_mask
 
 
 @pytest.mark.parametrize(
@@ -92,89 +82,16 @@ def test_check_input_size():
             check_input_size(bad)
 
 
-def _sparse_mask(seed: int, shape=(40, 60), n=4) -> np.ndarray:
-    """1-pixel targets at least 3 px apart (no two can merge after any resize here)."""
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(shape, bool)
-    while mask.sum() < n:
-        y, x = rng.integers(0, shape[0]), rng.integers(0, shape[1])
-        if not mask[max(0, y - 3) : y + 4, max(0, x - 3) : x + 4].any():
-            mask[y, x] = True
-    return mask
-
-
-def test_flips_move_a_one_pixel_target_exactly():
-    image = np.zeros((5, 7), np.float32)
-    mask = np.zeros((5, 7), bool)
-    mask[1, 2] = True
-    image[1, 2] = 1.0
-
-    class Always:
-        def random(self):
-            return 0.0
-
-    flipped_image, flipped = random_flips(image, mask, Always(), 1.0, 1.0)
-    assert mask_to_targets(flipped).boxes.tolist() == [[4, 3, 5, 4]]  # col 6-2, row 4-1
-    assert flipped_image[3, 4] == 1.0
-
-
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000))
-def test_random_crop_keeps_every_target(seed):
-    mask = _sparse_mask(seed)
-    image = mask.astype(np.float32)
-    rng = np.random.default_rng(seed)
-    crop_image, crop_mask = random_crop_keeping_targets(image, mask, rng, min_side=0.3)
-    assert crop_mask.sum() == mask.sum()
-    assert crop_image.shape == crop_mask.shape and (crop_image == crop_mask).all()
-
-
-def test_mosaic_keeps_the_targets_of_all_four_tiles():
-    tiles = [
-        (m.astype(np.float32), m)
-        for m in (_sparse_mask(s, shape=(40 + 8 * s, 60), n=s + 1) for s in range(4))
-    ]
-    image, mask = mosaic(tiles, 128)
-    assert image.shape == mask.shape == (128, 128)
-    assert len(mask_to_targets(mask)) == 1 + 2 + 3 + 4
-
-
 @pytest.fixture(scope="module")
 def nonsquare_root(tmp_path_factory):
     sizes = [(40, 70), (90, 50), (64, 64), (33, 100), (50, 41), (70, 70)]
     return make_nuaa_like(tmp_path_factory.mktemp("nuaa_like") / "data", sizes, seed=1, targets_per_image=3)
 
 
-def test_augmented_items_keep_every_target_and_boxes_come_from_the_mask(nonsquare_root):
-    ds = open_dataset(nonsquare_root, "nuaa")
-    samples = ds.samples("all")
-    augment = AugmentConfig(hflip=0.5, vflip=0.5, crop=1.0, crop_min_side=0.5, brightness=0.2, noise=0.05)
-    data = IRDataset(samples, 128, augment=augment, seed=7, dataset=ds)
-    for epoch in range(3):
-        data.set_epoch(epoch)
-        for i in range(len(data)):
-            item = data[i]
-            assert item["image"].shape == (3, 128, 128) and item["masks"].shape == (128, 128)
-            assert float(item["image"].min()) >= 0 and float(item["image"].max()) <= 1
-            assert torch.equal(item["image"][0], item["image"][2])  # grayscale replicated
-            targets = mask_to_targets(item["masks"].numpy() > 0)
-            assert len(targets) == 3  # every target survives crop, letterbox, flips
-            assert item["boxes"].tolist() == targets.boxes.astype(np.float32).tolist()
-
-
-def test_augmentation_is_a_function_of_seed_epoch_and_index(nonsquare_root):
-    samples = open_dataset(nonsquare_root, "nuaa").samples("all")
-    a = IRDataset(samples, 64, augment=AugmentConfig(), seed=3)
-    b = IRDataset(samples, 64, augment=AugmentConfig(), seed=3)
-    b[1]  # a different call order must not matter
-    assert torch.equal(a[2]["image"], b[2]["image"])
-    a.set_epoch(1)
-    assert not torch.equal(a[2]["image"], b[2]["image"])
-
-
 def test_validation_items_are_plain_letterbox_and_collate(nonsquare_root):
     samples = open_dataset(nonsquare_root, "nuaa").samples("all")
     data = IRDataset(samples, 64)
+    assert torch.equal(data[1]["image"], data[1]["image"]) and not hasattr(data, "epoch")  # no hidden state
     images, targets, meta = collate([data[0], data[1]])
     assert images.shape == (2, 3, 64, 64)
     assert meta[0]["letterbox"] == Letterbox.fit((40, 70), 64) and meta[1]["stem"] == "Misc_2"

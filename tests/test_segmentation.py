@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from irstd_bench.errors import InputError
 from irstd_bench.targets import mask_to_targets
 from reference_model.registry import build_model
 from reference_model.segmentation import PUBLISHED_PARAMS, build_acm, soft_iou_loss
+from reference_model.segmentation._common import IMAGENET_MEAN, IMAGENET_STD, prior_bias
 from reference_model.segmentation.alcnet import cyclic_local_contrast
 
 #: Our parameter counts for the default configurations (pinned).
@@ -60,9 +63,7 @@ def test_forward_loss_postprocess_contract(name):
     assert n_params(type(model)(**model.config)) == n_params(model)
 
 
-@pytest.mark.parametrize(
-    "name, shape", [("acm", (1, 3, 40, 40)), ("dnanet", (1, 3, 24, 32)), ("acm", (1, 1, 32, 32))]
-)
+@pytest.mark.parametrize("name, shape", [("acm", (1, 3, 40, 40)), ("dnanet", (1, 3, 24, 32)), ("acm", (1, 1, 32, 32))])
 def test_bad_image_shapes_raise(name, shape):
     with pytest.raises(InputError):
         build_model(name)(torch.rand(shape))
@@ -73,9 +74,7 @@ def test_soft_iou_values():
     masks = torch.tensor([[[1.0, 1.0], [0.0, 0.0]]])
     # (2 + 1) / (4 + 2 - 2 + 1) = 3/5
     torch.testing.assert_close(soft_iou_loss(logits, masks), torch.tensor(0.4), atol=1e-6, rtol=0)
-    torch.testing.assert_close(
-        soft_iou_loss(torch.full((1, 1, 2, 2), -30.0), torch.zeros(1, 2, 2)), torch.tensor(0.0)
-    )
+    torch.testing.assert_close(soft_iou_loss(torch.full((1, 1, 2, 2), -30.0), torch.zeros(1, 2, 2)), torch.tensor(0.0))
     with pytest.raises(InputError):
         soft_iou_loss(logits, torch.zeros(1, 3, 3))
 
@@ -144,3 +143,68 @@ def test_small_acm_overfits_synthetic_targets():
     with torch.no_grad():
         maps = [p["score_map"].numpy() for p in model.postprocess(model(x))]
     assert _target_f1(maps, masks) >= 0.9
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_PARAMS))
+def test_prior_bias_and_options(name):
+    model = build_model(name)
+    assert model.config["prior_prob"] == 0.01
+    for conv in model.output_convs():
+        torch.testing.assert_close(conv.bias, torch.full_like(conv.bias, prior_bias(0.01)))
+    torch.testing.assert_close(torch.tensor(prior_bias(0.01)), torch.tensor(-4.59512), atol=1e-5, rtol=0)
+    torch.manual_seed(0)
+    plain = build_model(name, prior_prob=None)
+    assert all(abs(float(c.bias.detach().mean()) - prior_bias(0.01)) > 1.0 for c in plain.output_convs())
+    for bad in ({"input_norm": "zscore"}, {"loss": "bce"}, {"prior_prob": 1.0}, {"prior_prob": 0.0}):
+        with pytest.raises(InputError):
+            build_model(name, **bad)
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_PARAMS))
+def test_imagenet_input_norm_is_normalize_before_the_network(name):
+    torch.manual_seed(0)
+    normed = build_model(name, input_norm="imagenet").eval()
+    plain = build_model(name, input_norm="none").eval()
+    plain.load_state_dict(normed.state_dict())  # the normalisation adds no saved state
+    images = torch.rand(1, 3, 32, 32)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(normed(images), plain((images - mean) / std))
+        assert not torch.allclose(normed(images), plain(images))
+
+
+def test_batch_soft_iou_is_one_iou_over_the_batch():
+    logits = torch.full((2, 1, 2, 2), 20.0)  # p ~ 1 everywhere
+    masks = torch.zeros(2, 2, 2)
+    masks[0, 0] = 1.0  # 2 target pixels in image 0, none in image 1
+    # batch: (2 + 1) / (8 + 2 - 2 + 1) = 3/9; per image: mean(3/5, 1/5) = 2/5
+    torch.testing.assert_close(
+        soft_iou_loss(logits, masks, reduction="batch"), torch.tensor(1 - 3 / 9), atol=1e-6, rtol=0
+    )
+    torch.testing.assert_close(soft_iou_loss(logits, masks), torch.tensor(1 - 2 / 5), atol=1e-6, rtol=0)
+    model = build_acm(blocks=(1, 1, 1), loss="soft_iou_batch")
+    targets = [{"masks": m} for m in masks]
+    out = torch.zeros(2, 1, 2, 2)
+    torch.testing.assert_close(
+        model.compute_loss(out, targets)["soft_iou"], soft_iou_loss(out, masks, reduction="batch")
+    )
+
+
+@pytest.mark.parametrize("name", ["acm", "alcnet", "dnanet"])
+def test_default_recipes_follow_the_authors_code(name):
+    module = importlib.import_module(f"reference_model.segmentation.{name}")
+    recipe = module.RECIPES[module.DEFAULT_RECIPE]
+    assert recipe.model_options["input_norm"] == "imagenet"
+    assert recipe.model_options["loss"] == "soft_iou_batch"
+    train = recipe.train
+    assert (train["optimizer"], train["lr"]) == ("adagrad", 0.05)
+    if name == "dnanet":
+        assert recipe.model_options["deep_supervision"] is True
+        assert (train["imgsz"], train["base_size"], train["schedule"]) == (256, 256, "cosine")
+        assert train["lr"] * train["lr_final_ratio"] == pytest.approx(1e-5)
+    else:
+        assert (train["imgsz"], train["base_size"], train["epochs"]) == (480, 512, 300)
+        assert (train["schedule"], train["weight_decay"]) == ("poly", 1e-4)
+    built = build_model(name, **recipe.model_options)  # the options are builder keywords
+    assert {k: built.config[k] for k in recipe.model_options} == dict(recipe.model_options)

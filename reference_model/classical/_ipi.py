@@ -34,22 +34,47 @@ def _pad_to_grid(img: np.ndarray, patch: int, stride: int) -> np.ndarray:
 
 
 def patch_image(img: np.ndarray, patch: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Build the patch image.
+    """Build the patch image from windows at every ``stride`` pixels (the padded image fits them).
 
     Returns
     -------
     D : ndarray (patch*patch, n)
         One vectorised window per column.
     index : ndarray (patch*patch, n) int64
-        Flat index (into the padded image) of every entry of ``D``, for reconstruction.
+        Flat index (into ``img``) of every entry of ``D``, for :func:`average_patches`.
     """
-    windows = np.lib.stride_tricks.sliding_window_view(img, (patch, patch))[::stride, ::stride]
-    gh, gw = windows.shape[:2]
-    d = windows.reshape(gh * gw, patch * patch).T  # (p*p, n)
-    rows = (np.arange(gh) * stride)[:, None, None, None] + np.arange(patch)[None, None, :, None]
-    cols = (np.arange(gw) * stride)[None, :, None, None] + np.arange(patch)[None, None, None, :]
-    index = (rows * img.shape[1] + cols).reshape(gh * gw, patch * patch).T
-    return np.ascontiguousarray(d), index
+    rows = np.arange(0, img.shape[0] - patch + 1, stride)
+    cols = np.arange(0, img.shape[1] - patch + 1, stride)
+    return patch_image_at(img, patch, rows, cols)
+
+
+def patch_image_at(
+    img: np.ndarray, patch: int, rows: np.ndarray, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Patch image of the windows whose top-left corners are ``rows x cols`` (row-major order).
+
+    Returns ``D (patch*patch, n)`` and ``index (patch*patch, n)`` as :func:`patch_image`, with
+    ``n = len(rows) * len(cols)``; column ``k`` is window ``(rows[k // len(cols)], cols[k % len(cols)])``.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    r = rows[:, None, None, None] + np.arange(patch)[None, None, :, None]
+    c = cols[None, :, None, None] + np.arange(patch)[None, None, None, :]
+    index = (r * img.shape[1] + c).reshape(len(rows) * len(cols), patch * patch).T
+    return np.ascontiguousarray(img.ravel()[index]), index
+
+
+def average_patches(values: np.ndarray, index: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Image ``shape`` whose pixels average the entries of ``values`` that ``index`` maps onto them.
+
+    ``values`` and ``index`` have the same shape (e.g. ``(patch*patch, n)``); pixels no window
+    covers are 0.
+    """
+    size = shape[0] * shape[1]
+    flat = index.ravel()
+    total = np.bincount(flat, weights=np.asarray(values, dtype=np.float64).ravel(), minlength=size)
+    count = np.bincount(flat, minlength=size)
+    return (total / np.maximum(count, 1)).reshape(shape)
 
 
 def rpca_inexact_alm(
@@ -140,8 +165,5 @@ def ipi(
     lam = lambda_scale / np.sqrt(max(d.shape))
     _, t, _ = rpca_inexact_alm(d.astype(np.float32), lam, tol=tol, max_iter=max_iter)
     # Average each pixel's target values over the windows covering it.
-    size = padded.size
-    total = np.bincount(index.ravel(), weights=t.ravel().astype(np.float64), minlength=size)
-    count = np.bincount(index.ravel(), minlength=size)
-    target = (total / np.maximum(count, 1)).reshape(padded.shape)[:h, :w]
+    target = average_patches(t, index, padded.shape)[:h, :w]
     return np.maximum(target, 0.0).astype(np.float32)

@@ -8,8 +8,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from irstd_bench.errors import InputError
+from reference_model.classical._contrast import ilcm, rlcm, tllcm, wslcm
 from reference_model.classical._ipi import ipi
 from reference_model.classical._local import lcm, max_median, mpcm, white_tophat
+from reference_model.classical._nram import nram
+from reference_model.classical._tdlms import tdlms
+from reference_model.classical._tensor import pstnn, ript
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,35 @@ METHODS: dict[str, ClassicalMethod] = {
             ipi,
             {"patch": 30, "stride": 14, "lambda_scale": 1.0, "tol": 1e-5, "max_iter": 100},
             "Gao et al., IEEE TIP 2013",
+        ),
+        ClassicalMethod("ilcm", ilcm, {"block": 8}, "Han et al., IEEE GRSL 2014"),
+        ClassicalMethod(
+            "rlcm", rlcm, {"scales": (3, 5, 7), "k1": (2, 5, 9), "k2": (4, 9, 16)}, "Han et al., IEEE GRSL 2018"
+        ),
+        ClassicalMethod("tllcm", tllcm, {"scales": (9,), "k": 9}, "Han et al., IEEE GRSL 2020"),
+        ClassicalMethod(
+            "wslcm", wslcm, {"scales": (5, 7, 9, 11), "k": 9, "xi": 5.0}, "Han et al., IEEE GRSL 2021"
+        ),
+        ClassicalMethod(
+            "tdlms", tdlms, {"support": 5, "mu": 0.05, "passes": 2}, "Hadhoud & Thomas 1988; Cao et al. 2008"
+        ),
+        ClassicalMethod(
+            "nram",
+            nram,
+            {"patch": 50, "step": 10, "gamma": 2e-3, "tol": 1e-7, "max_iter": 300},
+            "Zhang et al., Remote Sens. 2018",
+        ),
+        ClassicalMethod(
+            "ript",
+            ript,
+            {"patch": 30, "step": 10, "lambda_l": 1.0, "h": 1.0, "tol": 1e-7, "max_iter": 100},
+            "Dai & Wu, IEEE JSTARS 2017",
+        ),
+        ClassicalMethod(
+            "pstnn",
+            pstnn,
+            {"patch": 40, "step": 40, "lambda_l": 0.6, "tol": 1e-7, "max_iter": 500},
+            "Zhang & Peng, Remote Sens. 2019",
         ),
     )
 }

@@ -72,7 +72,7 @@ def baseline(
     method, root, dataset, image_dir, mask_dir, split, out, k, workers, save, params, limit, max_pixels, skip_defects,
     force, progress,
 ):
-    """Run the classical METHOD (tophat, maxmedian, lcm, mpcm, ipi) and write score maps and masks.
+    """Run the classical METHOD (listed below with its parameters) and write score maps and masks.
 
     Writes OUT/scoremaps/<stem>.npy (float32, per-image min-max normalised to [0, 1]) and
     OUT/masks/<stem>.png ({0, 255}: score > mean + k * std). Example:

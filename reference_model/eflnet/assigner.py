@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from irstd_bench.boxes import DEFAULT_NWD_CONSTANT
+
 from .losses import box_quality
 
 #: ``gt_index`` of an anchor that is not assigned to any ground truth.
@@ -70,7 +72,7 @@ class TaskAlignedAssigner:
         beta: float = 6.0,
         center_radius: float = 1.0,
         use_nwd: bool = True,
-        nwd_constant: float = 11.0,
+        nwd_constant: float = DEFAULT_NWD_CONSTANT,
     ) -> None:
         self.topk = topk
         self.alpha = alpha

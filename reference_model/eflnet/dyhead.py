@@ -22,6 +22,11 @@ A :class:`DyHeadBlock` applies three attentions to the pyramid ``F`` of ``L`` le
 Initialisation: the offset/mask convolution starts at zero, so offsets are 0 and the mask is
 ``sigmoid(0) = 0.5`` (a plain convolution at half gain, which the following GroupNorm undoes);
 DyReLU starts as a plain ReLU (``a1 = 1``, others 0).
+
+Mixed precision: under ``torch.autocast`` (bf16 or fp16) the block runs in the autocast dtype end
+to end, the deformable sampling included (:func:`deform_conv2d_gathered`), except the small
+offset/mask convolution, which stays float32 because sampling positions need it (a bf16 offset of
+40 px is only good to 0.25 px). Without autocast nothing changes: float32 throughout.
 """
 
 from __future__ import annotations
@@ -43,7 +48,29 @@ DYRELU_REDUCTION = 4
 DYRELU_SLOPE_RANGE = 1.0
 DYRELU_INTERCEPT_RANGE = 0.5
 #: implementations of the deformable convolution (see :class:`ModulatedDeformConv`).
-DEFORM_BACKENDS = ("auto", "torchvision", "sampled")
+DEFORM_BACKENDS = ("auto", "torchvision", "sampled", "gathered")
+#: bilinear corners ``(dy, dx)`` of a sampling position.
+BILINEAR_CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def _sampling_positions(
+    offset: torch.Tensor, k: int, stride: int, padding: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input rows and columns ``(B, K^2, H_out, W_out)`` of every kernel tap, float32 at least.
+
+    ``offset (B, 2 K^2, H_out, W_out)`` holds ``(dy, dx)`` per tap (tap ``t = i K + j``).
+    """
+    b, _, h_out, w_out = offset.shape
+    taps = k * k
+    dtype = torch.promote_types(offset.dtype, torch.float32)
+    offset = offset.to(dtype)
+    kernel = torch.arange(k, device=offset.device, dtype=dtype)
+    tap_y = kernel.repeat_interleave(k).reshape(1, taps, 1, 1)
+    tap_x = kernel.repeat(k).reshape(1, taps, 1, 1)
+    base_y = (torch.arange(h_out, device=offset.device, dtype=dtype) * stride - padding).reshape(1, 1, -1, 1)
+    base_x = (torch.arange(w_out, device=offset.device, dtype=dtype) * stride - padding).reshape(1, 1, 1, -1)
+    offset = offset.reshape(b, taps, 2, h_out, w_out)
+    return base_y + tap_y + offset[:, :, 0], base_x + tap_x + offset[:, :, 1]
 
 
 def deform_conv2d_sampled(
@@ -68,31 +95,69 @@ def deform_conv2d_sampled(
     out_dtype = x.dtype
     # sampling positions need float32 at least: bf16/fp16 cannot address pixels of large maps exactly
     x = x.to(torch.promote_types(x.dtype, torch.float32))
-    offset, mask, weight = offset.to(x.dtype), mask.to(x.dtype), weight.to(x.dtype)
+    mask, weight = mask.to(x.dtype), weight.to(x.dtype)
     b, c, h, w = x.shape
     k = weight.shape[-1]
     taps = k * k
     h_out, w_out = offset.shape[-2:]
-    kernel = torch.arange(k, device=x.device, dtype=offset.dtype)
-    tap_y = kernel.repeat_interleave(k).view(1, taps, 1, 1)  # row of each tap
-    tap_x = kernel.repeat(k).view(1, taps, 1, 1)  # column of each tap
-    base_y = (torch.arange(h_out, device=x.device, dtype=offset.dtype) * stride - padding).view(
-        1, 1, h_out, 1
-    )
-    base_x = (torch.arange(w_out, device=x.device, dtype=offset.dtype) * stride - padding).view(
-        1, 1, 1, w_out
-    )
-    offset = offset.view(b, taps, 2, h_out, w_out)  # (B, K^2, (dy, dx), H_out, W_out)
-    y = base_y + tap_y + offset[:, :, 0]  # (B, K^2, H_out, W_out) input rows
-    x_pos = base_x + tap_x + offset[:, :, 1]
+    y, x_pos = _sampling_positions(offset, k, stride, padding)  # (B, K^2, H_out, W_out) input rows, columns
     # pixel index -> grid_sample's [-1, 1] with align_corners=False (pixel i spans [i, i+1) around i+0.5)
     grid = torch.stack([(2 * x_pos + 1) / w - 1, (2 * y + 1) / h - 1], dim=-1)
-    grid = grid.view(b, taps * h_out, w_out, 2)  # taps stacked along rows
+    grid = grid.reshape(b, taps * h_out, w_out, 2).to(x.dtype)  # taps stacked along rows
     sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    sampled = sampled.view(b, c, taps, h_out, w_out) * mask.view(b, 1, taps, h_out, w_out)
-    columns = sampled.view(b, c * taps, h_out * w_out)  # (B, C_in K^2, H_out W_out)
-    out = weight.view(weight.shape[0], c * taps) @ columns  # (B, C_out, H_out W_out)
-    return out.view(b, -1, h_out, w_out).to(out_dtype)
+    sampled = sampled.reshape(b, c, taps, h_out, w_out) * mask.reshape(b, 1, taps, h_out, w_out)
+    columns = sampled.reshape(b, c * taps, h_out * w_out)  # (B, C_in K^2, H_out W_out)
+    out = weight.reshape(weight.shape[0], c * taps) @ columns  # (B, C_out, H_out W_out)
+    return out.reshape(b, -1, h_out, w_out).to(out_dtype)
+
+
+def deform_conv2d_gathered(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    stride: int = 1,
+    padding: int = 1,
+) -> torch.Tensor:
+    """Modulated deformable convolution by explicit bilinear gathers, in the autocast dtype.
+
+    Same function as :func:`torchvision.ops.deform_conv2d` (zeros outside the map). Positions and
+    bilinear weights are computed in float32; the feature values are gathered, weighted and
+    contracted with the kernel in the compute dtype: the autocast dtype when autocast is on
+    (bf16 on a GPU: tensor-core matrix product, half the memory traffic), else ``x``'s dtype.
+    :func:`torch.nn.functional.grid_sample` cannot do this, because it takes its sampling grid in
+    the dtype of its input and a bf16 grid misplaces samples by up to a third of a pixel.
+
+    Shapes as :func:`deform_conv2d_sampled`; returns the compute dtype.
+    """
+    device_type = x.device.type
+    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+    b, c, h, w = x.shape
+    c_out, k = weight.shape[0], weight.shape[-1]
+    taps = k * k
+    h_out, w_out = offset.shape[-2:]
+    y, x_pos = _sampling_positions(offset, k, stride, padding)  # (B, K^2, H_out, W_out) float32
+    y0, x0 = y.floor(), x_pos.floor()
+    ly, lx = y - y0, x_pos - x0
+    # channels last, plus one zero row that out-of-map corners point at: (B, H W + 1, C)
+    values = x.to(dtype).permute(0, 2, 3, 1).reshape(b, h * w, c)
+    values = torch.cat([values, values.new_zeros(b, 1, c)], dim=1)
+    batch_index = torch.arange(b, device=x.device)[:, None]
+    modulation = mask.to(y.dtype)
+    columns = None
+    for dy, dx in BILINEAR_CORNERS:
+        rows, cols = y0 + dy, x0 + dx
+        inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+        index = torch.where(inside, rows * w + cols, float(h * w)).long()  # (B, K^2, H_out, W_out)
+        coefficient = (ly if dy else 1 - ly) * (lx if dx else 1 - lx) * modulation
+        index = index.permute(0, 2, 3, 1).reshape(b, -1)  # (B, H_out W_out K^2): taps innermost
+        coefficient = coefficient.permute(0, 2, 3, 1).reshape(b, -1, 1).to(dtype)
+        term = values[batch_index, index] * coefficient  # (B, H_out W_out K^2, C)
+        columns = term if columns is None else columns + term
+    columns = columns.reshape(b, h_out * w_out, taps * c)  # (B, N, K^2 C), tap-major like the kernel below
+    kernel = weight.permute(0, 2, 3, 1).reshape(c_out, taps * c).to(dtype)  # (C_out, K^2 C)
+    out = columns @ kernel.T  # (B, N, C_out)
+    return out.transpose(1, 2).reshape(b, c_out, h_out, w_out)
 
 
 class ModulatedDeformConv(nn.Module):
@@ -102,9 +167,11 @@ class ModulatedDeformConv(nn.Module):
     ``(dy, dx)`` per kernel tap, torchvision's layout), ``mask (B, K^2, H_out, W_out)`` in
     ``[0, 1]`` -> ``(B, C_out, H_out, W_out)`` with ``H_out = ceil(H / stride)``.
 
-    ``backend``: ``"torchvision"`` (:func:`torchvision.ops.deform_conv2d`), ``"sampled"``
-    (:func:`deform_conv2d_sampled`) or ``"auto"`` (torchvision on CUDA, sampled elsewhere). Both
-    compute the same function; the choice is a speed matter and is not part of the model config.
+    ``backend``: ``"torchvision"`` (:func:`torchvision.ops.deform_conv2d`, float32), ``"sampled"``
+    (:func:`deform_conv2d_sampled`, float32), ``"gathered"`` (:func:`deform_conv2d_gathered`, the
+    autocast dtype) or ``"auto"``: gathered under autocast, else torchvision on CUDA and sampled
+    elsewhere. All compute the same function; the choice is a speed and precision matter and is
+    not part of the model config.
     """
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1, backend: str = "auto") -> None:
@@ -116,12 +183,22 @@ class ModulatedDeformConv(nn.Module):
         self.weight = nn.Parameter(torch.empty(c_out, c_in, DEFORM_KERNEL, DEFORM_KERNEL))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
+    def resolved_backend(self, x: torch.Tensor) -> str:
+        """The backend ``forward`` uses for ``x`` (``"auto"`` resolved)."""
+        if self.backend != "auto":
+            return self.backend
+        if torch.is_autocast_enabled(x.device.type):
+            return "gathered"
+        return "torchvision" if x.is_cuda else "sampled"
+
     def forward(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        use_torchvision = self.backend == "torchvision" or (self.backend == "auto" and x.is_cuda)
-        if use_torchvision:
+        backend = self.resolved_backend(x)
+        if backend == "torchvision":
             return deform_conv2d(
                 x, offset, self.weight, stride=self.stride, padding=DEFORM_KERNEL // 2, mask=mask
             )
+        if backend == "gathered":
+            return deform_conv2d_gathered(x, offset, mask, self.weight, self.stride, DEFORM_KERNEL // 2)
         return deform_conv2d_sampled(x, offset, mask, self.weight, self.stride, DEFORM_KERNEL // 2)
 
 
@@ -158,7 +235,7 @@ class DyReLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[:2]
         theta = 2 * F.hardsigmoid(self.mlp(x.mean(dim=(2, 3)))) - 1  # (B, 4C)
-        theta = theta.view(b, 4, c, 1, 1)  # (B, 4, C, 1, 1)
+        theta = theta.reshape(b, 4, c, 1, 1)  # (B, 4, C, 1, 1)
         a1 = 1 + DYRELU_SLOPE_RANGE * theta[:, 0]
         b1 = DYRELU_INTERCEPT_RANGE * theta[:, 1]
         a2 = DYRELU_SLOPE_RANGE * theta[:, 2]
@@ -194,7 +271,8 @@ class DyHeadBlock(nn.Module):
         taps = DEFORM_KERNEL * DEFORM_KERNEL
         outputs = []
         for level, x in enumerate(features):
-            offset_mask = self.offset_conv(x)  # (B, 3 K^2, H_l, W_l)
+            with torch.autocast(x.device.type, enabled=False):  # positions need float32 (module docstring)
+                offset_mask = self.offset_conv(x.float())  # (B, 3 K^2, H_l, W_l)
             offset = offset_mask[:, : 2 * taps]
             mask = offset_mask[:, 2 * taps :].sigmoid()
             maps = [self.norm_mid(self.conv_mid(x, offset, mask))]

@@ -9,10 +9,16 @@ at ``p_t = 0.5`` into *hard* and *easy* ones and down-weights the easy ones adap
            BCE(p, q) * (1 - p_t) ** (-ln p_hat_c)       if p_t >  0.5     (easy, Eq. 7/9)
 
 Targets are soft (the quality of the predicted box for positives, 0 for negatives; see
-:mod:`.assigner`), so ``p_t`` is measured against the target: ``p_t = 1 - |q - p|``. For hard labels
-this is the usual ``p`` (``q = 1``) or ``1 - p`` (``q = 0``); for a soft target it is 1 exactly when
-the prediction equals the target, as in quality/varifocal focal losses. ``lambda > 0.5`` (the
-paper's best is 3.5) makes the hard weight exceed 1 and grow as ``p_t`` falls.
+:mod:`.assigner`), so ``p_t`` must be defined for ``0 < q < 1``. Two rules (:data:`P_T_RULES`), equal
+for hard labels (``p`` for ``q = 1``, ``1 - p`` for ``q = 0``):
+
+- ``"distance"``: ``p_t = 1 - |q - p|``, 1 exactly when the prediction equals the target, as in
+  quality/varifocal focal losses (the n/s/m/l family);
+- ``"linear"``: ``p_t = q p + (1 - q)(1 - p)``, the authors' code (``utils/loss.py``), whose easy
+  factor is also written ``(1 + 1e-6 - p_t) ** gamma`` there; used by ``eflnet-yolov7``.
+
+``lambda > 0.5`` (the paper's best is 3.5, the authors' code 1.5) makes the hard weight exceed 1
+and grow as ``p_t`` falls.
 
 ``p_hat_c`` (Eq. 6) estimates how confident the network is on the true targets, so the easy
 exponent ``gamma = -ln p_hat_c`` shrinks as training progresses. What we implement, ``mode="epoch"``:
@@ -26,8 +32,10 @@ during epoch ``t`` every training call accumulates the predicted probability at 
 ``end_epoch()`` there is no history, so the mean probability at the current batch's positives is used.
 The state lives in registered buffers and is saved with the model. ``mode="batch"`` reproduces the
 authors' code, which rebuilds its history on every call and so uses the mean ``p_t`` over *all*
-samples of the current batch. In both modes ``p_hat_c`` is detached (a statistic, not a path for
-gradients; the authors' code lets gradients through it).
+samples of the current call (its smoothing ``0.05 * mean + 0.95 * mean`` is the mean itself); the
+authors call the loss once per pyramid level, so ``eflnet-yolov7`` does too. In both modes
+``p_hat_c`` is detached (a statistic, not a path for gradients; the authors' code lets gradients
+through it).
 """
 
 from __future__ import annotations
@@ -48,10 +56,23 @@ EPS = 1e-6
 #: value of ``p_hat_c`` before any statistics exist (only used if a batch has no positives).
 ATFL_INITIAL_P_HAT = 0.5
 ATFL_MODES = ("epoch", "batch")
+#: definitions of ``p_t`` for soft targets (module docstring).
+P_T_RULES = ("distance", "linear")
+
+
+def target_probability(prob: torch.Tensor, targets: torch.Tensor, rule: str) -> torch.Tensor:
+    """``p_t`` of probabilities ``prob`` against targets in ``[0, 1]`` (same shape) by ``rule``."""
+    if rule == "linear":
+        return targets * prob + (1 - targets) * (1 - prob)
+    return 1 - (targets - prob).abs()
 
 
 def atfl(
-    logits: torch.Tensor, targets: torch.Tensor, p_hat: torch.Tensor | float, lam: float
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    p_hat: torch.Tensor | float,
+    lam: float,
+    p_t_rule: str = "distance",
 ) -> torch.Tensor:
     """Element-wise adaptive threshold focal loss (no reduction).
 
@@ -65,15 +86,21 @@ def atfl(
         Smoothed probability of the true targets ``p_hat_c`` in ``(0, 1)``.
     lam : float
         ``lambda`` of the hard-sample weight, ``> 0.5``.
+    p_t_rule : str
+        ``"distance"`` or ``"linear"`` (module docstring).
 
     Returns
     -------
     Tensor (...) : ``BCE(logits, targets) * modulating factor``.
     """
     prob = logits.sigmoid()
-    p_t = (1 - (targets - prob).abs()).clamp(EPS, 1 - EPS)
-    gamma_easy = -torch.log(torch.as_tensor(p_hat, dtype=p_t.dtype, device=p_t.device).clamp(EPS, 1 - EPS))
-    easy = (1 - p_t) ** gamma_easy
+    gamma_easy = -torch.log(torch.as_tensor(p_hat, dtype=prob.dtype, device=prob.device).clamp(EPS, 1 - EPS))
+    if p_t_rule == "linear":
+        p_t = target_probability(prob, targets, "linear").clamp_min(EPS)
+        easy = (1 + EPS - p_t) ** gamma_easy
+    else:
+        p_t = target_probability(prob, targets, "distance").clamp(EPS, 1 - EPS)
+        easy = (1 - p_t) ** gamma_easy
     hard = (lam - p_t) ** (-torch.log(p_t))
     factor = torch.where(p_t > ATFL_THRESHOLD, easy, hard)
     return F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * factor
@@ -87,14 +114,17 @@ class AdaptiveThresholdFocalLoss(nn.Module):
     of past epoch means). Statistics are accumulated only in training mode.
     """
 
-    def __init__(self, lam: float = 3.5, mode: str = "epoch") -> None:
+    def __init__(self, lam: float = 3.5, mode: str = "epoch", p_t_rule: str = "distance") -> None:
         super().__init__()
         if mode not in ATFL_MODES:
             raise ValueError(f"atfl_mode must be one of {ATFL_MODES}, got {mode!r}")
         if lam <= ATFL_THRESHOLD:
             raise ValueError(f"atfl_lambda must be > {ATFL_THRESHOLD}, got {lam}")
+        if p_t_rule not in P_T_RULES:
+            raise ValueError(f"p_t_rule must be one of {P_T_RULES}, got {p_t_rule!r}")
         self.lam = lam
         self.mode = mode
+        self.p_t_rule = p_t_rule
         self.register_buffer("p_hat", torch.tensor(ATFL_INITIAL_P_HAT, dtype=torch.float64))
         self.register_buffer("epoch_sum", torch.tensor(0.0, dtype=torch.float64))
         self.register_buffer("epoch_count", torch.tensor(0, dtype=torch.int64))
@@ -108,7 +138,7 @@ class AdaptiveThresholdFocalLoss(nn.Module):
         with torch.no_grad():
             prob = logits.sigmoid()
             if self.mode == "batch":
-                return (1 - (targets - prob).abs()).mean().float()
+                return target_probability(prob, targets, self.p_t_rule).mean().float()
             if int(self.history_count) == 0 and bool(positive.any()):
                 return prob[positive].mean().float()
             return self.p_hat.float()
@@ -120,7 +150,7 @@ class AdaptiveThresholdFocalLoss(nn.Module):
             with torch.no_grad():
                 self.epoch_sum += logits[positive].detach().sigmoid().double().sum()
                 self.epoch_count += int(positive.sum())
-        return atfl(logits, targets, p_hat, self.lam)
+        return atfl(logits, targets, p_hat, self.lam, self.p_t_rule)
 
     @torch.no_grad()
     def end_epoch(self) -> None:

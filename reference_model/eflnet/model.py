@@ -4,7 +4,7 @@ Pipeline: :class:`~.backbone.CSPBackbone` -> :class:`~.neck.FPNPAN` (output stri
 default) -> 1x1 projections to ``head_channels`` -> :class:`~.dyhead.DyHead` (``dyhead_blocks``,
 0-6) -> :class:`~.head.DecoupledHead`. Training uses the task-aligned assigner with NWD quality,
 ATFL on soft (quality) targets and an NWD/CIoU box loss; every switch of the paper's ablations is
-a builder keyword and is recorded in ``model.config``.
+a field of :class:`EFLNetConfig` (the builder's keywords; ``model.config`` is its ``asdict``).
 
 Interface (``docs/CONTRACTS.md``, section Models): ``task``, ``config``, ``forward``,
 ``compute_loss``, ``postprocess``, ``on_epoch_end``.
@@ -12,10 +12,14 @@ Interface (``docs/CONTRACTS.md``, section Models): ``task``, ``config``, ``forwa
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field, fields
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.ops import nms
+
+from irstd_bench.boxes import DEFAULT_NWD_CONSTANT
 
 from .assigner import TaskAlignedAssigner
 from .backbone import BACKBONE_STRIDES, ConvBNAct, CSPBackbone, scaled_channels, scaled_depths
@@ -49,50 +53,31 @@ class EFLNet(nn.Module):
 
     task = "detect"
 
-    def __init__(
-        self,
-        *,
-        channels: tuple[int, ...],
-        depths: tuple[int, ...],
-        head_channels: int,
-        strides: tuple[int, ...],
-        dyhead_blocks: int,
-        use_nwd: bool,
-        use_atfl: bool,
-        atfl_lambda: float,
-        atfl_mode: str,
-        nwd_constant: float,
-        nwd_ratio: float,
-        assigner_topk: int,
-        assigner_alpha: float,
-        assigner_beta: float,
-        center_radius: float,
-        cls_gain: float,
-        box_gain: float,
-        config: dict | None = None,
-    ) -> None:
+    def __init__(self, config: EFLNetConfig) -> None:
         super().__init__()
-        self.config = dict(config or {})
-        self.strides = tuple(strides)
-        self.use_nwd = use_nwd
-        self.use_atfl = use_atfl
-        self.nwd_constant = nwd_constant
-        self.nwd_ratio = nwd_ratio
-        self.cls_gain = cls_gain
-        self.box_gain = box_gain
-        self.backbone = CSPBackbone(channels, depths)
+        self.settings = config
+        self.config = asdict(config)
+        self.strides = tuple(config.strides)
+        self.use_nwd = config.use_nwd
+        self.use_atfl = config.use_atfl
+        self.nwd_constant = config.nwd_constant
+        self.nwd_ratio = config.nwd_ratio
+        self.cls_gain = config.cls_gain
+        self.box_gain = config.box_gain
+        depths = scaled_depths(config.depth_multiple)
+        self.backbone = CSPBackbone(scaled_channels(config.width_multiple, config.max_channels), depths)
         self.neck = FPNPAN(self.backbone.out_channels, self.strides, depth=depths[-1])
-        self.projections = nn.ModuleList(ConvBNAct(c, head_channels, 1) for c in self.neck.out_channels)
-        self.dyhead = DyHead(head_channels, dyhead_blocks)
-        self.head = DecoupledHead(head_channels, len(self.strides))
-        self.atfl = AdaptiveThresholdFocalLoss(atfl_lambda, atfl_mode)
+        self.projections = nn.ModuleList(ConvBNAct(c, config.head_channels, 1) for c in self.neck.out_channels)
+        self.dyhead = DyHead(config.head_channels, config.dyhead_blocks)
+        self.head = DecoupledHead(config.head_channels, len(self.strides))
+        self.atfl = AdaptiveThresholdFocalLoss(config.atfl_lambda, config.atfl_mode)
         self.assigner = TaskAlignedAssigner(
-            topk=assigner_topk,
-            alpha=assigner_alpha,
-            beta=assigner_beta,
-            center_radius=center_radius,
-            use_nwd=use_nwd,
-            nwd_constant=nwd_constant,
+            topk=config.assigner_topk,
+            alpha=config.assigner_alpha,
+            beta=config.assigner_beta,
+            center_radius=config.center_radius,
+            use_nwd=config.use_nwd,
+            nwd_constant=config.nwd_constant,
         )
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -166,9 +151,9 @@ class EFLNet(nn.Module):
     ) -> list[dict[str, torch.Tensor]]:
         """Raw maps -> per image ``{"boxes": (N, 4) [x0, y0, x1, y1] input px, "scores": (N,)}``.
 
-        Scores are sigmoid probabilities; boxes are clipped to the image, filtered by
-        ``conf_threshold``, reduced by NMS at ``iou_threshold`` and capped at ``max_det``
-        (highest scores first).
+        Scores are sigmoid probabilities; boxes are clipped to the image, kept where
+        ``score >= conf_threshold`` (the evaluator's rule), reduced by NMS at ``iou_threshold``
+        and capped at ``max_det`` (highest scores first).
         """
         logits, boxes, _, _ = self._decode(outputs)
         height = outputs[0].shape[-2] * self.strides[0]
@@ -178,7 +163,7 @@ class EFLNet(nn.Module):
         scores = logits.sigmoid()
         results = []
         for image_scores, image_boxes in zip(scores, boxes, strict=True):
-            keep = image_scores > conf_threshold
+            keep = image_scores >= conf_threshold  # the evaluator's rule: a score equal to conf is kept
             image_scores, image_boxes = image_scores[keep], image_boxes[keep]
             if image_scores.numel() > MAX_CANDIDATES_BEFORE_NMS:
                 top = image_scores.topk(MAX_CANDIDATES_BEFORE_NMS).indices
@@ -199,37 +184,21 @@ def _validate_strides(strides: tuple[int, ...]) -> None:
         raise ValueError(f"strides must be consecutive doublings, finest first, got {strides}")
 
 
-def build_eflnet(
-    scale: str = "n",
-    *,
-    strides: tuple[int, ...] = (4, 8, 16),
-    dyhead_blocks: int = 4,
-    use_nwd: bool = True,
-    use_atfl: bool = True,
-    atfl_lambda: float = 3.5,
-    atfl_mode: str = "epoch",
-    nwd_constant: float = 11.0,
-    nwd_ratio: float = 0.5,
-    assigner_topk: int = 10,
-    assigner_alpha: float = 0.5,
-    assigner_beta: float = 6.0,
-    center_radius: float = 1.0,
-    cls_gain: float = 1.0,
-    box_gain: float = 5.0,
-    depth_multiple: float | None = None,
-    width_multiple: float | None = None,
-    max_channels: int | None = None,
-    head_channels: int | None = None,
-) -> EFLNet:
-    """Build EFLNet at a scale (``"n" | "s" | "m" | "l"``) with optional overrides.
+#: the :data:`SCALES` entries a config may override (``None`` in a config: the scale's value).
+SCALE_FIELDS = ("depth_multiple", "width_multiple", "max_channels", "head_channels")
 
-    Parameters
+
+@dataclass
+class EFLNetConfig:
+    """Every setting of EFLNet n/s/m/l, written once (builder keywords; ``model.config`` is ``asdict``).
+
+    Attributes
     ----------
     scale : str
         Key of :data:`SCALES`; ``depth_multiple``, ``width_multiple``, ``max_channels`` and
-        ``head_channels`` override its entries.
-    strides : tuple of int
-        Output strides, consecutive doublings from (4, 8, 16, 32); ``(4, 8, 16)`` or ``(8, 16, 32)``.
+        ``head_channels`` override its entries (``None``: the scale's value, filled in).
+    strides : list of int
+        Output strides, consecutive doublings from (4, 8, 16, 32); ``[4, 8, 16]`` or ``[8, 16, 32]``.
     dyhead_blocks : int
         Dynamic head blocks, 0 to :data:`MAX_DYHEAD_BLOCKS` (0 drops the DyHead, Table ablations).
     use_nwd : bool
@@ -241,71 +210,60 @@ def build_eflnet(
     atfl_mode : str
         ``"epoch"`` (Eq. 6 across epochs, needs ``on_epoch_end``) or ``"batch"`` (authors' code).
     nwd_constant : float
-        NWD's ``C`` in pixels.
+        NWD's ``C`` in pixels (:data:`irstd_bench.boxes.DEFAULT_NWD_CONSTANT`, the paper's 11).
     nwd_ratio : float
         Weight of ``1 - NWD`` in the box loss, the rest is CIoU loss (only with ``use_nwd``).
     assigner_topk, assigner_alpha, assigner_beta, center_radius
         Task-aligned assigner settings (see :mod:`.assigner`).
     cls_gain, box_gain : float
         Weights of the two loss terms.
-
-    Returns
-    -------
-    EFLNet whose ``config`` holds every keyword above (rebuild with ``build_eflnet(**config)``).
     """
-    if scale not in SCALES:
-        raise ValueError(f"unknown EFLNet scale {scale!r} (known: {', '.join(SCALES)})")
-    strides = tuple(int(s) for s in strides)
-    _validate_strides(strides)
-    if not 0 <= dyhead_blocks <= MAX_DYHEAD_BLOCKS:
-        raise ValueError(f"dyhead_blocks must be in [0, {MAX_DYHEAD_BLOCKS}], got {dyhead_blocks}")
-    if not 0.0 <= nwd_ratio <= 1.0:
-        raise ValueError(f"nwd_ratio must be in [0, 1], got {nwd_ratio}")
-    if nwd_constant <= 0:
-        raise ValueError(f"nwd_constant must be positive, got {nwd_constant}")
-    preset = SCALES[scale]
-    depth_multiple = preset["depth_multiple"] if depth_multiple is None else depth_multiple
-    width_multiple = preset["width_multiple"] if width_multiple is None else width_multiple
-    max_channels = preset["max_channels"] if max_channels is None else max_channels
-    head_channels = preset["head_channels"] if head_channels is None else head_channels
-    config = {
-        "scale": scale,
-        "strides": list(strides),
-        "dyhead_blocks": dyhead_blocks,
-        "use_nwd": use_nwd,
-        "use_atfl": use_atfl,
-        "atfl_lambda": atfl_lambda,
-        "atfl_mode": atfl_mode,
-        "nwd_constant": nwd_constant,
-        "nwd_ratio": nwd_ratio,
-        "assigner_topk": assigner_topk,
-        "assigner_alpha": assigner_alpha,
-        "assigner_beta": assigner_beta,
-        "center_radius": center_radius,
-        "cls_gain": cls_gain,
-        "box_gain": box_gain,
-        "depth_multiple": depth_multiple,
-        "width_multiple": width_multiple,
-        "max_channels": max_channels,
-        "head_channels": head_channels,
-    }
-    return EFLNet(
-        channels=scaled_channels(width_multiple, max_channels),
-        depths=scaled_depths(depth_multiple),
-        head_channels=head_channels,
-        strides=strides,
-        dyhead_blocks=dyhead_blocks,
-        use_nwd=use_nwd,
-        use_atfl=use_atfl,
-        atfl_lambda=atfl_lambda,
-        atfl_mode=atfl_mode,
-        nwd_constant=nwd_constant,
-        nwd_ratio=nwd_ratio,
-        assigner_topk=assigner_topk,
-        assigner_alpha=assigner_alpha,
-        assigner_beta=assigner_beta,
-        center_radius=center_radius,
-        cls_gain=cls_gain,
-        box_gain=box_gain,
-        config=config,
-    )
+
+    scale: str = "n"
+    strides: list = field(default_factory=lambda: [4, 8, 16])
+    dyhead_blocks: int = 4
+    use_nwd: bool = True
+    use_atfl: bool = True
+    atfl_lambda: float = 3.5
+    atfl_mode: str = "epoch"
+    nwd_constant: float = DEFAULT_NWD_CONSTANT
+    nwd_ratio: float = 0.5
+    assigner_topk: int = 10
+    assigner_alpha: float = 0.5
+    assigner_beta: float = 6.0
+    center_radius: float = 1.0
+    cls_gain: float = 1.0
+    box_gain: float = 5.0
+    depth_multiple: float | None = None
+    width_multiple: float | None = None
+    max_channels: int | None = None
+    head_channels: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"unknown EFLNet scale {self.scale!r} (known: {', '.join(SCALES)})")
+        self.strides = [int(s) for s in self.strides]
+        _validate_strides(tuple(self.strides))
+        if not 0 <= self.dyhead_blocks <= MAX_DYHEAD_BLOCKS:
+            raise ValueError(f"dyhead_blocks must be in [0, {MAX_DYHEAD_BLOCKS}], got {self.dyhead_blocks}")
+        if not 0.0 <= self.nwd_ratio <= 1.0:
+            raise ValueError(f"nwd_ratio must be in [0, 1], got {self.nwd_ratio}")
+        if self.nwd_constant <= 0:
+            raise ValueError(f"nwd_constant must be positive, got {self.nwd_constant}")
+        for name in SCALE_FIELDS:
+            if getattr(self, name) is None:
+                setattr(self, name, SCALES[self.scale][name])
+
+
+def build_eflnet(scale: str = "n", **options) -> EFLNet:
+    """Build EFLNet at a scale (``"n" | "s" | "m" | "l"``) with optional overrides.
+
+    ``options`` are :class:`EFLNetConfig` fields (an unknown keyword raises ``TypeError``, a bad
+    value ``ValueError``, before anything is built). The model's ``config`` holds every field
+    (rebuild with ``build_eflnet(**config)``).
+    """
+    known = {f.name for f in fields(EFLNetConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"unknown EFLNet option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return EFLNet(EFLNetConfig(scale=scale, **options))

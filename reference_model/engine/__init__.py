@@ -1,5 +1,5 @@
 """Training engine shared by detectors and segmenters: data, letterbox, augmentation, the loop,
-checkpoints, EMA, schedule, distributed training and inference.
+checkpoints, EMA, schedule, recipes, distributed training and inference.
 
 >>> from reference_model.engine import TrainConfig, train
 >>> config = TrainConfig(root="NUAA-SIRST", split="idx_427", model="eflnet-n", epochs=2, out="runs/x")
@@ -8,6 +8,7 @@ checkpoints, EMA, schedule, distributed training and inference.
 The CLI commands ``irstd-bench train`` / ``irstd-bench predict`` live in :mod:`.cli`.
 """
 
+from reference_model.engine.augment import AugmentConfig
 from reference_model.engine.checkpoint import (
     build_named_model,
     load_checkpoint,
@@ -15,7 +16,8 @@ from reference_model.engine.checkpoint import (
     resolve_weights,
     save_checkpoint,
 )
-from reference_model.engine.data import IRDataset, SplitPlan, collate, plan_splits
+from reference_model.engine.config import TrainConfig
+from reference_model.engine.data import IRDataset, LetterboxedTensors, SplitPlan, collate, load_letterboxed, plan_splits
 from reference_model.engine.ema import ModelEMA
 from reference_model.engine.predict import (
     load_for_inference,
@@ -23,23 +25,26 @@ from reference_model.engine.predict import (
     predict_samples,
     write_predictions,
 )
-from reference_model.engine.schedule import WarmupCosine
-from reference_model.engine.trainer import TrainConfig, TrainResult, train
-from reference_model.engine.transforms import AugmentConfig, Letterbox
+from reference_model.engine.schedule import WarmupSchedule
+from reference_model.engine.trainer import Trainer, TrainResult, train
+from reference_model.engine.transforms import Letterbox
 
 __all__ = [
     "AugmentConfig",
     "IRDataset",
+    "LetterboxedTensors",
     "Letterbox",
     "ModelEMA",
     "SplitPlan",
     "TrainConfig",
     "TrainResult",
-    "WarmupCosine",
+    "Trainer",
+    "WarmupSchedule",
     "build_named_model",
     "collate",
     "load_checkpoint",
     "load_for_inference",
+    "load_letterboxed",
     "model_from_checkpoint",
     "plan_splits",
     "predict_batch",

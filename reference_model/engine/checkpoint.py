@@ -246,30 +246,3 @@ def set_rng_state(state: dict) -> None:
     if "cuda" in state and torch.cuda.is_available():
         cuda_states = state["cuda"][: torch.cuda.device_count()]
         torch.cuda.set_rng_state_all(cuda_states)
-
-
-def release_checkpoint(source: str | Path, target: str | Path, *, half: bool = False) -> dict:
-    """Write a released copy of a training checkpoint: the validated (EMA) weights and metadata only.
-
-    Optimizer, scheduler, scaler, EMA copy and RNG states are dropped (``None``), so the file is
-    about a third of a training checkpoint; it loads with :func:`model_from_checkpoint` and
-    ``irstd-bench predict --weights``, but cannot resume training. ``half`` stores float tensors
-    as float16 (halving the size again; they are cast back to float32 on loading).
-    """
-    checkpoint = load_checkpoint(source)
-    ema = checkpoint.get("ema")
-    state = dict(ema["module"] if ema else checkpoint["model"])
-    if half:
-        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
-    released = {
-        **checkpoint,
-        "model": state,
-        "ema": None,
-        "optimizer": None,
-        "scheduler": None,
-        "scaler": None,
-        "rng": None,
-        "released": True,
-    }
-    save_checkpoint(target, released)
-    return released

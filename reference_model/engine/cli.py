@@ -76,17 +76,43 @@ def _explicit(ctx: click.Context) -> set[str]:
 @click.option(
     "--val-conf", default=0.5, show_default=True, type=float, help="Confidence of the validation F1."
 )
-@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "adamw"]))
-@click.option("--lr", default=None, type=float, help="Base learning rate (default: sgd 0.01, adamw 0.001).")
-@click.option("--weight-decay", default=None, type=float, help="Default: sgd 5e-4, adamw 0.05.")
+@click.option(
+    "--recipe",
+    default=None,
+    help="Named recipe of the model (paper, authors...): its model options and training settings; "
+    "options given here win.",
+)
+@click.option(
+    "--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "adamw", "adagrad"])
+)
+@click.option("--lr", default=None, type=float, help="Default: sgd 0.01, adamw 0.001, adagrad 0.05.")
+@click.option("--weight-decay", default=None, type=float, help="Default: sgd 5e-4, adamw 0.05, adagrad 1e-4.")
 @click.option("--momentum", default=0.937, show_default=True, type=float, help="SGD momentum / AdamW beta1.")
+@click.option(
+    "--schedule", default="cosine", show_default=True, type=click.Choice(["cosine", "poly", "linear"]),
+    help="Learning-rate decay after warm-up (per iteration).",
+)
+@click.option("--lr-final-ratio", default=0.01, show_default=True, type=float, help="Final lr / lr.")
+@click.option("--poly-power", default=0.9, show_default=True, type=float, help="Exponent of --schedule poly.")
 @click.option("--warmup-epochs", default=3.0, show_default=True, type=float)
+@click.option(
+    "--warmup-iters", default=0, show_default=True, type=int,
+    help="Warm-up lasts max(warmup-epochs x iterations per epoch, this) iterations.",
+)
+@click.option(
+    "--nominal-batch", default=None, type=int,
+    help="Accumulate gradients to this many images per optimizer step (default: one step per batch).",
+)
+@click.option(
+    "--fitness", default="f1", show_default=True, type=click.Choice(["f1", "ap", "iou"]),
+    help="best.pt by: f1 (val F1 at --val-conf), ap (0.1 AP50 + 0.9 AP50:95), iou (segmenters).",
+)
 @click.option(
     "--ema/--no-ema", default=True, show_default=True, help="EMA weights for validation and saving."
 )
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int, help="Data loader processes.")
+@click.option("--workers", default=2, show_default=True, type=int, help="Image decoding processes (at start).")
 @click.option("--resume", default=None, help="Continue the run in this folder (or from this last.pt).")
 @click.option(
     "--max-pixels",
@@ -98,8 +124,31 @@ def _explicit(ctx: click.Context) -> set[str]:
     "--skip-defects", is_flag=True, help="Leave known release defects (NUAA-SIRST Misc_111) out of the split."
 )
 @click.option("--force", is_flag=True, help="A new run may replace an earlier run at --out (only files train wrote).")
-@click.option("--augment/--no-augment", default=True, show_default=True, help="Flips, crops, jitter.")
+@click.option(
+    "--augment/--no-augment", default=True, show_default=True, help="Flips, scale/crop, mosaic, mixup, jitter."
+)
 @click.option("--mosaic", default=0.0, show_default=True, type=float, help="Mosaic probability.")
+@click.option("--mixup", default=0.0, show_default=True, type=float, help="Mixup probability.")
+@click.option("--scale", default=0.3, show_default=True, type=float, help="Scale jitter: 1 +- this.")
+@click.option("--translate", default=0.1, show_default=True, type=float, help="Translation, fraction of imgsz.")
+@click.option("--hsv-h", default=0.0, show_default=True, type=float, help="Hue gain (no effect on gray IR).")
+@click.option("--hsv-s", default=0.0, show_default=True, type=float, help="Saturation gain (no effect on gray IR).")
+@click.option("--hsv-v", default=0.0, show_default=True, type=float, help="Value (brightness) gain.")
+@click.option("--fliplr", default=0.5, show_default=True, type=float, help="Left-right flip probability.")
+@click.option("--flipud", default=0.5, show_default=True, type=float, help="Up-down flip probability.")
+@click.option(
+    "--base-size", default=None, type=int,
+    help="Letterbox onto this side and cut random --imgsz windows (default: letterbox to --imgsz).",
+)
+@click.option(
+    "--channels-last/--no-channels-last", default=True, show_default=True, help="Channels-last memory format."
+)
+@click.option("--compile", is_flag=True, help="torch.compile the forward pass.")
+@click.option(
+    "--memory-fraction", default=None, type=float,
+    help="CUDA: use at most this fraction of the GPU memory (several runs on one GPU).",
+)
+@click.option("--threads", default=None, type=int, help="CPU threads of torch ops during the run.")
 @click.option("--resize-masks", is_flag=True, help="Resize masks whose size differs from their image.")
 @click.option("--no-atfl", "no_atfl", is_flag=True, help="EFLNet: BCE instead of ATFL.")
 @click.option("--no-nwd", "no_nwd", is_flag=True, help="EFLNet: IoU instead of NWD everywhere.")
@@ -124,7 +173,7 @@ def train(ctx: click.Context, **opts) -> None:
 
     Writes OUT/args.json, OUT/results.csv, OUT/last.pt (every epoch) and OUT/best.pt.
     """
-    from reference_model.engine.trainer import TrainConfig
+    from reference_model.engine.config import TrainConfig
     from reference_model.engine.trainer import train as run_training
 
     explicit = _explicit(ctx)
@@ -150,12 +199,15 @@ def train(ctx: click.Context, **opts) -> None:
         raise InputError(
             "model switches cannot change a resumed run (its model is rebuilt from the checkpoint)"
         )
+    if opts["resume"] and opts["recipe"]:
+        raise InputError("--recipe cannot change a resumed run (it keeps the recipe it was started with)")
     config = TrainConfig(model_overrides=overrides, **opts)
     with pixel_limit(max_pixels):
         result = run_training(config, explicit=explicit, force=force)
     if result.best_fitness is not None:
         click.echo(
-            f"done: {result.out} (best F1 {result.best_fitness[0]:.4f} at epoch {result.best_metrics.get('epoch')})"
+            f"done: {result.out} (best fitness {result.best_fitness[0]:.4f} at epoch "
+            f"{result.best_metrics.get('epoch')})"
         )
 
 

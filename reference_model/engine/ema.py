@@ -40,12 +40,17 @@ class ModelEMA:
         self.updates += 1
         d = self.current_decay()
         source = unwrap(model).state_dict()
+        floats, targets = [], []
         for name, value in self.module.state_dict().items():
             new = source[name].detach()
             if value.dtype.is_floating_point:
-                value.mul_(d).add_(new.to(value.dtype), alpha=1.0 - d)
+                floats.append(value)
+                targets.append(new.to(value.dtype))
             else:
                 value.copy_(new)
+        if floats:  # one fused kernel per operation instead of two per tensor
+            torch._foreach_mul_(floats, d)
+            torch._foreach_add_(floats, targets, alpha=1.0 - d)
 
     def state_dict(self) -> dict:
         return {

@@ -150,7 +150,7 @@ def predict_samples(
     """
     # Masks are not needed (nor read): a release defect in a mask cannot stop inference.
     images_only = [Sample(stem=s.stem, image_path=s.image_path, mask_path=None) for s in samples]
-    dataset = IRDataset(images_only, input_size, augment=None, cache=False)
+    dataset = IRDataset(images_only, input_size, cache=False)
     loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, collate_fn=collate)
     paths = {s.stem: s.image_path for s in samples}
     out: list[ImagePrediction] = []

@@ -1,4 +1,4 @@
-"""Learning-rate schedule: linear warm-up, then cosine decay, stepped once per iteration."""
+"""Learning-rate schedule: linear warm-up, then cosine, polynomial or linear decay, per iteration."""
 
 from __future__ import annotations
 
@@ -8,15 +8,36 @@ import torch
 
 #: Learning rate at the start of warm-up, as a fraction of the base rate.
 WARMUP_START_FACTOR = 0.01
-#: Learning rate at the end of training, as a fraction of the base rate.
+#: Default learning rate at the end of training, as a fraction of the base rate.
 FINAL_LR_FACTOR = 0.01
+#: Decay shapes after warm-up.
+SCHEDULES = ("cosine", "poly", "linear")
 
 
-class WarmupCosine:
+def decay_factor(kind: str, progress: float, final_factor: float, poly_power: float) -> float:
+    """Multiplier of the base rate at ``progress`` in [0, 1] of the decay (1 at 0, ``final_factor`` at 1).
+
+    - ``cosine``: ``f + (1 - f) (1 + cos(pi p)) / 2``;
+    - ``poly``:   ``f + (1 - f) (1 - p) ** poly_power``;
+    - ``linear``: ``f + (1 - f) (1 - p)``.
+    """
+    p = min(1.0, max(0.0, progress))
+    if kind == "cosine":
+        shape = 0.5 * (1.0 + math.cos(math.pi * p))
+    elif kind == "poly":
+        shape = (1.0 - p) ** poly_power
+    elif kind == "linear":
+        shape = 1.0 - p
+    else:
+        raise ValueError(f"unknown schedule {kind!r} (known: {', '.join(SCHEDULES)})")
+    return final_factor + (1.0 - final_factor) * shape
+
+
+class WarmupSchedule:
     """Sets each parameter group's ``lr`` from the global iteration ``step``.
 
     ``lr(step) = base * f(step)`` with ``f`` rising linearly from :data:`WARMUP_START_FACTOR`
-    to 1 over ``warmup_steps`` iterations, then following a half cosine from 1 to
+    to 1 over ``warmup_steps`` iterations, then :func:`decay_factor` of ``kind`` from 1 to
     ``final_factor`` at ``total_steps``. The state is the step count alone, so a resumed run
     continues the curve exactly.
 
@@ -27,7 +48,12 @@ class WarmupCosine:
     total_steps : int
         Iterations of the whole run (epochs x iterations per epoch).
     warmup_steps : int
-        Iterations of warm-up (``warmup_epochs`` x iterations per epoch); may be 0.
+        Iterations of warm-up (``max(warmup_epochs x iterations per epoch, warmup_iters)``); may be 0.
+    kind : {"cosine", "poly", "linear"}
+    final_factor : float
+        Final rate over base rate (``lr_final_ratio``).
+    poly_power : float
+        Exponent of ``poly``.
     """
 
     def __init__(
@@ -35,12 +61,18 @@ class WarmupCosine:
         optimizer: torch.optim.Optimizer,
         total_steps: int,
         warmup_steps: int,
+        kind: str = "cosine",
         final_factor: float = FINAL_LR_FACTOR,
+        poly_power: float = 0.9,
     ) -> None:
+        if kind not in SCHEDULES:
+            raise ValueError(f"unknown schedule {kind!r} (known: {', '.join(SCHEDULES)})")
         self.optimizer = optimizer
+        self.kind = kind
         self.total_steps = max(1, int(total_steps))
         self.warmup_steps = max(0, min(int(warmup_steps), self.total_steps))
         self.final_factor = float(final_factor)
+        self.poly_power = float(poly_power)
         self.step_count = 0
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
@@ -51,8 +83,7 @@ class WarmupCosine:
         if step < self.warmup_steps:
             return WARMUP_START_FACTOR + (1.0 - WARMUP_START_FACTOR) * step / self.warmup_steps
         span = max(1, self.total_steps - self.warmup_steps)
-        progress = min(1.0, (step - self.warmup_steps) / span)
-        return self.final_factor + (1.0 - self.final_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return decay_factor(self.kind, (step - self.warmup_steps) / span, self.final_factor, self.poly_power)
 
     def _apply(self) -> None:
         f = self.factor(self.step_count)

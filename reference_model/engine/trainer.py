@@ -6,10 +6,15 @@
 
 A run folder ``out`` receives ``args.json`` (the settings), ``results.csv`` (one row per
 epoch: learning rate, each named loss term, validation metrics), ``last.pt`` (every epoch) and
-``best.pt`` (best validation fitness: target-level F1 at ``val_conf``, ties broken by AP50 for
-detectors and IoU for segmenters). Validation runs the EMA weights through
+``best.pt`` (best validation fitness, :func:`~.fitness.fitness`: F1 at ``val_conf`` by default,
+``0.1 AP50 + 0.9 AP50:95`` or IoU on request). Validation runs the EMA weights through
 :func:`~.predict.predict_batch` and scores them with :func:`irstd_bench.evaluate.evaluate` in
 native pixels, as ``irstd-bench eval`` would score the files ``predict`` writes.
+
+The training split is decoded once and held on the training device
+(:func:`~.data.load_letterboxed`); each batch is augmented there by :mod:`.augment` (the draws
+are a function of ``(seed, epoch, iteration, rank)``), so the GPU is not left waiting for
+loader processes. The validation split is held on the device too.
 
 Everything a run depends on is checkpointed every epoch (model, optimizer, schedule, EMA,
 AMP scaler, generator states, epoch, best fitness, the CSV rows), so ``resume`` continues a
@@ -18,25 +23,21 @@ killed run where its last completed epoch ended.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-import os
 import random
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
 import numpy as np
 import torch
-import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from irstd_bench._io import write_text_atomic
@@ -50,29 +51,27 @@ from irstd_bench._outputs import (
 from irstd_bench.datasets import open_dataset
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate import evaluate
-from irstd_bench.targets import mask_to_targets
 
+from .augment import augment_batch, batch_generator, draw, split_targets
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     build_named_model,
-    checked_model_name,
-    load_checkpoint,
     load_model_state,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from .data import EpochTaggedSampler, IRDataset, collate, ground_truth, plan_splits
+from .config import LAST_NAME, TrainConfig, apply_recipe, changed_fields, resume_config
+from .data import ground_truth, load_letterboxed, plan_splits
 from .distributed import DistContext, init_distributed, shutdown_distributed
 from .ema import ModelEMA
+from .fitness import ap50_95, fitness
 from .predict import autocast_context, predict_batch
-from .schedule import WarmupCosine
-from .transforms import AugmentConfig, check_input_size
+from .run_files import csv_text, jsonable
+from .runtime import build_optimizer, torch_settings
+from .schedule import WarmupSchedule
 
-#: Default base learning rate and weight decay per optimizer.
-DEFAULT_LR = {"sgd": 0.01, "adamw": 0.001}
-DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05}
 #: Gradients are clipped to this global L2 norm.
 MAX_GRAD_NORM = 10.0
 #: Score threshold given to ``postprocess`` during validation (the evaluator applies ``val_conf``).
@@ -82,118 +81,8 @@ VALIDATION_KEYS = {
     "detect": ("f1", "precision", "recall", "best_f1", "ap50"),
     "segment": ("f1", "precision", "recall", "best_f1", "iou", "niou", "pd", "fa_e6"),
 }
-#: Settings of a resumed run that may differ from the saved ones.
-RESUME_MAY_CHANGE = ("epochs", "device", "workers", "resume", "out", "progress")
 
-LAST_NAME, BEST_NAME, CSV_NAME, ARGS_NAME = "last.pt", "best.pt", "results.csv", "args.json"
-
-
-@dataclass
-class TrainConfig:
-    """Settings of a training run (the ``irstd-bench train`` options).
-
-    Attributes
-    ----------
-    root : str
-        Dataset root; ``dataset`` its layout (``None``: detect), ``split`` the split family.
-    model : str or None
-        Registry name (``eflnet-n``, ``acm``...) or ``module:builder``; ``None`` only with ``resume``.
-    model_overrides : dict
-        Builder keywords (``{"use_atfl": False, "strides": [4, 8, 16]}``).
-    epochs, imgsz, batch : int
-        Epochs, square input side in px (multiple of 32), images per batch per process.
-    lr, weight_decay : float or None
-        ``None``: :data:`DEFAULT_LR` / :data:`DEFAULT_WEIGHT_DECAY` of the optimizer.
-    momentum : float
-        SGD momentum (Nesterov), or AdamW's beta1.
-    warmup_epochs : float
-        Linear warm-up length in epochs (fractions allowed), then cosine decay.
-    val_every : int
-        Validate every N epochs (and always after the last).
-    val_conf : float
-        Confidence threshold of the validation F1; ``matcher`` the evaluator's matching rule.
-    amp : bool
-        Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling); ignored on the CPU.
-    augment, mosaic : bool, float
-        Training augmentation on/off; mosaic probability.
-    deterministic : bool
-        Ask torch for deterministic kernels (warn-only where none exists); slower on some CUDA ops.
-    """
-
-    root: str = ""
-    dataset: str | None = None
-    split: str = "default"
-    model: str | None = None
-    model_overrides: dict = field(default_factory=dict)
-    epochs: int = 100
-    imgsz: int = 512
-    batch: int = 16
-    device: str = "auto"
-    out: str | None = None
-    val_every: int = 1
-    optimizer: str = "sgd"
-    lr: float | None = None
-    weight_decay: float | None = None
-    momentum: float = 0.937
-    warmup_epochs: float = 3.0
-    ema: bool = True
-    ema_decay: float = 0.9999
-    amp: bool = True
-    seed: int = 0
-    workers: int = 2
-    resume: str | None = None
-    augment: bool = True
-    mosaic: float = 0.0
-    val_conf: float = 0.5
-    matcher: str = "iou:0.5"
-    resize_masks: bool = False
-    skip_defects: bool = False
-    image_dir: str | None = None
-    mask_dir: str | None = None
-    mask_suffix: str = ""
-    progress: bool = True
-    deterministic: bool = True
-
-    def check(self) -> None:
-        """Raise :class:`InputError` for a value out of range."""
-        if self.epochs < 1:
-            raise InputError(f"--epochs {self.epochs}: must be >= 1")
-        if self.batch < 1:
-            raise InputError(f"--batch {self.batch}: must be >= 1")
-        try:
-            check_input_size(self.imgsz)
-        except ValueError as exc:
-            raise InputError(f"--imgsz {self.imgsz}: {exc}") from None
-        if self.val_every < 1:
-            raise InputError(f"--val-every {self.val_every}: must be >= 1")
-        if self.optimizer not in DEFAULT_LR:
-            raise InputError(f"--optimizer {self.optimizer!r}: expected sgd or adamw")
-        if self.lr is not None and not self.lr > 0:
-            raise InputError(f"--lr {self.lr}: must be > 0")
-        if self.weight_decay is not None and not self.weight_decay >= 0:
-            raise InputError(f"--weight-decay {self.weight_decay}: must be >= 0")
-        if not 0.0 <= self.momentum < 1.0:
-            raise InputError(f"--momentum {self.momentum}: must be in [0, 1)")
-        if not self.warmup_epochs >= 0:
-            raise InputError(f"--warmup-epochs {self.warmup_epochs}: must be >= 0")
-        if not 0.0 <= self.mosaic <= 1.0:
-            raise InputError(f"--mosaic {self.mosaic}: must be in [0, 1]")
-        if not 0.0 < self.val_conf <= 1.0:
-            raise InputError(f"--val-conf {self.val_conf}: must be in (0, 1]")
-        if self.workers < 0:
-            raise InputError(f"--workers {self.workers}: must be >= 0")
-        if not self.model:
-            raise InputError("--model is required (or --resume a run)")
-        if not self.root:
-            raise InputError("--root is required (or --resume a run)")
-
-    @property
-    def base_lr(self) -> float:
-        return DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr)
-
-    @property
-    def base_weight_decay(self) -> float:
-        return DEFAULT_WEIGHT_DECAY[self.optimizer] if self.weight_decay is None else float(self.weight_decay)
+BEST_NAME, CSV_NAME, ARGS_NAME = "best.pt", "results.csv", "args.json"
 
 
 @dataclass
@@ -212,46 +101,12 @@ def _log(ctx: DistContext, message: str) -> None:
         click.echo(message, err=True)
 
 
-def _fitness(metrics: dict, task: str) -> list[float]:
-    """``[F1, tie-breaker]`` (AP50 for detectors, IoU for segmenters); missing values count 0."""
-    second = metrics.get("ap50") if task == "detect" else metrics.get("iou")
-    return [float(metrics.get("f1") or 0.0), float(second or 0.0)]
-
-
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices and kernels only, not on biases and norm scales."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _resume_config(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, dict, Path]:
-    """The saved run's settings with the allowed changes, its last checkpoint, and the run folder."""
-    resume = Path(config.resume)
-    path = resume / LAST_NAME if resume.is_dir() else resume
-    checkpoint = load_checkpoint(path)
-    saved = dict(checkpoint.get("train_args") or {})
-    if not saved:
-        raise InputError(f"{path}: checkpoint has no training state to resume (released weights?)")
-    # The checkpoint's model is rebuilt only if it is a registry model, or the custom builder the
-    # user named again with --model (a file never chooses code to run).
-    checked_model_name(checkpoint, path, config.model if "model" in explicit and config.model else None)
-    if checkpoint.get("optimizer") is None:
-        raise InputError(f"{path}: checkpoint has no optimizer state to resume")
-    known = {f.name for f in fields(TrainConfig)}
-    merged = {k: v for k, v in saved.items() if k in known}
-    for name in RESUME_MAY_CHANGE:
-        if name in explicit or name not in merged:
-            merged[name] = getattr(config, name)
-    merged["resume"] = str(config.resume)
-    merged["out"] = str(config.out) if "out" in explicit and config.out else str(path.parent)
-    return TrainConfig(**merged), checkpoint, path
-
-
 class Trainer:
-    """One training run; see :func:`train`."""
+    """One training run; see :func:`train`.
+
+    The parts of one iteration are methods (:meth:`prepare_batch`, :meth:`forward_backward`,
+    :meth:`optimizer_step`, :meth:`ema_update`) so ``bench/bench_train.py`` can time them separately.
+    """
 
     def __init__(
         self,
@@ -265,9 +120,12 @@ class Trainer:
         self.ctx = ctx
         self.on_epoch_end = on_epoch_end
         self.checkpoint = None
+        given = explicit if explicit is not None else changed_fields(config)
         if config.resume:
-            given = explicit if explicit is not None else changed_fields(config)
-            config, self.checkpoint, self.resume_path = _resume_config(config, given)
+            config, self.checkpoint, self.resume_path = resume_config(config, given)
+            self.recipe = self.checkpoint.get("recipe")
+        else:
+            config, self.recipe = apply_recipe(config, given)
         config.check()
         self.config = config
         self.out = Path(config.out or Path("runs") / "train")
@@ -290,8 +148,6 @@ class Trainer:
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
 
     def _data(self) -> None:
         cfg = self.config
@@ -313,50 +169,29 @@ class Trainer:
         train_samples = ds.samples(plan.train)
         val_samples = ds.samples(plan.val)
         self.dataset, self.plan = ds, plan
-        augment = AugmentConfig(mosaic=cfg.mosaic) if cfg.augment else None
-        self.train_set = IRDataset(
+        self.augment = cfg.augment_config()
+        self.train_data = load_letterboxed(
             train_samples,
-            cfg.imgsz,
-            augment=augment,
-            seed=cfg.seed,
+            cfg.base_size or cfg.imgsz,
+            self.device,
             dataset=ds,
             resize_masks=cfg.resize_masks,
+            workers=cfg.workers,
         )
-        n_targets = sum(len(mask_to_targets(mask)) for mask in self.train_set.preload())
+        n_targets = self.train_data.n_targets
         if n_targets == 0:
             raise InputError(f"{ds.root}: training split {plan.train} has no targets in its masks")
-        self.sampler = EpochTaggedSampler(
-            DistributedSampler(
-                self.train_set,
-                num_replicas=self.ctx.world_size,
-                rank=self.ctx.rank,
-                shuffle=True,
-                seed=cfg.seed,
-                drop_last=False,
-            )
-        )
-        pin = self.device.type == "cuda"
-        self.train_loader = DataLoader(
-            self.train_set,
-            batch_size=cfg.batch,
-            sampler=self.sampler,
-            num_workers=cfg.workers,
-            collate_fn=collate,
-            pin_memory=pin,
-            persistent_workers=cfg.workers > 0,  # no worker start-up cost at every epoch
+        self.sampler = DistributedSampler(
+            range(len(self.train_data)),
+            num_replicas=self.ctx.world_size,
+            rank=self.ctx.rank,
+            shuffle=True,
+            seed=cfg.seed,
+            drop_last=False,
         )
         if self.ctx.is_main:
-            self.val_set = IRDataset(
-                val_samples, cfg.imgsz, augment=None, dataset=ds, resize_masks=cfg.resize_masks
-            )
-            self.val_set.preload()
-            self.val_loader = DataLoader(
-                self.val_set,
-                batch_size=cfg.batch,
-                shuffle=False,
-                num_workers=cfg.workers,
-                collate_fn=collate,
-                persistent_workers=cfg.workers > 0,
+            self.val_data = load_letterboxed(
+                val_samples, cfg.imgsz, self.device, dataset=ds, resize_masks=cfg.resize_masks, workers=cfg.workers
             )
             self.val_truth = ground_truth(val_samples, ds, cfg.resize_masks)
         _log(
@@ -375,10 +210,17 @@ class Trainer:
             model = build_named_model(cfg.model, **cfg.model_overrides)
         self.model_name = model.model_name
         self.task = model.task
+        # Channels-last inputs are enough for cuDNN/oneDNN to run the convolutions channels-last (a
+        # convolution follows its input's format); the parameters keep their layout so model code
+        # that reshapes its weights (``view``) works unchanged.
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.raw = model.to(self.device)
 
+    def iterations_per_epoch(self) -> int:
+        return max(1, math.ceil(len(self.sampler) / self.config.batch))
+
     def _optimization(self) -> None:
-        """DDP wrapper, EMA, optimizer, schedule and AMP; restores their state when resuming."""
+        """DDP wrapper, EMA, optimizer, accumulation, schedule and AMP; restores their state when resuming."""
         cfg, ckpt = self.config, self.checkpoint
         self.ema = ModelEMA(self.raw, decay=cfg.ema_decay) if cfg.ema else None
         if self.ctx.enabled:
@@ -386,14 +228,22 @@ class Trainer:
             self.model = DistributedDataParallel(self.raw, device_ids=ids)
         else:
             self.model = self.raw
-        groups = _param_groups(self.raw, cfg.base_weight_decay)
-        if cfg.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(groups, lr=cfg.base_lr, momentum=cfg.momentum, nesterov=True)
-        else:
-            self.optimizer = torch.optim.AdamW(groups, lr=cfg.base_lr, betas=(cfg.momentum, 0.999))
-        per_epoch = max(1, len(self.train_loader))
-        self.scheduler = WarmupCosine(
-            self.optimizer, cfg.epochs * per_epoch, round(cfg.warmup_epochs * per_epoch)
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        images_per_batch = cfg.batch * self.ctx.world_size
+        self.accumulate = max(1, round(cfg.nominal_batch / images_per_batch)) if cfg.nominal_batch else 1
+        weight_decay = cfg.base_weight_decay
+        if cfg.nominal_batch:
+            weight_decay *= images_per_batch * self.accumulate / cfg.nominal_batch
+        self.optimizer = build_optimizer(self.raw, cfg, weight_decay)
+        per_epoch = self.iterations_per_epoch()
+        warmup = max(round(cfg.warmup_epochs * per_epoch), int(cfg.warmup_iters))
+        self.scheduler = WarmupSchedule(
+            self.optimizer,
+            cfg.epochs * per_epoch,
+            warmup,
+            kind=cfg.schedule,
+            final_factor=cfg.lr_final_ratio,
+            poly_power=cfg.poly_power,
         )
         self.amp_dtype = None
         if cfg.amp and self.device.type == "cuda":
@@ -418,52 +268,92 @@ class Trainer:
                     "(give a larger --epochs to continue it)"
                 )
 
+    def setup(self) -> None:
+        """Seed, model, data, optimization (what :meth:`run` does before the first epoch)."""
+        self._seed()
+        self._model()
+        self._data()
+        self._optimization()
+
+    # ---------------------------------------------------------------- one iteration
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """This process's training-set indices of every batch of ``epoch`` (shuffled by seed and epoch)."""
+        self.sampler.set_epoch(epoch)
+        order = np.fromiter(iter(self.sampler), dtype=np.int64)
+        b = self.config.batch
+        return [order[i : i + b] for i in range(0, len(order), b)]
+
+    def prepare_batch(self, epoch: int, iteration: int, indices: np.ndarray) -> tuple[torch.Tensor, list[dict]]:
+        """Augmented inputs ``(B, 3, S, S)`` (in the model's memory format) and per-image targets."""
+        rng = batch_generator(self.config.seed, epoch, iteration, self.ctx.rank)
+        draws = draw(rng, len(indices), len(self.train_data), self.augment)
+        images, masks, boxes, valid = augment_batch(self.train_data, indices, draws, self.augment, self.config.imgsz)
+        images = images.expand(-1, 3, -1, -1).contiguous(memory_format=self.memory_format)
+        return images, split_targets(masks, boxes, valid)
+
+    def forward_backward(self, images: torch.Tensor, targets: list[dict], where: str) -> dict[str, torch.Tensor]:
+        """Loss terms of one batch (detached) after adding its gradient (averaged or summed over accumulation)."""
+        with autocast_context(self.device, self.amp_dtype):
+            outputs = self.forward(images)
+            terms = self.raw.compute_loss(outputs, targets)
+        loss = sum(terms.values())
+        if not torch.isfinite(loss):
+            raise InputError(
+                f"loss is not finite at {where} ({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); "
+                "try a lower --lr"
+            )
+        # A loss that is a mean over the batch is averaged over the accumulated batches, so that
+        # nominal_batch behaves like one batch of that size; a loss that is a *sum* over images
+        # (YOLO's ``loss * bs``, declared by ``model.loss_sums_over_images``) is summed, as the
+        # YOLO code bases do: both give the gradient of one nominal batch.
+        scale = 1.0 if getattr(self.raw, "loss_sums_over_images", False) else 1.0 / self.accumulate
+        self.scaler.scale(loss * scale).backward()
+        return {**{k: v.detach() for k, v in terms.items()}, "loss": loss.detach()}
+
+    def optimizer_step(self) -> None:
+        """Clip, step, zero the gradients."""
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.raw.parameters(), MAX_GRAD_NORM)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def ema_update(self) -> None:
+        if self.ema is not None:
+            self.ema.update(self.raw)
+
     # ---------------------------------------------------------------- epochs
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.config
         self.model.train()
-        self.train_set.set_epoch(epoch)
-        self.sampler.set_epoch(epoch)
-        sums: dict[str, float] = {}
+        batches = self.epoch_batches(epoch)
+        sums: dict[str, torch.Tensor] = {}
         count = 0
         bar = tqdm(
-            self.train_loader,
+            total=len(batches),
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
             file=sys.stderr,
             disable=not (self.ctx.is_main and cfg.progress),
             dynamic_ncols=True,
             leave=False,
         )
-        for iteration, (images, targets, _) in enumerate(bar):
-            images = images.to(self.device, non_blocking=True)
-            targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items()} for t in targets]
-            with autocast_context(self.device, self.amp_dtype):
-                outputs = self.model(images)
-                terms = self.raw.compute_loss(outputs, targets)
-            loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                raise InputError(
-                    f"loss is not finite at epoch {epoch + 1}, iteration {iteration + 1} "
-                    f"({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); try a lower --lr"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.raw.parameters(), MAX_GRAD_NORM)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        for iteration, indices in enumerate(batches):
+            images, targets = self.prepare_batch(epoch, iteration, indices)
+            terms = self.forward_backward(images, targets, f"epoch {epoch + 1}, iteration {iteration + 1}")
+            # The last partial accumulation of an epoch is stepped too: no gradient crosses a checkpoint.
+            if (iteration + 1) % self.accumulate == 0 or iteration + 1 == len(batches):
+                self.optimizer_step()
+                self.ema_update()
             self.scheduler.step()
-            if self.ema is not None:
-                self.ema.update(self.raw)
-            n = images.shape[0]
+            n = len(indices)
             count += n
             for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach()) * n
-            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * n
-            bar.set_postfix({k: f"{v / count:.4g}" for k, v in sums.items()}, refresh=False)
+                sums[key] = sums.get(key, 0.0) + value.float() * n
+            bar.update(1)
         bar.close()
         keys = sorted(sums)
-        totals = torch.tensor([sums[k] for k in keys] + [count], dtype=torch.float64)
+        totals = torch.tensor([float(sums[k]) for k in keys] + [count], dtype=torch.float64)
         if self.ctx.enabled:
             import torch.distributed as dist
 
@@ -478,20 +368,26 @@ class Trainer:
         was_training = model.training
         model.eval()
         predictions = []
-        for images, _, meta in self.val_loader:
+        data, b = self.val_data, self.config.batch
+        for start in range(0, len(data), b):
+            images = data.images[start : start + b].expand(-1, 3, -1, -1)
             predictions.extend(
                 predict_batch(
                     model,
-                    images.to(self.device),
-                    meta,
+                    images.contiguous(memory_format=self.memory_format),
+                    data.meta[start : start + b],
                     conf=VALIDATION_POSTPROCESS_CONF,
                     amp_dtype=self.amp_dtype,
                 )
             )
         model.train(was_training)
-        result = evaluate(self.val_truth, predictions, matcher=self.config.matcher, conf=self.config.val_conf)
-        keys = VALIDATION_KEYS[self.task]
-        return {k: result.metrics.get(k) for k in keys}
+        cfg = self.config
+        result = evaluate(self.val_truth, predictions, matcher=cfg.matcher, conf=cfg.val_conf)
+        metrics = {k: result.metrics.get(k) for k in VALIDATION_KEYS[self.task]}
+        if cfg.fitness == "ap":
+            metrics["ap50"] = result.metrics.get("ap50")
+            metrics["ap50_95"] = ap50_95(self.val_truth, predictions, conf=cfg.val_conf)
+        return metrics
 
     def _checkpoint(self, epoch: int, metrics: dict) -> dict:
         cfg = self.config
@@ -513,26 +409,21 @@ class Trainer:
             "metrics": dict(metrics),
             "history": [dict(r) for r in self.history],
             "rng": rng_state(),
-            "train_args": _jsonable(asdict(cfg)),
+            "train_args": jsonable(asdict(cfg)),
+            "recipe": jsonable(self.recipe),
             "dataset": {"name": self.dataset.name, "train": self.plan.train, "val": self.plan.val},
         }
 
     def _write_csv(self) -> None:
-        columns: list[str] = []
-        for row in self.history:
-            columns.extend(k for k in row if k not in columns)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for row in self.history:
-            writer.writerow({k: _csv_value(row.get(k)) for k in columns})
-        write_text_atomic(self.out / CSV_NAME, buffer.getvalue())
+        write_text_atomic(self.out / CSV_NAME, csv_text(self.history))
 
     def _write_args(self) -> None:
         info = {
-            **_jsonable(asdict(self.config)),
+            **jsonable(asdict(self.config)),
             "model_name": self.model_name,
-            "model_config": _jsonable(dict(self.raw.config)),
+            "model_config": jsonable(dict(self.raw.config)),
+            "recipe_settings": jsonable(self.recipe),
+            "accumulate": self.accumulate,
             "task": self.task,
             "dataset_name": self.dataset.name,
             "train_split": self.plan.train,
@@ -546,10 +437,7 @@ class Trainer:
 
     def run(self) -> TrainResult:
         new_run = self.checkpoint is None
-        self._seed()
-        self._model()
-        self._data()
-        self._optimization()
+        self.setup()
         created: list[Path] = []
         if self.ctx.is_main:
             if self.replace_earlier:  # checked in __init__: every file is listed in our manifest
@@ -582,10 +470,10 @@ class Trainer:
             if self.ctx.is_main:
                 if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
                     metrics = self.validate()
-                    fitness = _fitness(metrics, self.task)
-                    improved = self.best_fitness is None or fitness > list(self.best_fitness)
+                    score = fitness(metrics, cfg.fitness, self.task)
+                    improved = self.best_fitness is None or score > list(self.best_fitness)
                     if improved:
-                        self.best_fitness, self.best_metrics = fitness, dict(metrics, epoch=epoch + 1)
+                        self.best_fitness, self.best_metrics = score, dict(metrics, epoch=epoch + 1)
                 else:
                     improved = False
                 row = {"epoch": epoch + 1, "lr": self.scheduler.last_lr()}
@@ -600,7 +488,7 @@ class Trainer:
                 self._write_csv()
                 write_manifest(self.out, "train")
                 summary = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
-                shown = {k: v for k, v in metrics.items() if k in ("f1", "ap50", "iou") and v is not None}
+                shown = {k: v for k, v in metrics.items() if k in ("f1", "ap50", "ap50_95", "iou") and v is not None}
                 if metrics:
                     summary += " | " + " ".join(f"{k}={v:.4g}" for k, v in shown.items())
                 _log(self.ctx, f"epoch {epoch + 1}/{cfg.epochs} {summary}{' *' if improved else ''}")
@@ -626,32 +514,6 @@ def _make_run_folder(out: Path) -> list[Path]:
     return created
 
 
-def changed_fields(config: TrainConfig) -> set[str]:
-    """Settings of ``config`` that differ from the defaults (what a library caller set)."""
-    default = TrainConfig()
-    return {f.name for f in fields(TrainConfig) if getattr(config, f.name) != getattr(default, f.name)}
-
-
-def _csv_value(value):
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return value
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def train(
     config: TrainConfig,
     *,
@@ -665,9 +527,10 @@ def train(
     ----------
     config : TrainConfig
     explicit : set of str, optional
-        With ``config.resume``: the settings the user gave on the command line; only
-        :data:`RESUME_MAY_CHANGE` of them replace the saved ones, and a different ``model``
-        is an error. ``None``: the fields that differ from :class:`TrainConfig`'s defaults.
+        The settings the user gave on the command line. With ``config.recipe`` they win over
+        the recipe's; with ``config.resume`` only :data:`~.config.RESUME_MAY_CHANGE` of them
+        replace the saved ones, and a different ``model`` is an error. ``None``: the fields
+        that differ from :class:`TrainConfig`'s defaults.
     on_epoch_end : callable, optional
         ``f(epoch_index, metrics)`` after each epoch's checkpoint is written (tests, hooks).
     force : bool
@@ -680,19 +543,17 @@ def train(
         Bad settings or data, a checkpoint that does not fit, CUDA asked for but absent, or
         running out of GPU memory (with advice).
     """
-    # cuBLAS needs a fixed workspace for reproducible results; set before CUDA starts.
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    ctx = init_distributed(config.device)
-    previous_det = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(bool(config.deterministic), warn_only=True)
-    try:
-        trainer = Trainer(config, ctx, explicit=explicit, on_epoch_end=on_epoch_end, force=force)
-        return trainer.run()
-    except torch.OutOfMemoryError:
-        raise InputError(
-            f"out of memory on {ctx.device} with --batch {config.batch} --imgsz {config.imgsz}; "
-            "try a smaller --batch or --imgsz (or --amp)"
-        ) from None
-    finally:
-        torch.use_deterministic_algorithms(previous_det)
-        shutdown_distributed(ctx)
+    with torch_settings(config):
+        ctx = init_distributed(config.device)
+        try:
+            if config.memory_fraction is not None and ctx.device.type == "cuda":
+                torch.cuda.set_per_process_memory_fraction(float(config.memory_fraction), ctx.device)
+            trainer = Trainer(config, ctx, explicit=explicit, on_epoch_end=on_epoch_end, force=force)
+            return trainer.run()
+        except torch.OutOfMemoryError:
+            raise InputError(
+                f"out of memory on {ctx.device} with --batch {config.batch} --imgsz {config.imgsz}; "
+                "try a smaller --batch or --imgsz (or --amp, or a larger --memory-fraction)"
+            ) from None
+        finally:
+            shutdown_distributed(ctx)

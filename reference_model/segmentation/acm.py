@@ -24,7 +24,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference_model.segmentation._common import FCNHead, SegmentationModel, conv_bn_relu, residual_stage
+from reference_model.segmentation._common import (
+    DEFAULT_PRIOR_PROB,
+    FCNHead,
+    SegmentationModel,
+    conv_bn_relu,
+    residual_stage,
+)
+from reference_model.segmentation._recipes import AUTHORS, acm_recipes
+
+#: Training recipes (``--recipe NAME``), from the authors' released code; see ``_recipes.py``.
+RECIPES = acm_recipes()
+#: The recipe a run of this model should use when none is asked for.
+DEFAULT_RECIPE = AUTHORS
 
 
 class AsymmetricBiFusion(nn.Module):
@@ -63,8 +75,22 @@ class ACM(SegmentationModel):
 
     size_divisor = 16
 
-    def __init__(self, *, blocks=(3, 3, 3), channels=(8, 16, 32, 64), r: int = 4):
-        super().__init__({"blocks": list(blocks), "channels": list(channels), "r": r})
+    def __init__(
+        self,
+        *,
+        blocks=(3, 3, 3),
+        channels=(8, 16, 32, 64),
+        r: int = 4,
+        input_norm: str = "none",
+        prior_prob: float | None = DEFAULT_PRIOR_PROB,
+        loss: str = "soft_iou_image",
+    ):
+        super().__init__(
+            {"blocks": list(blocks), "channels": list(channels), "r": r},
+            input_norm=input_norm,
+            prior_prob=prior_prob,
+            loss=loss,
+        )
         c0, c1, c2, c3 = channels
         self.stem = nn.Sequential(
             nn.BatchNorm2d(3),
@@ -83,10 +109,13 @@ class ACM(SegmentationModel):
         self.fuse1 = AsymmetricBiFusion(c1, r)
         self.dec1 = residual_stage(c1, c1, blocks[0])
         self.head = FCNHead(c1, 1)
+        self.init_output_bias()
+
+    def output_convs(self) -> list[nn.Conv2d]:
+        return [self.head.block[-1]]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        self.check_images(images)
-        x = self.stem(images)
+        x = self.stem(self.prepare(images))
         f1 = self.stage1(x)  # (B, c1, H/4, W/4)
         f2 = self.stage2(f1)  # (B, c2, H/8, W/8)
         f3 = self.stage3(f2)  # (B, c3, H/16, W/16)
@@ -95,6 +124,19 @@ class ACM(SegmentationModel):
         return F.interpolate(self.head(d1), size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def build_acm(*, blocks=(3, 3, 3), channels=(8, 16, 32, 64), r: int = 4) -> ACM:
-    """ACM-U-Net; ``blocks`` residual blocks per stage, ``channels`` = (stem, stage1..3), ``r`` reduction."""
-    return ACM(blocks=tuple(blocks), channels=tuple(channels), r=r)
+def build_acm(
+    *,
+    blocks=(3, 3, 3),
+    channels=(8, 16, 32, 64),
+    r: int = 4,
+    input_norm: str = "none",
+    prior_prob: float | None = DEFAULT_PRIOR_PROB,
+    loss: str = "soft_iou_image",
+) -> ACM:
+    """ACM-U-Net; ``blocks`` residual blocks per stage, ``channels`` = (stem, stage1..3), ``r`` reduction.
+
+    ``input_norm``, ``prior_prob``, ``loss``: see :mod:`reference_model.segmentation._common`.
+    """
+    return ACM(
+        blocks=tuple(blocks), channels=tuple(channels), r=r, input_norm=input_norm, prior_prob=prior_prob, loss=loss
+    )

@@ -24,7 +24,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference_model.segmentation._common import FCNHead, SegmentationModel, conv_bn_relu, residual_stage
+from reference_model.segmentation._common import (
+    DEFAULT_PRIOR_PROB,
+    FCNHead,
+    SegmentationModel,
+    conv_bn_relu,
+    residual_stage,
+)
+from reference_model.segmentation._recipes import AUTHORS, alcnet_recipes
+
+#: Training recipes (``--recipe NAME``), from the authors' released code; see ``_recipes.py``.
+RECIPES = alcnet_recipes()
+#: The recipe a run of this model should use when none is asked for.
+DEFAULT_RECIPE = AUTHORS
 
 #: The 8 shift directions (dy, dx); ``i`` and ``i + 4`` are opposite.
 DIRECTIONS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
@@ -85,8 +97,22 @@ class ALCNet(SegmentationModel):
 
     size_divisor = 4
 
-    def __init__(self, *, blocks=(4, 4, 4), channels=(8, 16, 32, 64), shifts=(13, 17)):
-        super().__init__({"blocks": list(blocks), "channels": list(channels), "shifts": list(shifts)})
+    def __init__(
+        self,
+        *,
+        blocks=(4, 4, 4),
+        channels=(8, 16, 32, 64),
+        shifts=(13, 17),
+        input_norm: str = "none",
+        prior_prob: float | None = DEFAULT_PRIOR_PROB,
+        loss: str = "soft_iou_image",
+    ):
+        super().__init__(
+            {"blocks": list(blocks), "channels": list(channels), "shifts": list(shifts)},
+            input_norm=input_norm,
+            prior_prob=prior_prob,
+            loss=loss,
+        )
         c0, c1, c2, c3 = channels
         self.stem = nn.Sequential(nn.BatchNorm2d(3), conv_bn_relu(3, 2 * c0))
         self.stage1 = residual_stage(2 * c0, c1, blocks[0])  # /1
@@ -98,10 +124,13 @@ class ALCNet(SegmentationModel):
         self.fuse2 = BottomUpLocalModulation(c3)
         self.fuse1 = BottomUpLocalModulation(c3)
         self.head = FCNHead(c3, 1)
+        self.init_output_bias()
+
+    def output_convs(self) -> list[nn.Conv2d]:
+        return [self.head.block[-1]]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        self.check_images(images)
-        f1 = self.stage1(self.stem(images))  # (B, c1, H, W)
+        f1 = self.stage1(self.stem(self.prepare(images)))  # (B, c1, H, W)
         f2 = self.stage2(f1)  # (B, c2, H/2, W/2)
         f3 = self.stage3(f2)  # (B, c3, H/4, W/4)
         p3 = F.interpolate(self.contrast(f3), size=f2.shape[-2:], mode="bilinear", align_corners=False)
@@ -110,6 +139,24 @@ class ALCNet(SegmentationModel):
         return self.head(self.fuse1(p23, self.contrast(self.widen1(f1))))  # (B, 1, H, W)
 
 
-def build_alcnet(*, blocks=(4, 4, 4), channels=(8, 16, 32, 64), shifts=(13, 17)) -> ALCNet:
-    """ALCNet; ``blocks`` per stage, ``channels`` = (stem/2, stage1..3), local-contrast ``shifts`` in px."""
-    return ALCNet(blocks=tuple(blocks), channels=tuple(channels), shifts=tuple(shifts))
+def build_alcnet(
+    *,
+    blocks=(4, 4, 4),
+    channels=(8, 16, 32, 64),
+    shifts=(13, 17),
+    input_norm: str = "none",
+    prior_prob: float | None = DEFAULT_PRIOR_PROB,
+    loss: str = "soft_iou_image",
+) -> ALCNet:
+    """ALCNet; ``blocks`` per stage, ``channels`` = (stem/2, stage1..3), local-contrast ``shifts`` in px.
+
+    ``input_norm``, ``prior_prob``, ``loss``: see :mod:`reference_model.segmentation._common`.
+    """
+    return ALCNet(
+        blocks=tuple(blocks),
+        channels=tuple(channels),
+        shifts=tuple(shifts),
+        input_norm=input_norm,
+        prior_prob=prior_prob,
+        loss=loss,
+    )

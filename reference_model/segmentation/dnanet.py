@@ -21,7 +21,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reference_model.segmentation._common import SegmentationModel
+from reference_model.segmentation._common import DEFAULT_PRIOR_PROB, SegmentationModel
+from reference_model.segmentation._recipes import AUTHORS, dnanet_recipes
+
+#: Training recipes (``--recipe NAME``), from the authors' released code; see ``_recipes.py``.
+RECIPES = dnanet_recipes()
+#: The recipe a run of this model should use when none is asked for.
+DEFAULT_RECIPE = AUTHORS
 
 #: Reduction ratio of the channel attention MLP and kernel of the spatial attention.
 CHANNEL_REDUCTION = 16
@@ -41,9 +47,7 @@ class ChannelAttention(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(
-            self.mlp(x.mean(dim=(2, 3), keepdim=True)) + self.mlp(x.amax(dim=(2, 3), keepdim=True))
-        )
+        return torch.sigmoid(self.mlp(x.mean(dim=(2, 3), keepdim=True)) + self.mlp(x.amax(dim=(2, 3), keepdim=True)))
 
 
 class SpatialAttention(nn.Module):
@@ -73,9 +77,7 @@ class AttentionResidualBlock(nn.Module):
         self.channel_attention = ChannelAttention(c_out)
         self.spatial_attention = SpatialAttention()
         self.shortcut = (
-            nn.Sequential(nn.Conv2d(c_in, c_out, 1), nn.BatchNorm2d(c_out))
-            if c_in != c_out
-            else nn.Identity()
+            nn.Sequential(nn.Conv2d(c_in, c_out, 1), nn.BatchNorm2d(c_out)) if c_in != c_out else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,10 +106,20 @@ class DNANet(SegmentationModel):
     """
 
     def __init__(
-        self, *, blocks=(2, 2, 2, 2), channels=(16, 32, 64, 128, 256), deep_supervision: bool = True
+        self,
+        *,
+        blocks=(2, 2, 2, 2),
+        channels=(16, 32, 64, 128, 256),
+        deep_supervision: bool = True,
+        input_norm: str = "none",
+        prior_prob: float | None = DEFAULT_PRIOR_PROB,
+        loss: str = "soft_iou_image",
     ):
         super().__init__(
-            {"blocks": list(blocks), "channels": list(channels), "deep_supervision": deep_supervision}
+            {"blocks": list(blocks), "channels": list(channels), "deep_supervision": deep_supervision},
+            input_norm=input_norm,
+            prior_prob=prior_prob,
+            loss=loss,
         )
         depth = len(blocks)
         if len(channels) != depth + 1:
@@ -129,12 +141,15 @@ class DNANet(SegmentationModel):
         self.fuse = _node((depth + 1) * c[0], c[0])
         n_heads = depth if deep_supervision else 1
         self.heads = nn.ModuleList(nn.Conv2d(c[0], 1, 1) for _ in range(n_heads))
+        self.init_output_bias()
+
+    def output_convs(self) -> list[nn.Conv2d]:
+        return list(self.heads)
 
     def forward(self, images: torch.Tensor):
-        self.check_images(images)
         depth = self.depth
         x: dict[tuple[int, int], torch.Tensor] = {}
-        x[0, 0] = self.nodes["0_0"](images)
+        x[0, 0] = self.nodes["0_0"](self.prepare(images))
         # Visit the grid by anti-diagonals: node (i, j) needs (i+1, j-1), (i-1, j) and (i, <j).
         for k in range(1, depth + 1):
             x[k, 0] = self.nodes[f"{k}_0"](F.max_pool2d(x[k - 1, 0], 2))
@@ -145,8 +160,7 @@ class DNANet(SegmentationModel):
                     parts.append(_resize(x[i - 1, j], 0.5))
                 x[i, j] = self.nodes[f"{i}_{j}"](torch.cat(parts, dim=1))
         pyramid = [
-            _resize(conv(x[i, depth - i]), 2.0**i)
-            for i, conv in zip(range(1, depth + 1), self.pyramid, strict=True)
+            _resize(conv(x[i, depth - i]), 2.0**i) for i, conv in zip(range(1, depth + 1), self.pyramid, strict=True)
         ]
         fused = self.fuse(torch.cat([*pyramid[::-1], x[0, depth]], dim=1))  # (B, c0, H, W)
         if self.deep_supervision and self.training:
@@ -157,7 +171,24 @@ class DNANet(SegmentationModel):
 
 
 def build_dnanet(
-    *, blocks=(2, 2, 2, 2), channels=(16, 32, 64, 128, 256), deep_supervision: bool = True
+    *,
+    blocks=(2, 2, 2, 2),
+    channels=(16, 32, 64, 128, 256),
+    deep_supervision: bool = True,
+    input_norm: str = "none",
+    prior_prob: float | None = DEFAULT_PRIOR_PROB,
+    loss: str = "soft_iou_image",
 ) -> DNANet:
-    """DNANet; ``blocks`` residual-attention blocks per depth 1..L, ``channels`` per depth 0..L."""
-    return DNANet(blocks=tuple(blocks), channels=tuple(channels), deep_supervision=deep_supervision)
+    """DNANet; ``blocks`` residual-attention blocks per depth 1..L, ``channels`` per depth 0..L.
+
+    ``input_norm``, ``prior_prob``, ``loss``, ``deep_supervision``: see
+    :mod:`reference_model.segmentation._common`.
+    """
+    return DNANet(
+        blocks=tuple(blocks),
+        channels=tuple(channels),
+        deep_supervision=deep_supervision,
+        input_norm=input_norm,
+        prior_prob=prior_prob,
+        loss=loss,
+    )

@@ -1,0 +1,278 @@
+"""Settings of a training run (:class:`TrainConfig`) and how a named recipe fills them.
+
+A recipe (:mod:`reference_model.recipe`) sets ``TrainConfig`` fields and model builder
+keywords together; :func:`apply_recipe` applies the model's ``RECIPES[name]`` under the
+settings the user gave explicitly (an explicit option always wins).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from irstd_bench.errors import InputError
+
+from .augment import AugmentConfig, check_augment
+from .checkpoint import checked_model_name, load_checkpoint
+from .schedule import SCHEDULES
+from .transforms import check_input_size
+
+#: Default base learning rate and weight decay per optimizer.
+DEFAULT_LR = {"sgd": 0.01, "adamw": 0.001, "adagrad": 0.05}
+DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05, "adagrad": 1e-4}
+#: Validation fitness rules (see :func:`.fitness.fitness`).
+FITNESS_RULES = ("f1", "ap", "iou")
+#: Settings of a resumed run that may differ from the saved ones.
+RESUME_MAY_CHANGE = ("epochs", "device", "workers", "resume", "out", "progress", "memory_fraction", "threads",
+                     "compile")
+#: Name of a run's last checkpoint in its folder.
+LAST_NAME = "last.pt"
+#: ``TrainConfig`` fields a recipe may not set (where and how a run executes, not what it trains).
+NOT_RECIPE_FIELDS = ("root", "dataset", "split", "model", "model_overrides", "device", "out", "resume",
+                     "recipe", "progress", "image_dir", "mask_dir", "mask_suffix", "workers", "skip_defects")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run (the ``irstd-bench train`` options).
+
+    Attributes
+    ----------
+    root : str
+        Dataset root; ``dataset`` its layout (``None``: detect), ``split`` the split family.
+    model : str or None
+        Registry name (``eflnet-n``, ``acm``...) or ``module:builder``; ``None`` only with ``resume``.
+    model_overrides : dict
+        Builder keywords (``{"use_atfl": False, "strides": [4, 8, 16]}``).
+    epochs, imgsz, batch : int
+        Epochs, square input side in px (multiple of 32), images per batch per process.
+    optimizer : {"sgd", "adamw", "adagrad"}
+    lr, weight_decay : float or None
+        ``None``: :data:`DEFAULT_LR` / :data:`DEFAULT_WEIGHT_DECAY` of the optimizer.
+    momentum : float
+        SGD momentum (Nesterov), or AdamW's beta1 (Adagrad ignores it).
+    schedule : {"cosine", "poly", "linear"}
+        Decay after warm-up, per iteration, to ``lr_final_ratio x lr``; ``poly_power`` its exponent.
+    warmup_epochs, warmup_iters : float, int
+        Linear warm-up over ``max(warmup_epochs x iterations per epoch, warmup_iters)`` iterations.
+    nominal_batch : int or None
+        Gradient accumulation: one optimizer step per ``round(nominal_batch / (batch x processes))``
+        batches (at least 1), weight decay scaled by ``batch x processes x steps / nominal_batch``
+        (as the YOLO code bases do); ``None``: one step per batch.
+    mosaic, mixup, scale, translate, hsv_h, hsv_s, hsv_v, fliplr, flipud : float
+        Augmentation (:class:`~.augment.AugmentConfig`); ignored with ``augment=False``.
+    base_size : int or None
+        Images are letterboxed onto a ``base_size`` canvas and random ``imgsz`` windows are cut
+        from it (``None``: letterboxed to ``imgsz``).
+    fitness : {"f1", "ap", "iou"}
+        What selects ``best.pt``: ``f1`` (validation F1 at ``val_conf``, ties by AP50 or IoU),
+        ``ap`` (``0.1 AP50 + 0.9 AP50:95``), ``iou`` (segmenters' pixel IoU, ties by F1).
+    recipe : str or None
+        Name of the model's recipe applied to this run (recorded in ``args.json`` and checkpoints).
+    workers : int
+        Processes decoding the images once at the start (training batches are made on the device).
+    val_every : int
+        Validate every N epochs (and always after the last).
+    val_conf : float
+        Confidence threshold of the validation F1; ``matcher`` the evaluator's matching rule.
+    amp : bool
+        Mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling); ignored on the CPU.
+    augment : bool
+        Training augmentation on/off.
+    channels_last, compile : bool
+        Channels-last memory format; ``torch.compile`` of the forward pass.
+    memory_fraction : float or None
+        CUDA: this process may use at most this fraction of the GPU's memory (runs sharing a GPU).
+    threads : int or None
+        CPU threads of this process's torch ops during the run (restored afterwards).
+    deterministic : bool
+        Ask torch for deterministic kernels (warn-only where none exists); slower on some CUDA ops.
+    """
+
+    root: str = ""
+    dataset: str | None = None
+    split: str = "default"
+    model: str | None = None
+    model_overrides: dict = field(default_factory=dict)
+    epochs: int = 100
+    imgsz: int = 512
+    batch: int = 16
+    device: str = "auto"
+    out: str | None = None
+    val_every: int = 1
+    optimizer: str = "sgd"
+    lr: float | None = None
+    weight_decay: float | None = None
+    momentum: float = 0.937
+    schedule: str = "cosine"
+    lr_final_ratio: float = 0.01
+    poly_power: float = 0.9
+    warmup_epochs: float = 3.0
+    warmup_iters: int = 0
+    nominal_batch: int | None = None
+    ema: bool = True
+    ema_decay: float = 0.9999
+    amp: bool = True
+    seed: int = 0
+    workers: int = 2
+    resume: str | None = None
+    augment: bool = True
+    mosaic: float = 0.0
+    mixup: float = 0.0
+    scale: float = 0.3
+    translate: float = 0.1
+    hsv_h: float = 0.0
+    hsv_s: float = 0.0
+    hsv_v: float = 0.0
+    fliplr: float = 0.5
+    flipud: float = 0.5
+    base_size: int | None = None
+    fitness: str = "f1"
+    recipe: str | None = None
+    val_conf: float = 0.5
+    matcher: str = "iou:0.5"
+    resize_masks: bool = False
+    skip_defects: bool = False
+    image_dir: str | None = None
+    mask_dir: str | None = None
+    mask_suffix: str = ""
+    progress: bool = True
+    deterministic: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    memory_fraction: float | None = None
+    threads: int | None = None
+
+    def check(self) -> None:
+        """Raise :class:`InputError` for a value out of range."""
+        if self.epochs < 1:
+            raise InputError(f"--epochs {self.epochs}: must be >= 1")
+        if self.batch < 1:
+            raise InputError(f"--batch {self.batch}: must be >= 1")
+        try:
+            check_input_size(self.imgsz)
+        except ValueError as exc:
+            raise InputError(f"--imgsz {self.imgsz}: {exc}") from None
+        if self.base_size is not None and self.base_size < 1:
+            raise InputError(f"--base-size {self.base_size}: must be >= 1")
+        if self.val_every < 1:
+            raise InputError(f"--val-every {self.val_every}: must be >= 1")
+        if self.optimizer not in DEFAULT_LR:
+            raise InputError(f"--optimizer {self.optimizer!r}: expected {', '.join(DEFAULT_LR)}")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"--schedule {self.schedule!r}: expected {', '.join(SCHEDULES)}")
+        if self.fitness not in FITNESS_RULES:
+            raise InputError(f"--fitness {self.fitness!r}: expected {', '.join(FITNESS_RULES)}")
+        if self.lr is not None and not self.lr > 0:
+            raise InputError(f"--lr {self.lr}: must be > 0")
+        if self.weight_decay is not None and not self.weight_decay >= 0:
+            raise InputError(f"--weight-decay {self.weight_decay}: must be >= 0")
+        if not 0.0 <= self.momentum < 1.0:
+            raise InputError(f"--momentum {self.momentum}: must be in [0, 1)")
+        if not 0.0 <= self.lr_final_ratio <= 1.0:
+            raise InputError(f"--lr-final-ratio {self.lr_final_ratio}: must be in [0, 1]")
+        if not self.poly_power > 0:
+            raise InputError(f"--poly-power {self.poly_power}: must be > 0")
+        if not (self.warmup_epochs >= 0 and self.warmup_iters >= 0):
+            raise InputError(f"warm-up {self.warmup_epochs} epochs / {self.warmup_iters} iterations: must be >= 0")
+        if self.nominal_batch is not None and self.nominal_batch < 1:
+            raise InputError(f"--nominal-batch {self.nominal_batch}: must be >= 1")
+        try:
+            check_augment(self.augment_config())
+        except ValueError as exc:
+            raise InputError(f"--{str(exc).replace('_', '-')}") from None
+        if not 0.0 < self.val_conf <= 1.0:
+            raise InputError(f"--val-conf {self.val_conf}: must be in (0, 1]")
+        if self.workers < 0:
+            raise InputError(f"--workers {self.workers}: must be >= 0")
+        if self.memory_fraction is not None and not 0.0 < self.memory_fraction <= 1.0:
+            raise InputError(f"--memory-fraction {self.memory_fraction}: must be in (0, 1]")
+        if self.threads is not None and self.threads < 1:
+            raise InputError(f"--threads {self.threads}: must be >= 1")
+        if not self.model:
+            raise InputError("--model is required (or --resume a run)")
+        if not self.root:
+            raise InputError("--root is required (or --resume a run)")
+
+    @property
+    def base_lr(self) -> float:
+        return DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr)
+
+    @property
+    def base_weight_decay(self) -> float:
+        return DEFAULT_WEIGHT_DECAY[self.optimizer] if self.weight_decay is None else float(self.weight_decay)
+
+    def augment_config(self) -> AugmentConfig:
+        """The augmentation of this run (:meth:`AugmentConfig.off` with ``augment=False``)."""
+        if not self.augment:
+            return AugmentConfig.off()
+        names = ("fliplr", "flipud", "scale", "translate", "mosaic", "mixup", "hsv_h", "hsv_s", "hsv_v")
+        return AugmentConfig(**{name: float(getattr(self, name)) for name in names})
+
+
+def config_fields() -> set[str]:
+    return {f.name for f in fields(TrainConfig)}
+
+
+def changed_fields(config: TrainConfig) -> set[str]:
+    """Settings of ``config`` that differ from the defaults (what a library caller set)."""
+    default = TrainConfig()
+    return {f.name for f in fields(TrainConfig) if getattr(config, f.name) != getattr(default, f.name)}
+
+
+def apply_recipe(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, dict | None]:
+    """``config`` with its model's ``RECIPES[config.recipe]`` applied, and the recipe's record.
+
+    Recipe training settings fill every field not in ``explicit``; recipe model options are
+    builder keywords under ``config.model_overrides`` (explicit switches win). Returns
+    ``(config, None)`` without a recipe.
+
+    Raises
+    ------
+    InputError
+        Unknown recipe, or a recipe naming a field ``TrainConfig`` does not have (or one a recipe
+        may not set, :data:`NOT_RECIPE_FIELDS`).
+    """
+    if not config.recipe:
+        return config, None
+    if not config.model:
+        raise InputError("--recipe needs --model")
+    from reference_model.recipe import find_recipe
+
+    recipe = find_recipe(config.model, config.recipe)
+    known = config_fields()
+    unknown = sorted(set(recipe.train) - known)
+    if unknown:
+        raise InputError(
+            f"recipe {recipe.name!r} of {config.model}: {', '.join(unknown)} is not a training setting "
+            "(TrainConfig field)"
+        )
+    forbidden = sorted(set(recipe.train) & set(NOT_RECIPE_FIELDS))
+    if forbidden:
+        raise InputError(f"recipe {recipe.name!r} of {config.model}: may not set {', '.join(forbidden)}")
+    updates = {k: v for k, v in recipe.train.items() if k not in explicit}
+    overrides = {**dict(recipe.model_options), **dict(config.model_overrides)}
+    return replace(config, **updates, model_overrides=overrides), recipe.to_dict()
+
+
+def resume_config(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, dict, Path]:
+    """The saved run's settings with the allowed changes, its last checkpoint, and the run folder."""
+    resume = Path(config.resume)
+    path = resume / LAST_NAME if resume.is_dir() else resume
+    checkpoint = load_checkpoint(path)
+    saved = dict(checkpoint.get("train_args") or {})
+    if not saved:
+        raise InputError(f"{path}: checkpoint has no training state to resume (released weights?)")
+    # The checkpoint's model is rebuilt only if it is a registry model, or the custom builder the
+    # user named again with --model (a file never chooses code to run).
+    checked_model_name(checkpoint, path, config.model if "model" in explicit and config.model else None)
+    if checkpoint.get("optimizer") is None:
+        raise InputError(f"{path}: checkpoint has no optimizer state to resume")
+    known = config_fields()
+    merged = {k: v for k, v in saved.items() if k in known}
+    for name in RESUME_MAY_CHANGE:
+        if name in explicit or name not in merged:
+            merged[name] = getattr(config, name)
+    merged["resume"] = str(config.resume)
+    merged["out"] = str(config.out) if "out" in explicit and config.out else str(path.parent)
+    return TrainConfig(**merged), checkpoint, path

@@ -1,0 +1,63 @@
+"""Process-level pieces of a run: torch's global settings (restored afterwards) and the optimizer."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+import torch.nn as nn
+
+from .config import TrainConfig
+
+#: cuBLAS workspace setting needed for deterministic GEMMs (set during a run, restored after).
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+@contextlib.contextmanager
+def torch_settings(config: TrainConfig):
+    """Process-wide torch settings of a run, restored on exit as they were found.
+
+    Deterministic algorithms (``config.deterministic``), cuDNN ``deterministic=True`` and
+    ``benchmark=False``, ``CUBLAS_WORKSPACE_CONFIG`` (needed by deterministic cuBLAS GEMMs; only
+    effective when CUDA starts inside the run) and the thread count (``config.threads``).
+    """
+    saved_env = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    saved_det = torch.are_deterministic_algorithms_enabled()
+    saved_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    saved_cudnn = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    saved_threads = torch.get_num_threads()
+    try:
+        if saved_env is None:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
+        torch.use_deterministic_algorithms(bool(config.deterministic), warn_only=True)
+        torch.backends.cudnn.benchmark = not config.deterministic
+        torch.backends.cudnn.deterministic = bool(config.deterministic)
+        if config.threads is not None:
+            torch.set_num_threads(int(config.threads))
+        yield
+    finally:
+        if saved_env is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        torch.use_deterministic_algorithms(saved_det, warn_only=saved_warn)
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved_cudnn
+        torch.set_num_threads(saved_threads)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices and kernels only, not on biases and norm scales."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig, weight_decay: float) -> torch.optim.Optimizer:
+    """SGD (Nesterov), AdamW or Adagrad at ``config.base_lr``; decay on weights only (:func:`param_groups`)."""
+    groups = param_groups(model, weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.base_lr, momentum=config.momentum, nesterov=True)
+    if config.optimizer == "adagrad":
+        return torch.optim.Adagrad(groups, lr=config.base_lr)
+    return torch.optim.AdamW(groups, lr=config.base_lr, betas=(config.momentum, 0.999))

@@ -1,0 +1,104 @@
+"""ISNet: parameter count, shapes, gradient magnitude, the edge loss terms, a tiny overfit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from test_segmentation import _synthetic_set, _target_f1
+
+from reference_model.registry import build_model
+from reference_model.segmentation import PUBLISHED_PARAMS
+from reference_model.segmentation.isnet import RECIPES, DeformConv, GatedConv, build_isnet, gradient_magnitude
+
+#: Parameters of the layers the released ISNet (BasicIRSTD model_ISNet.py) runs.
+OUR_PARAMS = 985_810
+#: What BasicIRSTD's thop count sees of them (standard layers only): its table's 0.966 M.
+THOP_VISIBLE_PARAMS = 965_746
+SMALL = {"blocks": (1, 1, 1), "channels": (4, 8, 8, 16), "edge_width": 8}
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_parameter_count_matches_basicirstd_table():
+    model = build_model("isnet")
+    assert n_params(model) == OUR_PARAMS
+    own = sum(
+        p.numel()
+        for m in model.modules()
+        if isinstance(m, (DeformConv, GatedConv))
+        for p in m.parameters(recurse=False)
+    )
+    assert n_params(model) - own == THOP_VISIBLE_PARAMS
+    assert round(THOP_VISIBLE_PARAMS / 1e6, 3) == PUBLISHED_PARAMS["isnet"] / 1e6
+
+
+def test_gradient_magnitude_of_a_point():
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 2, 2] = 1.0
+    g = gradient_magnitude(x)
+    eps = math.sqrt(1e-6)
+    for yx in ((1, 2), (3, 2), (2, 1), (2, 3)):  # the 4 neighbours see a difference of 1
+        torch.testing.assert_close(g[0, 0, yx[0], yx[1]], torch.tensor(math.sqrt(1 + 1e-6)))
+    torch.testing.assert_close(g[0, 0, 2, 2], torch.tensor(eps))  # central differences skip the centre
+    assert g.shape == x.shape
+
+
+def test_forward_and_loss_terms():
+    torch.manual_seed(0)
+    model = build_isnet(**SMALL)
+    images = torch.rand(2, 3, 32, 32)
+    masks = torch.zeros(2, 32, 32)
+    masks[0, 10:13, 5:8] = 1
+    targets = [{"masks": m} for m in masks]
+    model.train()
+    edge_logits, logits = model(images)
+    assert edge_logits.shape == logits.shape == (2, 1, 32, 32)
+    terms = model.compute_loss([edge_logits, logits], targets)
+    assert set(terms) == {"soft_iou", "edge_bce", "edge_soft_iou"}
+    edges = gradient_magnitude(masks[:, None])
+    p = torch.sigmoid(logits)
+    inter = (p * masks[:, None]).sum()
+    torch.testing.assert_close(terms["soft_iou"], 1 - (inter + 1) / (p.sum() + masks.sum() - inter + 1))
+    q = torch.sigmoid(edge_logits)
+    bce = -(edges * torch.log(q) + (1 - edges) * torch.log(1 - q)).mean()  # edges reach sqrt(2): no BCELoss
+    torch.testing.assert_close(terms["edge_bce"], 10 * bce)
+    q2 = torch.sigmoid(q)  # the authors' code takes the soft IoU of sigmoid(edge probabilities)
+    inter_e = (q2 * edges).sum()
+    torch.testing.assert_close(terms["edge_soft_iou"], 1 - (inter_e + 1) / (q2.sum() + edges.sum() - inter_e + 1))
+    sum(terms.values()).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.eval()
+    with torch.no_grad():
+        out = model(images)
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 1, 32, 32)
+    assert model.postprocess(out)[0]["score_map"].shape == (32, 32)
+    assert n_params(type(model)(**model.config)) == n_params(model)
+
+
+def test_recipe():
+    recipe = RECIPES["authors"]
+    assert recipe.model_options["loss"] == "isnet"
+    assert (recipe.train["optimizer"], recipe.train["lr"], recipe.train["batch"]) == ("adamw", 5e-4, 16)
+
+
+def test_small_isnet_overfits_synthetic_targets():
+    torch.manual_seed(0)
+    images, masks = _synthetic_set(4, size=32)
+    x = torch.tensor(np.stack(images), dtype=torch.float32)[:, None].repeat(1, 3, 1, 1)
+    targets = [{"masks": torch.tensor(m, dtype=torch.float32)} for m in masks]
+    model = build_isnet(**SMALL)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(100):
+        loss = sum(model.compute_loss(model(x), targets).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        maps = [p["score_map"].numpy() for p in model.postprocess(model(x))]
+    assert _target_f1(maps, masks) >= 0.9
