@@ -198,18 +198,26 @@ def test_nuaa_round_trips_coco_yolo_voc(nuaa_skip):
 def test_nuaa_yolo_tree_is_usable(nuaa_skip):
     result, _ = nuaa_skip
     yolo = result.out / "yolo"
-    data = yaml.safe_load((yolo / "data.yaml").read_text())
-    assert data["path"] == str(yolo.resolve())
-    assert (data["train"], data["val"], data["test"]) == ("idx_427__train.txt", "idx_427__val.txt", "idx_427__test.txt")
+    assert sorted(p.name for p in yolo.iterdir()) == ["50_50", "all", "idx_320", "idx_427", "split_EFLNet"]
+    data = yaml.safe_load((yolo / "idx_427" / "data.yaml").read_text())
+    assert "path" not in data  # ultralytics takes the yaml's folder as the root: the tree can move
+    assert (data["train"], data["val"], data["test"]) == ("images/train", "images/val", "images/test")
     assert data["nc"] == 1 and data["names"] == ["target"]
-    lines = (yolo / data["train"]).read_text().splitlines()
-    assert len(lines) == 256
-    for line in lines:
-        image = yolo / line
+    eflnet = yaml.safe_load((yolo / "split_EFLNet" / "data.yaml").read_text())
+    assert (eflnet["train"], eflnet["val"], eflnet["test"]) == ("images/train", "images/val", "images/test")
+    images = sorted((yolo / "idx_427" / data["train"]).iterdir())
+    assert len(images) == 256
+    order = (yolo / "idx_427" / "train.txt").read_text().splitlines()
+    assert sorted(order) == sorted(f"./images/train/{p.name}" for p in images)
+    for image in images:
+        assert image.is_symlink() and image.resolve() == (NUAA / "images" / image.name).resolve()
         assert filecmp.cmp(image, NUAA / "images" / image.name, shallow=False)  # never re-encoded
-        assert (yolo / "labels" / f"{image.stem}.txt").is_file()
-    first = (yolo / "labels" / "Misc_1.txt").read_text().splitlines()
-    assert all(line.startswith("0 ") and len(line.split()) == 5 for line in first)
+        # ultralytics' rule: .../images/<part>/x.png -> .../labels/<part>/x.txt
+        label = Path(str(image).replace("/images/", "/labels/")).with_suffix(".txt")
+        assert label.is_file()
+    first = (yolo / "idx_427" / "labels" / "test" / "Misc_1.txt")
+    assert not first.exists() or all(line.startswith("0 ") for line in first.read_text().splitlines())
+    assert not (yolo / "all" / "data.yaml").exists()  # no train split in that family
 
 
 def test_nuaa_rerun_is_byte_identical_whatever_the_workers(nuaa_skip):
@@ -248,10 +256,12 @@ def test_nudt_real_pair_and_generated_crlf_splits(tmp_path):
     assert result.records["000001"].boxes == ((111, 178, 114, 181),)
     assert result.records["000002"].boxes == ((0, 0, 2, 2), (255, 255, 256, 256))
     assert result.summary["splits"]["50_50/test"]["background_images"] == 1
-    data = yaml.safe_load((result.out / "yolo" / "data.yaml").read_text())
+    text = (result.out / "yolo" / "50_50" / "data.yaml").read_text()
+    data = yaml.safe_load(text)
     # NUDT-SIRST has no val split: the test split stands in for val.
-    assert (data["train"], data["val"], data["test"]) == ("50_50__train.txt", "50_50__test.txt", "50_50__test.txt")
-    assert (result.out / "yolo" / "labels" / "000003.txt").read_text() == ""
+    assert (data["train"], data["val"], data["test"]) == ("images/train", "images/test", "images/test")
+    assert "no val split" in text
+    assert (result.out / "yolo" / "50_50" / "labels" / "test" / "000003.txt").read_text() == ""
 
 
 def test_nudt_real_layout_all_and_missing_split_images(tmp_path):
@@ -310,9 +320,10 @@ def test_sirst_v2_background_images_have_no_targets(tmp_path):
     assert [a["image_id"] for a in coco["annotations"]] == [1, 1]
     assert [a["bbox"] for a in coco["annotations"]] == [[3, 2, 2, 1], [9, 9, 1, 1]]
     assert read_coco_ground_truth(result.out / "coco" / "splits__train_full.json")["Misc_3"].boxes.shape == (0, 4)
-    assert (result.out / "yolo" / "labels" / "Misc_4.txt").read_text() == ""
+    assert (result.out / "yolo" / "splits" / "labels" / "test_full" / "Misc_4.txt").read_text() == ""
     # The one-pixel target of Misc_2 at row 5, column 5 of a 16x12 image.
-    assert (result.out / "yolo" / "labels" / "Misc_2.txt").read_text() == "0 0.343750 0.458333 0.062500 0.083333\n"
+    label = result.out / "yolo" / "all" / "labels" / "all" / "Misc_2.txt"
+    assert label.read_text() == "0 0.343750 0.458333 0.062500 0.083333\n"
     xml = (result.out / "voc" / "Annotations" / "Misc_2.xml").read_text()
     assert "<xmin>6</xmin>" in xml and "<xmax>6</xmax>" in xml and "<ymin>6</ymin>" in xml  # 1-based, inclusive
     assert read_voc_ground_truth(result.out / "voc", "splits/test_full")["Misc_4"].boxes.shape == (0, 4)
@@ -320,12 +331,8 @@ def test_sirst_v2_background_images_have_no_targets(tmp_path):
         (result.out / "voc" / "Annotations" / f"Misc_{i}.xml").read_text().split("<depth>")[1][0] for i in (1, 2, 3, 4)
     ]
     assert depths == ["1", "3", "4", "1"]
-    data = yaml.safe_load((result.out / "yolo" / "data.yaml").read_text())
-    assert (data["train"], data["val"], data["test"]) == (
-        "splits__train_full.txt",
-        "splits__val_full.txt",
-        "splits__test_full.txt",
-    )
+    data = yaml.safe_load((result.out / "yolo" / "splits" / "data.yaml").read_text())
+    assert (data["train"], data["val"], data["test"]) == ("images/train_full", "images/val_full", "images/test_full")
 
 
 def test_custom_tree_with_suffix_connectivity_and_one_format(tmp_path):
@@ -364,13 +371,27 @@ def test_skip_missing_leaves_out_and_reports(tmp_path):
     assert any("Misc_2" in w for w in warnings)
 
 
-def test_link_and_copy_give_the_same_bytes(tmp_path):
+def test_symlinks_and_copies_give_the_same_bytes_never_hard_links(tmp_path):
     root = _sirst_v2(tmp_path / "v2")
     linked = convert_dataset(root, tmp_path / "l", formats="yolo", workers=1, link_images=True)
     copied = convert_dataset(root, tmp_path / "c", formats="yolo", workers=1, link_images=False)
-    a, b = _tree_bytes(linked.out / "yolo" / "images"), _tree_bytes(copied.out / "yolo" / "images")
+    a, b = (_tree_bytes(r.out / "yolo" / "all" / "images") for r in (linked, copied))
     assert a == b and len(a) == 4
-    assert (copied.out / "yolo" / "images" / "Misc_1.png").stat().st_nlink == 1
+    link = linked.out / "yolo" / "all" / "images" / "all" / "Misc_1.png"
+    assert link.is_symlink() and link.resolve() == (root / "mixed" / "Misc_1.png").resolve()
+    copy = copied.out / "yolo" / "all" / "images" / "all" / "Misc_1.png"
+    assert not copy.is_symlink() and copy.stat().st_nlink == 1
+    assert (root / "mixed" / "Misc_1.png").stat().st_nlink == 1  # the release file is never hard-linked
+    assert copied.summary["settings"]["yolo_images"] == "copy"
+    assert linked.summary["settings"]["yolo_images"] == "symlink"
+
+
+def test_split_family_converts_every_split_file_in_it(tmp_path, nuaa_root):
+    result = convert_dataset(nuaa_root, tmp_path / "o", splits="split_EFLNet", formats="coco,yolo", workers=2,
+                             warn=lambda m: None)  # fmt: skip
+    assert list(result.splits) == ["split_EFLNet/test", "split_EFLNet/train", "split_EFLNet/val"]
+    assert [len(v) for v in result.splits.values()] == [86, 256, 85]  # Misc_111 (val): resized, a known defect
+    assert (result.out / "yolo" / "split_EFLNet" / "data.yaml").is_file()
 
 
 def test_split_file_names_are_safe():
@@ -407,7 +428,7 @@ def test_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
 
     root = _sirst_v2(tmp_path / "v2")
 
-    def refuse(source, dest, link):
+    def refuse(source, dest, copy):
         raise InputError(f"{source}: refused")
 
     monkeypatch.setattr(_yolo, "place_image", refuse)
@@ -439,7 +460,7 @@ def test_cli_converts_and_prints_summary(tmp_path):
         "all.json", "splits__test_full.json", "splits__train_full.json"
     ]  # fmt: skip
     first = _tree_bytes(out)
-    again = _run([*args, "--copy", "--force"])
+    again = _run([*args, "--copy-images", "--force"])
     assert again.exit_code == 0
     second = _tree_bytes(out)
     assert first.keys() == second.keys()

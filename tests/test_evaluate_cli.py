@@ -155,8 +155,13 @@ def test_coco_results_by_file_name_and_by_image_id(data, tmp_path):
     by_id = tmp_path / "dets_id.json"
     by_id.write_text(json.dumps(_coco_dets(by_id=True)))
     assert_counts(evaluate_ok(data, by_id, "--gt-coco", _coco_gt(tmp_path)))
+    # Without --gt-coco, ids are the dataset's stable ids (rank of the sorted stem, from 1): 7.. are unknown.
     result = run("eval", by_id, "--root", data, "--dataset", "nudt", "--out", tmp_path / "x.json")
-    assert result.exit_code == 2 and "--gt-coco" in result.output
+    assert result.exit_code == 2 and "image_id 7" in result.output
+    stable = [{**d, "image_id": d["image_id"] - 6} for d in json.loads(by_id.read_text())]
+    by_stable_id = tmp_path / "dets_stable.json"
+    by_stable_id.write_text(json.dumps(stable))
+    assert_counts(evaluate_ok(data, by_stable_id))
 
 
 def test_ground_truth_from_coco_file(tmp_path):

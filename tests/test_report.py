@@ -29,7 +29,8 @@ from irstd_bench.report import (
     load_runs,
 )
 from irstd_bench.report import _qualitative as qual
-from irstd_bench.report._tables import MISSING, ablation_tables, main_table
+from irstd_bench.report._ablation import ablation_tables
+from irstd_bench.report._tables import MISSING, main_table
 
 # -- fixture builders -----------------------------------------------------------------------------
 
@@ -366,7 +367,7 @@ def test_main_csv_round_trip_carries_exact_numbers(suite):
     rows = list(csv.DictReader(io.StringIO((suite["out"] / "tables" / "main.csv").read_text())))
     assert [r["Method"] for r in rows] == ["EFLNet-n", "ACM"]
     assert list(rows[0])[1:] == [
-        f"{d}/{m}" for d in ("nudt", "irstd1k") for m in ("precision", "recall", "f1")
+        f"{d}/{m}" for d in ("nudt", "irstd1k") for m in ("precision", "recall", "f1", "best_f1")
     ]
     for row in rows:
         for dataset in ("nudt", "irstd1k"):
@@ -383,15 +384,21 @@ def _markdown_cells(text):
 
 def test_main_markdown_round_trip_and_best_in_bold(suite):
     header, body = _markdown_cells((suite["out"] / "tables" / "main.md").read_text())
-    assert header == ["Method"] + [f"{d} {m}" for d in ("NUDT-SIRST", "IRSTD-1k") for m in ("P", "R", "F1")]
+    labels = ("P", "R", "F1 (val thr.)", "F1 (best on test)")  # both F1 protocols, named
+    assert header == ["Method"] + [f"{d} {m}" for d in ("NUDT-SIRST", "IRSTD-1k") for m in labels]
     methods = [row[0] for row in body]
-    keys = [(d, m) for d in ("nudt", "irstd1k") for m in ("precision", "recall", "f1")]
+    keys = [(d, m) for d in ("nudt", "irstd1k") for m in ("precision", "recall", "f1", "best_f1")]
     for row in body:
         for cell, (dataset, metric) in zip(row[1:], keys, strict=True):
-            value = METRICS[(row[0], dataset)][metric]
+            value = METRICS[(row[0], dataset)].get(metric)
+            if value is None:
+                assert cell == MISSING
+                continue
             assert cell.strip("*") == f"{value:.3f}"
-            others = [METRICS[(m, dataset)][metric] for m in methods if m != row[0]]
-            assert cell.startswith("**") == (round(value, 3) >= max(round(o, 3) for o in others))
+            others = [METRICS[(m, dataset)].get(metric) for m in methods if m != row[0]]
+            others = [o for o in others if o is not None]
+            best = bool(others) and round(value, 3) >= max(round(o, 3) for o in others)
+            assert cell.startswith("**") == best
 
 
 def test_detailed_table_marks_best_fa_as_lowest_and_fills_missing(suite):
@@ -402,10 +409,11 @@ def test_detailed_table_marks_best_fa_as_lowest_and_fills_missing(suite):
     assert rows["ACM"]["NUDT-SIRST AP50"] == MISSING
     assert rows["ACM"]["NUDT-SIRST Fa x1e-6"] == "12.35"  # two decimals for Fa
     assert rows["ACM"]["IRSTD-1k Fa x1e-6"] == "3.21"  # only one value: nothing to beat
-    assert rows["EFLNet-n"]["NUDT-SIRST thr"] == "0.410"  # thresholds are never "best"
+    assert rows["EFLNet-n"]["NUDT-SIRST thr. of best F1"] == "0.410"  # thresholds are never "best"
     tex = (suite["out"] / "tables" / "detailed.tex").read_text()
-    assert "\\toprule" in tex and "\\bottomrule" in tex and "\\multicolumn{7}{c}{NUDT-SIRST}" in tex
-    assert "\\textbf" not in tex  # no column has two values here
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "\\multicolumn{8}{c}{NUDT-SIRST}" in tex
+    # Only the F1 (val thr.) columns have two values here: the one bold cell of each dataset.
+    assert tex.count("\\textbf") == 2 and "\\textbf{0.914}" in tex
 
 
 def test_best_marking_ties_lower_is_better_and_latex_html(tmp_path):
@@ -452,7 +460,7 @@ def test_terminal_table_is_plain_text_with_all_numbers(suite):
     efl = next(ln for ln in lines if ln.startswith("EFLNet-n"))
     assert "0.941" in efl and "0.889" in efl and "0.914" in efl and "0.901" in efl
     acm = next(ln for ln in lines if ln.startswith("ACM"))
-    assert acm.split("|")[1].split() == ["0.800", "0.923", "0.857", "-"]
+    assert acm.split("|")[1].split() == ["0.800", "0.923", "0.857", "-", "-"]
 
 
 # -- ablations --------------------------------------------------------------------------------
@@ -477,7 +485,7 @@ def test_ablation_tables_group_runs_differing_in_one_setting(tmp_path):
     assert set(tables) == {"ablation_eflnet_atfl_lambda", "ablation_eflnet_nwd_constant"}
     atfl = tables["ablation_eflnet_atfl_lambda"]
     assert atfl.row_header == "atfl_lambda" and atfl.rows == ["1", "3.5"]
-    assert [c.label for c in atfl.columns] == ["P", "R", "F1", "AP50"]
+    assert [c.label for c in atfl.columns] == ["P", "R", "F1 (val thr.)", "AP50"]
     assert [row[2] for row in atfl.values] == [0.81, 0.86]
     assert "nwd_constant=11" in atfl.caption
     nwd = tables["ablation_eflnet_nwd_constant"]
@@ -653,7 +661,13 @@ def test_index_html_embeds_figures_and_tables_and_links_nothing(suite):
     report = suite["report"]
     n_figures = len(report.figures) + len(report.qualitative)
     assert page.count('src="data:image/png;base64,') == n_figures
-    assert re.findall(r'(?:src|href)\s*=\s*"(?!data:)', page) == []
+    # Nothing loaded from anywhere; links only to the report's own table and figure files.
+    links = re.findall(r'(?:src|href)\s*=\s*"(?!data:)([^"]*)"', page)
+    assert links and all(re.fullmatch(r"(tables/[\w.]+\.(md|tex|csv)|figures/[\w.]+\.(pdf|png))", x) for x in links)
+    for x in links:
+        assert (suite["out"] / x).is_file(), x
+    assert 'href="tables/main.tex"' in page and 'href="tables/detailed.csv"' in page
+    assert sum(1 for x in links if x.endswith(".pdf")) == n_figures
     assert "http" not in page and "<link" not in page and "<script" not in page
     assert 'id="table-main"' in page and 'id="table-detailed"' in page
     assert "<title>Test report</title>" in page and "irstd-bench report" in page

@@ -112,10 +112,12 @@ def test_image_prefix_is_shared_between_sizes_of_the_data_set(tmp_path):
 # ---------------------------------------------------------------- layout and splits
 
 
-def test_layout_is_detected_as_nudt_with_readable_splits(sample):
+def test_layout_is_detected_as_synthetic_nudt_layout_with_readable_splits(sample):
     out, _ = sample
     ds = open_dataset(out)
-    assert ds.name == "nudt"
+    # The NUDT-SIRST folders, titled as what it is (reports must not call it NUDT-SIRST).
+    assert ds.name == "synthetic" and ds.layout.title.startswith("Synthetic")
+    assert open_dataset(out, "nudt").layout.name == "synthetic"
     stems = ds.stems("all")
     assert stems == [f"{i:06d}" for i in range(1, N_IMAGES + 1)]
     train, test = ds.stems("train"), ds.stems("test")
@@ -141,7 +143,7 @@ def test_images_and_masks_are_single_channel_with_binary_masks(sample):
 def test_tiny_data_sets_never_write_an_empty_split_file(tmp_path):
     generate_sample(tmp_path / "one", n_images=1, size=32, seed=0)
     ds = open_dataset(tmp_path / "one")
-    assert ds.name == "nudt"
+    assert ds.name == "synthetic"
     assert set(ds.split_files()) == {"50_50/test", "split_synth/train"}
     for path in ds.split_files().values():
         assert path.read_bytes() == b"000001\r\n"

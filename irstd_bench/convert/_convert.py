@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -14,10 +13,11 @@ from pathlib import Path
 
 from irstd_bench import __version__
 from irstd_bench._outputs import check_folder_replaceable, output_folder, refuse_inside_inputs
+from irstd_bench._progress import progress_bar
 from irstd_bench.convert import _coco, _voc, _yolo
 from irstd_bench.convert._records import ConvertSettings, ImageRecord, convert_chunk
 from irstd_bench.convert._summary import defects_report, split_file_name, split_statistics
-from irstd_bench.datasets import Dataset, Sample, open_dataset, read_split_file
+from irstd_bench.datasets import Dataset, Sample, dataset_image_ids, open_dataset, read_split_file
 from irstd_bench.errors import DatasetDefectWarning, InputError
 from irstd_bench.targets import CONNECTIVITY_STRUCTURES, DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD
 
@@ -93,7 +93,8 @@ def convert_dataset(
     dataset : str, optional
         ``nuaa``, ``nudt``, ``irstd1k``, ``sirstv2``, ``custom``; ``None`` detects the layout.
     splits : str or sequence of str, optional
-        Split names (``idx_427/test``, ``test``, ``all``), comma lists allowed. Default: every split file of the
+        Split names (``idx_427/test``, ``test``, ``all``) or split families (``split_EFLNet``:
+        every split file in that folder), comma lists allowed. Default: every split file of the
         release, then ``all``. Bare aliases are stored under their file's name
         (``test`` -> ``idx_427/test`` for NUAA-SIRST).
     formats : str or iterable of {"coco", "yolo", "voc"}
@@ -113,8 +114,9 @@ def convert_dataset(
     workers : int, optional
         Worker processes (default ``os.cpu_count()``); ``1`` works in-process.
     link_images : bool
-        YOLO images are hard links to the release's files (falling back to a byte copy where
-        the file system refuses a link); ``False`` always copies. Never re-encoded.
+        YOLO images are symbolic links to the release's files (a byte copy where the file
+        system refuses links); ``False`` copies them (``--copy-images``). Never hard links,
+        never re-encoded.
     progress : bool
         Show a progress bar on stderr (tqdm; hidden when stderr is not a terminal).
     warn : callable, optional
@@ -208,8 +210,12 @@ def _canonical_splits(ds: Dataset, splits: str | Sequence[str] | None) -> list[s
     names: list[str] = []
     for item in [splits] if isinstance(splits, str) else splits:
         for raw in str(item).split(","):
-            raw = raw.strip()
+            raw = raw.strip().strip("/")
             if not raw:
+                continue
+            family = [n for n in ds.split_files() if n.rsplit("/", 1)[0] == raw and "/" in n]
+            if family:  # a split family (idx_427, split_EFLNet): every split file in it
+                names.extend(n for n in family if n not in names)
                 continue
             path = ds.resolve_split(raw)
             if path is None:
@@ -263,17 +269,8 @@ def _run(
     jobs: list[tuple[Sample, str]], settings: ConvertSettings, workers: int | None, progress: bool
 ) -> list[ImageRecord]:
     """Convert every job, in parallel chunks when worthwhile; results in job order."""
-    from tqdm import tqdm
-
     workers = workers or os.cpu_count() or 1
-    bar = tqdm(
-        total=len(jobs),
-        unit="img",
-        desc="convert",
-        file=sys.stderr,
-        disable=None if progress else True,
-        leave=False,
-    )
+    bar = progress_bar(len(jobs), "convert", enabled=progress)
     try:
         if workers == 1 or len(jobs) < _MIN_IMAGES_FOR_POOL:
             records = []
@@ -381,7 +378,7 @@ def _summary(ds, out, split_names, written, records, missing, formats, settings,
             "resize_masks": settings.resize_masks,
             "skip_missing": bool(skip_missing),
             "formats": list(formats),
-            "yolo_images": "link" if link_images else "copy",
+            "yolo_images": "symlink" if link_images else "copy",
         },
         "splits": splits,
         "total": split_statistics(sorted(kept, key=lambda r: r.stem)),
@@ -390,24 +387,34 @@ def _summary(ds, out, split_names, written, records, missing, formats, settings,
         ),
     }
     if "yolo" in formats:
-        train, val, test = _yolo_roles(ds, split_names)
-        summary["yolo"] = {"train": train, "val": val, "test": test}
+        summary["yolo"] = _yolo_families(ds, split_names)
     return summary
 
 
-def _yolo_roles(ds: Dataset, names: list[str]) -> tuple[str, str, str | None]:
-    """Splits for data.yaml's train/val/test: the layout's aliases, else files named so."""
+def _yolo_families(ds: Dataset, names: list[str]) -> dict[str, dict[str, str | None]]:
+    """``{family: {"train", "val", "test": split name or None}}`` of the families with a train split.
 
-    def pick(role: str) -> str | None:
-        target = ds.layout.split_aliases.get(role)
-        if target in names:
-            return target
-        by_base = [n for n in names if n.rsplit("/", 1)[-1] == role]
-        return by_base[0] if by_base else None
+    Within a family: the layout's aliases (``train`` -> ``splits/train_full``), else the file
+    named so; ``train`` falls back to ``trainval``, ``val`` to ``test`` (no val split).
+    """
+    by_family: dict[str, list[str]] = {}
+    for name in names:
+        by_family.setdefault(_yolo.split_location(name)[0], []).append(name)
+    out = {}
+    for family, members in by_family.items():
 
-    train = pick("train") or pick("trainval") or ("all" if "all" in names else names[0])
-    val = pick("val") or pick("test") or train
-    return train, val, pick("test")
+        def pick(role: str, members=members) -> str | None:
+            target = ds.layout.split_aliases.get(role)
+            if target in members:
+                return target
+            by_base = [n for n in members if n.rsplit("/", 1)[-1] == role]
+            return by_base[0] if by_base else None
+
+        train = pick("train") or pick("trainval")
+        if train is None:
+            continue
+        out[family] = {"train": train, "val": pick("val") or pick("test") or train, "test": pick("test")}
+    return out
 
 
 def _write(out, ds, formats, written, records, summary, link_images, force) -> None:
@@ -416,33 +423,18 @@ def _write(out, ds, formats, written, records, summary, link_images, force) -> N
         if "coco" in formats:
             folder = tmp / "coco"
             folder.mkdir()
+            image_ids = dataset_image_ids(ds)
+            first_ids = _coco.annotation_ids(kept, image_ids)
             for name, stems in written.items():
                 doc = _coco.coco_document(
                     [records[s] for s in stems],
                     f"{ds.layout.title} split {name}, written by irstd-bench convert",
+                    image_ids,
+                    first_ids,
                 )
                 _text(folder / f"{split_file_name(name)}.json", _coco.dumps_json(doc))
         if "yolo" in formats:
-            folder = tmp / "yolo"
-            (folder / "images").mkdir(parents=True)
-            (folder / "labels").mkdir()
-            for rec in kept:
-                _yolo.place_image(rec.image_path, folder / "images" / rec.file_name, link_images)
-                _text(folder / "labels" / f"{rec.stem}.txt", _yolo.label_text(rec))
-            for name, stems in written.items():
-                _text(
-                    folder / f"{split_file_name(name)}.txt", _yolo.list_text([records[s] for s in stems])
-                )
-            roles = summary["yolo"]
-            _text(
-                folder / "data.yaml",
-                _yolo.data_yaml(
-                    out / "yolo",
-                    f"{split_file_name(roles['train'])}.txt",
-                    f"{split_file_name(roles['val'])}.txt",
-                    None if roles["test"] is None else f"{split_file_name(roles['test'])}.txt",
-                ),
-            )
+            _write_yolo(tmp / "yolo", ds, written, records, summary["yolo"], link_images)
         if "voc" in formats:
             folder = tmp / "voc"
             (folder / "Annotations").mkdir(parents=True)
@@ -456,6 +448,23 @@ def _write(out, ds, formats, written, records, summary, link_images, force) -> N
                     "".join(f"{s}\n" for s in stems),
                 )
         _text(tmp / SUMMARY_FILE, _coco.dumps_json(summary))
+
+
+def _write_yolo(folder: Path, ds: Dataset, written, records, families: dict, link_images: bool) -> None:
+    """One folder per split family: ``images/<part>``, ``labels/<part>``, ``<part>.txt``, ``data.yaml``."""
+    for name, stems in written.items():
+        family, part = _yolo.split_location(name)
+        images, labels = folder / family / "images" / part, folder / family / "labels" / part
+        images.mkdir(parents=True)
+        labels.mkdir(parents=True)
+        recs = [records[s] for s in stems]
+        for rec in recs:
+            _yolo.place_image(rec.image_path, images / rec.file_name, copy=not link_images)
+            _text(labels / f"{rec.stem}.txt", _yolo.label_text(rec))
+        _text(folder / family / f"{part}.txt", _yolo.list_text(recs, part))
+    for family, roles in families.items():
+        parts = {role: None if split is None else _yolo.split_location(split)[1] for role, split in roles.items()}
+        _text(folder / family / "data.yaml", _yolo.data_yaml(parts, ds.layout.title, family))
 
 
 def _text(path: Path, text: str) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from irstd_bench._io import verify_image
+from irstd_bench.convert._rle import target_rles
 from irstd_bench.datasets import Sample, load_ground_truth
 
 
@@ -43,6 +44,9 @@ class ImageRecord:
         Mask size when it differs from the image's, else ``None``.
     known_defect : str
         Description of a known defect of the release for this image, or ``""``.
+    rles : tuple of dict
+        Each target's pixels as compressed COCO RLE ``{"size": [H, W], "counts": str}``
+        (:func:`irstd_bench.convert._coco.target_rles`).
     """
 
     stem: str
@@ -58,6 +62,7 @@ class ImageRecord:
     skipped: str = ""
     mask_size: tuple[int, int] | None = None
     known_defect: str = ""
+    rles: tuple[dict, ...] = ()
 
     @property
     def file_name(self) -> str:
@@ -108,6 +113,7 @@ def convert_sample(sample: Sample, known_defect: str, settings: ConvertSettings)
         nonbinary_values=tuple(gt.nonbinary_values),
         mask_resized=gt.mask_resized,
         known_defect=known_defect if gt.mask_resized else "",
+        rles=tuple(target_rles(t)),
     )
 
 

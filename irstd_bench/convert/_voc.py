@@ -63,6 +63,12 @@ def read_voc_file(path: str | Path) -> tuple[str, Targets]:
     Boxes come back in the pixel-edge convention (``x0 = xmin - 1, x1 = xmax``), int64.
     ``area_px`` is ``<area_px>`` when present (written by convert), else the box area;
     ``centroids`` are ``<centroid>`` when present, else the box centres.
+
+    Other VOC files read too, SIRST v2's official ``annotations/bboxes/<stem>.xml`` among them:
+    ``<filename>`` with or without extension, and an ``<object>`` without ``<bndbox>`` (how
+    SIRST v2 marks a background-only image) is no target. SIRST v2's official boxes are one
+    pixel larger than convert's at the far edges (their ``xmax = x1 + 1``, ``ymax = y1 + 1``;
+    ``datasets/sirst-v2.md``); they are read as written, not corrected.
     """
     path = Path(path)
     try:
@@ -76,6 +82,8 @@ def read_voc_file(path: str | Path) -> tuple[str, Targets]:
         size = (int(root.findtext("size/height")), int(root.findtext("size/width")))
         boxes, areas, centroids = [], [], []
         for obj in root.iter("object"):
+            if obj.find("bndbox") is None:
+                continue  # SIRST v2 marks a background-only image with an object without a box
             box = [int(float(obj.findtext(f"bndbox/{k}"))) for k in ("xmin", "ymin", "xmax", "ymax")]
             x0, y0, x1, y1 = box[0] - 1, box[1] - 1, box[2], box[3]
             boxes.append([x0, y0, x1, y1])

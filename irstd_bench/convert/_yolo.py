@@ -1,15 +1,26 @@
 """YOLO (Ultralytics / YOLOv5 style) dataset: writer and reader.
 
-Layout under ``OUT/yolo``::
+Layout under ``OUT/yolo``, one folder per split family (the split file's folder:
+``idx_427``, ``50_50``, ``split_EFLNet``; ``default`` for split files at the root, ``all``
+for every image)::
 
-    images/<stem>.png         the release's file, hard-linked (or copied), never re-encoded
-    labels/<stem>.txt         one line ``0 cx cy w h`` per target, normalised by the image size;
-                              an empty file for a background-only image
-    <split>.txt               the images of a split, one ``./images/<file>`` a line
-    data.yaml                 path, train/val/test lists, nc: 1, names: [target]
+    <family>/data.yaml                   train/val/test folders, nc: 1, names: [target]
+    <family>/images/<part>/<file>        symbolic link to the release's image (or a copy)
+    <family>/labels/<part>/<stem>.txt    ``0 cx cy w h`` per target, normalised by the image
+                                         size; an empty file for a background-only image
+    <family>/<part>.txt                  the split's images in split order (``./images/<part>/<file>``)
 
-Trainers map ``.../images/x.png`` to ``.../labels/x.txt`` and resolve ``./`` entries of a
-list file against the list file's folder, so the tree works where it lies.
+Each split (``part``: ``train``, ``val``, ``test``...) has its own ``images/<part>`` and
+``labels/<part>`` siblings, the layout of ultralytics' own datasets: ultralytics keeps one
+label cache per labels folder (``labels/<part>.cache``), so training and validating never
+rebuild each other's cache. ``data.yaml`` has no ``path`` key: ultralytics then takes the
+folder holding the yaml as the dataset root, so the tree works wherever it is moved (an
+explicit relative ``path`` is read against the working directory or ultralytics' datasets
+folder by some versions).
+
+Images are never hard-linked (editing an exported image must never change the release):
+they are symbolic links to the release's files (absolute targets), or byte copies
+(``--copy-images``), never re-encoded.
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +43,26 @@ from irstd_bench.targets import Targets
 #: Decimal places of the normalised coordinates: below 0.01 px of error up to 10 000 px images.
 DECIMALS = 6
 CLASS_NAME = "target"
+#: Family folder of split files at the dataset root (IRSTD-1k's ``trainval.txt``).
+ROOT_FAMILY = "default"
+#: Family (and part) of the split of every image.
+ALL = "all"
+#: data.yaml roles in file order.
+ROLES = ("train", "val", "test")
+
+
+def split_location(split: str) -> tuple[str, str]:
+    """``(family, part)`` folders of a split name: ``idx_427/test`` -> ``("idx_427", "test")``.
+
+    A split file at the root goes to family :data:`ROOT_FAMILY`; ``all`` to ``("all", "all")``.
+    Deeper names keep their folders joined by ``__`` (``a/b/test`` -> ``("a__b", "test")``).
+    """
+    from irstd_bench.convert._summary import split_file_name
+
+    if split == ALL:
+        return ALL, ALL
+    family, sep, part = split.rpartition("/")
+    return (split_file_name(family) if sep else ROOT_FAMILY), split_file_name(part)
 
 
 def label_text(rec: ImageRecord) -> str:
@@ -42,21 +73,23 @@ def label_text(rec: ImageRecord) -> str:
     return "".join(lines)
 
 
-def list_text(records: Sequence[ImageRecord]) -> str:
-    """A split's image list file: ``./images/<file>`` lines, in split order."""
-    return "".join(f"./images/{rec.file_name}\n" for rec in records)
+def list_text(records: Sequence[ImageRecord], part: str) -> str:
+    """A split's image list file: ``./images/<part>/<file>`` lines, in split order."""
+    return "".join(f"./images/{part}/{rec.file_name}\n" for rec in records)
 
 
-def data_yaml(yolo_dir: Path, train: str, val: str, test: str | None) -> str:
-    """``data.yaml`` text; ``train``/``val``/``test`` are list files relative to ``yolo_dir``."""
+def data_yaml(roles: Mapping[str, str | None], title: str, family: str) -> str:
+    """``data.yaml`` text of one family; ``roles`` maps train/val/test to a part (or ``None``)."""
     lines = [
-        f"# YOLO dataset written by irstd-bench convert; lists of images, labels in labels/\n"
-        f"path: {_yaml_scalar(str(Path(yolo_dir).resolve()))}\n",
-        f"train: {_yaml_scalar(train)}\n",
-        f"val: {_yaml_scalar(val)}\n",
+        f"# YOLO dataset of {title}, split family {family}, written by irstd-bench convert.\n",
+        "# No 'path' key: the dataset root is the folder of this file. Labels in labels/<part>/.\n",
     ]
-    if test is not None:
-        lines.append(f"test: {_yaml_scalar(test)}\n")
+    if roles.get("val") is not None and roles["val"] == roles.get("test") and roles["val"] != "val":
+        lines.append("# The family has no val split: its test split stands in for val.\n")
+    for role in ROLES:
+        part = roles.get(role)
+        if part is not None:
+            lines.append(f"{role}: {_yaml_scalar(f'images/{part}')}\n")
     lines += ["nc: 1\n", "names:\n", f"- {CLASS_NAME}\n"]
     return "".join(lines)
 
@@ -65,18 +98,18 @@ def _yaml_scalar(value: str) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10**6).removesuffix("\n...\n").strip()
 
 
-def place_image(source: Path, dest: Path, link: bool) -> None:
-    """Put the release's image file at ``dest``: a hard link, or a byte copy.
+def place_image(source: Path, dest: Path, copy: bool) -> None:
+    """Put the release's image file at ``dest``: a symbolic link (absolute target), or a byte copy.
 
-    A hard link that the file system refuses (another device, no permission) falls back to a
-    copy; the bytes are the same either way.
+    A file system that refuses symbolic links gets a copy; the bytes are the same either
+    way. Never a hard link: writing to the exported file must not change the release.
     """
-    if link:
+    if not copy:
         try:
-            os.link(source, dest)
+            os.symlink(Path(source).resolve(), dest)
             return
         except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP):
+            if exc.errno not in (errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP):
                 raise InputError(f"{source}: cannot link into {dest.parent} ({exc.strerror})") from None
     try:
         shutil.copyfile(source, dest)
@@ -90,22 +123,19 @@ def read_yolo_ground_truth(yolo_dir: str | Path, split: str = "all") -> dict[str
     Parameters
     ----------
     yolo_dir : path
-        The ``yolo`` folder (with ``images/``, ``labels/`` and the split lists).
+        The ``yolo`` folder (one subfolder per split family).
     split : str
-        A split's list file name without ``.txt`` (``all``, ``idx_427__test``), or a split name
-        as given to convert (``idx_427/test``).
+        A split name as given to convert (``idx_427/test``, ``all``).
 
     Returns
     -------
     dict
-        ``{stem: Targets}`` in list order; ``boxes (N, 4)`` ``[x0, y0, x1, y1]`` pixels
+        ``{stem: Targets}`` in split order; ``boxes (N, 4)`` ``[x0, y0, x1, y1]`` pixels
         (de-normalised with the image's native size and rounded to whole pixels, int64),
         ``area_px`` the box areas, ``centroids`` the box centres; ``pixels`` is ``None``.
     """
-    from irstd_bench.convert._summary import split_file_name
-
-    yolo_dir = Path(yolo_dir)
-    list_path = yolo_dir / f"{split_file_name(split)}.txt"
+    family, part = split_location(split)
+    list_path = Path(yolo_dir) / family / f"{part}.txt"
     if not list_path.is_file():
         raise InputError(f"{list_path}: YOLO split list not found")
     out: dict[str, Targets] = {}
@@ -115,7 +145,7 @@ def read_yolo_ground_truth(yolo_dir: str | Path, split: str = "all") -> dict[str
             continue
         image = (list_path.parent / entry[2:]) if entry.startswith("./") else Path(entry)
         h, w = image_size(image)
-        label = image.parent.parent / "labels" / f"{image.stem}.txt"
+        label = list_path.parent / "labels" / part / f"{image.stem}.txt"
         out[image.stem] = _read_label(label, (h, w))
     return out
 

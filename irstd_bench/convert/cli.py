@@ -9,10 +9,11 @@ import click
 from irstd_bench._io import pixel_limit
 from irstd_bench.convert._convert import FORMATS, convert_dataset
 from irstd_bench.convert._summary import render_text
+from irstd_bench.datasets import NAMED_LAYOUTS
 from irstd_bench.errors import InputError
 from irstd_bench.targets import DEFAULT_THRESHOLD
 
-DATASETS = ("nuaa", "nudt", "irstd1k", "sirstv2", "custom")
+DATASETS = (*sorted(layout.name for layout in NAMED_LAYOUTS), "custom")
 
 
 @click.command("convert", context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,7 +28,7 @@ DATASETS = ("nuaa", "nudt", "irstd1k", "sirstv2", "custom")
     "--split",
     "splits",
     multiple=True,
-    help="Split name (idx_427/test, test, all); repeat or comma-separate. "
+    help="Split name (idx_427/test, test, all) or split family (split_EFLNet); repeat or comma-separate. "
     "Default: every split file of the release, then 'all'.",
 )
 @click.option(
@@ -77,11 +78,9 @@ DATASETS = ("nuaa", "nudt", "irstd1k", "sirstv2", "custom")
 @click.option("--split-dir", default="", help="--dataset custom: folder of split files (default: ROOT).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: all CPUs).")
 @click.option(
-    "--link/--copy",
-    "link_images",
-    default=True,
-    show_default=True,
-    help="YOLO images: hard links to the release's files (copy where linking fails) or byte copies.",
+    "--copy-images",
+    is_flag=True,
+    help="YOLO images: byte copies of the release's files (default: symbolic links to them).",
 )
 @click.pass_context
 def convert(
@@ -103,7 +102,7 @@ def convert(
     mask_suffix: str,
     split_dir: str,
     workers: int | None,
-    link_images: bool,
+    copy_images: bool,
 ) -> None:
     """Convert the masks under ROOT into boxes: COCO JSON, YOLO and Pascal VOC, plus summary.json.
 
@@ -130,7 +129,7 @@ def convert(
                 mask_suffix=mask_suffix,
                 split_dir=split_dir,
                 workers=workers,
-                link_images=link_images,
+                link_images=not copy_images,
                 force=force,
                 skip_defects=skip_defects,
                 progress=True,

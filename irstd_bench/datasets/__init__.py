@@ -17,12 +17,14 @@ from irstd_bench.datasets._dataset import (
     open_dataset,
     read_sample_mask,
 )
-from irstd_bench.datasets._layouts import RELEASE_LAYOUTS, Layout, custom_layout
+from irstd_bench.datasets._image_ids import dataset_image_ids, folder_image_ids, stable_image_ids
+from irstd_bench.datasets._layouts import NAMED_LAYOUTS, RELEASE_LAYOUTS, Layout, custom_layout
 from irstd_bench.datasets._splits import read_split_file
 
 __all__ = [
     "KNOWN_DEFECTS",
     "LAYOUTS",
+    "NAMED_LAYOUTS",
     "RELEASE_LAYOUTS",
     "Dataset",
     "GroundTruth",
@@ -30,9 +32,12 @@ __all__ = [
     "MaskSizeMismatch",
     "Sample",
     "custom_layout",
+    "dataset_image_ids",
     "fit_mask_to_image",
+    "folder_image_ids",
     "load_ground_truth",
     "open_dataset",
     "read_sample_mask",
     "read_split_file",
+    "stable_image_ids",
 ]

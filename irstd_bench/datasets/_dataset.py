@@ -12,22 +12,14 @@ import numpy as np
 from PIL import Image
 
 from irstd_bench._io import check_pixels, image_size, read_mask
-from irstd_bench.datasets._layouts import (
-    IRSTD_1K,
-    NUAA_SIRST,
-    NUDT_SIRST,
-    RELEASE_LAYOUTS,
-    SIRST_V2,
-    Layout,
-    custom_layout,
-)
+from irstd_bench.datasets._layouts import NAMED_LAYOUTS, RELEASE_LAYOUTS, Layout, custom_layout
 from irstd_bench.datasets._splits import read_split_file
 from irstd_bench.errors import DatasetDefectWarning, InputError
 from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, Targets, mask_to_targets
 
 #: Registry of release layouts by name and alias.
 LAYOUTS: dict[str, Layout] = {}
-for _layout in (NUAA_SIRST, NUDT_SIRST, IRSTD_1K, SIRST_V2):
+for _layout in NAMED_LAYOUTS:
     for _key in (_layout.name, *_layout.aliases):
         LAYOUTS[_key] = _layout
 
@@ -256,10 +248,10 @@ def open_dataset(
             raise InputError(f"{root / layout.image_dir}: image folder of {layout.title} not found")
         if not (root / layout.mask_dir).is_dir():
             raise InputError(f"{root / layout.mask_dir}: mask folder of {layout.title} not found")
-        return Dataset(root=root, layout=layout, skip_defects=skip_defects)
+        return Dataset(root=root, layout=layout.for_root(root), skip_defects=skip_defects)
     for layout in RELEASE_LAYOUTS:
         if layout.looks_like(root):
-            return Dataset(root=root, layout=layout, skip_defects=skip_defects)
+            return Dataset(root=root, layout=layout.for_root(root), skip_defects=skip_defects)
     raise InputError(
         f"{root}: unknown dataset layout (expected NUAA-SIRST, NUDT-SIRST, IRSTD-1k or SIRST v2 folders; "
         "use --dataset custom --image-dir --mask-dir for others)"

@@ -7,7 +7,7 @@ stand for which file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
@@ -44,19 +44,90 @@ class Layout:
     split_aliases: dict[str, str] = field(default_factory=dict)
     source: str = ""
     aliases: tuple[str, ...] = ()
+    marker: str = ""
+    refinements: tuple[Layout, ...] = ()
 
     def mask_name(self, stem: str) -> str:
         return f"{stem}{self.mask_suffix}{self.mask_ext}"
 
     def looks_like(self, root: Path) -> bool:
-        """True when ``root`` has this layout's image and mask folders with a matching pair."""
+        """True when ``root`` has this layout's image and mask folders with a matching pair
+        (and its ``marker`` file, when the layout has one)."""
         images, masks = root / self.image_dir, root / self.mask_dir
         if not (images.is_dir() and masks.is_dir()):
+            return False
+        if self.marker and not (root / self.marker).is_file():
             return False
         for image in sorted(images.glob("*.png"))[:20]:
             if (masks / self.mask_name(image.stem)).is_file():
                 return True
         return False
+
+    def for_root(self, root: Path) -> Layout:
+        """The layout of this root: a more specific one of ``refinements`` when the root has its
+        marks (the synthetic sample in the NUDT-SIRST layout), else this one."""
+        for refined in self.refinements:
+            if refined.looks_like(root):
+                return refined.for_root(root)
+        return self
+
+
+@dataclass(frozen=True)
+class BasicIRSTDLayout(Layout):
+    """BasicIRSTD's tree: ``images/``, ``masks/`` (same names), ``img_idx/{train,test}_<NAME>.txt``.
+
+    ``for_root`` reads ``<NAME>`` from the split files (``train_NUDT-SIRST.txt``): the title
+    becomes ``NUDT-SIRST (BasicIRSTD layout)`` and ``train``/``test`` name those files.
+    """
+
+    def looks_like(self, root: Path) -> bool:
+        return bool(self._names(root)) and super().looks_like(root)
+
+    def _names(self, root: Path) -> list[str]:
+        """Dataset names with both a train and a test file in ``img_idx/``, sorted."""
+        folder = root / self.split_families[0]
+        if not folder.is_dir():
+            return []
+        train, test = BASICIRSTD_PREFIXES["train"], BASICIRSTD_PREFIXES["test"]
+        names = [p.stem[len(train) :] for p in folder.glob(f"{train}*.txt")]
+        return sorted(n for n in names if (folder / f"{test}{n}.txt").is_file())
+
+    def for_root(self, root: Path) -> Layout:
+        names = self._names(root)
+        if not names:
+            return self
+        name, family = names[0], self.split_families[0]
+        aliases = {part: f"{family}/{prefix}{name}" for part, prefix in BASICIRSTD_PREFIXES.items()}
+        return replace(self, title=f"{name} (BasicIRSTD layout)", split_aliases=aliases)
+
+
+#: BasicIRSTD's split file names: ``img_idx/train_<NAME>.txt`` and ``img_idx/test_<NAME>.txt``.
+BASICIRSTD_PREFIXES = {"train": "train_", "test": "test_"}
+
+BASIC_IRSTD = BasicIRSTDLayout(
+    name="basicirstd",
+    title="BasicIRSTD layout",
+    image_dir="images",
+    mask_dir="masks",
+    split_families=("img_idx",),
+    source="https://github.com/XinyiYing/BasicIRSTD",
+    aliases=("basic-irstd",),
+)
+
+#: File ``irstd-bench synth`` writes at the root of the synthetic sample.
+SYNTH_MARKER = "synth_targets.json"
+
+SYNTHETIC = Layout(
+    name="synthetic",
+    title="Synthetic sample (irstd-bench synth)",
+    image_dir="images",
+    mask_dir="masks",
+    split_families=("50_50", "split_synth"),
+    split_aliases={"train": "50_50/train", "test": "50_50/test"},
+    source="irstd-bench synth",
+    aliases=("synth",),
+    marker=SYNTH_MARKER,
+)
 
 
 NUAA_SIRST = Layout(
@@ -74,6 +145,7 @@ NUAA_SIRST = Layout(
     },
     source="https://github.com/YimianDai/sirst",
     aliases=("sirst", "sirstv1", "nuaa-sirst"),
+    refinements=(BASIC_IRSTD,),
 )
 
 NUDT_SIRST = Layout(
@@ -85,6 +157,7 @@ NUDT_SIRST = Layout(
     split_aliases={"train": "50_50/train", "test": "50_50/test"},
     source="https://github.com/YeRen123455/Infrared-Small-Target-Detection",
     aliases=("nudt-sirst",),
+    refinements=(SYNTHETIC, BASIC_IRSTD),
 )
 
 IRSTD_1K = Layout(
@@ -115,8 +188,11 @@ SIRST_V2 = Layout(
     aliases=("sirst-v2", "open-sirst-v2"),
 )
 
-#: Layouts tried, in order, when none is forced.
-RELEASE_LAYOUTS = (SIRST_V2, IRSTD_1K, NUAA_SIRST, NUDT_SIRST)
+#: Layouts tried, in order, when none is forced (BasicIRSTD before NUDT-SIRST: both name masks
+#: after their images; BasicIRSTD trees have ``img_idx/``).
+RELEASE_LAYOUTS = (SIRST_V2, IRSTD_1K, NUAA_SIRST, BASIC_IRSTD, NUDT_SIRST)
+#: Every layout a user can name with ``--dataset`` (besides ``custom``).
+NAMED_LAYOUTS = (*RELEASE_LAYOUTS, SYNTHETIC)
 
 
 def custom_layout(image_dir: str, mask_dir: str, mask_suffix: str = "", split_dir: str = "") -> Layout:

@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+from irstd_bench._progress import progress_bar
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate._curves import DEFAULT_CURVE_LEVELS
 from irstd_bench.evaluate._matching import Matcher, parse_matcher
@@ -273,6 +274,7 @@ def evaluate_split(
     max_dets: int | None = None,
     workers: int = 1,
     meta: dict | None = None,
+    progress: bool = False,
 ) -> EvaluationResult:
     """Score the predictions of ``pset`` on a split, reading files image by image.
 
@@ -285,6 +287,8 @@ def evaluate_split(
     workers : int
         Processes reading and scoring images (1: in this process). Only per-image records,
         a few small arrays each, come back, so memory does not grow with image size.
+    progress : bool
+        A progress bar on stderr (:func:`irstd_bench._progress.progress_bar`).
 
     Other parameters are those of :func:`evaluate`; ``threshold`` binarises ground-truth masks.
     """
@@ -307,10 +311,14 @@ def evaluate_split(
     }
     jobs = [(stem, source, pset.task(stem)) for stem, source in items]
     workers = max(1, min(int(workers), len(jobs) or 1))
-    if workers == 1:
-        records = _score_chunk(jobs, params)
-    else:
-        records = _score_in_workers(jobs, params, workers)
+    with progress_bar(len(jobs), "eval", enabled=progress) as bar:
+        if workers == 1:
+            records = []
+            for job in jobs:
+                records.extend(_score_chunk([job], params))
+                bar.update(1)
+        else:
+            records = _score_in_workers(jobs, params, workers, bar.update)
     summary = summarise(
         records,
         conf=conf,
@@ -341,15 +349,20 @@ def evaluate_split(
     )
 
 
-def _score_in_workers(jobs: list, params: dict, workers: int) -> list[ImageRecord]:
+def _score_in_workers(jobs: list, params: dict, workers: int, done=lambda n: None) -> list[ImageRecord]:
     """Score ``jobs`` in ``workers`` processes, in chunks of up to :data:`MAX_CHUNK_IMAGES`
-    images passed to each task as arguments; records come back in job order."""
+    images passed to each task as arguments; records come back in job order. ``done(n)`` is
+    called as each chunk of ``n`` images comes back (the progress bar)."""
     size = max(1, min(MAX_CHUNK_IMAGES, len(jobs) // (workers * 8)))
     chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
         try:
-            return [record for part in pool.map(_score_chunk, chunks, [params] * len(chunks)) for record in part]
+            records = []
+            for part in pool.map(_score_chunk, chunks, [params] * len(chunks)):
+                records.extend(part)
+                done(len(part))
+            return records
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise

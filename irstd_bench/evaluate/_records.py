@@ -25,6 +25,9 @@ from irstd_bench.evaluate._pixel_metrics import PixelStats, pixel_stats
 from irstd_bench.evaluate._predictions import Prediction, clip_boxes, resize_nearest
 from irstd_bench.targets import DEFAULT_CONNECTIVITY, Targets, boxes_to_targets, component_max, mask_to_targets
 
+#: Score-map level of the pixel metrics (IoU, nIoU, Pd, Fa): pixels with score >= 0.5, the
+#: field's convention (a sigmoid output > 0.5), whatever ``conf`` and the matcher are.
+PIXEL_THRESHOLD = 0.5
 #: IoU threshold of ``ap50`` (COCO AP at IoU 0.5, whatever the run's matcher).
 AP50_IOU = 0.5
 
@@ -170,9 +173,18 @@ def map_targets(
         np.asarray(scores, np.float64),
         np.ones(len(pred), bool),
         curve=curve,
-        pixels=pixel_stats(gt, pred) if gt.pixels is not None else None,
+        pixels=None if gt.pixels is None else pixel_stats(gt, _pixel_targets(pred, score_map, conf, connectivity)),
         resized=resized,
     )
+
+
+def _pixel_targets(pred: Targets, score_map: np.ndarray, conf: float, connectivity: int) -> Targets:
+    """The predicted targets the pixel metrics (IoU, nIoU, Pd, Fa) use: a score map's pixels
+    ``>= PIXEL_THRESHOLD``, whatever ``conf`` is (``conf`` is chosen per matcher, on val; the
+    pixel metrics must not change with the box matcher). A mask is taken as it is."""
+    if score_map.dtype == bool or conf == PIXEL_THRESHOLD:
+        return pred
+    return mask_to_targets(score_map >= PIXEL_THRESHOLD, connectivity=connectivity)
 
 
 def score_image(
@@ -193,7 +205,9 @@ def score_image(
     a map prediction's pixels with score ``>= conf`` (a mask's foreground pixels), split into
     components with ``connectivity``, each scored by its highest pixel score. A box prediction
     is kept when its score is ``>= conf``. A kept prediction is a hit when ``matcher`` pairs it
-    with a ground-truth target (see :func:`~irstd_bench.evaluate.match_targets`).
+    with a ground-truth target (see :func:`~irstd_bench.evaluate.match_targets`). The pixel
+    metrics (IoU, nIoU, Pd, Fa) of a score map use its pixels ``>= PIXEL_THRESHOLD`` (0.5),
+    whatever ``conf``: they do not depend on the matcher a threshold was chosen for.
     """
     has_prediction = prediction is not None
     if prediction is None:

@@ -129,7 +129,11 @@ def _warnings(counts: dict) -> list[str]:
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Results JSON (default: <PREDS>.results.json); CSVs are written next to it.",
+    help="Results JSON (default: <PREDS>.results.json); CSVs are written next to it. "
+    "'-': the results JSON on standard output only (the table goes to standard error, no CSVs).",
+)
+@click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr (when a terminal)."
 )
 @click.option("--format", "pred_format", type=click.Choice(FORMATS), default="auto", show_default=True)
 @click.option(
@@ -223,6 +227,7 @@ def _eval(
     mask_suffix,
     config_items,
     config_from,
+    progress,
 ):
     """``eval`` itself, run under its ``--max-pixels`` limit."""
     connectivity = int(connectivity)
@@ -232,7 +237,6 @@ def _eval(
         raise InputError(f"--threshold {threshold}: must be a finite number")
     if not math.isfinite(conf):
         raise InputError(f"--conf {conf}: must be a finite number")
-    image_names = coco_image_names(gt_coco) if gt_coco is not None else None
     meta = {"method": method or (preds.stem if preds.is_file() else preds.name)}
     config = _method_config(config_items, config_from)
     if config:
@@ -256,12 +260,14 @@ def _eval(
         left_out = len(ds.stems(split)) - len(samples)
         if left_out:
             click.echo(f"warning: left out {left_out} split image(s) without a mask (--skip-missing)", err=True)
+        image_names = coco_image_ids(gt_coco, ds)
         items = [(s.stem, (s, ds.known_defect(s.stem))) for s in samples]
         meta.update(
             dataset=ds.name, dataset_title=ds.layout.title, root=str(ds.root.resolve()), split=split_name
         )
     elif gt_coco is not None:
         items = list(read_coco_ground_truth(gt_coco).items())
+        image_names = coco_image_ids(gt_coco, None)
         meta.update(
             dataset=dataset or "coco",
             dataset_title=None,
@@ -278,7 +284,9 @@ def _eval(
     inputs = [("predictions", preds), ("ground truth", gt_coco)]
     if root is not None:
         inputs.append(("dataset root", Path(root)))
-    check_results_out(out, force, inputs)
+    to_stdout = str(out) == STDOUT
+    if not to_stdout:
+        check_results_out(out, force, inputs)
     pset = open_predictions(preds, pred_format, stems=[stem for stem, _ in items], image_names=image_names)
     result = evaluate_split(
         items,
@@ -293,20 +301,52 @@ def _eval(
         max_dets=max_dets,
         workers=workers or default_workers(),
         meta=meta,
+        progress=progress,
     )
-    result.write(out)
+    if not to_stdout:
+        result.write(out)
     title = (
         f"{meta['method']} on {meta.get('dataset')} {meta.get('split')} ({pset.format}, {result.matcher}, "
         f"conf {result.conf:g})"
     )
-    click.echo(format_table(result, title))
+    click.echo(format_table(result, title), err=to_stdout)
     click.echo(
         f"images {result.counts['images']}, gt targets {result.counts['gt_targets']}, "
-        f"predicted targets {result.counts['pred_targets']}"
+        f"predicted targets {result.counts['pred_targets']}",
+        err=to_stdout,
     )
     for line in _warnings(result.counts):
         click.echo(line, err=True)
-    click.echo(f"wrote {out}")
+    if to_stdout:
+        click.echo(results_json_text(result), nl=False)
+    else:
+        click.echo(f"wrote {out}")
+
+
+#: ``--out`` value that sends the results JSON to standard output.
+STDOUT = "-"
+
+
+def results_json_text(result: EvaluationResult) -> str:
+    """The results JSON of ``result`` as ``write`` stores it, without CSV file names."""
+    import json
+
+    from irstd_bench.evaluate._results_io import _jsonable
+
+    return json.dumps(_jsonable(result.to_dict()), indent=2, allow_nan=False) + "\n"
+
+
+def coco_image_ids(gt_coco: Path | None, ds) -> dict[int, str]:
+    """``{image_id: stem}`` for COCO results that name images by ``image_id`` only.
+
+    The ``images`` table of ``--gt-coco`` when given, else the dataset's stable ids (rank of
+    the stem among the sorted image files; what ``convert`` and ``predict`` write).
+    """
+    if gt_coco is not None:
+        return coco_image_names(gt_coco)
+    from irstd_bench.datasets import dataset_image_ids
+
+    return {image_id: stem for stem, image_id in dataset_image_ids(ds).items()}
 
 
 def _parse_value(text: str):

@@ -8,8 +8,9 @@ A report folder holds::
 
     index.html               everything, self-contained (figures embedded)
     report.json              what was built from what (.irstd-bench-output.json marks the folder as ours)
-    tables/main.{md,tex,csv,html}       methods x datasets, P / R / F1
-    tables/detailed.{...}               AP50, best F1 (+ threshold), IoU, nIoU, Pd, Fa
+    tables/main.{md,tex,csv,html}       methods x datasets: P, R, F1 (val thr.), F1 (best on test);
+                                        several seeds: mean ± std
+    tables/detailed.{...}               both F1 protocols, AP50, IoU, nIoU, Pd, Fa; every seed
     tables/ablation_<family>_<key>.{...}
     figures/*.png, *.pdf                PR, Pd-Fa, recall by size, metric bars, qualitative grids
 
@@ -29,6 +30,7 @@ from pathlib import Path
 from irstd_bench import __version__
 from irstd_bench._outputs import check_folder_replaceable, output_folder, refuse_inside_inputs
 from irstd_bench.errors import InputError
+from irstd_bench.report._ablation import ablation_tables
 from irstd_bench.report._html import render_index
 from irstd_bench.report._load import (
     SCHEMA,
@@ -50,14 +52,14 @@ from irstd_bench.report._plots import (
     size_bin_figures,
 )
 from irstd_bench.report._qualitative import QualitativeGrid, grid_size_px, qualitative_figures
+from irstd_bench.report._seeds import run_label
 from irstd_bench.report._tables import (
     METRICS,
     Table,
-    ablation_tables,
     detailed_table,
-    format_terminal_table,
     main_table,
 )
+from irstd_bench.report._terminal import format_terminal_table
 
 REPORT_SCHEMA = "irstd-bench/report"
 #: Metrics ``--metric`` accepts for the bar chart.
@@ -203,7 +205,7 @@ def build_report(
     if detailed is not None:
         tables.append(detailed)
     ablations = ablation_tables(runs, group_by)
-    methods = list(dict.fromkeys(r.method for r in runs))
+    methods = list(dict.fromkeys(run_label(r) for r in runs))
     colors = method_colors(methods)
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
 

@@ -1,7 +1,8 @@
 """The report's ``index.html``: one self-contained page, readable offline.
 
 Figures are embedded as base64 PNG data URIs and the style sheet is inline, so the file can
-be mailed or archived alone; it loads nothing from anywhere.
+be mailed or archived alone; it loads nothing from anywhere. Relative links point to the
+report folder's own files (tables as Markdown/LaTeX/CSV, figures as PDF) for pasting into a paper.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from irstd_bench import __version__
 from irstd_bench.report._load import RunResult
 from irstd_bench.report._plots import FigureFile
+from irstd_bench.report._seeds import run_label
 from irstd_bench.report._tables import Table
 
 CSS = """
@@ -50,8 +52,21 @@ def _figure(fig: FigureFile) -> str:
     return (
         f'<figure id="fig-{esc(fig.name)}"><img src="{png_data_uri(fig.png)}" alt="{esc(fig.title)}">'
         f"<figcaption><b>{esc(fig.title)}.</b> {esc(fig.caption)} "
-        f"(PDF: <code>figures/{esc(fig.pdf.name)}</code>)</figcaption></figure>"
+        f'(<a href="figures/{esc(fig.pdf.name)}">PDF</a>, '
+        f'<a href="figures/{esc(fig.png.name)}">PNG</a>)</figcaption></figure>'
     )
+
+
+#: Table files linked under each table: (suffix, what a reader calls it).
+TABLE_FILES = ((".md", "Markdown"), (".tex", "LaTeX"), (".csv", "CSV"))
+
+
+def _table(table: Table) -> str:
+    """The table, then links to its Markdown, LaTeX and CSV files in ``tables/``."""
+    esc = html.escape
+    links = ", ".join(f'<a href="tables/{esc(table.name)}{suffix}">{what}</a>' for suffix, what in TABLE_FILES)
+    return table.to_html() + f'<p class="files">Files: {links}</p>\n'
+
 
 
 def render_index(
@@ -87,19 +102,20 @@ def render_index(
     for run in runs:
         conf = "" if run.conf is None else f"{run.conf:g}"
         parts.append(
-            f"<tr><td>{esc(run.method)}</td><td>{esc(run.dataset_label)}</td><td>{esc(run.split)}</td>"
+            f"<tr><td>{esc(run_label(run))}</td><td>{esc(run.dataset_label)}</td><td>{esc(run.split)}</td>"
             f"<td>{esc(run.matcher)}</td><td>{esc(conf)}</td><td><code>{esc(run.source)}</code></td></tr>"
         )
     parts.append("</tbody></table>")
     parts.append("<h2>Results</h2>")
     parts.append(
         "<p>Best value of each column in bold (compared as printed). "
-        "Tables also in <code>tables/</code> as Markdown, LaTeX, CSV and HTML.</p>"
+        "Each table is also in <code>tables/</code> as Markdown, LaTeX, CSV and HTML (links below it); "
+        "each figure in <code>figures/</code> as PDF and PNG.</p>"
     )
-    parts += [t.to_html() for t in tables]
+    parts += [_table(t) for t in tables]
     if ablations:
         parts.append("<h2>Ablations</h2>")
-        parts += [t.to_html() for t in ablations]
+        parts += [_table(t) for t in ablations]
     if figures:
         parts.append("<h2>Figures</h2>")
         parts += [_figure(f) for f in figures]

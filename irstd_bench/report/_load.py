@@ -292,10 +292,12 @@ def check_compatible(runs: Sequence[RunResult]) -> None:
     One (method, dataset) pair may appear once, and all runs on one dataset must use the same
     split and the same matcher: otherwise numbers in one column would not be comparable.
     """
+    from irstd_bench.report._seeds import run_label
+
     seen: dict[tuple[str, str], RunResult] = {}
     first_on: dict[str, RunResult] = {}
     for run in runs:
-        key = (run.method, run.dataset_key)
+        key = (run_label(run), run.dataset_key)  # seeds of one method (config seed) are distinct runs
         if key in seen:
             other = seen[key]
             raise InputError(

@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from irstd_bench.report._load import RunResult, unique_in_order
+from irstd_bench.report._seeds import run_label
 from irstd_bench.report._tables import METRICS
 
 DPI = 150
@@ -74,6 +75,18 @@ def _legend(ax, **kwargs) -> None:
         ax.legend(fontsize="small", frameon=False, **kwargs)
 
 
+def matcher_ap(run: RunResult) -> float | None:
+    """AP under the run's own matcher (``metrics.ap``): the area of the PR curve the figure draws.
+
+    ``ap50`` is COCO box AP at IoU 0.5 whatever the matcher; it belongs beside an ``iou:0.5``
+    curve only, so the legend names the matcher's AP instead.
+    """
+    value = run.data.get("metrics", {}).get("ap")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        return None
+    return float(value)
+
+
 def pr_curve_figures(runs: Sequence[RunResult], folder: Path, colors: dict[str, tuple]) -> list[FigureFile]:
     """One precision-recall figure per dataset (methods with a PR curve); dots mark operating points."""
     out = []
@@ -93,14 +106,15 @@ def pr_curve_figures(runs: Sequence[RunResult], folder: Path, colors: dict[str, 
             if not pairs:
                 continue
             recall, precision = np.array(pairs).T
-            ap = run.metrics.get("ap50")
-            name = run.method + (f" (AP50 {ap:.3f})" if ap is not None else "")
-            ax.plot(recall, precision, color=colors[run.method], linewidth=1.6, label=name)
+            label = run_label(run)
+            ap = matcher_ap(run)
+            name = label + (f" (AP {run.matcher} {ap:.3f})" if ap is not None else "")
+            ax.plot(recall, precision, color=colors[label], linewidth=1.6, label=name)
             ax.plot(
                 [run.metrics["recall"]],
                 [run.metrics["precision"]],
                 "o",
-                color=colors[run.method],
+                color=colors[label],
                 markersize=5,
             )
         ax.set(
@@ -118,7 +132,8 @@ def pr_curve_figures(runs: Sequence[RunResult], folder: Path, colors: dict[str, 
             FigureFile(
                 name,
                 f"Precision-recall curves, {label}",
-                "Dots: operating point (P, R at the run's confidence threshold).",
+                "Dots: operating point (P, R at the run's confidence threshold). Legend: AP under the "
+                "matcher of the curve (the area it draws).",
                 png,
                 pdf,
             )
@@ -150,7 +165,7 @@ def pd_fa_figures(runs: Sequence[RunResult], folder: Path, colors: dict[str, tup
         fig = new_figure()
         ax = fig.add_subplot()
         for run, (fa, pd) in series:
-            ax.plot(fa, pd, color=colors[run.method], linewidth=1.6, label=run.method)
+            ax.plot(fa, pd, color=colors[run_label(run)], linewidth=1.6, label=run_label(run))
         ax.set_xscale("log")
         ax.set(
             ylim=(0, 1.02),
@@ -222,7 +237,7 @@ def size_bin_figures(runs: Sequence[RunResult], folder: Path, colors: dict[str, 
         series = []
         for run in with_bins:
             recall = {b["name"]: b.get("recall") for b in run.size_bins}
-            series.append((run.method, [recall.get(b) for b in bins]))
+            series.append((run_label(run), [recall.get(b) for b in bins]))
         fig = new_figure()
         ax = fig.add_subplot()
         _grouped_bars(ax, tick, series, colors, annotate=len(series) * len(bins) <= 24)
@@ -250,8 +265,8 @@ def metric_bar_figure(
     if not any(r.metrics.get(metric) is not None for r in runs):
         return None
     datasets = unique_in_order((r.dataset_key, r.dataset_label) for r in runs)
-    methods = unique_in_order(r.method for r in runs)
-    index = {(r.method, r.dataset_key): r.metrics.get(metric) for r in runs}
+    methods = unique_in_order(run_label(r) for r in runs)
+    index = {(run_label(r), r.dataset_key): r.metrics.get(metric) for r in runs}
     series = [(m, [index.get((m, key)) for key, _ in datasets]) for m in methods]
     label, _, digits, better = METRICS[metric]
     fig = new_figure()

@@ -8,19 +8,17 @@ CSV keeps the raw, unrounded numbers and marks nothing.
 
 from __future__ import annotations
 
-import csv
 import html
 import io
-import json
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+import pandas as pd
 
 from irstd_bench._csv import csv_cell
-from irstd_bench.errors import InputError
 from irstd_bench.report._load import RunResult, unique_in_order
+from irstd_bench.report._seeds import MethodSummary, base_method, run_label, summarise_methods
 
 #: What a table prints where a run has no value.
 MISSING = "\u2013"
@@ -30,18 +28,29 @@ LATEX_MISSING = "--"
 METRICS: dict[str, tuple[str, str, int, str | None]] = {
     "precision": ("P", "P", 3, "max"),
     "recall": ("R", "R", 3, "max"),
-    "f1": ("F1", "F1", 3, "max"),
+    "f1": ("F1 (val thr.)", "F1 (val thr.)", 3, "max"),
     "ap50": ("AP50", "AP$_{50}$", 3, "max"),
-    "best_f1": ("best F1", "best F1", 3, "max"),
-    "best_f1_threshold": ("thr", "thr.", 3, None),
+    "best_f1": ("F1 (best on test)", "F1 (best on test)", 3, "max"),
+    "best_f1_threshold": ("thr. of best F1", "thr. of best F1", 3, None),
     "iou": ("IoU", "IoU", 3, "max"),
     "niou": ("nIoU", "nIoU", 3, "max"),
     "pd": ("Pd", "$P_d$", 3, "max"),
     "fa_e6": ("Fa x1e-6", "$F_a$ ($\\times10^{-6}$)", 2, "min"),
 }
-MAIN_METRICS = ("precision", "recall", "f1")
-DETAILED_METRICS = ("ap50", "best_f1", "best_f1_threshold", "iou", "niou", "pd", "fa_e6")
-ABLATION_METRICS = ("precision", "recall", "f1", "ap50")
+MAIN_METRICS = ("precision", "recall", "f1", "best_f1")
+DETAILED_METRICS = ("f1", "best_f1", "best_f1_threshold", "ap50", "iou", "niou", "pd", "fa_e6")
+ABLATION_METRICS = ("precision", "recall", "f1", "best_f1", "ap50")
+#: How every table names the two F1 protocols (13.4): ours, and the paper-comparable one.
+PROTOCOL_NOTE = (
+    "F1 (val thr.): F1 at the run's confidence threshold, chosen on the val split "
+    "(irstd-bench's protocol, nothing selected on test); F1 (best on test): the best F1 over all "
+    "thresholds on the test split itself, the paper-comparable figure (what the EFLNet authors' "
+    "YOLOv7 test.py reports)"
+)
+#: Between a mean and its standard deviation: Markdown/HTML/CSV, LaTeX, terminal (ASCII).
+PLUS_MINUS = " \u00b1 "
+LATEX_PLUS_MINUS = " $\\pm$ "
+ASCII_PLUS_MINUS = "+-"
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,11 @@ class Table:
         Row labels.
     columns : list of Column
     values : list of list of float or None
+        Numbers as printed (a mean over seeds where ``spread`` has a value).
+    spread : list of list of float or None, optional
+        Standard deviation over seeds of each cell (``None``: a single run); printed ``mean ± std``.
+    unranked : frozenset of int
+        Rows never marked best (the single seeds listed under their mean).
     """
 
     name: str
@@ -96,6 +110,11 @@ class Table:
     rows: list[str]
     columns: list[Column]
     values: list[list[float | None]]
+    spread: list[list[float | None]] | None = None
+    unranked: frozenset[int] = frozenset()
+
+    def std(self, i: int, j: int) -> float | None:
+        return None if self.spread is None else self.spread[i][j]
 
     def best_rows(self, j: int) -> set[int]:
         """Rows holding the best value of column ``j``, compared as printed (ties share it).
@@ -105,16 +124,23 @@ class Table:
         column = self.columns[j]
         if column.better is None:
             return set()
-        shown = {i: round(row[j], column.digits) for i, row in enumerate(self.values) if row[j] is not None}
+        shown = {
+            i: round(row[j], column.digits)
+            for i, row in enumerate(self.values)
+            if row[j] is not None and i not in self.unranked
+        }
         if len(shown) < 2:
             return set()
         best = max(shown.values()) if column.better == "max" else min(shown.values())
         return {i for i, v in shown.items() if v == best}
 
-    def formatted(self, i: int, j: int) -> str:
-        """Cell text without markup (``MISSING`` for no value)."""
-        value = self.values[i][j]
-        return MISSING if value is None else f"{value:.{self.columns[j].digits}f}"
+    def formatted(self, i: int, j: int, plus_minus: str = PLUS_MINUS) -> str:
+        """Cell text without markup (``MISSING`` for no value; ``mean ± std`` over seeds)."""
+        value, digits = self.values[i][j], self.columns[j].digits
+        if value is None:
+            return MISSING
+        std = self.std(i, j)
+        return f"{value:.{digits}f}" + ("" if std is None else f"{plus_minus}{std:.{digits}f}")
 
     def _groups(self) -> list[tuple[str, int]]:
         """Consecutive column groups as ``(label, span)``."""
@@ -178,7 +204,7 @@ class Table:
                 if self.values[i][j] is None:
                     cells.append(LATEX_MISSING)
                     continue
-                text = self.formatted(i, j)
+                text = self.formatted(i, j, LATEX_PLUS_MINUS)
                 cells.append(f"\\textbf{{{text}}}" if i in best[j] else text)
             lines.append(" & ".join(cells) + " \\\\")
         lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
@@ -187,13 +213,20 @@ class Table:
     def to_csv(self) -> str:
         """Raw numbers (``repr`` precision, nothing rounded or marked); empty cell = missing.
 
-        The header is the row header then ``<dataset>/<metric>`` for each column.
+        The header is the row header then ``<dataset>/<metric>`` for each column, and
+        ``<dataset>/<metric>_std`` after it when the table has means over seeds.
         """
+        # Text cells pass csv_cell: a label can never start a spreadsheet formula.
+        index = pd.Index([csv_cell(r) for r in self.rows], name=csv_cell(self.row_header))
+        frame = pd.DataFrame(self.values, index=index, dtype="float64")
+        frame.columns = [csv_cell(c.csv_name) for c in self.columns]
+        if self.spread is not None:
+            spread = pd.DataFrame(self.spread, index=frame.index, dtype="float64")
+            spread.columns = [csv_cell(f"{c.csv_name}_std") for c in self.columns]
+            order = [name for pair in zip(frame.columns, spread.columns, strict=True) for name in pair]
+            frame = pd.concat([frame, spread], axis=1)[order]
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow([csv_cell(self.row_header)] + [csv_cell(c.csv_name) for c in self.columns])
-        for label, row in zip(self.rows, self.values, strict=True):
-            writer.writerow([csv_cell(label)] + ["" if v is None else repr(float(v)) for v in row])
+        frame.to_csv(buffer, lineterminator="\n", float_format=_repr_float)
         return buffer.getvalue()
 
     def to_html(self) -> str:
@@ -251,6 +284,11 @@ class Table:
             path.write_text(text, encoding="utf-8", newline="\n")
             paths.append(path)
         return paths
+
+
+def _repr_float(value: float) -> str:
+    """Shortest text that reads back as the same float (nothing rounded)."""
+    return repr(float(value))
 
 
 _LATEX_SPECIALS = {
@@ -312,205 +350,71 @@ def _split_note(runs: Sequence[RunResult]) -> str:
     return "; ".join(parts)
 
 
-def main_table(runs: Sequence[RunResult]) -> Table:
-    """Rows = methods, column groups = datasets, sub-columns P, R, F1 (the EFLNet paper's Table I)."""
-    methods = unique_in_order(r.method for r in runs)
-    caption = f"Precision, recall and F1 at the operating point ({_split_note(runs)})"
-    return _grid(runs, methods, lambda r: r.method, MAIN_METRICS, "main", caption, "Method")
+def _summary_grid(
+    runs: Sequence[RunResult], metrics: Sequence[str], name: str, caption: str
+) -> tuple[Table, list[MethodSummary]]:
+    """Rows = methods (seeds merged: mean, std), column groups = datasets."""
+    summaries = summarise_methods(runs, metrics)
+    datasets = _datasets(runs)
+    columns = [Column(key, label, m) for key, label in datasets for m in metrics]
+    methods = unique_in_order(s.method for s in summaries)
+    index = {(s.method, s.dataset_key): s for s in summaries}
+    values, spread = [], []
+    for method in methods:
+        cells = [index.get((method, c.group)) for c in columns]
+        values.append([None if s is None else s.mean[c.metric] for s, c in zip(cells, columns, strict=True)])
+        spread.append([None if s is None else s.std[c.metric] for s, c in zip(cells, columns, strict=True)])
+    rows = []
+    for method in methods:
+        counts = {s.runs for s in summaries if s.method == method}
+        rows.append(f"{method} ({counts.pop()} seeds)" if len(counts) == 1 and max(counts) > 1 else method)
+    has_spread = any(v is not None for row in spread for v in row)
+    table = Table(name, caption, "Method", rows, columns, values, spread if has_spread else None)
+    return table, summaries
+
+
+def main_table(runs: Sequence[RunResult], metrics: Sequence[str] = MAIN_METRICS) -> Table:
+    """Rows = methods, column groups = datasets, sub-columns P, R, F1 (val thr.), F1 (best on test).
+
+    The EFLNet paper's Table I layout, with both F1 protocols named (:data:`PROTOCOL_NOTE`).
+    Runs of one method with several seeds are one row, ``mean ± std`` over the seeds.
+    """
+    metrics = [m for m in metrics if any(r.metrics.get(m) is not None for r in runs)]
+    caption = f"Precision, recall and F1 at the operating point ({_split_note(runs)}). {PROTOCOL_NOTE}"
+    if any(len(s.seeds) > 1 for s in summarise_methods(runs, metrics)):
+        caption += "; several seeds: mean \u00b1 std (sample) over seeds, each seed in the detailed table"
+    return _summary_grid(runs, metrics, "main", caption + ".")[0]
 
 
 def detailed_table(runs: Sequence[RunResult]) -> Table | None:
-    """AP50, best F1 and its threshold, IoU, nIoU, Pd, Fa per method and dataset.
+    """Both F1 protocols, best-F1 threshold, AP50, IoU, nIoU, Pd, Fa per method and dataset.
 
+    A method run with several seeds has its ``mean ± std`` row followed by one row per seed.
     Metrics no run has are left out; ``None`` when no run has any of them.
     """
     metrics = [m for m in DETAILED_METRICS if any(r.metrics.get(m) is not None for r in runs)]
     if not metrics:
         return None
-    methods = unique_in_order(r.method for r in runs)
-    caption = "Threshold-free and pixel-level metrics (Fa per 10^6 pixels; thr = score threshold of best F1)"
-    return _grid(runs, methods, lambda r: r.method, metrics, "detailed", caption, "Method")
-
-
-# -- ablations ----------------------------------------------------------------------------------
-
-
-def method_family(run: RunResult) -> str:
-    """The method family a run belongs to, for ablations.
-
-    ``config["family"]`` or ``config["model"]`` when the run has one, else the leading
-    alphanumeric word of the method name (``EFLNet-n (lambda=3)`` -> ``EFLNet``).
-    """
-    for key in ("family", "model"):
-        value = run.config.get(key)
-        if isinstance(value, str) and value:
-            return value
-    match = re.match(r"[A-Za-z0-9]+", run.method)
-    return match.group(0) if match else run.method
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float | bool)
-
-
-def _setting_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if value is None:
-        return "none"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _sort_key(value: Any) -> tuple:
-    if isinstance(value, bool):
-        return (0, int(value), "")
-    if isinstance(value, int | float):
-        return (1, float(value), "")
-    return (2, 0.0, str(value))
-
-
-def _frozen(config: dict[str, Any], without: str) -> tuple:
-    """The other settings of a config, hashable (non-scalar values as canonical JSON)."""
-    items = []
-    for key, value in sorted(config.items()):
-        if key in (without, "family", "model"):
-            continue
-        items.append((key, value if _is_scalar(value) else json.dumps(value, sort_keys=True, default=str)))
-    return tuple(items)
-
-
-def varying_keys(runs: Sequence[RunResult]) -> list[str]:
-    """Config keys whose (scalar) value varies across runs of one family on one dataset."""
-    keys: list[str] = []
-    groups: dict[tuple[str, str], list[RunResult]] = {}
-    for run in runs:
-        groups.setdefault((method_family(run), run.dataset_key), []).append(run)
-    for group in groups.values():
-        for key in unique_in_order(k for r in group for k in r.config):
-            if key in ("family", "model"):
-                continue
-            values = [r.config[key] for r in group if key in r.config and _is_scalar(r.config[key])]
-            if len(unique_in_order(values)) > 1 and key not in keys:
-                keys.append(key)
-    return keys
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"
-
-
-def ablation_tables(runs: Sequence[RunResult], group_by: str | None = None) -> list[Table]:
-    """Ablation tables: one per varied setting, rows = its values, columns = P/R/F1/AP50 per dataset.
-
-    Runs are grouped by method family; within a family, the runs compared in one table share
-    every other config setting (they differ in one setting only). ``group_by`` names the setting;
-    without it every setting that varies within a family on a dataset gets tables.
-
-    Raises
-    ------
-    InputError
-        ``group_by`` is given but no two runs of one family differ in it alone.
-    """
-    keys = [group_by] if group_by else varying_keys(runs)
-    tables: list[Table] = []
-    used_names: set[str] = set()
-    for key in keys:
-        families = unique_in_order(
-            method_family(r) for r in runs if key in r.config and _is_scalar(r.config[key])
-        )
-        for family in families:
-            members = [
-                r
-                for r in runs
-                if method_family(r) == family and key in r.config and _is_scalar(r.config[key])
-            ]
-            partitions: dict[tuple, list[RunResult]] = {}
-            for run in members:
-                partitions.setdefault(_frozen(run.config, key), []).append(run)
-            for fixed, part in partitions.items():
-                values = sorted(unique_in_order(r.config[key] for r in part), key=_sort_key)
-                if len(values) < 2:
-                    continue
-                tables.append(_ablation_table(part, key, family, fixed, values, used_names))
-    if group_by and not tables:
-        have = sorted({k for r in runs for k in r.config})
-        raise InputError(
-            f"--group-by {group_by}: no two runs of one method family differ only in {group_by!r} "
-            f"(config keys in the inputs: {', '.join(have) or 'none'})"
-        )
-    return tables
-
-
-def _ablation_table(
-    part: list[RunResult], key: str, family: str, fixed: tuple, values: list[Any], used_names: set[str]
-) -> Table:
-    labels: dict[int, str] = {}
-    taken: set[tuple[str, str]] = set()
-    ordered = sorted(part, key=lambda r: _sort_key(r.config[key]))
-    for run in ordered:
-        label = _setting_text(run.config[key])
-        if (label, run.dataset_key) in taken:
-            label = f"{label} ({run.method})"
-        taken.add((label, run.dataset_key))
-        labels[id(run)] = label
-    rows = unique_in_order(labels[id(r)] for r in ordered)
-    metrics = [m for m in ABLATION_METRICS if any(r.metrics.get(m) is not None for r in part)]
-    fixed_text = ", ".join(f"{k}={_setting_text(v)}" for k, v in fixed)
-    caption = f"Ablation of {key} ({family}" + (f"; fixed: {fixed_text})" if fixed_text else ")")
-    name = f"ablation_{_slug(family)}_{_slug(key)}"
-    base, n = name, 2
-    while name in used_names:
-        name, n = f"{base}_{n}", n + 1
-    used_names.add(name)
-    return _grid(part, rows, lambda r: labels[id(r)], metrics, name, caption, key)
-
-
-# -- terminal -----------------------------------------------------------------------------------
-
-
-def format_terminal_table(
-    results: Iterable[Any],
-    metrics: Sequence[str] = ("precision", "recall", "f1", "ap50"),
-) -> str:
-    """A plain-text table of ``results`` (runs, results dicts or results file paths).
-
-    Rows are methods, column groups datasets, sub-columns the ``metrics`` (3 decimals, Fa 2;
-    ``-`` where missing). Only ASCII characters, for any terminal.
-    """
-    from irstd_bench.report._load import load_runs
-
-    runs = load_runs(results)
-    metrics = [m for m in metrics if any(r.metrics.get(m) is not None for r in runs)]
-    table = _grid(
-        runs, unique_in_order(r.method for r in runs), lambda r: r.method, metrics, "terminal", "", "Method"
+    caption = (
+        "Both F1 protocols, threshold-free and pixel-level metrics (Fa per 10^6 pixels; "
+        f"thr. of best F1 = the test score threshold of F1 (best on test)). {PROTOCOL_NOTE}."
     )
-    cell_w = max(6, max(len(METRICS[m][0]) for m in metrics))
-    label_w = max(len(table.row_header), *(len(r) for r in table.rows))
-    header1, header2 = [" " * label_w], [table.row_header.ljust(label_w)]
-    for label, span in table._groups():
-        width = span * cell_w + (span - 1)
-        header1.append(label[:width].center(width))
-    header2 += [c.label.rjust(cell_w) for c in table.columns]
-    body = []
-    for i, label in enumerate(table.rows):
-        cells = [label.ljust(label_w)]
-        for j in range(len(table.columns)):
-            text = table.formatted(i, j)
-            cells.append(("-" if text == MISSING else text).rjust(cell_w))
-        body.append(_join_groups(cells, table))
-    lines = [_join_groups(header1, table, grouped=True), _join_groups(header2, table)]
-    rule = "-" * len(lines[1])
-    return "\n".join([lines[0], lines[1], rule, *body]) + "\n"
-
-
-def _join_groups(cells: list[str], table: Table, grouped: bool = False) -> str:
-    """Join a line: label, then groups separated by `` | ``, cells within a group by a space."""
-    if grouped:
-        return " | ".join(cells).rstrip()
-    out, k = [cells[0]], 1
-    for _, span in table._groups():
-        out.append(" ".join(cells[k : k + span]))
-        k += span
-    return " | ".join(out).rstrip()
+    summary, summaries = _summary_grid(runs, metrics, "detailed", caption)
+    per_run = _grid(runs, unique_in_order(run_label(r) for r in runs), run_label, metrics, "", "", "")
+    rows, values, spread, unranked = [], [], [], set()
+    for i, method in enumerate(unique_in_order(s.method for s in summaries)):
+        members = [run_label(r) for r in runs if base_method(r) == method]
+        if len(set(members)) > 1:  # several seeds: the mean ± std row, then each seed
+            rows.append(summary.rows[i])
+            values.append(summary.values[i])
+            spread.append(summary.spread[i] if summary.spread else [None] * len(summary.columns))
+        for label in unique_in_order(members):
+            k = per_run.rows.index(label)
+            if len(set(members)) > 1:
+                unranked.add(len(rows))
+            rows.append(label if len(set(members)) == 1 else f"  {label}")
+            values.append(per_run.values[k])
+            spread.append([None] * len(summary.columns))
+    has_spread = any(v is not None for row in spread for v in row)
+    spread_or_none = spread if has_spread else None
+    return Table("detailed", caption, "Method", rows, summary.columns, values, spread_or_none, frozenset(unranked))

@@ -1,8 +1,8 @@
 """Synthetic SIRST-like data: the embedded default data set of demos and tests.
 
 :func:`generate_sample` writes a data set in the NUDT-SIRST release layout (detected as
-``nudt`` by :func:`irstd_bench.datasets.open_dataset`) with exact masks and a record of every
-target in ``synth_targets.json``; :func:`generate_image` makes one image in memory.
+``synthetic``, titled "Synthetic sample", by :func:`irstd_bench.datasets.open_dataset`) with
+exact masks and a record of every target in ``synth_targets.json``; :func:`generate_image` makes one image in memory.
 
 >>> from irstd_bench.synth import generate_sample
 >>> summary = generate_sample("synth_sample", n_images=8, size=64, seed=1)   # doctest: +SKIP

@@ -28,6 +28,7 @@ from PIL import Image
 
 from irstd_bench._io import read_gray
 from irstd_bench._outputs import check_folder_replaceable, output_folder
+from irstd_bench._progress import progress_bar
 from irstd_bench.errors import InputError
 from reference_model.classical._registry import get_method
 
@@ -113,6 +114,7 @@ def run_baseline(
     params: dict | None = None,
     force: bool = False,
     inputs=(),
+    progress: bool = False,
 ) -> BaselineRun:
     """Run ``method`` on ``images`` (``[(stem, image_path), ...]``).
 
@@ -134,6 +136,8 @@ def run_baseline(
     save : "scoremaps,masks" or a sequence of those
     params : dict
         Method parameters overriding the registry defaults.
+    progress : bool
+        A progress bar on stderr (:func:`irstd_bench._progress.progress_bar`).
     """
     spec = get_method(method)
     params = dict(params or {})
@@ -153,21 +157,24 @@ def run_baseline(
         for kind in save:
             (tmp / kind).mkdir()
         jobs = [(spec.name, params, stem, str(path), str(tmp), float(k), save) for stem, path in images]
-        if workers == 1:
-            for job in jobs:
-                _process(job)
-        else:
-            saved = {v: os.environ.get(v) for v in _THREAD_VARS}
-            os.environ.update({v: "1" for v in _THREAD_VARS})  # inherited by the spawned workers
-            try:
-                with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                    list(pool.map(_process, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
-            finally:
-                for var, value in saved.items():
-                    if value is None:
-                        os.environ.pop(var, None)
-                    else:
-                        os.environ[var] = value
+        with progress_bar(len(jobs), spec.name, enabled=progress) as bar:
+            if workers == 1:
+                for job in jobs:
+                    _process(job)
+                    bar.update(1)
+            else:
+                saved = {v: os.environ.get(v) for v in _THREAD_VARS}
+                os.environ.update({v: "1" for v in _THREAD_VARS})  # inherited by the spawned workers
+                try:
+                    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                        for _ in pool.map(_process, jobs, chunksize=max(1, len(jobs) // (4 * workers))):
+                            bar.update(1)
+                finally:
+                    for var, value in saved.items():
+                        if value is None:
+                            os.environ.pop(var, None)
+                        else:
+                            os.environ[var] = value
     return BaselineRun(
         method=spec.name, images=len(images), seconds=time.perf_counter() - start, workers=workers
     )

@@ -65,9 +65,12 @@ def _method_help() -> str:
     "--skip-defects", is_flag=True, help="Leave known release defects (NUAA-SIRST Misc_111) out of the split."
 )
 @click.option("--force", is_flag=True, help="Replace an earlier irstd-bench output at --out (only files it wrote).")
+@click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr (when a terminal)."
+)
 def baseline(
     method, root, dataset, image_dir, mask_dir, split, out, k, workers, save, params, limit, max_pixels, skip_defects,
-    force,
+    force, progress,
 ):
     """Run the classical METHOD (listed below with its parameters) and write score maps and masks.
 
@@ -101,6 +104,7 @@ def baseline(
             params=parsed,
             force=force,
             inputs=[("dataset root", ds.root)],
+            progress=progress,
         )
     click.echo(
         f"{run.method}: {run.images} images in {run.seconds:.2f} s "

@@ -255,6 +255,9 @@ def train(ctx: click.Context, **opts) -> None:
 @click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
 @click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
 @click.option("--mask-suffix", default="", help="--dataset custom: mask name = stem + suffix + .png.")
+@click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr (when a terminal)."
+)
 def predict(
     weights,
     cli_model,
@@ -275,6 +278,7 @@ def predict(
     image_dir,
     mask_dir,
     mask_suffix,
+    progress,
 ) -> None:
     """Run a trained model on images and write predictions that `irstd-bench eval` reads."""
     import torch
@@ -331,7 +335,9 @@ def predict(
         with pixel_limit(max_pixels):
             for sample in samples:  # a decompression bomb is refused before the network sees it
                 check_pixels(sample.image_path, image_size(sample.image_path))
-            items = predict_samples(model, samples, size, dev, conf=conf, batch=batch, amp_dtype=amp)
+            items = predict_samples(
+                model, samples, size, dev, conf=conf, batch=batch, amp_dtype=amp, progress=progress
+            )
     except torch.OutOfMemoryError:
         raise InputError(
             f"out of memory on {dev} with --batch {batch} --imgsz {size}; try smaller values"

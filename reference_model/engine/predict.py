@@ -5,7 +5,8 @@
 both use it, and ``predict`` writes what it returns in the formats ``irstd-bench eval`` reads
 (``docs/CONTRACTS.md``, section Prediction files):
 
-- detectors: ``coco`` (results JSON, ``bbox = [x, y, w, h]``), ``yolo`` (``<stem>.txt``, lines
+- detectors: ``coco`` (results JSON ``{image_id, category_id, bbox [x, y, w, h], score,
+  file_name}``, ids as convert's COCO ground truth), ``yolo`` (``<stem>.txt``, lines
   ``0 cx cy w h conf`` normalised by the native size), ``csv`` (``image,x0,y0,x1,y1,score``);
 - segmenters: ``scoremaps`` (``<stem>.npy`` float32 ``(H, W)`` in [0, 1]) or ``masks``
   (``<stem>.png`` 8-bit {0, 255}, foreground where the score is ``>= mask_threshold``).
@@ -39,8 +40,10 @@ from irstd_bench._outputs import (
     refuse_inside_inputs,
     write_file_set,
 )
+from irstd_bench._progress import progress_bar
 from irstd_bench.boxes import box_convert, to_yolo
-from irstd_bench.datasets import Sample
+from irstd_bench.convert._coco import CATEGORY
+from irstd_bench.datasets import Sample, folder_image_ids, stable_image_ids
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate import Prediction
 
@@ -60,10 +63,13 @@ FOLDER_SUFFIXES = {"yolo": ".txt", "scoremaps": ".npy", "masks": ".png"}
 DEFAULT_MASK_THRESHOLD = 0.5
 #: Header of ``csv`` predictions (also how a file ``predict`` wrote is recognised).
 CSV_HEADER = "image,x0,y0,x1,y1,score"
-#: Keys of each row of ``coco`` predictions.
-COCO_ROW_KEYS = {"file_name", "bbox", "score"}
+#: Keys of each row of ``coco`` predictions (and of the rows earlier versions wrote).
+COCO_ROW_KEYS = {"image_id", "category_id", "bbox", "score", "file_name"}
+EARLIER_COCO_ROW_KEYS = {"file_name", "bbox", "score"}
 #: Class index written in YOLO files (one class: target).
 YOLO_CLASS = 0
+#: Category id of COCO results (convert's one category, ``target``).
+COCO_CATEGORY_ID = CATEGORY["id"]
 
 
 @dataclass
@@ -136,19 +142,23 @@ def predict_samples(
     batch: int = 8,
     workers: int = 0,
     amp_dtype: torch.dtype | None = None,
-    progress=None,
+    progress: bool = False,
 ) -> list[ImagePrediction]:
-    """Predictions for every sample (its mask, if any, is not read), in sample order."""
+    """Predictions for every sample (its mask, if any, is not read), in sample order.
+
+    ``progress`` shows a bar on stderr (:func:`irstd_bench._progress.progress_bar`).
+    """
     # Masks are not needed (nor read): a release defect in a mask cannot stop inference.
     images_only = [Sample(stem=s.stem, image_path=s.image_path, mask_path=None) for s in samples]
     dataset = IRDataset(images_only, input_size, cache=False)
     loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, collate_fn=collate)
     paths = {s.stem: s.image_path for s in samples}
     out: list[ImagePrediction] = []
-    iterator = loader if progress is None else progress(loader)
-    for images, _, meta in iterator:
-        preds = predict_batch(model, images.to(device), meta, conf=conf, amp_dtype=amp_dtype)
-        out.extend(ImagePrediction(p, paths[p.stem]) for p in preds)
+    with progress_bar(len(samples), "predict", enabled=progress) as bar:
+        for images, _, meta in loader:
+            preds = predict_batch(model, images.to(device), meta, conf=conf, amp_dtype=amp_dtype)
+            out.extend(ImagePrediction(p, paths[p.stem]) for p in preds)
+            bar.update(len(preds))
     return out
 
 
@@ -215,7 +225,7 @@ def _is_single_file(out: Path, fmt: str) -> bool:
 
 def _written_by_predict(path: Path) -> bool:
     """A prediction file ``predict`` wrote, recognised by content: the exact CSV header, or a COCO
-    results list whose rows have exactly our keys (``file_name``, ``bbox``, ``score``)."""
+    results list whose rows have exactly our keys (:data:`COCO_ROW_KEYS`, or an earlier version's)."""
     try:
         if path.suffix.lower() == ".csv":
             with open(path, encoding="utf-8") as handle:
@@ -225,7 +235,9 @@ def _written_by_predict(path: Path) -> bool:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(rows, list) and all(isinstance(r, dict) and set(r) == COCO_ROW_KEYS for r in rows)
+    return isinstance(rows, list) and all(
+        isinstance(r, dict) and set(r) in (COCO_ROW_KEYS, EARLIER_COCO_ROW_KEYS) for r in rows
+    )
 
 
 def check_predictions_out(out: Path, fmt: str, *, force: bool = False, inputs=()) -> None:
@@ -245,14 +257,42 @@ def _fmt(value: float) -> str:
     return repr(float(value))
 
 
-def _coco_text(items: Sequence[ImagePrediction]) -> str:
+def coco_results(items: Sequence[ImagePrediction]) -> list[dict]:
+    """COCO detection results: ``[{image_id, category_id, bbox [x, y, w, h], score, file_name}]``.
+
+    ``image_id`` is the image's stable id in its folder
+    (:func:`irstd_bench.datasets.folder_image_ids`: rank of the stem among the folder's images,
+    sorted), the id ``irstd-bench convert`` gives the same image, so ``COCO.loadRes`` pairs
+    these results with convert's ground truth. ``file_name`` is kept as an extra key.
+    """
+    by_folder: dict[Path, set[str]] = {}
+    for item in items:
+        by_folder.setdefault(item.image_path.parent, set()).add(item.image_path.stem)
+    ids: dict[Path, dict[str, int]] = {}
+    for folder, stems in by_folder.items():
+        # The folder's images (the rule); stems without a file there (in-memory items) join the ranking.
+        listed = set(folder_image_ids(folder)) if folder.is_dir() else set()
+        ids[folder] = stable_image_ids(listed | stems)
     rows = []
     for item in items:
+        image_id = ids[item.image_path.parent][item.image_path.stem]
         p = item.prediction
         bboxes = box_convert(np.asarray(p.boxes, np.float64), "xyxy", "xywh").tolist()
         for bbox, score in zip(bboxes, p.scores, strict=True):
-            rows.append({"file_name": item.image_path.name, "bbox": bbox, "score": float(score)})
-    return json.dumps(rows, indent=0) + "\n"
+            rows.append(
+                {
+                    "image_id": image_id,
+                    "category_id": COCO_CATEGORY_ID,
+                    "bbox": bbox,
+                    "score": float(score),
+                    "file_name": item.image_path.name,
+                }
+            )
+    return rows
+
+
+def _coco_text(items: Sequence[ImagePrediction]) -> str:
+    return json.dumps(coco_results(items), indent=0) + "\n"
 
 
 def _csv_text(items: Sequence[ImagePrediction]) -> str:
