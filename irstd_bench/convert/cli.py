@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from irstd_bench._cli_options import max_pixels_option, skip_defects_option
 from irstd_bench._io import pixel_limit
 from irstd_bench.convert._convert import FORMATS, convert_dataset
 from irstd_bench.convert._summary import render_text
@@ -45,15 +46,8 @@ DATASETS = (*sorted(layout.name for layout in NAMED_LAYOUTS), "custom")
     default=None,
     help="Output folder (default: ./<root folder name>-converted), built whole or not at all.",
 )
-@click.option(
-    "--max-pixels",
-    type=int,
-    default=None,
-    help="Largest image or mask decoded, in pixels (default 100000000); a larger declared size is refused.",
-)
-@click.option(
-    "--skip-defects", is_flag=True, help="Leave known release defects (NUAA-SIRST Misc_111) out of every split."
-)
+@max_pixels_option
+@skip_defects_option
 @click.option("--force", is_flag=True, help="Replace an earlier irstd-bench output at --out (only files it wrote).")
 @click.option(
     "--threshold",

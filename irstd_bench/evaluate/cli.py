@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from irstd_bench._cli_options import max_pixels_option, skip_defects_option
 from irstd_bench._io import pixel_limit
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate._evaluator import default_workers, evaluate_split
@@ -144,15 +145,8 @@ def _warnings(counts: dict) -> list[str]:
     "otherwise only resolves image_id of COCO predictions.",
 )
 @click.option("--strict", is_flag=True, help="A split image without a prediction file is an error.")
-@click.option(
-    "--max-pixels",
-    type=int,
-    default=None,
-    help="Largest image or mask decoded, in pixels (default 100000000); a larger declared size is refused.",
-)
-@click.option(
-    "--skip-defects", is_flag=True, help="Leave known release defects (NUAA-SIRST Misc_111) out of the split."
-)
+@max_pixels_option
+@skip_defects_option
 @click.option("--force", is_flag=True, help="Replace an earlier results set at --out (only files eval wrote).")
 @click.option("--skip-missing", is_flag=True, help="Leave out split images that have no mask (named in a warning).")
 @click.option("--resize", is_flag=True, help="Resize predicted maps of another size (nearest neighbour).")

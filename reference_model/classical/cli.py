@@ -6,6 +6,7 @@ import os
 
 import click
 
+from irstd_bench._cli_options import max_pixels_option, skip_defects_option
 from irstd_bench._io import check_pixels, image_size, pixel_limit
 from irstd_bench.datasets import open_dataset
 from irstd_bench.errors import InputError
@@ -55,15 +56,8 @@ def _method_help() -> str:
 @click.option("--save", default="scoremaps,masks", show_default=True, help="What to write: scoremaps, masks.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Method parameter (repeatable).")
 @click.option("--limit", default=None, type=int, help="Only the first N images of the split.")
-@click.option(
-    "--max-pixels",
-    type=int,
-    default=None,
-    help="Largest image or mask decoded, in pixels (default 100000000); a larger declared size is refused.",
-)
-@click.option(
-    "--skip-defects", is_flag=True, help="Leave known release defects (NUAA-SIRST Misc_111) out of the split."
-)
+@max_pixels_option
+@skip_defects_option
 @click.option("--force", is_flag=True, help="Replace an earlier irstd-bench output at --out (only files it wrote).")
 @click.option(
     "--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr (when a terminal)."

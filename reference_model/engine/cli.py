@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from irstd_bench._cli_options import max_pixels_option, skip_defects_option
 from irstd_bench._io import check_pixels, image_size, pixel_limit
 from irstd_bench.errors import InputError
 
@@ -114,15 +115,8 @@ def _explicit(ctx: click.Context) -> set[str]:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="Image decoding processes (at start).")
 @click.option("--resume", default=None, help="Continue the run in this folder (or from this last.pt).")
-@click.option(
-    "--max-pixels",
-    type=int,
-    default=None,
-    help="Largest image or mask decoded, in pixels (default 100000000); a larger declared size is refused.",
-)
-@click.option(
-    "--skip-defects", is_flag=True, help="Leave known release defects (NUAA-SIRST Misc_111) out of the split."
-)
+@max_pixels_option
+@skip_defects_option
 @click.option("--force", is_flag=True, help="A new run may replace an earlier run at --out (only files train wrote).")
 @click.option(
     "--augment/--no-augment", default=True, show_default=True, help="Flips, scale/crop, mosaic, mixup, jitter."
@@ -238,15 +232,8 @@ def train(ctx: click.Context, **opts) -> None:
     help="Detectors: coco (default), yolo, csv. Segmenters: scoremaps (default), masks.",
 )
 @click.option("--conf", default=0.001, show_default=True, type=float, help="Detector score threshold.")
-@click.option(
-    "--max-pixels",
-    type=int,
-    default=None,
-    help="Largest image or mask decoded, in pixels (default 100000000); a larger declared size is refused.",
-)
-@click.option(
-    "--skip-defects", is_flag=True, help="Leave known release defects (NUAA-SIRST Misc_111) out of the split."
-)
+@max_pixels_option
+@skip_defects_option
 @click.option("--force", is_flag=True, help="Replace an earlier predict output at --out (only what predict wrote).")
 @click.option("--mask-threshold", default=0.5, show_default=True, type=float, help="masks: score >= this.")
 @click.option("--imgsz", default=None, type=int, help="Input side, px (default: the training size).")
