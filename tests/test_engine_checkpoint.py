@@ -170,3 +170,21 @@ def test_ema_tracks_the_model_with_a_ramped_decay():
     restored = ModelEMA(model)
     restored.load_state_dict(ema.state_dict())
     assert restored.updates == 1 and torch.equal(restored.module.weight, ema.module.weight)
+
+
+def test_released_half_weights_load_and_predict_like_the_training_checkpoint(tmp_path):
+    from reference_model.engine.checkpoint import release_checkpoint
+
+    source = tmp_path / "best.pt"
+    save_checkpoint(source, {**_checkpoint(), "optimizer": {"state": {}}, "rng": rng_state()})
+    released = release_checkpoint(source, tmp_path / "released.pt", half=True)
+    assert released["optimizer"] is None and released["rng"] is None and released["released"] is True
+    assert (tmp_path / "released.pt").stat().st_size < source.stat().st_size
+    full = model_from_checkpoint(load_checkpoint(source), source, cli_model=TINY_DETECTOR).eval()
+    small = model_from_checkpoint(load_checkpoint(tmp_path / "released.pt"), source, cli_model=TINY_DETECTOR).eval()
+    assert all(p.dtype == torch.float32 for p in small.parameters())
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        a, b = full(x), small(x)
+    for u, v in zip(a.values() if isinstance(a, dict) else a, b.values() if isinstance(b, dict) else b, strict=True):
+        torch.testing.assert_close(u, v, atol=1e-2, rtol=1e-2)

@@ -210,6 +210,34 @@ def model_from_checkpoint(
     return model
 
 
+def release_checkpoint(source: str | Path, target: str | Path, *, half: bool = False) -> dict:
+    """Write released weights of a training checkpoint: the validated (EMA) weights and metadata only.
+
+    Optimizer, scheduler, scaler, EMA copy and RNG states are dropped (``None``), so the file is
+    about a third of a training checkpoint; it loads with :func:`model_from_checkpoint` and
+    ``irstd-bench predict --weights``, but cannot resume training. ``half`` stores float tensors
+    as float16 (half the size again; ``load_state_dict`` casts them back to the model's float32).
+    Used by ``irstd-bench reproduce`` to pack small models.
+    """
+    checkpoint = load_checkpoint(source)
+    ema = checkpoint.get("ema")
+    state = dict(ema["module"] if ema else checkpoint["model"])
+    if half:
+        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    released = {
+        **checkpoint,
+        "model": state,
+        "ema": None,
+        "optimizer": None,
+        "scheduler": None,
+        "scaler": None,
+        "rng": None,
+        "released": True,
+    }
+    save_checkpoint(target, released)
+    return released
+
+
 # --------------------------------------------------------------------------------------------
 # Random generator states (stored as tensors and lists so weights_only loading accepts them)
 

@@ -229,11 +229,8 @@ def _build_report(session, tag: str) -> str:
 
 def _release_small_weights(session) -> tuple[list[tuple[Path, str]], str]:
     """Float16 released weights of the scored runs that are small enough, and a note on them."""
-    from reference_model.engine import checkpoint
+    from reference_model.engine.checkpoint import release_checkpoint
 
-    release_checkpoint = getattr(checkpoint, "release_checkpoint", None)
-    if release_checkpoint is None:
-        return [], "no weights packed: reference_model.engine.checkpoint has no release_checkpoint"
     members, total = [], 0
     records = sorted((r for r in session.records if r.scores is not None),
                      key=lambda r: (session.work / "runs" / r.unit.run_id / "best.pt").stat().st_size)
