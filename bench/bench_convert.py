@@ -63,7 +63,7 @@ def main(root: str, split: str, runs: int, workers: int | None, formats: str) ->
 
         def convert(n: int):
             return lambda: convert_dataset(
-                root, Path(tmp) / "out", splits=[split], formats=formats, workers=n, warn=lambda m: None
+                root, Path(tmp) / "out", splits=[split], formats=formats, workers=n, warn=lambda m: None, force=True
             )
 
         decode()  # warm the page cache once, so every timing reads from memory
