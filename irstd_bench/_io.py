@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from irstd_bench._outputs import _swap_folder, sweep_stale_temps, temp_path
+from irstd_bench._outputs import sweep_stale_temps, temp_path
 from irstd_bench.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -223,24 +222,3 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8", newline="\n")
-
-
-@contextlib.contextmanager
-def atomic_directory(path: Path) -> Iterator[Path]:
-    """Build a directory in a temporary sibling and move it onto ``path`` when done.
-
-    An existing ``path`` is replaced only after the new content is complete, so an error
-    leaves either the old directory or nothing: never a half-written one. This does not check
-    ownership: commands use :func:`irstd_bench._outputs.output_folder`, which does.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_temps(path.parent)
-    tmp = temp_path(path)
-    tmp.mkdir()
-    try:
-        yield tmp
-        _swap_folder(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

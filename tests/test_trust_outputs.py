@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from irstd_bench._io import atomic_directory, write_text_atomic
+from irstd_bench._io import write_text_atomic
 from irstd_bench._outputs import (
     MANIFEST_NAME,
     _host,
@@ -322,7 +322,7 @@ def _umask() -> int:
 def test_atomic_files_and_folders_get_the_users_umask(tmp_path):
     write_text_atomic(tmp_path / "a.txt", "x")
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~_umask()
-    with atomic_directory(tmp_path / "d") as tmp:
+    with output_folder(tmp_path / "d", "test") as tmp:
         (tmp / "f").write_text("y")
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o777 & ~_umask()
     write_file_set({tmp_path / "s.csv": "a\n", tmp_path / "s.json": "{}"})

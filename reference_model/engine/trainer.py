@@ -440,7 +440,9 @@ class Trainer:
         self.setup()
         created: list[Path] = []
         if self.ctx.is_main:
-            if self.replace_earlier:  # checked in __init__: every file is listed in our manifest
+            if self.replace_earlier:
+                # Checked again just before deleting: a file added since __init__ must not go.
+                check_folder_replaceable(self.out, force=True)
                 shutil.rmtree(self.out)
             created = _make_run_folder(self.out)
             self._write_args()
