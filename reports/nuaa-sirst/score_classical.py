@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 
-from evaluate_runs import DATA, HERE, MATCHERS, NAMES, REPO, rel, run
+from evaluate_runs import DATA_ARG, HERE, MATCHERS, NAMES, rel, run
 
 #: Table label of each method id; the results file is named by the id (``tophat.json``).
 LABELS = {**NAMES, "nram": "NRAM", "ript": "RIPT", "pstnn": "PSTNN", "ilcm": "ILCM", "rlcm": "RLCM",
           "tllcm": "TLLCM", "wslcm": "WSLCM", "tdlms": "TDLMS"}
-#: The data root as the commands name it: relative to the repository root (``../shared/...``), where
-#: every command runs, so the commands files hold no machine-specific absolute path.
-DATA_ARG = os.path.relpath(DATA, REPO)
 
 
 def main() -> None:
