@@ -1,6 +1,6 @@
 """Build the NUAA-SIRST report folders and README tables from the results JSONs present.
 
-    .venv/bin/python reports/nuaa-sirst/make_reports.py
+    .venv/bin/python reports/nuaa-sirst/make_reports.py [--tables-only]
 
 Reads every ``results/FAMILY-test/MATCHER/*.json`` (written by ``irstd-bench eval``: the networks by
 ``evaluate_runs.py``, the model-based methods by ``score_classical.py``) and, for each family and
@@ -19,6 +19,7 @@ best F1 on test and AP50 are read from the ``iou50`` results, F1 (centroid 3 px)
 
 from __future__ import annotations
 
+import argparse
 import re
 import statistics
 import sys
@@ -203,12 +204,18 @@ def build_reports(family: str, rows: list[Row], log: Path) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tables-only", action="store_true",
+                        help="rewrite the README tables only (no report folders, seeds tables or commands file)")
+    args = parser.parse_args()
     log = HERE / "commands_report.txt"
-    log.write_text("")
+    if not args.tables_only:
+        log.write_text("")
     readme = HERE / "README.md"
     for family in FAMILIES:
         rows = collect(family)
-        build_reports(family, rows, log)
+        if not args.tables_only:
+            build_reports(family, rows, log)
         table = markdown_table(rows, family, DETAILED_COLUMNS)
         replace_block(readme, family, f"{family_heading(rows, family)}\n\n{table}")
         if family == SUMMARY_FAMILY:
