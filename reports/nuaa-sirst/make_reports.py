@@ -1,11 +1,11 @@
 """Build the NUAA-SIRST report folders and README tables from the results JSONs present.
 
-    .venv/bin/python reports/nuaa-sirst/make_reports.py [--tables-only]
+    .venv/bin/python reports/nuaa-sirst/make_reports.py [--tables-only | --family FAMILY]
 
 Reads every ``results/FAMILY-test/MATCHER/*.json`` (written by ``irstd-bench eval``: the networks by
 ``evaluate_runs.py``, the model-based methods by ``score_classical.py``) and, for each family and
 matcher, runs ``irstd-bench report ... --force`` into ``report_FAMILY_MATCHER/`` and writes
-``seeds_FAMILY_MATCHER.md``; every command goes to ``commands_report.txt`` (rewritten each time).
+``seeds_FAMILY_MATCHER.md``; its commands go to ``commands_report_FAMILY.txt`` (rewritten each time).
 Then it rewrites, between their markers, the table of each family in ``README.md`` next to this file
 and the summary table in the repository's ``README.md``. Nothing in the tables is typed: every
 figure comes from a results file, except the rows quoting the EFLNet paper (``PAPER_ROWS``).
@@ -207,14 +207,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables-only", action="store_true",
                         help="rewrite the README tables only (no report folders, seeds tables or commands file)")
+    parser.add_argument("--family", choices=FAMILIES, action="append",
+                        help="build the report folders of this family only (repeatable; default: all)")
     args = parser.parse_args()
-    log = HERE / "commands_report.txt"
-    if not args.tables_only:
-        log.write_text("")
     readme = HERE / "README.md"
     for family in FAMILIES:
         rows = collect(family)
-        if not args.tables_only:
+        if not args.tables_only and family in (args.family or FAMILIES):
+            log = HERE / f"commands_report_{family}.txt"
+            log.write_text("")
             build_reports(family, rows, log)
         table = markdown_table(rows, family, DETAILED_COLUMNS)
         replace_block(readme, family, f"{family_heading(rows, family)}\n\n{table}")
