@@ -32,6 +32,7 @@ from irstd_bench.report import RunResult, load_results
 from irstd_bench.report._seeds import base_method
 
 FAMILIES = ("split_EFLNet", "idx_427")
+RESULTS = HERE / "results"
 #: Targets of each family's test split (for the table headings; checked against the results).
 FAMILY_TITLES = {
     "split_EFLNet": "split_EFLNet/test** (the split behind the EFLNet paper's NUAA-SIRST column",
@@ -113,11 +114,11 @@ class Row:
         return [k for k in PIXEL_METRICS if self.values(k) != self.values("c:" + k)]
 
 
-def collect(family: str) -> list[Row]:
+def collect(family: str, results: Path = RESULTS) -> list[Row]:
     """Every method with results on ``family``'s test split, networks first, then by F1 (IoU 0.5)."""
     rows: dict[str, Row] = {}
     for tag in MATCHERS:
-        for path in sorted((HERE / "results" / f"{family}-test" / tag).glob("*.json")):
+        for path in sorted((results / f"{family}-test" / tag).glob("*.json")):
             result = load_results(path)
             name = base_method(result)
             row = rows.setdefault(name, Row(name, bool(TRAINED_STEM.search(path.stem)), {}))
