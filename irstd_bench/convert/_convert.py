@@ -120,8 +120,10 @@ def convert_dataset(
     progress : bool
         Show a progress bar on stderr (tqdm; hidden when stderr is not a terminal).
     warn : callable, optional
-        Receives each warning line (defects met); default :func:`warnings.warn` with
-        :class:`~irstd_bench.errors.DatasetDefectWarning`.
+        Receives each warning line (defects met), once per defect and in the parent process
+        (workers only collect them); default :func:`warnings.warn` with
+        :class:`~irstd_bench.errors.DatasetDefectWarning`, which the CLI prints as one
+        ``warning: ...`` line (:mod:`irstd_bench._warnings`).
     force : bool
         Replace an earlier irstd-bench output at ``out``.
     skip_defects : bool
@@ -294,8 +296,13 @@ def _run(
 
 
 def _warn_defects(records, missing: list[str], threshold: float, emit, ds: Dataset) -> None:
+    """Report each defect met once: the lines the readers wrote (a known defect resized, a
+    {0, 1} mask), then what conversion itself decided (other resized masks, non-binary
+    values, missing masks)."""
     records = list(records)
     for rec in records:
+        for line in rec.warnings:
+            emit(line)
         if rec.skipped and rec.known_defect:
             emit(
                 f"skipped {rec.stem}: {rec.known_defect} (known defect of the {ds.layout.title} release; "
@@ -303,9 +310,8 @@ def _warn_defects(records, missing: list[str], threshold: float, emit, ds: Datas
             )
         elif rec.skipped:
             emit(f"skipped {rec.stem}: {rec.skipped}")
-        if rec.mask_resized:
-            what = rec.known_defect or "mask size differs from the image"
-            emit(f"resized the mask of {rec.stem} to its image (nearest neighbour): {what}")
+        if rec.mask_resized and not rec.known_defect:  # a known defect is named by its reader's line
+            emit(f"resized the mask of {rec.stem} to its image (nearest neighbour): mask size differs from the image")
     nonbinary = [rec for rec in records if rec.nonbinary_values and not rec.skipped]
     if nonbinary:
         values = sorted({v for rec in nonbinary for v in rec.nonbinary_values})
