@@ -17,6 +17,11 @@ is left after the ``files`` floor (``(convert - files) / decode``): the reading,
 encoding work. On a machine where creating a file costs about a millisecond (a loaded VM),
 the ``files`` floor alone exceeds ``decode``.
 
+A second table splits the in-process work of one conversion into its steps, each timed alone
+over every image (same medians): verifying the images (read once, PNG chunk CRCs), reading
+the masks (read once, CRCs, decode), masks -> targets (connected components), targets -> COCO
+RLE, and the output texts (COCO JSON, YOLO labels, VOC XML), built in memory only.
+
 Usage (from the repository root)::
 
     .venv/bin/python bench/bench_convert.py --runs 5
@@ -36,9 +41,16 @@ from pathlib import Path
 import click
 from PIL import Image
 
+from irstd_bench._io import read_mask, verify_image
 from irstd_bench._outputs import MANIFEST_NAME
 from irstd_bench.convert import convert_dataset
-from irstd_bench.datasets import open_dataset
+from irstd_bench.convert._coco import coco_document, dumps_json
+from irstd_bench.convert._records import ConvertSettings, convert_chunk
+from irstd_bench.convert._rle import target_rles
+from irstd_bench.convert._voc import voc_xml
+from irstd_bench.convert._yolo import label_text
+from irstd_bench.datasets import dataset_image_ids, open_dataset
+from irstd_bench.targets import mask_to_targets
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "NUAA-SIRST"
 
@@ -112,6 +124,7 @@ def main(root: str, split: str, runs: int, workers: int | None, formats: str) ->
         t_one = _median_seconds(convert(1), runs)
         t_many = _median_seconds(convert(workers), runs)
 
+    steps = _steps(ds, samples, pairs, runs)
     n = len(pairs)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     click.echo(f"{ds.layout.title} {split}: {n} images, median of {runs} run(s), formats {formats}")
@@ -126,6 +139,32 @@ def main(root: str, split: str, runs: int, workers: int | None, formats: str) ->
     for name, (wall, cpu), less_files in rows:
         rest = f"{(wall - t_files[0]) / t_decode[0]:>16.2f}" if less_files else f"{'':>16}"
         click.echo(f"{name:<24} {wall:>8.3f} {cpu:>8.3f} {n / wall:>8.0f} {wall / t_decode[0]:>9.2f} {rest}")
+    click.echo(f"\nsteps of one conversion, in-process, each alone over the {n} images:")
+    click.echo(f"{'':<24} {'wall s':>8} {'cpu s':>8} {'x decode':>9}")
+    for name, (wall, cpu) in steps.items():
+        click.echo(f"{name:<24} {wall:>8.3f} {cpu:>8.3f} {wall / t_decode[0]:>9.2f}")
+
+
+def _steps(ds, samples, pairs, runs: int) -> dict[str, tuple[float, float]]:
+    """``{step: (wall, cpu)}`` medians of the conversion's steps, each over every image."""
+    masks = [read_mask(mask) for _, mask in pairs]
+    targets = [mask_to_targets(mask) for mask in masks]
+    records = convert_chunk([(s, ds.known_defect(s.stem)) for s in samples], ConvertSettings(127, 8, False))
+    ids = dataset_image_ids(ds)
+
+    def texts() -> None:
+        dumps_json(coco_document(records, "bench", ids))
+        for rec in records:
+            label_text(rec)
+            voc_xml(rec, "images")
+
+    return {
+        "verify images": _median_seconds(lambda: [verify_image(image) for image, _ in pairs], runs),
+        "read masks": _median_seconds(lambda: [read_mask(mask) for _, mask in pairs], runs),
+        "masks -> targets": _median_seconds(lambda: [mask_to_targets(mask) for mask in masks], runs),
+        "targets -> RLE": _median_seconds(lambda: [target_rles(t) for t in targets], runs),
+        "output texts": _median_seconds(texts, runs),
+    }
 
 
 if __name__ == "__main__":
