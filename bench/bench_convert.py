@@ -10,7 +10,10 @@ clock and CPU (user + system of this process and its workers):
   that output on this file system, whatever the content;
 - ``convert (1 worker)``: ``convert_dataset`` in-process, all formats, into a temporary folder
   (``force``: each run replaces the previous one, as a user's rerun does);
-- ``convert (N workers)``: the same with N worker processes (default: all CPUs).
+- ``convert (N workers)``: the same with N worker processes (default: all CPUs);
+- ``convert, COCO only``: 1 worker, ``--format coco``: every image read, checked and
+  converted as above, but the output is two files (the COCO JSON and the summary), so it
+  shows the reading and converting work without the YOLO and VOC trees' files.
 
 Each row's ratio to ``decode`` is printed, and for the conversions also the ratio of what
 is left after the ``files`` floor (``(convert - files) / decode``): the reading, checking and
@@ -102,9 +105,9 @@ def main(root: str, split: str, runs: int, workers: int | None, formats: str) ->
     with tempfile.TemporaryDirectory(prefix="bench_convert_") as tmp:
         out = Path(tmp) / "out"
 
-        def convert(n: int):
+        def convert(n: int, chosen: str = formats):
             return lambda: convert_dataset(
-                root, out, splits=[split], formats=formats, workers=n, warn=lambda m: None, force=True
+                root, out, splits=[split], formats=chosen, workers=n, warn=lambda m: None, force=True
             )
 
         def create_files() -> None:
@@ -123,6 +126,7 @@ def main(root: str, split: str, runs: int, workers: int | None, formats: str) ->
         t_files = _median_seconds(create_files, runs)
         t_one = _median_seconds(convert(1), runs)
         t_many = _median_seconds(convert(workers), runs)
+        t_coco = _median_seconds(convert(1, "coco"), runs)
 
     steps = _steps(ds, samples, pairs, runs)
     n = len(pairs)
@@ -135,6 +139,7 @@ def main(root: str, split: str, runs: int, workers: int | None, formats: str) ->
         (f"files ({n_files} + {n_links} links)", t_files, False),
         ("convert (1 worker)", t_one, True),
         (f"convert ({workers} workers)", t_many, True),
+        ("convert, COCO only (1)", t_coco, False),
     )
     for name, (wall, cpu), less_files in rows:
         rest = f"{(wall - t_files[0]) / t_decode[0]:>16.2f}" if less_files else f"{'':>16}"
