@@ -64,15 +64,19 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _median_seconds(fn, runs: int) -> tuple[float, float]:
-    """``(wall, cpu)`` medians of ``runs`` calls of ``fn``."""
-    walls, cpus = [], []
+def _median_seconds(fns: dict, runs: int) -> dict[str, tuple[float, float]]:
+    """``{name: (wall, cpu)}`` medians of ``runs`` calls of each function, interleaved (one call
+    of each per round), so that every timing meets the same machine load."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
     for _ in range(runs):
-        cpu, start = _cpu_seconds(), time.perf_counter()
-        fn()
-        walls.append(time.perf_counter() - start)
-        cpus.append(_cpu_seconds() - cpu)
-    return statistics.median(walls), statistics.median(cpus)
+        for name, fn in fns.items():
+            cpu, start = _cpu_seconds(), time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - start, _cpu_seconds() - cpu))
+    return {
+        name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
+        for name, values in samples.items()
+    }
 
 
 def _output_entries(out: Path) -> tuple[int, int]:
@@ -103,11 +107,11 @@ def main(root: str, split: str, runs: int, workers: int | None, formats: str) ->
                 m.load()
 
     with tempfile.TemporaryDirectory(prefix="bench_convert_") as tmp:
-        out = Path(tmp) / "out"
+        out = Path(tmp)
 
-        def convert(n: int, chosen: str = formats):
+        def convert(n: int, folder: Path, chosen: str = formats):
             return lambda: convert_dataset(
-                root, out, splits=[split], formats=chosen, workers=n, warn=lambda m: None, force=True
+                root, folder, splits=[split], formats=chosen, workers=n, warn=lambda m: None, force=True
             )
 
         def create_files() -> None:
@@ -120,13 +124,19 @@ def main(root: str, split: str, runs: int, workers: int | None, formats: str) ->
             shutil.rmtree(folder)
 
         decode()  # warm the page cache once, so every timing reads from memory
-        convert(1)()
-        n_files, n_links = _output_entries(out)
-        t_decode = _median_seconds(decode, runs)
-        t_files = _median_seconds(create_files, runs)
-        t_one = _median_seconds(convert(1), runs)
-        t_many = _median_seconds(convert(workers), runs)
-        t_coco = _median_seconds(convert(1, "coco"), runs)
+        convert(1, out / "first")()
+        n_files, n_links = _output_entries(out / "first")
+        timed = _median_seconds(
+            {
+                "decode": decode,
+                "files": create_files,
+                "one": convert(1, out / "one"),
+                "many": convert(workers, out / "many"),
+                "coco": convert(1, out / "coco", "coco"),
+            },
+            runs,
+        )
+        t_decode, t_files, t_one, t_many, t_coco = timed.values()
 
     steps = _steps(ds, samples, pairs, runs)
     n = len(pairs)
@@ -163,13 +173,16 @@ def _steps(ds, samples, pairs, runs: int) -> dict[str, tuple[float, float]]:
             label_text(rec)
             voc_xml(rec, "images")
 
-    return {
-        "verify images": _median_seconds(lambda: [verify_image(image) for image, _ in pairs], runs),
-        "read masks": _median_seconds(lambda: [read_mask(mask) for _, mask in pairs], runs),
-        "masks -> targets": _median_seconds(lambda: [mask_to_targets(mask) for mask in masks], runs),
-        "targets -> RLE": _median_seconds(lambda: [target_rles(t) for t in targets], runs),
-        "output texts": _median_seconds(texts, runs),
-    }
+    return _median_seconds(
+        {
+            "verify images": lambda: [verify_image(image) for image, _ in pairs],
+            "read masks": lambda: [read_mask(mask) for _, mask in pairs],
+            "masks -> targets": lambda: [mask_to_targets(mask) for mask in masks],
+            "targets -> RLE": lambda: [target_rles(t) for t in targets],
+            "output texts": texts,
+        },
+        runs,
+    )
 
 
 if __name__ == "__main__":
