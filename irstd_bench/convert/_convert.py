@@ -474,11 +474,12 @@ def _write_yolo(folder: Path, ds: Dataset, written, records, families: dict, lin
 
 
 #: Flags of a new output file: the folder being built is new, so a file already there is a bug.
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+#: ``O_BINARY`` (Windows only) keeps ``\n`` as written; ``O_CLOEXEC`` exists on POSIX only.
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
 def _text(path: Path, text: str) -> None:
-    """Write a new UTF-8 file (``\n`` line ends as given) with one ``open``/``write``/``close``.
+    """Write a new UTF-8 file (``\\n`` line ends as given) with one ``open``/``write``/``close``.
 
     Thousands of small files are written per conversion; this skips the buffered text layer's
     extra system calls. Mode ``0o666`` less the umask, like :func:`open`.
