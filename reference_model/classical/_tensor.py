@@ -192,7 +192,8 @@ def _fold(m: np.ndarray, mode: int, shape: tuple[int, ...]) -> np.ndarray:
 def _svt(m: np.ndarray, tau: float) -> np.ndarray:
     """Singular value thresholding ``u diag(max(s - tau, 0)) vt`` of ``m (a, b)``.
 
-    Only the singular triplets above ``tau`` are computed (:func:`thin_svd` with ``above``).
+    Through the Gram matrix of the short side; the long-side singular vectors are computed only
+    for the values above ``tau`` (:func:`thin_svd` with ``above``).
     """
     u, s, vt = thin_svd(m, above=tau)
     return (u * (s - tau)) @ vt
