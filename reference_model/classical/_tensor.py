@@ -30,8 +30,9 @@ where ``lambda1 - lambda2`` is large, are pushed into the background; structure 
 ``lam = L / sqrt(min(n1, n2, n3))``, ``L = 1`` (paper; the demo script uses 0.7), ``h = 1``;
 stop when the relative residual is below ``tol`` or the number of positive target entries
 stops changing. Ours: at most ``max_iter`` (100) iterations (the authors' loop has no cap;
-the 14 NUAA-SIRST images profiled stopped after 2 to 10); SVDs through the Gram matrix of the short side of each
-unfolding, only for the singular values above the threshold (:func:`thin_svd`).
+the 277 NUAA-SIRST val and test images stop after 2 to 11, median 4); SVDs through the Gram
+matrix of the short side of each unfolding, long-side vectors only for the values above the
+threshold (:func:`thin_svd`).
 """
 
 from __future__ import annotations
@@ -221,8 +222,8 @@ def ript(
     h : float
         Strength of the local-structure weight ``exp(h * edge)`` (paper: 1).
     tol, max_iter : stopping rule on ``||X - B - T||_F / ||X||_F`` (plus the authors' non-zero
-        count rule). ``max_iter`` is our guard (the authors' loop has none); the NUAA-SIRST
-        images profiled stopped after 2 to 10 iterations.
+        count rule). ``max_iter`` is our guard (the authors' loop has none); the 277 NUAA-SIRST
+        val and test images stop after 2 to 11 iterations (median 4).
 
     Returns
     -------
