@@ -19,6 +19,14 @@ loader processes. The validation split is held on the device too.
 Everything a run depends on is checkpointed every epoch (model, optimizer, schedule, EMA,
 AMP scaler, generator states, epoch, best fitness, the CSV rows), so ``resume`` continues a
 killed run where its last completed epoch ended.
+
+Adversarial models (MDvsFA) declare a discriminator as ``model.adversary`` (a submodule), its
+loss as ``model.adversary_loss(outputs, targets) -> dict`` and its optimizer's learning rate
+ratio and momentum / beta1 as ``model.adversary_lr_ratio`` and ``model.adversary_momentum``. The
+engine then gives the discriminator a second optimizer of the run's kind (same schedule), and
+each iteration steps it first on the generators' outputs, then the rest of the model on
+``compute_loss`` (which sees the updated discriminator); the checkpoint adds ``"adversary":
+{"optimizer", "scheduler"}``. Such runs take one process and no gradient accumulation.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import click
@@ -222,6 +230,7 @@ class Trainer:
     def _optimization(self) -> None:
         """DDP wrapper, EMA, optimizer, accumulation, schedule and AMP; restores their state when resuming."""
         cfg, ckpt = self.config, self.checkpoint
+        self.adversary = getattr(self.raw, "adversary", None)
         self.ema = ModelEMA(self.raw, decay=cfg.ema_decay) if cfg.ema else None
         if self.ctx.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -234,17 +243,29 @@ class Trainer:
         weight_decay = cfg.base_weight_decay
         if cfg.nominal_batch:
             weight_decay *= images_per_batch * self.accumulate / cfg.nominal_batch
-        self.optimizer = build_optimizer(self.raw, cfg, weight_decay)
+        self.optimizer = build_optimizer(self.raw, cfg, weight_decay, skip=self.adversary)
         per_epoch = self.iterations_per_epoch()
         warmup = max(round(cfg.warmup_epochs * per_epoch), int(cfg.warmup_iters))
-        self.scheduler = WarmupSchedule(
-            self.optimizer,
-            cfg.epochs * per_epoch,
-            warmup,
-            kind=cfg.schedule,
-            final_factor=cfg.lr_final_ratio,
-            poly_power=cfg.poly_power,
-        )
+
+        def schedule(optimizer: torch.optim.Optimizer) -> WarmupSchedule:
+            return WarmupSchedule(
+                optimizer,
+                cfg.epochs * per_epoch,
+                warmup,
+                kind=cfg.schedule,
+                final_factor=cfg.lr_final_ratio,
+                poly_power=cfg.poly_power,
+            )
+
+        self.scheduler = schedule(self.optimizer)
+        self.adversary_optimizer = self.adversary_scheduler = None
+        if self.adversary is not None:
+            self._check_adversarial()
+            adversary_cfg = replace(
+                cfg, lr=cfg.base_lr * float(self.raw.adversary_lr_ratio), momentum=float(self.raw.adversary_momentum)
+            )
+            self.adversary_optimizer = build_optimizer(self.adversary, adversary_cfg, weight_decay)
+            self.adversary_scheduler = schedule(self.adversary_optimizer)
         self.amp_dtype = None
         if cfg.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -258,6 +279,13 @@ class Trainer:
                 self.ema.load_state_dict(ckpt["ema"])
             if ckpt.get("scaler"):
                 self.scaler.load_state_dict(ckpt["scaler"])
+            if self.adversary is not None:
+                state = ckpt.get("adversary")
+                if not isinstance(state, dict) or not state.get("optimizer"):
+                    raise InputError(f"{self.resume_path}: checkpoint has no discriminator optimizer state to resume")
+                self.adversary_optimizer.load_state_dict(state["optimizer"])
+                self.adversary_scheduler.load_state_dict(state["scheduler"])
+                self.adversary_scheduler.set_total_steps(cfg.epochs * per_epoch)
             self.start_epoch = int(ckpt["epoch"])
             self.best_fitness = ckpt.get("best_fitness")
             self.best_metrics = dict(ckpt.get("best_metrics") or {})
@@ -267,6 +295,16 @@ class Trainer:
                     f"{self.resume_path}: run already finished {self.start_epoch} of {cfg.epochs} epochs "
                     "(give a larger --epochs to continue it)"
                 )
+
+    def _check_adversarial(self) -> None:
+        """An adversarial run steps the discriminator once per batch, in one process."""
+        if self.ctx.enabled:
+            raise InputError(f"model {self.model_name} trains adversarially: run it in one process (not torchrun)")
+        if self.accumulate != 1:
+            raise InputError(
+                f"model {self.model_name} trains adversarially (one discriminator and one generator step per "
+                f"batch): --nominal-batch {self.config.nominal_batch} would accumulate {self.accumulate} batches"
+            )
 
     def setup(self) -> None:
         """Seed, model, data, optimization (what :meth:`run` does before the first epoch)."""
@@ -292,23 +330,44 @@ class Trainer:
         return images, split_targets(masks, boxes, valid)
 
     def forward_backward(self, images: torch.Tensor, targets: list[dict], where: str) -> dict[str, torch.Tensor]:
-        """Loss terms of one batch (detached) after adding its gradient (averaged or summed over accumulation)."""
+        """Loss terms of one batch (detached) after adding its gradient (averaged or summed over accumulation).
+
+        An adversarial model's discriminator is stepped first (:meth:`adversary_step`); its terms
+        are returned too, but ``loss`` is the rest of the model's.
+        """
+        adversary_terms: dict[str, torch.Tensor] = {}
         with autocast_context(self.device, self.amp_dtype):
             outputs = self.forward(images)
-            terms = self.raw.compute_loss(outputs, targets)
-        loss = sum(terms.values())
-        if not torch.isfinite(loss):
-            raise InputError(
-                f"loss is not finite at {where} ({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); "
-                "try a lower --lr"
-            )
+            if self.adversary is None:
+                terms = self.raw.compute_loss(outputs, targets)
+        if self.adversary is not None:
+            adversary_terms = self.adversary_step(outputs, targets, where)
+            with autocast_context(self.device, self.amp_dtype):
+                terms = self.raw.compute_loss(outputs, targets)
+        loss = _finite_sum(terms, where)
         # A loss that is a mean over the batch is averaged over the accumulated batches, so that
         # nominal_batch behaves like one batch of that size; a loss that is a *sum* over images
         # (YOLO's ``loss * bs``, declared by ``model.loss_sums_over_images``) is summed, as the
         # YOLO code bases do: both give the gradient of one nominal batch.
         scale = 1.0 if getattr(self.raw, "loss_sums_over_images", False) else 1.0 / self.accumulate
         self.scaler.scale(loss * scale).backward()
-        return {**{k: v.detach() for k, v in terms.items()}, "loss": loss.detach()}
+        if self.adversary is not None:
+            self.adversary_optimizer.zero_grad(set_to_none=True)  # the generator loss's gradient on D is not used
+        return {**{k: v.detach() for k, v in terms.items()}, "loss": loss.detach(), **adversary_terms}
+
+    def adversary_step(self, outputs, targets: list[dict], where: str) -> dict[str, torch.Tensor]:
+        """One discriminator step on ``model.adversary_loss(outputs, targets)``; its terms, detached."""
+        optimizer = self.adversary_optimizer
+        optimizer.zero_grad(set_to_none=True)
+        with autocast_context(self.device, self.amp_dtype):
+            terms = self.raw.adversary_loss(outputs, targets)
+        loss = _finite_sum(terms, where)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(self.adversary.parameters(), MAX_GRAD_NORM)
+        self.scaler.step(optimizer)  # the scaler's update() follows the generators' step
+        optimizer.zero_grad(set_to_none=True)
+        return {k: v.detach() for k, v in terms.items()}
 
     def optimizer_step(self) -> None:
         """Clip, step, zero the gradients."""
@@ -346,6 +405,8 @@ class Trainer:
                 self.optimizer_step()
                 self.ema_update()
             self.scheduler.step()
+            if self.adversary_scheduler is not None:
+                self.adversary_scheduler.step()
             n = len(indices)
             count += n
             for key, value in terms.items():
@@ -391,7 +452,7 @@ class Trainer:
 
     def _checkpoint(self, epoch: int, metrics: dict) -> dict:
         cfg = self.config
-        return {
+        checkpoint = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "model_name": self.model_name,
@@ -413,6 +474,12 @@ class Trainer:
             "recipe": jsonable(self.recipe),
             "dataset": {"name": self.dataset.name, "train": self.plan.train, "val": self.plan.val},
         }
+        if self.adversary is not None:
+            checkpoint["adversary"] = {
+                "optimizer": self.adversary_optimizer.state_dict(),
+                "scheduler": self.adversary_scheduler.state_dict(),
+            }
+        return checkpoint
 
     def _write_csv(self) -> None:
         write_text_atomic(self.out / CSV_NAME, csv_text(self.history))
@@ -504,6 +571,17 @@ class Trainer:
             best_metrics=dict(self.best_metrics),
             history=list(self.history),
         )
+
+
+def _finite_sum(terms: dict[str, torch.Tensor], where: str) -> torch.Tensor:
+    """The sum of the loss terms; :class:`InputError` naming them when it is not finite."""
+    loss = sum(terms.values())
+    if not torch.isfinite(loss):
+        raise InputError(
+            f"loss is not finite at {where} ({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); "
+            "try a lower --lr"
+        )
+    return loss
 
 
 def _make_run_folder(out: Path) -> list[Path]:

@@ -23,9 +23,9 @@ Losses, ``S0`` the mask, ``S1``/``S2`` the clipped generator maps, means over ev
 the squared distance of D's last conv maps of ``S1`` and ``S2`` (the generator-consistency loss).
 ``cls`` is a 3-class softmax cross-entropy (``adversarial_loss="cross_entropy"``), or the authors'
 code's sigmoid cross-entropy applied to D's *softmax outputs* as if they were logits
-(``"bce_on_softmax"``). :meth:`MDvsFA.compute_loss` returns the generator terms with GC once, so
-that one backward pass gives each generator exactly its own loss's gradient (GC is the only term
-both depend on); :meth:`MDvsFA.adversary_loss` gives D's. The training engine runs a D step, then
+(``"bce_on_softmax"``). :meth:`MDvsFA.compute_loss` returns both generators' terms, arranged so
+that one backward pass of their sum gives each generator exactly its own loss's gradient;
+:meth:`MDvsFA.adversary_loss` gives D's. The training engine runs a D step, then
 the generators' step, each iteration, with a second optimizer for D (``adversary_*`` below).
 
 Parameters: G1 3,135,569, G2 628,187, D 151,124; 3,914,880 in all (the TensorFlow code's layers:
@@ -199,24 +199,31 @@ class MDvsFA(SegmentationModel):
         return logits.chunk(len(maps)), features.chunk(len(maps))
 
     def compute_loss(self, outputs: MDvsFAOutputs, targets: Sequence[dict]) -> dict[str, torch.Tensor]:
-        """The generators' terms (their sum is the loss of the generator step).
+        """The generators' terms; their sum is ``L_G1 + L_G2``, the loss of the generator step.
 
-        ``{"g1_data", "g2_data", "g1_adv", "g2_adv", "consistency"}``, each already weighted
-        (``g1_data = 100 (lambda_md MD_1 + FA_1)``, ``g1_adv = 10 cls(D(S1), real)``, ...).
+        ``{"g1_data", "g1_adv", "g1_consistency", "g2_data", "g2_adv", "g2_consistency"}``, each
+        already weighted (``g1_data = 100 (lambda_md MD_1 + FA_1)``, ``g1_adv = 10 cls(D(S1), real)``,
+        ``g1_consistency = GC``...). D judges ``(S0, S1, S2)`` as one batch, as in the authors' code,
+        so its batch norm couples the three; the ``g1_*`` terms are computed with ``S2`` detached and
+        the ``g2_*`` terms with ``S1`` detached, so that one backward pass of the sum gives each
+        generator the gradient of its own loss only, as the authors' separate updates do.
         """
         masks = self.masks_like(outputs.g1, targets)
         p1, p2 = outputs.g1.clamp(0.0, 1.0), outputs.g2.clamp(0.0, 1.0)
         md1, fa1 = miss_false_terms(p1, masks)
         md2, fa2 = miss_false_terms(p2, masks)
-        # The ground-truth pair rides along so D's batch norm sees the batch the authors' D sees.
-        (_, logits1, logits2), (_, feat1, feat2) = self._judge(outputs.image, (masks, p1, p2))
         kind = self.adversarial_loss
+        (_, logits1, _), (_, feat1, feat2) = self._judge(outputs.image, (masks, p1, p2.detach()))
+        g1_adv, g1_gc = classification_loss(logits1, REAL, kind), ((feat1 - feat2) ** 2).mean()
+        (_, _, logits2), (_, feat1, feat2) = self._judge(outputs.image, (masks, p1.detach(), p2))
+        g2_adv, g2_gc = classification_loss(logits2, REAL, kind), ((feat1 - feat2) ** 2).mean()
         return {
             "g1_data": DATA_WEIGHT * (self.lambda_md * md1 + fa1),
+            "g1_adv": ADVERSARIAL_WEIGHT * g1_adv,
+            "g1_consistency": CONSISTENCY_WEIGHT * g1_gc,
             "g2_data": DATA_WEIGHT * (md2 + self.lambda_fa * fa2),
-            "g1_adv": ADVERSARIAL_WEIGHT * classification_loss(logits1, REAL, kind),
-            "g2_adv": ADVERSARIAL_WEIGHT * classification_loss(logits2, REAL, kind),
-            "consistency": CONSISTENCY_WEIGHT * ((feat1 - feat2) ** 2).mean(),
+            "g2_adv": ADVERSARIAL_WEIGHT * g2_adv,
+            "g2_consistency": CONSISTENCY_WEIGHT * g2_gc,
         }
 
     def adversary_loss(self, outputs: MDvsFAOutputs, targets: Sequence[dict]) -> dict[str, torch.Tensor]:
