@@ -221,24 +221,23 @@ SIZES = [(48, 56), (64, 48), (56, 64), (40, 40)]
 #: are 1-3 px squares at 250 on noise below 60: an overfit network segments them almost exactly;
 #: one missed target or a one-pixel halo around each costs at most ~0.3, an untrained one scores ~0.
 IOU_OVERFIT = 0.5
-EPOCHS = 30
+EPOCHS = 15
 
 
 @pytest.fixture(scope="module")
 def overfit_root(tmp_path_factory):
-    """4 images, 3 targets each; ``split_overfit`` validates on the training images."""
+    """4 images, 3 targets each; ``split_EFLNet`` rewritten so that validation sees the training images."""
     root = make_nuaa_like(tmp_path_factory.mktemp("mdvsfa") / "nuaa_like", SIZES, seed=3, targets_per_image=3)
     stems = "".join(f"Misc_{i + 1}\n" for i in range(len(SIZES)))
-    (root / "split_overfit").mkdir()
     for part in ("train", "val", "test"):
-        (root / "split_overfit" / f"{part}.txt").write_text(stems)
+        (root / "split_EFLNet" / f"{part}.txt").write_text(stems)
     return root
 
 
 def _config(root, out, **kw) -> TrainConfig:
     settings = dict(
-        root=str(root), dataset="nuaa", split="split_overfit", model="mdvsfa", model_overrides=TINY,
-        recipe="paper", epochs=EPOCHS, imgsz=64, batch=2, lr=0.01, device="cpu", out=str(out), workers=0,
+        root=str(root), dataset="nuaa", split="split_EFLNet", model="mdvsfa", model_overrides=TINY,
+        recipe="paper", epochs=EPOCHS, imgsz=64, batch=2, lr=3e-3, device="cpu", out=str(out), workers=0,
         progress=False, val_every=5,
     )  # fmt: skip
     settings.update(kw)
@@ -261,10 +260,12 @@ def test_adversarial_training_overfits_and_checkpoints_both_optimizers(overfit_r
     explicit = {"epochs", "imgsz", "batch", "lr", "val_every"}
     result = train(_config(overfit_root, tmp_path / "run"), explicit=explicit)
     rows = result.history
-    first, last = rows[0], rows[-1]
+    first = rows[0]
     assert {"train/g1_data", "train/g2_data", "train/g1_adv", "train/g2_consistency", "train/disc"} <= set(first)
-    assert last["train/g1_data"] < 0.3 * first["train/g1_data"]
-    assert last["train/g2_data"] < 0.5 * first["train/g2_data"]
+    # The supervised (MD/FA) terms fall clearly; the adversarial terms are a game and need not.
+    data = [row["train/g1_data"] + row["train/g2_data"] for row in rows]
+    # (epoch means of 2 batches: noisy as D moves, hence the best of the last three epochs).
+    assert min(data[-3:]) < 0.2 * data[0], data
     assert result.best_metrics["iou"] > IOU_OVERFIT, result.best_metrics
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     adversary = ckpt["adversary"]
@@ -273,8 +274,9 @@ def test_adversarial_training_overfits_and_checkpoints_both_optimizers(overfit_r
     disc_state = adversary["optimizer"]["state"]
     assert sum(s["exp_avg"].numel() for s in disc_state.values()) == n_disc  # Adam moments of D's parameters
     gen_state = ckpt["optimizer"]["state"]
-    assert sum(s["exp_avg"].numel() for s in gen_state.values()) == count_params([build_model("mdvsfa", **TINY)]) - n_disc
-    assert [g["lr"] for g in adversary["optimizer"]["param_groups"]] == pytest.approx([1e-3, 1e-3])  # 0.1 x lr
+    n_all = count_params([build_model("mdvsfa", **TINY)])
+    assert sum(s["exp_avg"].numel() for s in gen_state.values()) == n_all - n_disc  # G1 and G2 only
+    assert [g["lr"] for g in adversary["optimizer"]["param_groups"]] == pytest.approx([3e-4, 3e-4])  # 0.1 x lr
     released = release_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "released.pt")
     assert released["adversary"] is None and released["optimizer"] is None
 
@@ -309,4 +311,8 @@ def test_gradient_accumulation_is_refused(overfit_root, tmp_path):
     from irstd_bench.errors import InputError
 
     with pytest.raises(InputError, match="adversarially"):
-        train(_config(overfit_root, tmp_path / "acc", epochs=1, nominal_batch=8), explicit={"nominal_batch", "epochs"})
+        train(
+            _config(overfit_root, tmp_path / "acc", epochs=1, nominal_batch=8),
+            explicit={"nominal_batch", "epochs", "batch", "imgsz"},
+        )
+    assert not (tmp_path / "acc" / "last.pt").exists()

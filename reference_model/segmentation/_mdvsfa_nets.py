@@ -16,9 +16,11 @@ import torch.nn.functional as F
 
 #: Slope of the leaky ReLU of every hidden layer (``lrelu``: ``max(0.2 x, x)``).
 LEAKY_SLOPE = 0.2
-#: TensorFlow ``slim.batch_norm`` defaults: moving-average decay 0.999, epsilon 0.001.
-TF_BN_MOMENTUM = 1.0 - 0.999
+#: Batch-norm epsilon of TensorFlow's ``slim.batch_norm`` (0.001). Its moving-average decay 0.999
+#: leaves the inference statistics unusable for thousands of steps; the running averages here
+#: use PyTorch's momentum 0.1, as the authors' PyTorch port does.
 TF_BN_EPS = 1e-3
+BN_MOMENTUM = 0.1
 #: Std of the noise added to the identity initialisation of the generators' 3x3 kernels.
 IDENTITY_INIT_STD = 0.0025
 #: G1 (CAN8): dilation and width multiple of each 3x3 layer (widths ``width x multiple``).
@@ -44,7 +46,7 @@ class CenteredBatchNorm(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.norm = nn.BatchNorm2d(channels, eps=TF_BN_EPS, momentum=TF_BN_MOMENTUM, affine=False)
+        self.norm = nn.BatchNorm2d(channels, eps=TF_BN_EPS, momentum=BN_MOMENTUM, affine=False)
         self.shift = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -189,7 +191,7 @@ class Discriminator(nn.Module):
         dims = (DISC_GRID * DISC_GRID, *DISC_FC)
         hidden: list[nn.Module] = []
         for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
-            hidden += [nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out, eps=TF_BN_EPS, momentum=TF_BN_MOMENTUM), nn.Tanh()]
+            hidden += [nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out, eps=TF_BN_EPS, momentum=BN_MOMENTUM), nn.Tanh()]
         self.classifier = nn.Sequential(*hidden, nn.Linear(dims[-1], DISC_CLASSES))
 
     def forward(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
