@@ -16,9 +16,9 @@ import torch.nn.functional as F
 
 #: Slope of the leaky ReLU of every hidden layer (``lrelu``: ``max(0.2 x, x)``).
 LEAKY_SLOPE = 0.2
-#: Batch-norm epsilon of TensorFlow's ``slim.batch_norm`` (0.001). Its moving-average decay 0.999
-#: leaves the inference statistics unusable for thousands of steps; the running averages here
-#: use PyTorch's momentum 0.1, as the authors' PyTorch port does.
+#: Batch-norm epsilon of TensorFlow's ``slim.batch_norm`` (0.001). With its moving-average decay
+#: 0.999 the inference statistics lag the weights for thousands of steps; the running averages
+#: here use PyTorch's momentum 0.1, as the authors' PyTorch port does.
 TF_BN_EPS = 1e-3
 BN_MOMENTUM = 0.1
 #: Std of the noise added to the identity initialisation of the generators' 3x3 kernels.

@@ -285,6 +285,7 @@ _NOTES = (
     "(tf.layers.batch_normalization(net, True): True is the axis) they stay in inference mode.",
     "D max-pools its input to 32 x 32 (adaptive max pooling): the authors' two 2x2 max-pools for their "
     "128-px patches, any input size here.",
+    "Batch-norm running averages use momentum 0.1 (the PyTorch port's) instead of TensorFlow's decay 0.999.",
 )
 
 #: Training recipes (``--recipe NAME``).
