@@ -1,4 +1,4 @@
-"""Process-level pieces of a run: torch's global settings (restored afterwards) and the optimizer."""
+"""Process-level pieces of a run: torch's global settings (restored afterwards), the optimizer, the loss check."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 
 import torch
 import torch.nn as nn
+
+from irstd_bench.errors import InputError
 
 from .config import TrainConfig
 
@@ -68,3 +70,14 @@ def build_optimizer(
     if config.optimizer == "adagrad":
         return torch.optim.Adagrad(groups, lr=config.base_lr)
     return torch.optim.AdamW(groups, lr=config.base_lr, betas=(config.momentum, 0.999))
+
+
+def finite_sum(terms: dict[str, torch.Tensor], where: str) -> torch.Tensor:
+    """The sum of the loss terms; :class:`InputError` naming them (and ``where``) when it is not finite."""
+    loss = sum(terms.values())
+    if not torch.isfinite(loss):
+        raise InputError(
+            f"loss is not finite at {where} ({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); "
+            "try a lower --lr"
+        )
+    return loss

@@ -20,13 +20,9 @@ Everything a run depends on is checkpointed every epoch (model, optimizer, sched
 AMP scaler, generator states, epoch, best fitness, the CSV rows), so ``resume`` continues a
 killed run where its last completed epoch ended.
 
-Adversarial models (MDvsFA) declare a discriminator as ``model.adversary`` (a submodule), its
-loss as ``model.adversary_loss(outputs, targets) -> dict`` and its optimizer's learning rate
-ratio and momentum / beta1 as ``model.adversary_lr_ratio`` and ``model.adversary_momentum``. The
-engine then gives the discriminator a second optimizer of the run's kind (same schedule), and
-each iteration steps it first on the generators' outputs, then the rest of the model on
-``compute_loss`` (which sees the updated discriminator); the checkpoint adds ``"adversary":
-{"optimizer", "scheduler"}``. Such runs take one process and no gradient accumulation.
+An adversarial model (MDvsFA, :mod:`.adversary`) gets a second optimizer for its discriminator,
+stepped before the rest of the model each iteration and checkpointed as ``"adversary"``; such
+runs take one process and no gradient accumulation.
 """
 
 from __future__ import annotations
@@ -38,7 +34,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
@@ -60,6 +56,7 @@ from irstd_bench.datasets import open_dataset
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate import evaluate
 
+from .adversary import Adversary, adversary_of
 from .augment import augment_batch, batch_generator, draw, split_targets
 from .checkpoint import (
     CHECKPOINT_FORMAT,
@@ -77,7 +74,7 @@ from .ema import ModelEMA
 from .fitness import ap50_95, fitness
 from .predict import autocast_context, predict_batch
 from .run_files import csv_text, jsonable
-from .runtime import build_optimizer, torch_settings
+from .runtime import build_optimizer, finite_sum, torch_settings
 from .schedule import WarmupSchedule
 
 #: Gradients are clipped to this global L2 norm.
@@ -230,7 +227,6 @@ class Trainer:
     def _optimization(self) -> None:
         """DDP wrapper, EMA, optimizer, accumulation, schedule and AMP; restores their state when resuming."""
         cfg, ckpt = self.config, self.checkpoint
-        self.adversary = getattr(self.raw, "adversary", None)
         self.ema = ModelEMA(self.raw, decay=cfg.ema_decay) if cfg.ema else None
         if self.ctx.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -243,7 +239,7 @@ class Trainer:
         weight_decay = cfg.base_weight_decay
         if cfg.nominal_batch:
             weight_decay *= images_per_batch * self.accumulate / cfg.nominal_batch
-        self.optimizer = build_optimizer(self.raw, cfg, weight_decay, skip=self.adversary)
+        self.optimizer = build_optimizer(self.raw, cfg, weight_decay, skip=adversary_of(self.raw))
         per_epoch = self.iterations_per_epoch()
         warmup = max(round(cfg.warmup_epochs * per_epoch), int(cfg.warmup_iters))
 
@@ -258,14 +254,9 @@ class Trainer:
             )
 
         self.scheduler = schedule(self.optimizer)
-        self.adversary_optimizer = self.adversary_scheduler = None
+        self.adversary = Adversary.build(self.raw, cfg, weight_decay, schedule)
         if self.adversary is not None:
             self._check_adversarial()
-            adversary_cfg = replace(
-                cfg, lr=cfg.base_lr * float(self.raw.adversary_lr_ratio), momentum=float(self.raw.adversary_momentum)
-            )
-            self.adversary_optimizer = build_optimizer(self.adversary, adversary_cfg, weight_decay)
-            self.adversary_scheduler = schedule(self.adversary_optimizer)
         self.amp_dtype = None
         if cfg.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -280,12 +271,7 @@ class Trainer:
             if ckpt.get("scaler"):
                 self.scaler.load_state_dict(ckpt["scaler"])
             if self.adversary is not None:
-                state = ckpt.get("adversary")
-                if not isinstance(state, dict) or not state.get("optimizer"):
-                    raise InputError(f"{self.resume_path}: checkpoint has no discriminator optimizer state to resume")
-                self.adversary_optimizer.load_state_dict(state["optimizer"])
-                self.adversary_scheduler.load_state_dict(state["scheduler"])
-                self.adversary_scheduler.set_total_steps(cfg.epochs * per_epoch)
+                self.adversary.load_state_dict(ckpt.get("adversary"), self.resume_path, cfg.epochs * per_epoch)
             self.start_epoch = int(ckpt["epoch"])
             self.best_fitness = ckpt.get("best_fitness")
             self.best_metrics = dict(ckpt.get("best_metrics") or {})
@@ -332,7 +318,7 @@ class Trainer:
     def forward_backward(self, images: torch.Tensor, targets: list[dict], where: str) -> dict[str, torch.Tensor]:
         """Loss terms of one batch (detached) after adding its gradient (averaged or summed over accumulation).
 
-        An adversarial model's discriminator is stepped first (:meth:`adversary_step`); its terms
+        An adversarial model's discriminator is stepped first (:meth:`.Adversary.step`); its terms
         are returned too, but ``loss`` is the rest of the model's.
         """
         adversary_terms: dict[str, torch.Tensor] = {}
@@ -341,10 +327,18 @@ class Trainer:
             if self.adversary is None:
                 terms = self.raw.compute_loss(outputs, targets)
         if self.adversary is not None:
-            adversary_terms = self.adversary_step(outputs, targets, where)
+            adversary_terms = self.adversary.step(
+                outputs,
+                targets,
+                scaler=self.scaler,
+                device=self.device,
+                amp_dtype=self.amp_dtype,
+                max_grad_norm=MAX_GRAD_NORM,
+                where=where,
+            )
             with autocast_context(self.device, self.amp_dtype):
                 terms = self.raw.compute_loss(outputs, targets)
-        loss = _finite_sum(terms, where)
+        loss = finite_sum(terms, where)
         # A loss that is a mean over the batch is averaged over the accumulated batches, so that
         # nominal_batch behaves like one batch of that size; a loss that is a *sum* over images
         # (YOLO's ``loss * bs``, declared by ``model.loss_sums_over_images``) is summed, as the
@@ -352,22 +346,8 @@ class Trainer:
         scale = 1.0 if getattr(self.raw, "loss_sums_over_images", False) else 1.0 / self.accumulate
         self.scaler.scale(loss * scale).backward()
         if self.adversary is not None:
-            self.adversary_optimizer.zero_grad(set_to_none=True)  # the generator loss's gradient on D is not used
+            self.adversary.drop_gradients()
         return {**{k: v.detach() for k, v in terms.items()}, "loss": loss.detach(), **adversary_terms}
-
-    def adversary_step(self, outputs, targets: list[dict], where: str) -> dict[str, torch.Tensor]:
-        """One discriminator step on ``model.adversary_loss(outputs, targets)``; its terms, detached."""
-        optimizer = self.adversary_optimizer
-        optimizer.zero_grad(set_to_none=True)
-        with autocast_context(self.device, self.amp_dtype):
-            terms = self.raw.adversary_loss(outputs, targets)
-        loss = _finite_sum(terms, where)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(self.adversary.parameters(), MAX_GRAD_NORM)
-        self.scaler.step(optimizer)  # the scaler's update() follows the generators' step
-        optimizer.zero_grad(set_to_none=True)
-        return {k: v.detach() for k, v in terms.items()}
 
     def optimizer_step(self) -> None:
         """Clip, step, zero the gradients."""
@@ -405,8 +385,8 @@ class Trainer:
                 self.optimizer_step()
                 self.ema_update()
             self.scheduler.step()
-            if self.adversary_scheduler is not None:
-                self.adversary_scheduler.step()
+            if self.adversary is not None:
+                self.adversary.scheduler.step()
             n = len(indices)
             count += n
             for key, value in terms.items():
@@ -475,10 +455,7 @@ class Trainer:
             "dataset": {"name": self.dataset.name, "train": self.plan.train, "val": self.plan.val},
         }
         if self.adversary is not None:
-            checkpoint["adversary"] = {
-                "optimizer": self.adversary_optimizer.state_dict(),
-                "scheduler": self.adversary_scheduler.state_dict(),
-            }
+            checkpoint["adversary"] = self.adversary.state_dict()
         return checkpoint
 
     def _write_csv(self) -> None:
@@ -571,17 +548,6 @@ class Trainer:
             best_metrics=dict(self.best_metrics),
             history=list(self.history),
         )
-
-
-def _finite_sum(terms: dict[str, torch.Tensor], where: str) -> torch.Tensor:
-    """The sum of the loss terms; :class:`InputError` naming them when it is not finite."""
-    loss = sum(terms.values())
-    if not torch.isfinite(loss):
-        raise InputError(
-            f"loss is not finite at {where} ({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); "
-            "try a lower --lr"
-        )
-    return loss
 
 
 def _make_run_folder(out: Path) -> list[Path]:
