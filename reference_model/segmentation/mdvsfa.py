@@ -208,15 +208,17 @@ class MDvsFA(SegmentationModel):
         the ``g2_*`` terms with ``S1`` detached, so that one backward pass of the sum gives each
         generator the gradient of its own loss only, as the authors' separate updates do.
         """
-        masks = self.masks_like(outputs.g1, targets)
-        p1, p2 = outputs.g1.clamp(0.0, 1.0), outputs.g2.clamp(0.0, 1.0)
+        # float32: means over every pixel of a batch are too fine for bfloat16 under AMP
+        masks = self.masks_like(outputs.g1.float(), targets)
+        p1, p2 = outputs.g1.float().clamp(0.0, 1.0), outputs.g2.float().clamp(0.0, 1.0)
         md1, fa1 = miss_false_terms(p1, masks)
         md2, fa2 = miss_false_terms(p2, masks)
         kind = self.adversarial_loss
-        (_, logits1, _), (_, feat1, feat2) = self._judge(outputs.image, (masks, p1, p2.detach()))
-        g1_adv, g1_gc = classification_loss(logits1, REAL, kind), ((feat1 - feat2) ** 2).mean()
-        (_, _, logits2), (_, feat1, feat2) = self._judge(outputs.image, (masks, p1.detach(), p2))
-        g2_adv, g2_gc = classification_loss(logits2, REAL, kind), ((feat1 - feat2) ** 2).mean()
+        image = outputs.image.float()
+        (_, logits1, _), (_, feat1, feat2) = self._judge(image, (masks, p1, p2.detach()))
+        g1_adv, g1_gc = classification_loss(logits1, REAL, kind), ((feat1.float() - feat2.float()) ** 2).mean()
+        (_, _, logits2), (_, feat1, feat2) = self._judge(image, (masks, p1.detach(), p2))
+        g2_adv, g2_gc = classification_loss(logits2, REAL, kind), ((feat1.float() - feat2.float()) ** 2).mean()
         return {
             "g1_data": DATA_WEIGHT * (self.lambda_md * md1 + fa1),
             "g1_adv": ADVERSARIAL_WEIGHT * g1_adv,
@@ -228,9 +230,9 @@ class MDvsFA(SegmentationModel):
 
     def adversary_loss(self, outputs: MDvsFAOutputs, targets: Sequence[dict]) -> dict[str, torch.Tensor]:
         """D's 3-class loss ``{"disc": cls(D(S0), 0) + cls(D(S1), 1) + cls(D(S2), 2)}``; generators detached."""
-        masks = self.masks_like(outputs.g1, targets)
-        p1, p2 = outputs.g1.detach().clamp(0.0, 1.0), outputs.g2.detach().clamp(0.0, 1.0)
-        logits, _ = self._judge(outputs.image.detach(), (masks, p1, p2))
+        masks = self.masks_like(outputs.g1.float(), targets)
+        p1, p2 = outputs.g1.detach().float().clamp(0.0, 1.0), outputs.g2.detach().float().clamp(0.0, 1.0)
+        logits, _ = self._judge(outputs.image.detach().float(), (masks, p1, p2))
         kind = self.adversarial_loss
         return {"disc": sum(classification_loss(lg, label, kind) for label, lg in enumerate(logits))}
 
