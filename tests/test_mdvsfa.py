@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from test_engine_models import make_nuaa_like
+from test_engine_train import _eval, run_cli
 
 from reference_model.engine import TrainConfig, load_checkpoint, train
 from reference_model.engine.checkpoint import release_checkpoint
@@ -256,18 +257,24 @@ def _kill_after(epoch_index: int):
     return hook
 
 
-def test_adversarial_training_overfits_and_checkpoints_both_optimizers(overfit_root, tmp_path):
-    explicit = {"epochs", "imgsz", "batch", "lr", "val_every"}
-    result = train(_config(overfit_root, tmp_path / "run"), explicit=explicit)
+@pytest.fixture(scope="module")
+def overfit_run(overfit_root, tmp_path_factory):
+    """``(result, run folder)`` of the ``paper`` recipe (tiny widths, lr 3e-3) on the 4 images."""
+    out = tmp_path_factory.mktemp("mdvsfa_run") / "run"
+    return train(_config(overfit_root, out), explicit={"epochs", "imgsz", "batch", "lr", "val_every"}), out
+
+
+def test_adversarial_training_overfits_and_checkpoints_both_optimizers(overfit_run, tmp_path):
+    result, run = overfit_run
     rows = result.history
     first = rows[0]
     assert {"train/g1_data", "train/g2_data", "train/g1_adv", "train/g2_consistency", "train/disc"} <= set(first)
-    # The supervised (MD/FA) terms fall clearly; the adversarial terms are a game and need not.
-    data = [row["train/g1_data"] + row["train/g2_data"] for row in rows]
+    # The supervised (MD/FA) terms fall clearly; the adversarial terms are a game and need not
     # (epoch means of 2 batches: noisy as D moves, hence the best of the last three epochs).
+    data = [row["train/g1_data"] + row["train/g2_data"] for row in rows]
     assert min(data[-3:]) < 0.2 * data[0], data
     assert result.best_metrics["iou"] > IOU_OVERFIT, result.best_metrics
-    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    ckpt = load_checkpoint(run / "last.pt")
     adversary = ckpt["adversary"]
     assert adversary["scheduler"]["step_count"] == ckpt["scheduler"]["step_count"] == EPOCHS * 2
     n_disc = count_params([build_model("mdvsfa", **TINY).discriminator])
@@ -277,8 +284,20 @@ def test_adversarial_training_overfits_and_checkpoints_both_optimizers(overfit_r
     n_all = count_params([build_model("mdvsfa", **TINY)])
     assert sum(s["exp_avg"].numel() for s in gen_state.values()) == n_all - n_disc  # G1 and G2 only
     assert [g["lr"] for g in adversary["optimizer"]["param_groups"]] == pytest.approx([3e-4, 3e-4])  # 0.1 x lr
-    released = release_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "released.pt")
+    released = release_checkpoint(run / "last.pt", tmp_path / "released.pt")
     assert released["adversary"] is None and released["optimizer"] is None
+
+
+def test_predict_and_eval_score_like_validation(overfit_run, overfit_root, tmp_path):
+    """``predict`` (eval-mode forward: the fused map) and ``eval`` give the validation's numbers."""
+    _, run = overfit_run
+    preds = tmp_path / "maps"
+    run_cli("predict", "--model", "mdvsfa", "--weights", run, "--dataset", "nuaa", "--root", overfit_root,
+            "--split", "split_EFLNet/val", "--out", preds, "--format", "scoremaps", "--device", "cpu")
+    res = _eval(preds, overfit_root, "split_EFLNet/val", tmp_path / "eval.json")
+    best = load_checkpoint(run / "best.pt")["metrics"]
+    for key in ("f1", "iou", "pd"):
+        assert res["metrics"][key] == pytest.approx(best[key], abs=1e-12), key
 
 
 def test_resume_is_bit_exact_and_needs_the_discriminator_state(overfit_root, tmp_path):
