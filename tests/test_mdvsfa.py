@@ -303,7 +303,11 @@ def test_predict_and_eval_score_like_validation(overfit_run, overfit_root, tmp_p
 def test_resume_is_bit_exact_and_needs_the_discriminator_state(overfit_root, tmp_path):
     explicit = {"epochs", "imgsz", "batch", "lr", "val_every"}
     short = {"epochs": 3, "val_every": 1}
-    whole = train(_config(overfit_root, tmp_path / "whole", **short), explicit=explicit)
+    # the uninterrupted run through the command line, the interrupted one through the library
+    args = [f"--model-arg={k}={v}" for k, v in TINY.items()]
+    run_cli("train", "--root", overfit_root, "--dataset", "nuaa", "--split", "split_EFLNet", "--model", "mdvsfa",
+            "--recipe", "paper", *args, "--epochs", 3, "--imgsz", 64, "--batch", 2, "--lr", 3e-3, "--val-every", 1,
+            "--device", "cpu", "--out", tmp_path / "whole", "--workers", 0, "--no-progress")
     with pytest.raises(Killed):
         train(_config(overfit_root, tmp_path / "cut", **short), explicit=explicit, on_epoch_end=_kill_after(0))
     resumed = train(TrainConfig(resume=str(tmp_path / "cut"), progress=False))
@@ -312,8 +316,9 @@ def test_resume_is_bit_exact_and_needs_the_discriminator_state(overfit_root, tmp
         assert torch.equal(value, b["model"][key]), key
     for key, value in a["adversary"]["optimizer"]["state"].items():
         assert torch.equal(value["exp_avg"], b["adversary"]["optimizer"]["state"][key]["exp_avg"])
-    strip = [{k: v for k, v in row.items() if k != "time_s"} for row in whole.history]
+    strip = [{k: v for k, v in row.items() if k != "time_s"} for row in a["history"]]
     assert strip == [{k: v for k, v in row.items() if k != "time_s"} for row in resumed.history]
+    assert a["recipe"]["name"] == "paper" and a["model_config"]["g1_width"] == 4
     # a checkpoint without the discriminator's optimizer cannot resume an adversarial run
     from irstd_bench.errors import InputError
     from reference_model.engine.checkpoint import save_checkpoint
