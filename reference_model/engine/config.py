@@ -59,8 +59,10 @@ class TrainConfig:
         Gradient accumulation: one optimizer step per ``round(nominal_batch / (batch x processes))``
         batches (at least 1), weight decay scaled by ``batch x processes x steps / nominal_batch``
         (as the YOLO code bases do); ``None``: one step per batch.
-    mosaic, mixup, scale, translate, hsv_h, hsv_s, hsv_v, fliplr, flipud : float
-        Augmentation (:class:`~.augment.AugmentConfig`); ignored with ``augment=False``.
+    mosaic, mixup, scale, translate, hsv_h, hsv_s, hsv_v, fliplr, flipud, crop, crop_min_side : float
+        Augmentation (:class:`~.augment.AugmentConfig`); ignored with ``augment=False``. ``crop``:
+        probability of a target-keeping crop (every target kept whole, zoomed in by up to
+        ``1 / crop_min_side``) instead of the scale/translate jitter.
     base_size : int or None
         Images are letterboxed onto a ``base_size`` canvas and random ``imgsz`` windows are cut
         from it (``None``: letterboxed to ``imgsz``).
@@ -126,6 +128,8 @@ class TrainConfig:
     hsv_v: float = 0.0
     fliplr: float = 0.5
     flipud: float = 0.5
+    crop: float = 0.5
+    crop_min_side: float = 0.6
     base_size: int | None = None
     fitness: str = "f1"
     recipe: str | None = None
@@ -206,7 +210,8 @@ class TrainConfig:
         """The augmentation of this run (:meth:`AugmentConfig.off` with ``augment=False``)."""
         if not self.augment:
             return AugmentConfig.off()
-        names = ("fliplr", "flipud", "scale", "translate", "mosaic", "mixup", "hsv_h", "hsv_s", "hsv_v")
+        names = ("fliplr", "flipud", "scale", "translate", "mosaic", "mixup", "hsv_h", "hsv_s", "hsv_v", "crop",
+                 "crop_min_side")
         return AugmentConfig(**{name: float(getattr(self, name)) for name in names})
 
 
