@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -10,8 +11,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_engine_augment import _no_photometric, _tensors
+from test_engine_models import TINY_DETECTOR, make_nuaa_like
+from test_engine_train import SIZES, run_cli
 
 from irstd_bench.targets import mask_to_targets
+from reference_model.engine import TrainConfig, Trainer, load_checkpoint
 from reference_model.engine.augment import (
     AugmentConfig,
     augment_batch,
@@ -21,6 +25,7 @@ from reference_model.engine.augment import (
     split_targets,
 )
 from reference_model.engine.crop import crop_windows, jitter_windows, target_union
+from reference_model.engine.distributed import init_distributed
 
 
 def _cluster_masks(seed: int, n_images: int, side: int, region: int) -> list[np.ndarray]:
@@ -143,3 +148,44 @@ def test_augmented_boxes_sit_on_the_augmented_targets(seed):
             assert np.abs(got - [x0, y0, x1, y1]).max() <= 1.0 + 1e-6
             checked += 1
     assert checked >= 4
+
+
+# --------------------------------------------------------------------------------------------
+# The settings: recorded, restored on resume, off in recipes that do not name them
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return make_nuaa_like(tmp_path_factory.mktemp("crop") / "nuaa_like", SIZES, seed=3, targets_per_image=2)
+
+
+def test_crop_settings_are_recorded_and_restored_on_resume(data_root, tmp_path):
+    out = tmp_path / "run"
+    run_cli("train", "--root", data_root, "--split", "split_EFLNet", "--model", TINY_DETECTOR, "--device", "cpu",
+            "--epochs", 1, "--imgsz", 64, "--batch", 2, "--workers", 0, "--no-progress", "--out", out,
+            "--crop", 0.25, "--crop-min-side", 0.8)
+    args = json.loads((out / "args.json").read_text())
+    assert (args["crop"], args["crop_min_side"]) == (0.25, 0.8)
+    assert load_checkpoint(out / "last.pt")["train_args"]["crop"] == 0.25
+    run_cli("train", "--resume", out, "--model", TINY_DETECTOR, "--epochs", 2, "--device", "cpu", "--no-progress")
+    args = json.loads((out / "args.json").read_text())
+    assert (args["crop"], args["crop_min_side"]) == (0.25, 0.8) and load_checkpoint(out / "last.pt")["epoch"] == 2
+    resumed = Trainer(TrainConfig(resume=str(out), model=TINY_DETECTOR, epochs=3, progress=False),
+                      init_distributed("cpu"), explicit={"resume", "model", "epochs"})
+    assert (resumed.config.crop, resumed.config.crop_min_side) == (0.25, 0.8)
+    assert (resumed.config.augment_config().crop, resumed.config.augment_config().crop_min_side) == (0.25, 0.8)
+    bad = run_cli("train", "--root", data_root, "--split", "split_EFLNet", "--model", TINY_DETECTOR, "--device",
+                  "cpu", "--crop-min-side", 0, "--out", tmp_path / "bad", expect=2)
+    assert "--crop-min-side 0.0: must be in (0, 1]" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def test_recipes_keep_their_authors_augmentation_unless_crop_is_given(data_root, tmp_path):
+    base = dict(root=str(data_root), dataset="nuaa", split="split_EFLNet", model=TINY_DETECTOR, imgsz=64,
+                device="cpu", workers=0, progress=False, recipe="stand-in")
+    given = {"root", "dataset", "split", "model", "imgsz", "device", "workers", "progress", "recipe"}
+    plain = Trainer(TrainConfig(**base, out=str(tmp_path / "a")), init_distributed("cpu"), explicit=given)
+    assert plain.config.crop == 0.0 and plain.config.mosaic == 1.0  # the recipe's, no crop added
+    named = Trainer(TrainConfig(**base, out=str(tmp_path / "b"), crop=0.5), init_distributed("cpu"),
+                    explicit=given | {"crop"})
+    assert named.config.crop == 0.5
+    assert TrainConfig().augment_config().crop == AugmentConfig().crop == 0.5  # no recipe: the engine default
