@@ -18,6 +18,7 @@ from irstd_bench.targets import mask_to_targets
 from reference_model.engine import TrainConfig, Trainer, load_checkpoint
 from reference_model.engine.augment import (
     AugmentConfig,
+    affine_window,
     augment_batch,
     batch_generator,
     box_weights,
@@ -189,3 +190,27 @@ def test_recipes_keep_their_authors_augmentation_unless_crop_is_given(data_root,
                     explicit=given | {"crop"})
     assert named.config.crop == 0.5
     assert TrainConfig().augment_config().crop == AugmentConfig().crop == 0.5  # no recipe: the engine default
+
+
+@pytest.mark.parametrize("scale", [0.3, 0.55, 0.7, 0.99])
+def test_shrunk_mask_pixel_is_foreground_iff_its_footprint_holds_a_target_pixel(scale):
+    """The mask rule against a direct count of each output pixel's footprint (any overlap)."""
+    rng = np.random.default_rng(int(scale * 100))
+    canvas, out = 40, 16
+    masks = torch.from_numpy((rng.random((2, 1, canvas, canvas)) > 0.97).astype(np.float32))
+    centre = np.array([[20.013, 21.327], [17.71, 23.117]])  # footprint edges off the pixel edges
+    a = np.full(2, scale)
+    data = (masks, masks.clone(), torch.zeros(2, 1, 4), torch.zeros(2, 1, dtype=torch.bool))
+    _, got, _, _ = affine_window(*data, scale=a, centre_px=centre, fliplr=np.array([False, True]),
+                                 flipud=np.zeros(2, bool), out_size=out)
+    for i in range(2):
+        expected = np.zeros((out, out), bool)
+        for r in range(out):
+            for c in range(out):
+                cc = out - 1 - c if i == 1 else c  # flipped left-right
+                x, y = centre[i, 0] + (cc + 0.5 - out / 2) / scale, centre[i, 1] + (r + 0.5 - out / 2) / scale
+                h = 0.5 / scale
+                x0, x1 = max(int(np.floor(x - h)), 0), min(int(np.ceil(x + h)), canvas)
+                y0, y1 = max(int(np.floor(y - h)), 0), min(int(np.ceil(y + h)), canvas)
+                expected[r, c] = bool(masks[i, 0, y0:y1, x0:x1].any()) if x0 < x1 and y0 < y1 else False
+        assert np.array_equal(got[i, 0].numpy() > 0, expected)

@@ -221,27 +221,37 @@ def _sample_mask(masks: torch.Tensor, grid: torch.Tensor, scale: np.ndarray) -> 
     """Masks ``(B, 1, W, W)`` at ``grid``: an output pixel is foreground when its footprint holds a foreground pixel.
 
     Where ``a >= 1`` the footprint is under one canvas pixel: nearest sampling. Where ``a < 1`` it
-    is a square of ``1 / a`` canvas px; ``n = ceil(1 / a) + 1`` nearest samples per axis spread over
-    it (spacing < 1 px, so no canvas pixel inside is missed) are maxed: the letterbox's "any
-    foreground pixel in the footprint" rule, no wider (a target grows by under one output pixel).
+    is the square ``x +- w / 2`` (``w = 1 / a`` canvas px), overlapping at most ``ceil(w) + 1`` and
+    at least ``ceil(w)`` pixels per axis: with a forward max filter of ``m = ceil((ceil(w) + 1) / 2)``
+    pixels, the maximum over the overlapped pixels ``[lo, hi]`` is the maximum of the filter at
+    ``lo`` and ``hi - m + 1`` (per axis; four nearest samples in 2-D). This is the letterbox's
+    "any foreground pixel in the footprint" rule exactly: a target cannot vanish when its box
+    survives, and it grows by under one output pixel.
     """
     out = F.grid_sample(masks, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    width = np.where(scale < 1.0, 1.0 / np.maximum(scale, 1e-6), 1.0)
-    counts = np.where(scale < 1.0, np.ceil(width - 1e-9).astype(int) + 1, 1)
+    shrink = scale < 1.0
+    if not shrink.any():
+        return out
+    width = 1.0 / np.maximum(scale, 1e-6)
+    spans = np.where(shrink, (np.ceil(width - 1e-9).astype(int) + 2) // 2, 1)
     canvas = masks.shape[-1]
-    for n in sorted(set(counts.tolist()) - {1}):
-        rows_np = np.flatnonzero(counts == n)
+    for m in sorted(set(spans[shrink].tolist())):
+        rows_np = np.flatnonzero(shrink & (spans == m))
         rows = torch.as_tensor(rows_np, device=masks.device)
-        part, sub = masks.index_select(0, rows), grid.index_select(0, rows)
-        # sample offsets in normalised canvas units, just inside the footprint's edges
-        half = torch.as_tensor((width[rows_np] / 2.0 - 1e-3) * 2.0 / canvas, dtype=grid.dtype).to(grid.device)
-        steps = torch.linspace(-1.0, 1.0, n, dtype=grid.dtype, device=grid.device)
-        best = torch.zeros_like(out.index_select(0, rows))
-        for dy in steps:
-            for dx in steps:
-                shift = torch.stack([dx, dy]).view(1, 1, 1, 2) * half.view(-1, 1, 1, 1)
-                sample = F.grid_sample(part, sub + shift, mode="nearest", padding_mode="zeros", align_corners=False)
-                best = torch.maximum(best, sample)
+        # zero border of m px, so that clamped indices read background; filtered[p] = max(mask[p : p + m])
+        padded = F.pad(masks.index_select(0, rows), (m, 2 * m - 1, m, 2 * m - 1))
+        filtered = F.max_pool2d(padded, m, stride=1)
+        side = filtered.shape[-1]
+        half = torch.as_tensor(width[rows_np] / 2.0, dtype=grid.dtype).to(grid.device).view(-1, 1, 1, 1)
+        xy = (grid.index_select(0, rows) + 1.0) * (canvas / 2.0) + m  # footprint centres, padded canvas px
+        lo = torch.floor(xy - half).clamp(0, side - 1)
+        second = (torch.ceil(xy + half) - m).clamp(0, side - 1)  # hi - m + 1
+        best = None
+        for cx in (lo[..., 0], second[..., 0]):
+            for cy in (lo[..., 1], second[..., 1]):
+                at = (torch.stack([cx, cy], dim=-1) + 0.5) * (2.0 / side) - 1.0  # pixel centres
+                sample = F.grid_sample(filtered, at, mode="nearest", padding_mode="zeros", align_corners=False)
+                best = sample if best is None else torch.maximum(best, sample)
         out = out.index_copy(0, rows, best)
     return out
 
