@@ -21,12 +21,12 @@ from reference_model.engine.augment import (
     affine_window,
     augment_batch,
     batch_generator,
-    box_weights,
     draw,
     split_targets,
 )
 from reference_model.engine.crop import crop_windows, jitter_windows, target_union
 from reference_model.engine.distributed import init_distributed
+from reference_model.engine.resample import box_weights
 
 
 def _cluster_masks(seed: int, n_images: int, side: int, region: int) -> list[np.ndarray]:
