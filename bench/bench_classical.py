@@ -12,6 +12,7 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/bench_classical.py --root ../shared/datasets/NUAA-SIRST --runs 3 --workers 2
     .venv/bin/python bench/bench_classical.py --limit 8 --runs 3   # the slow low-rank methods too
+    .venv/bin/python bench/bench_classical.py --limit 2 --runs 3 --methods tophat,ript   # README's RIPT row
 """
 
 from __future__ import annotations

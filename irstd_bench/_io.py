@@ -7,8 +7,11 @@ native size of the file, in pixels.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import re
 import warnings
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,25 +78,114 @@ def _bomb_error(path: Path, exc: Exception) -> InputError:
     return InputError(f"{path}: {exc} (a decompression bomb? raise the limit with --max-pixels)")
 
 
-def _open(path: Path) -> Image.Image:
-    check_pixels(path, image_size(path))
+def _read_bytes(path: Path) -> bytes:
+    """The whole file, read once (images and masks are small: IRSTD files are kilobytes)."""
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except (FileNotFoundError, IsADirectoryError):
+        raise InputError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read image ({exc.strerror or exc})") from None
+
+
+def _decode_error(path: Path, exc: Exception) -> InputError:
+    if isinstance(exc, Image.DecompressionBombError):
+        return _bomb_error(path, exc)
+    return InputError(f"{path}: cannot decode image ({exc.__class__.__name__}: {exc})")
+
+
+#: Errors Pillow raises for a corrupt or unsupported file.
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def _open(path: Path, data: bytes | None = None) -> Image.Image:
+    """Decode an image (``data``: the file's bytes when already read) within the pixel limit."""
+    if data is None:
+        data = _read_bytes(path)
+    check_pixels(path, _header_size(path, data))
     try:
         with warnings.catch_warnings():
             # Our own limit was checked above; Pillow's default warning would only repeat it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(io.BytesIO(data))
             image.load()
-    except (FileNotFoundError, IsADirectoryError):
-        raise InputError(f"{path}: file not found") from None
-    except Image.DecompressionBombError as exc:
-        raise _bomb_error(path, exc) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: cannot decode image ({exc.__class__.__name__}: {exc})") from None
+    except _DECODE_ERRORS as exc:
+        raise _decode_error(path, exc) from None
     return image
 
 
 #: Channels per Pillow mode (what convert writes as an image's depth).
 _BANDS_PER_MODE = {"1": 1, "L": 1, "P": 1, "I": 1, "F": 1, "LA": 2, "PA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4}
+
+#: A PNG file starts with its signature and then the IHDR chunk: length, type, width, height.
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_SIGNATURE_IHDR = _PNG_SIGNATURE + b"\x00\x00\x00\rIHDR"
+#: PNG colour type -> (allowed bit depths, channels stored), from the PNG specification
+#: (grayscale, RGB, palette, grayscale + alpha, RGBA); Pillow opens them with as many bands.
+_PNG_COLOUR_TYPES = {0: ((1, 2, 4, 8, 16), 1), 2: ((8, 16), 3), 3: ((1, 2, 4, 8), 1), 4: ((8, 16), 2), 6: ((8, 16), 4)}
+#: Bytes of a chunk's length, type and CRC fields.
+_CHUNK_LENGTH, _CHUNK_TYPE_BYTES, _CHUNK_CRC = 4, 4, 4
+#: A chunk type Pillow accepts (the specification asks for ASCII letters).
+_CHUNK_TYPE = re.compile(rb"\w{4}")
+
+
+def _png_header(data: bytes) -> tuple[tuple[int, int], int] | None:
+    """``((H, W), channels)`` from a PNG's leading IHDR chunk, or ``None`` if it has none or an
+    invalid one (such files go through Pillow, which reports what is wrong)."""
+    if len(data) < 33 or not data.startswith(_PNG_SIGNATURE_IHDR):
+        return None
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    bit_depth, colour_type = data[24], data[25]
+    depths, channels = _PNG_COLOUR_TYPES.get(colour_type, ((), 0))
+    if not width or not height or bit_depth not in depths:
+        return None
+    return (height, width), channels
+
+
+def _check_png_chunks(path: Path, data: bytes) -> None:
+    """Verify every chunk of a PNG held in memory: its CRC, and that none is cut short.
+
+    The same checks as Pillow's ``verify()`` (every chunk up to ``IEND`` has a valid type and a
+    matching CRC-32 of its type and data; ``IEND``, which carries no data, ends the walk), on
+    the bytes already read, so a file is read once for both the check and the decode. Flipped
+    bytes in an IDAT chunk whose CRC was left stale fail here; so does a truncated file.
+    """
+    view = memoryview(data)
+    pos, end = len(_PNG_SIGNATURE), len(data)
+    while True:
+        if pos + _CHUNK_LENGTH + _CHUNK_TYPE_BYTES > end:
+            raise InputError(f"{path}: cannot decode image (truncated PNG file)")
+        length = int.from_bytes(view[pos : pos + _CHUNK_LENGTH], "big")
+        kind = bytes(view[pos + _CHUNK_LENGTH : pos + _CHUNK_LENGTH + _CHUNK_TYPE_BYTES])
+        if not _CHUNK_TYPE.fullmatch(kind):
+            raise InputError(f"{path}: cannot decode image (broken PNG file: chunk {kind!r})")
+        if kind == b"IEND":
+            return
+        body = pos + _CHUNK_LENGTH
+        stop = body + _CHUNK_TYPE_BYTES + length
+        if stop + _CHUNK_CRC > end:
+            raise InputError(f"{path}: cannot decode image (truncated PNG file in chunk {kind!r})")
+        if zlib.crc32(view[body:stop]) != int.from_bytes(view[stop : stop + _CHUNK_CRC], "big"):
+            raise InputError(f"{path}: cannot decode image (broken PNG file: bad checksum in chunk {kind!r})")
+        pos = stop + _CHUNK_CRC
+
+
+def _inspect(path: Path, data: bytes, *, decode: bool) -> tuple[int, Image.Image | None]:
+    """Verify an image file held in memory; return ``(channels, decoded image or None)``.
+
+    A PNG with a standard header is checked chunk by chunk (:func:`_check_png_chunks`) and
+    decoded only when ``decode``; any other file is decoded by Pillow (that is its check).
+    """
+    header = _png_header(data)
+    if header is not None:
+        check_pixels(path, header[0])
+        _check_png_chunks(path, data)
+        return header[1], (_open(path, data) if decode else None)
+    image = _open(path, data)  # the pixel limit, and a full decode as the check
+    if image.format == "PNG":
+        _check_png_chunks(path, data)
+    return _BANDS_PER_MODE.get(image.mode, len(image.getbands())), image
 
 
 def verify_image(path: Path) -> int:
@@ -102,29 +194,15 @@ def verify_image(path: Path) -> int:
     PNG files are verified chunk by chunk without being decompressed: every chunk's CRC is
     checked, so flipped bytes in an IDAT chunk whose CRC was left stale fail, and so does a
     truncated file. Other formats are decoded fully. Images and masks go through this same
-    check (:func:`read_mask`).
+    check (:func:`read_mask`). The file is read once.
     """
-    check_pixels(path, image_size(path))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                depth = _BANDS_PER_MODE.get(image.mode, len(image.getbands()))
-                if image.format == "PNG":
-                    image.verify()
-                else:
-                    image.load()
-    except (FileNotFoundError, IsADirectoryError):
-        raise InputError(f"{path}: file not found") from None
-    except Image.DecompressionBombError as exc:
-        raise _bomb_error(path, exc) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: cannot decode image ({exc.__class__.__name__}: {exc})") from None
-    return depth
+    return _inspect(path, _read_bytes(path), decode=False)[0]
 
 
-#: A PNG file starts with its signature and then the IHDR chunk: length, type, width, height.
-_PNG_SIGNATURE_IHDR = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+def _header_size(path: Path, data: bytes) -> tuple[int, int]:
+    """``(H, W)`` from a PNG header in memory, else from Pillow (:func:`image_size`)."""
+    header = _png_header(data)
+    return header[0] if header is not None else image_size(path)
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -158,6 +236,14 @@ def image_size(path: Path) -> tuple[int, int]:
     return height, width
 
 
+def _to_gray(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return np.asarray(image).astype(np.uint16 if image.mode.startswith("I;16") else np.int32)
+    if image.mode != "L":
+        image = image.convert("RGBA" if image.mode in ("P", "PA") else image.mode).convert("L")
+    return np.asarray(image)
+
+
 def read_gray(path: Path) -> np.ndarray:
     """Read an image as one channel.
 
@@ -169,12 +255,7 @@ def read_gray(path: Path) -> np.ndarray:
     -------
     image : ndarray (H, W), uint8 or uint16
     """
-    image = _open(path)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        return np.asarray(image).astype(np.uint16 if image.mode.startswith("I;16") else np.int32)
-    if image.mode != "L":
-        image = image.convert("RGBA" if image.mode in ("P", "PA") else image.mode).convert("L")
-    return np.asarray(image)
+    return _to_gray(_open(path))
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -192,9 +273,10 @@ def read_mask(path: Path) -> np.ndarray:
 
     The file is verified first like an image (:func:`verify_image`: PNG chunk CRCs, the pixel
     limit): a corrupt mask would otherwise decode to wrong pixels, and wrong targets, silently.
+    It is read from disk once; the check and the decode use the same bytes.
     """
-    verify_image(path)
-    return read_gray(path)
+    _, image = _inspect(path, _read_bytes(path), decode=True)
+    return _to_gray(image)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,8 @@
 
 Subcommands are imported only when used, so ``irstd-bench --help`` and the light commands
 start without importing torch. Every :class:`~irstd_bench.errors.InputError` becomes a
-one-line ``Error: ...`` on stderr and exit code 2.
+one-line ``Error: ...`` on stderr and exit code 2; every dataset warning a one-line
+``warning: ...`` (:func:`irstd_bench._warnings.one_line_warnings`, entered for each command).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import click
 
 from irstd_bench import __version__
+from irstd_bench._warnings import one_line_warnings
 from irstd_bench.errors import InputError
 
 #: command name -> ("module", "attribute", one-line help shown by ``--help``)
@@ -54,7 +56,8 @@ class LazyGroup(click.Group):
 class _Main(LazyGroup):
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with one_line_warnings():
+                return super().invoke(ctx)
         except InputError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)

@@ -28,6 +28,7 @@ MODELS: dict[str, tuple[str, str, dict]] = {
     "mshnet": ("reference_model.segmentation.mshnet", "build_mshnet", {}),
     "agpcnet": ("reference_model.segmentation.agpcnet", "build_agpcnet", {}),
     "isnet": ("reference_model.segmentation.isnet", "build_isnet", {}),
+    "mdvsfa": ("reference_model.segmentation.mdvsfa", "build_mdvsfa", {}),
 }
 
 

@@ -123,7 +123,7 @@ def test_rpca_separates_low_rank_and_sparse():
 
 from reference_model.classical._contrast import rlcm, top_k_mean  # noqa: E402
 from reference_model.classical._patches import thin_svd, window_starts  # noqa: E402
-from reference_model.classical._tensor import _prox_pstnn  # noqa: E402
+from reference_model.classical._tensor import _prox_pstnn, ript_decompose  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -188,6 +188,71 @@ def test_thin_svd_reconstructs(shape):
     u, s, vt = thin_svd(m)
     np.testing.assert_allclose((u * s) @ vt, m, atol=1e-9)
     np.testing.assert_allclose(s, np.linalg.svd(m, compute_uv=False), rtol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(50, 7), (7, 50)])
+def test_thin_svd_above_keeps_only_the_values_above(shape):
+    m = np.random.default_rng(7).normal(size=shape)
+    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    tau = float(s[3] + s[4]) / 2  # four values above
+    got_u, got_s, got_vt = thin_svd(m, above=tau)
+    assert got_s.shape == (4,) and got_u.shape == (shape[0], 4) and got_vt.shape == (4, shape[1])
+    np.testing.assert_allclose(got_s, s[:4], rtol=1e-10)
+    np.testing.assert_allclose((got_u * (got_s - tau)) @ got_vt, (u[:, :4] * (s[:4] - tau)) @ vt[:4], atol=1e-10)
+    assert thin_svd(m, above=2 * float(s[0]))[1].size == 0
+
+
+def _ript_by_full_svd(x, lam, local, tol=1e-7, max_iter=100):
+    """RIPT as the authors' ript.m writes it (a full SVD per unfolding); the reference of the fast path."""
+    def unfold(a, k):
+        return np.moveaxis(a, k, 0).reshape(a.shape[k], -1)
+
+    def fold(m, k):
+        return np.moveaxis(m.reshape((x.shape[k],) + tuple(n for i, n in enumerate(x.shape) if i != k)), 0, k)
+
+    mu = 5.0 * np.std(x, ddof=1)
+    bs, ys, t, w, prev = [x.copy()] * 3, [np.zeros_like(x)] * 3, np.zeros_like(x), local, x.size
+    for it in range(1, max_iter + 1):
+        bs = []
+        for k in range(3):
+            u, s, vt = np.linalg.svd(unfold(x + mu * ys[k] - t, k), full_matrices=False)
+            bs.append(fold((u * np.maximum(s - mu, 0.0)) @ vt, k))
+        t = np.maximum(-sum(bk - x - mu * yk for bk, yk in zip(bs, ys, strict=True)) / 3 - w * mu * lam / 3, 0.0)
+        w = local / (np.abs(t) + 0.01)
+        ys = [yk - (bk + t - x) / mu for bk, yk in zip(bs, ys, strict=True)]
+        mu = mu / 1.5
+        b = sum(bs) / 3
+        count = int(np.sum(t > 0))
+        if np.linalg.norm(x - b - t) / np.linalg.norm(x) < tol or count == prev:
+            return b, t, it
+        prev = count
+    return b, t, max_iter
+
+
+def test_ript_fast_path_equals_the_full_svd_iteration_on_a_synthetic_scene():
+    from reference_model.classical._patches import min_max, patches, structure_tensor_eigenvalues
+
+    img = synthetic_scene() * 255
+    x = patches(img, 30, 10)[0].reshape(30, 30, -1)  # (30, 30, 88)
+    l1, l2 = structure_tensor_eigenvalues(img, 1.2, 2.0)
+    local = patches(np.exp(min_max(l1 - l2)), 30, 10)[0].reshape(x.shape)
+    lam = 1.0 / np.sqrt(min(x.shape))
+    b, t, it = ript_decompose(x, lam, local)
+    ref_b, ref_t, ref_it = _ript_by_full_svd(x, lam, local)
+    assert it == ref_it and it >= 2
+    assert np.count_nonzero(t) > 0 and np.array_equal(t > 0, ref_t > 0)
+    np.testing.assert_allclose(t, ref_t, rtol=0, atol=1e-8 * float(np.abs(x).max()))
+    np.testing.assert_allclose(b, ref_b, rtol=0, atol=1e-8 * float(np.abs(x).max()))
+    # a fixed iteration count, past the stopping rule, still agrees
+    b, t, _ = ript_decompose(x, lam, local, tol=0.0, max_iter=1)
+    ref_b, ref_t, _ = _ript_by_full_svd(x, lam, local, tol=0.0, max_iter=1)
+    np.testing.assert_allclose(t, ref_t, rtol=0, atol=1e-8 * float(np.abs(x).max()))
+
+
+def test_ript_constant_tensor_is_all_background():
+    x = np.full((4, 4, 5), 3.0)
+    b, t, it = ript_decompose(x, 0.5, np.ones_like(x))
+    assert it == 0 and np.array_equal(b, x) and not t.any()
 
 
 def test_prox_pstnn_keeps_the_leading_values_and_shrinks_the_rest():

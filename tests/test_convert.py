@@ -537,7 +537,7 @@ def test_cli_skip_missing_flag(tmp_path):
     (root / "annotations" / "masks" / "Misc_3_pixels0.png").unlink()
     result = _run([str(root), "--out", str(tmp_path / "out"), "--skip-missing", "--workers", "1"])
     assert result.exit_code == 0, result.output
-    assert "Warning: left out 1 image(s) without a mask: Misc_3" in result.stderr
+    assert "warning: left out 1 image(s) without a mask: Misc_3" in result.stderr
     assert "images without mask skipped: 1: Misc_3" in result.stdout
 
 
@@ -547,7 +547,7 @@ def test_cli_nuaa_misc_111_warning_and_resize(tmp_path):
     base = [str(NUAA), "--out", str(out), "--split", "idx_427/test", "--format", "coco", "--workers", "1"]
     skipped = _run([*base, "--skip-defects"])
     assert skipped.exit_code == 0
-    assert "Warning: left out Misc_111" in skipped.stderr and "release defect" in skipped.stderr
+    assert "warning: left out Misc_111" in skipped.stderr and "release defect" in skipped.stderr
     assert "idx_427/test" in skipped.stdout and "85" in skipped.stdout
     resized = _run([*base, "--force"])  # the default: the known defect is resized, with a warning
     assert resized.exit_code == 0, resized.output

@@ -7,6 +7,7 @@ binary mask with a warning naming it, never scored as zero targets.
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import zlib
@@ -16,8 +17,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
-from irstd_bench._io import DEFAULT_MAX_PIXELS, pixel_limit, read_mask
+from irstd_bench._io import DEFAULT_MAX_PIXELS, _inspect, pixel_limit, read_mask, verify_image
 from irstd_bench.cli import cli
 from irstd_bench.datasets import Sample, load_ground_truth
 from irstd_bench.errors import DatasetDefectWarning, InputError
@@ -217,9 +219,9 @@ def test_zero_one_mask_is_read_as_binary_with_a_warning_naming_it(data, tmp_path
     with pytest.warns(DatasetDefectWarning, match=str(path)):
         gt = load_ground_truth(sample)
     assert len(gt.targets) == 1 and int(gt.targets.area_px[0]) == 53
-    with pytest.warns(DatasetDefectWarning, match=str(path)):
-        result = run("convert", data, "--out", tmp_path / "boxes", "--workers", 1)
+    result = run("convert", data, "--out", tmp_path / "boxes", "--workers", 1)
     assert result.exit_code == 0, result.output
+    assert f"warning: {path}: mask values are all 0 or 1" in result.stderr  # one line, naming the file
     summary = json.loads((tmp_path / "boxes" / "summary.json").read_text())
     assert summary["total"]["targets"] == 2
 
@@ -229,3 +231,54 @@ def test_threshold_nan_is_refused(data, tmp_path):
     one_line_error(run(*eval_args(preds, data, tmp_path / "r.json", "--threshold", "nan")), "--threshold nan")
     one_line_error(run(*eval_args(preds, data, tmp_path / "r.json", "--conf", "nan")), "--conf nan")
     assert not (tmp_path / "r.json").exists()
+
+
+
+def _pillow_accepts(data: bytes) -> bool:
+    """Pillow's own check of a PNG (every chunk's CRC up to IEND), the reference for ours."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+        return True
+    except Exception:  # noqa: BLE001 - any refusal counts
+        return False
+
+
+def _our_check_accepts(data: bytes) -> bool:
+    """The check ``verify_image`` and ``read_mask`` run on the bytes they read (in memory here:
+    thousands of files would cost seconds on a slow file system)."""
+    try:
+        _inspect(Path("variant.png"), data, decode=False)
+        return True
+    except InputError as exc:
+        assert "variant.png" in str(exc)
+        return False
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P"])
+def test_chunk_check_on_the_bytes_read_agrees_with_pillow_verify(tmp_path, mode):
+    """``verify_image``/``read_mask`` check the CRCs on the bytes they read once: the same verdict
+    as Pillow's ``verify()`` on every one-byte flip and every cut of a small PNG with an extra chunk."""
+    rng = np.random.default_rng(1)
+    image = Image.fromarray((rng.random((9, 11)) * 255).astype(np.uint8)).convert(mode)
+    good = tmp_path / "good.png"
+    info = PngInfo()
+    info.add_text("Comment", "written by the test")
+    image.save(good, pnginfo=info)
+    data = good.read_bytes()
+    assert verify_image(good) == {"L": 1, "RGB": 3, "RGBA": 4, "P": 1}[mode]
+    assert _our_check_accepts(data) and _pillow_accepts(data)
+    variants = [data[:i] + bytes([data[i] ^ 0x10]) + data[i + 1 :] for i in range(16, len(data))]
+    variants += [data[:cut] for cut in range(8, len(data))]
+    verdicts = [(_our_check_accepts(v), _pillow_accepts(v)) for v in variants]
+    assert all(ours == pillow for ours, pillow in verdicts), [k for k, (o, p) in enumerate(verdicts) if o != p]
+    assert sum(not ours for ours, _ in verdicts) > len(variants) // 2
+    # Through the file path: a flipped IDAT byte is refused by name, the intact file decodes as Pillow does.
+    idat = data.index(b"IDAT") + 6
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(data[:idat] + bytes([data[idat] ^ 0x10]) + data[idat + 1 :])
+    with pytest.raises(InputError, match="bad.png: cannot decode image"):
+        read_mask(bad)
+    with Image.open(good) as decoded:
+        gray = decoded.convert("RGBA" if mode == "P" else mode).convert("L")  # how masks are read
+        np.testing.assert_array_equal(read_mask(good), np.asarray(gray))

@@ -120,8 +120,10 @@ def convert_dataset(
     progress : bool
         Show a progress bar on stderr (tqdm; hidden when stderr is not a terminal).
     warn : callable, optional
-        Receives each warning line (defects met); default :func:`warnings.warn` with
-        :class:`~irstd_bench.errors.DatasetDefectWarning`.
+        Receives each warning line (defects met), once per defect and in the parent process
+        (workers only collect them); default :func:`warnings.warn` with
+        :class:`~irstd_bench.errors.DatasetDefectWarning`, which the CLI prints as one
+        ``warning: ...`` line (:mod:`irstd_bench._warnings`).
     force : bool
         Replace an earlier irstd-bench output at ``out``.
     skip_defects : bool
@@ -294,8 +296,13 @@ def _run(
 
 
 def _warn_defects(records, missing: list[str], threshold: float, emit, ds: Dataset) -> None:
+    """Report each defect met once: the lines the readers wrote (a known defect resized, a
+    {0, 1} mask), then what conversion itself decided (other resized masks, non-binary
+    values, missing masks)."""
     records = list(records)
     for rec in records:
+        for line in rec.warnings:
+            emit(line)
         if rec.skipped and rec.known_defect:
             emit(
                 f"skipped {rec.stem}: {rec.known_defect} (known defect of the {ds.layout.title} release; "
@@ -303,9 +310,8 @@ def _warn_defects(records, missing: list[str], threshold: float, emit, ds: Datas
             )
         elif rec.skipped:
             emit(f"skipped {rec.stem}: {rec.skipped}")
-        if rec.mask_resized:
-            what = rec.known_defect or "mask size differs from the image"
-            emit(f"resized the mask of {rec.stem} to its image (nearest neighbour): {what}")
+        if rec.mask_resized and not rec.known_defect:  # a known defect is named by its reader's line
+            emit(f"resized the mask of {rec.stem} to its image (nearest neighbour): mask size differs from the image")
     nonbinary = [rec for rec in records if rec.nonbinary_values and not rec.skipped]
     if nonbinary:
         values = sorted({v for rec in nonbinary for v in rec.nonbinary_values})
@@ -458,8 +464,8 @@ def _write_yolo(folder: Path, ds: Dataset, written, records, families: dict, lin
         images.mkdir(parents=True)
         labels.mkdir(parents=True)
         recs = [records[s] for s in stems]
-        for rec in recs:
-            _yolo.place_image(rec.image_path, images / rec.file_name, copy=not link_images)
+        for rec, source in zip(recs, _yolo.link_targets([r.image_path for r in recs]), strict=True):
+            _yolo.place_image(source, images / rec.file_name, copy=not link_images)
             _text(labels / f"{rec.stem}.txt", _yolo.label_text(rec))
         _text(folder / family / f"{part}.txt", _yolo.list_text(recs, part))
     for family, roles in families.items():
@@ -467,5 +473,22 @@ def _write_yolo(folder: Path, ds: Dataset, written, records, families: dict, lin
         _text(folder / family / "data.yaml", _yolo.data_yaml(parts, ds.layout.title, family))
 
 
+#: Flags of a new output file: the folder being built is new, so a file already there is a bug.
+#: ``O_BINARY`` (Windows only) keeps ``\n`` as written; ``O_CLOEXEC`` exists on POSIX only.
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
 def _text(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8", newline="\n")
+    """Write a new UTF-8 file (``\\n`` line ends as given) with one ``open``/``write``/``close``.
+
+    Thousands of small files are written per conversion; this skips the buffered text layer's
+    extra system calls. Mode ``0o666`` less the umask, like :func:`open`.
+    """
+    data = text.encode("utf-8")
+    fd = os.open(path, _NEW_FILE, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)

@@ -46,7 +46,10 @@ class ImageRecord:
         Description of a known defect of the release for this image, or ``""``.
     rles : tuple of dict
         Each target's pixels as compressed COCO RLE ``{"size": [H, W], "counts": str}``
-        (:func:`irstd_bench.convert._coco.target_rles`).
+        (:func:`irstd_bench.convert._rle.target_rles`).
+    warnings : tuple of str
+        Warning lines met while reading the mask (a known defect resized, a {0, 1} mask read
+        as binary), each naming the file; the parent process reports them once, in order.
     """
 
     stem: str
@@ -63,6 +66,7 @@ class ImageRecord:
     mask_size: tuple[int, int] | None = None
     known_defect: str = ""
     rles: tuple[dict, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def file_name(self) -> str:
@@ -92,12 +96,14 @@ def convert_sample(sample: Sample, known_defect: str, settings: ConvertSettings)
     policy (:func:`irstd_bench.datasets.fit_mask_to_image`): a known release defect is resized,
     anything else raises :class:`~irstd_bench.datasets.MaskSizeMismatch` unless ``resize_masks``."""
     depth = _check_image(sample.image_path)
+    notes: list[str] = []  # reported by the parent process, not printed by a worker
     gt = load_ground_truth(
         sample,
         threshold=settings.threshold,
         connectivity=settings.connectivity,
         resize_masks=settings.resize_masks,
         known_defect=known_defect,
+        warn=notes.append,
     )
     t = gt.targets
     h, w = t.image_size
@@ -114,6 +120,7 @@ def convert_sample(sample: Sample, known_defect: str, settings: ConvertSettings)
         mask_resized=gt.mask_resized,
         known_defect=known_defect if gt.mask_resized else "",
         rles=tuple(target_rles(t)),
+        warnings=tuple(notes),
     )
 
 

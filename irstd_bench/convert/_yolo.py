@@ -99,14 +99,16 @@ def _yaml_scalar(value: str) -> str:
 
 
 def place_image(source: Path, dest: Path, copy: bool) -> None:
-    """Put the release's image file at ``dest``: a symbolic link (absolute target), or a byte copy.
+    """Put the release's image file at ``dest``: a symbolic link, or a byte copy.
 
-    A file system that refuses symbolic links gets a copy; the bytes are the same either
-    way. Never a hard link: writing to the exported file must not change the release.
+    ``source`` is absolute (the link's target; :func:`link_targets` resolves a folder once
+    for all its images). A file system that refuses symbolic links gets a copy; the bytes are
+    the same either way. Never a hard link: writing to the exported file must not change the
+    release.
     """
     if not copy:
         try:
-            os.symlink(Path(source).resolve(), dest)
+            os.symlink(source, dest)
             return
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP):
@@ -115,6 +117,19 @@ def place_image(source: Path, dest: Path, copy: bool) -> None:
         shutil.copyfile(source, dest)
     except OSError as exc:
         raise InputError(f"{source}: cannot copy into {dest.parent} ({exc.strerror})") from None
+
+
+def link_targets(paths: Sequence[Path]) -> list[Path]:
+    """Absolute link targets of image files: each folder resolved once (symbolic links and
+    ``..`` removed), then the file name; in the order given."""
+    folders: dict[Path, Path] = {}
+    out = []
+    for path in paths:
+        path = Path(path)
+        if path.parent not in folders:
+            folders[path.parent] = path.parent.resolve()
+        out.append(folders[path.parent] / path.name)
+    return out
 
 
 def read_yolo_ground_truth(yolo_dir: str | Path, split: str = "all") -> dict[str, Targets]:

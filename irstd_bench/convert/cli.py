@@ -76,6 +76,9 @@ DATASETS = (*sorted(layout.name for layout in NAMED_LAYOUTS), "custom")
     is_flag=True,
     help="YOLO images: byte copies of the release's files (default: symbolic links to them).",
 )
+@click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr (when a terminal)."
+)
 @click.pass_context
 def convert(
     ctx: click.Context,
@@ -97,6 +100,7 @@ def convert(
     split_dir: str,
     workers: int | None,
     copy_images: bool,
+    progress: bool,
 ) -> None:
     """Convert the masks under ROOT into boxes: COCO JSON, YOLO and Pascal VOC, plus summary.json.
 
@@ -126,8 +130,7 @@ def convert(
                 link_images=not copy_images,
                 force=force,
                 skip_defects=skip_defects,
-                progress=True,
-                warn=lambda message: click.echo(f"Warning: {message}", err=True),
+                progress=progress,
             )
     except InputError as exc:
         click.echo(f"Error: {exc}", err=True)

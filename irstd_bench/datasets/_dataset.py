@@ -343,12 +343,14 @@ def load_ground_truth(
     connectivity: int = DEFAULT_CONNECTIVITY,
     resize_masks: bool = False,
     known_defect: str = "",
+    warn: Callable[[str], None] | None = None,
 ) -> GroundTruth:
     """Read a sample's mask and turn it into targets (in the image's native pixels).
 
     A sample without a mask has no targets. The mask is read by :func:`read_sample_mask`
     (integrity-checked, {0, 1} masks read as binary, the defect policy applied);
-    ``mask_resized`` says whether it was resized to the image.
+    ``mask_resized`` says whether it was resized to the image. ``warn`` receives each warning
+    line (default: :func:`warnings.warn` with :class:`~irstd_bench.errors.DatasetDefectWarning`).
     """
     if not math.isfinite(float(threshold)):
         raise InputError(f"--threshold {threshold}: must be a finite number")
@@ -356,7 +358,9 @@ def load_ground_truth(
     check_pixels(sample.image_path, image_hw)  # a decompression bomb is refused by name
     if sample.mask_path is None:
         return GroundTruth(sample=sample, targets=Targets.empty(image_hw))
-    mask, resized = read_sample_mask(sample, image_hw, known_defect=known_defect, resize_masks=resize_masks)
+    mask, resized = read_sample_mask(
+        sample, image_hw, known_defect=known_defect, resize_masks=resize_masks, warn=warn
+    )
     nonbinary = () if _is_binary_mask(mask) else tuple(int(v) for v in np.unique(mask[mask != 0]) if v != 255)
     targets = mask_to_targets(mask, threshold=threshold, connectivity=connectivity)
     return GroundTruth(sample=sample, targets=targets, nonbinary_values=nonbinary, mask_resized=resized)

@@ -14,6 +14,7 @@ strings, lists and dicts only; RNG states are stored as tensors and lists):
 ``ema``             :class:`~.ema.ModelEMA` state (``None`` without EMA); its weights are the
                     ones validated and used by ``predict``
 ``optimizer``, ``scheduler``, ``scaler``     training state (``None`` in released weights)
+``adversary``       adversarial models only: ``{"optimizer", "scheduler"}`` of the discriminator
 ``epoch``           epochs completed; ``best_fitness``: best validation fitness so far
 ``metrics``         validation metrics of the last validation; ``history``: results.csv rows
 ``rng``             python / numpy / torch (/ cuda) generator states
@@ -234,6 +235,8 @@ def release_checkpoint(source: str | Path, target: str | Path, *, half: bool = F
         "rng": None,
         "released": True,
     }
+    if "adversary" in checkpoint:  # an adversarial model's discriminator optimizer
+        released["adversary"] = None
     save_checkpoint(target, released)
     return released
 

@@ -1,4 +1,4 @@
-"""Process-level pieces of a run: torch's global settings (restored afterwards) and the optimizer."""
+"""Process-level pieces of a run: torch's global settings (restored afterwards), the optimizer, the loss check."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 
 import torch
 import torch.nn as nn
+
+from irstd_bench.errors import InputError
 
 from .config import TrainConfig
 
@@ -44,20 +46,38 @@ def torch_settings(config: TrainConfig):
         torch.set_num_threads(saved_threads)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices and kernels only, not on biases and norm scales."""
+def param_groups(model: nn.Module, weight_decay: float, skip: nn.Module | None = None) -> list[dict]:
+    """Weight decay on weight matrices and kernels only, not on biases and norm scales.
+
+    ``skip``: a submodule whose parameters are left out (an adversarial model's discriminator,
+    which has its own optimizer).
+    """
+    skipped = {id(p) for p in skip.parameters()} if skip is not None else set()
     decay, no_decay = [], []
     for p in model.parameters():
-        if p.requires_grad:
+        if p.requires_grad and id(p) not in skipped:
             (decay if p.ndim > 1 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig, weight_decay: float) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, config: TrainConfig, weight_decay: float, skip: nn.Module | None = None
+) -> torch.optim.Optimizer:
     """SGD (Nesterov), AdamW or Adagrad at ``config.base_lr``; decay on weights only (:func:`param_groups`)."""
-    groups = param_groups(model, weight_decay)
+    groups = param_groups(model, weight_decay, skip)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.base_lr, momentum=config.momentum, nesterov=True)
     if config.optimizer == "adagrad":
         return torch.optim.Adagrad(groups, lr=config.base_lr)
     return torch.optim.AdamW(groups, lr=config.base_lr, betas=(config.momentum, 0.999))
+
+
+def finite_sum(terms: dict[str, torch.Tensor], where: str) -> torch.Tensor:
+    """The sum of the loss terms; :class:`InputError` naming them (and ``where``) when it is not finite."""
+    loss = sum(terms.values())
+    if not torch.isfinite(loss):
+        raise InputError(
+            f"loss is not finite at {where} ({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); "
+            "try a lower --lr"
+        )
+    return loss

@@ -19,6 +19,10 @@ loader processes. The validation split is held on the device too.
 Everything a run depends on is checkpointed every epoch (model, optimizer, schedule, EMA,
 AMP scaler, generator states, epoch, best fitness, the CSV rows), so ``resume`` continues a
 killed run where its last completed epoch ended.
+
+An adversarial model (MDvsFA, :mod:`.adversary`) gets a second optimizer for its discriminator,
+stepped before the rest of the model each iteration and checkpointed as ``"adversary"``; such
+runs take one process and no gradient accumulation.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from irstd_bench.datasets import open_dataset
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate import evaluate
 
+from .adversary import Adversary, adversary_of
 from .augment import augment_batch, batch_generator, draw, split_targets
 from .checkpoint import (
     CHECKPOINT_FORMAT,
@@ -69,7 +74,7 @@ from .ema import ModelEMA
 from .fitness import ap50_95, fitness
 from .predict import autocast_context, predict_batch
 from .run_files import csv_text, jsonable
-from .runtime import build_optimizer, torch_settings
+from .runtime import build_optimizer, finite_sum, torch_settings
 from .schedule import WarmupSchedule
 
 #: Gradients are clipped to this global L2 norm.
@@ -234,17 +239,24 @@ class Trainer:
         weight_decay = cfg.base_weight_decay
         if cfg.nominal_batch:
             weight_decay *= images_per_batch * self.accumulate / cfg.nominal_batch
-        self.optimizer = build_optimizer(self.raw, cfg, weight_decay)
+        self.optimizer = build_optimizer(self.raw, cfg, weight_decay, skip=adversary_of(self.raw))
         per_epoch = self.iterations_per_epoch()
         warmup = max(round(cfg.warmup_epochs * per_epoch), int(cfg.warmup_iters))
-        self.scheduler = WarmupSchedule(
-            self.optimizer,
-            cfg.epochs * per_epoch,
-            warmup,
-            kind=cfg.schedule,
-            final_factor=cfg.lr_final_ratio,
-            poly_power=cfg.poly_power,
-        )
+
+        def schedule(optimizer: torch.optim.Optimizer) -> WarmupSchedule:
+            return WarmupSchedule(
+                optimizer,
+                cfg.epochs * per_epoch,
+                warmup,
+                kind=cfg.schedule,
+                final_factor=cfg.lr_final_ratio,
+                poly_power=cfg.poly_power,
+            )
+
+        self.scheduler = schedule(self.optimizer)
+        self.adversary = Adversary.build(self.raw, cfg, weight_decay, schedule)
+        if self.adversary is not None:
+            self._check_adversarial()
         self.amp_dtype = None
         if cfg.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -258,6 +270,8 @@ class Trainer:
                 self.ema.load_state_dict(ckpt["ema"])
             if ckpt.get("scaler"):
                 self.scaler.load_state_dict(ckpt["scaler"])
+            if self.adversary is not None:
+                self.adversary.load_state_dict(ckpt.get("adversary"), self.resume_path, cfg.epochs * per_epoch)
             self.start_epoch = int(ckpt["epoch"])
             self.best_fitness = ckpt.get("best_fitness")
             self.best_metrics = dict(ckpt.get("best_metrics") or {})
@@ -267,6 +281,16 @@ class Trainer:
                     f"{self.resume_path}: run already finished {self.start_epoch} of {cfg.epochs} epochs "
                     "(give a larger --epochs to continue it)"
                 )
+
+    def _check_adversarial(self) -> None:
+        """An adversarial run steps the discriminator once per batch, in one process."""
+        if self.ctx.enabled:
+            raise InputError(f"model {self.model_name} trains adversarially: run it in one process (not torchrun)")
+        if self.accumulate != 1:
+            raise InputError(
+                f"model {self.model_name} trains adversarially (one discriminator and one generator step per "
+                f"batch): --nominal-batch {self.config.nominal_batch} would accumulate {self.accumulate} batches"
+            )
 
     def setup(self) -> None:
         """Seed, model, data, optimization (what :meth:`run` does before the first epoch)."""
@@ -292,23 +316,38 @@ class Trainer:
         return images, split_targets(masks, boxes, valid)
 
     def forward_backward(self, images: torch.Tensor, targets: list[dict], where: str) -> dict[str, torch.Tensor]:
-        """Loss terms of one batch (detached) after adding its gradient (averaged or summed over accumulation)."""
+        """Loss terms of one batch (detached) after adding its gradient (averaged or summed over accumulation).
+
+        An adversarial model's discriminator is stepped first (:meth:`.Adversary.step`); its terms
+        are returned too, but ``loss`` is the rest of the model's.
+        """
+        adversary_terms: dict[str, torch.Tensor] = {}
         with autocast_context(self.device, self.amp_dtype):
             outputs = self.forward(images)
-            terms = self.raw.compute_loss(outputs, targets)
-        loss = sum(terms.values())
-        if not torch.isfinite(loss):
-            raise InputError(
-                f"loss is not finite at {where} ({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); "
-                "try a lower --lr"
+            if self.adversary is None:
+                terms = self.raw.compute_loss(outputs, targets)
+        if self.adversary is not None:
+            adversary_terms = self.adversary.step(
+                outputs,
+                targets,
+                scaler=self.scaler,
+                device=self.device,
+                amp_dtype=self.amp_dtype,
+                max_grad_norm=MAX_GRAD_NORM,
+                where=where,
             )
+            with autocast_context(self.device, self.amp_dtype):
+                terms = self.raw.compute_loss(outputs, targets)
+        loss = finite_sum(terms, where)
         # A loss that is a mean over the batch is averaged over the accumulated batches, so that
         # nominal_batch behaves like one batch of that size; a loss that is a *sum* over images
         # (YOLO's ``loss * bs``, declared by ``model.loss_sums_over_images``) is summed, as the
         # YOLO code bases do: both give the gradient of one nominal batch.
         scale = 1.0 if getattr(self.raw, "loss_sums_over_images", False) else 1.0 / self.accumulate
         self.scaler.scale(loss * scale).backward()
-        return {**{k: v.detach() for k, v in terms.items()}, "loss": loss.detach()}
+        if self.adversary is not None:
+            self.adversary.drop_gradients()
+        return {**{k: v.detach() for k, v in terms.items()}, "loss": loss.detach(), **adversary_terms}
 
     def optimizer_step(self) -> None:
         """Clip, step, zero the gradients."""
@@ -346,6 +385,8 @@ class Trainer:
                 self.optimizer_step()
                 self.ema_update()
             self.scheduler.step()
+            if self.adversary is not None:
+                self.adversary.scheduler.step()
             n = len(indices)
             count += n
             for key, value in terms.items():
@@ -391,7 +432,7 @@ class Trainer:
 
     def _checkpoint(self, epoch: int, metrics: dict) -> dict:
         cfg = self.config
-        return {
+        checkpoint = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "model_name": self.model_name,
@@ -413,6 +454,9 @@ class Trainer:
             "recipe": jsonable(self.recipe),
             "dataset": {"name": self.dataset.name, "train": self.plan.train, "val": self.plan.val},
         }
+        if self.adversary is not None:
+            checkpoint["adversary"] = self.adversary.state_dict()
+        return checkpoint
 
     def _write_csv(self) -> None:
         write_text_atomic(self.out / CSV_NAME, csv_text(self.history))

@@ -1,4 +1,4 @@
-"""Segmentation baselines (torch): ACM, ALCNet, DNANet, AGPCNet, ISNet and MSHNet, following the Models protocol.
+"""Segmentation baselines (torch): ACM, ALCNet, DNANet, AGPCNet, ISNet, MSHNet, MDvsFA (Models protocol).
 
 >>> from reference_model.registry import build_model
 >>> model = build_model("acm")                                  # doctest: +SKIP
@@ -11,6 +11,7 @@ from reference_model.segmentation.agpcnet import AGPCNet, build_agpcnet
 from reference_model.segmentation.alcnet import ALCNet, build_alcnet
 from reference_model.segmentation.dnanet import DNANet, build_dnanet
 from reference_model.segmentation.isnet import ISNet, build_isnet
+from reference_model.segmentation.mdvsfa import MDvsFA, build_mdvsfa
 from reference_model.segmentation.mshnet import MSHNet, build_mshnet
 
 #: Parameter counts reported for the default configurations (see each module's docstring).
@@ -29,6 +30,7 @@ __all__ = [
     "ALCNet",
     "DNANet",
     "ISNet",
+    "MDvsFA",
     "MSHNet",
     "PUBLISHED_PARAMS",
     "SegmentationModel",
@@ -37,6 +39,7 @@ __all__ = [
     "build_alcnet",
     "build_dnanet",
     "build_isnet",
+    "build_mdvsfa",
     "build_mshnet",
     "soft_iou_loss",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -21,6 +22,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 DATA = REPO.parent / "shared" / "datasets" / "NUAA-SIRST"
+#: The data root as the commands name it: relative to the repository root (``../shared/...``), where
+#: every command runs, so the commands files hold no machine-specific absolute path.
+DATA_ARG = os.path.relpath(DATA, REPO)
 CLI = [str(REPO / ".venv" / "bin" / "irstd-bench")]
 MATCHERS = {"iou50": "iou:0.5", "centroid3": "centroid:3"}
 CLASSICAL = ("tophat", "maxmedian", "lcm", "mpcm", "ipi")
@@ -51,7 +55,7 @@ def main() -> None:
     results = HERE / "results" / f"{fam}-test"  # not named like a split folder: these are scores
     log = HERE / f"commands_{fam}.txt"
     log.write_text("")
-    ds = ["--dataset", "nuaa", "--root", rel(DATA)]
+    ds = ["--dataset", "nuaa", "--root", DATA_ARG]
 
     # (method label, prediction path for val, for test)
     methods: list[tuple[str, Path, Path, list[str]]] = []

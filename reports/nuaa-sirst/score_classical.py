@@ -16,9 +16,10 @@ import json
 import shlex
 import sys
 
-from evaluate_runs import DATA, HERE, MATCHERS, rel, run
+from evaluate_runs import DATA_ARG, HERE, MATCHERS, NAMES, rel, run
 
-LABELS = {"nram": "NRAM", "ript": "RIPT", "pstnn": "PSTNN", "ilcm": "ILCM", "rlcm": "RLCM",
+#: Table label of each method id; the results file is named by the id (``tophat.json``).
+LABELS = {**NAMES, "nram": "NRAM", "ript": "RIPT", "pstnn": "PSTNN", "ilcm": "ILCM", "rlcm": "RLCM",
           "tllcm": "TLLCM", "wslcm": "WSLCM", "tdlms": "TDLMS"}
 
 
@@ -26,12 +27,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("methods", nargs="+")
     parser.add_argument("--family", required=True, help="split_EFLNet or idx_427")
-    parser.add_argument("--workers", default="1")
+    parser.add_argument("--workers", default="1", help="processes of baseline and eval (default 1)")
     args = parser.parse_args()
     fam = args.family
     work = HERE / "work" / fam
     log = HERE / f"commands_classical_{fam}.txt"
-    ds = ["--dataset", "nuaa", "--root", rel(DATA)]
+    ds = ["--dataset", "nuaa", "--root", DATA_ARG]
     for method in args.methods:
         for part in ("val", "test"):
             out = work / f"{method}-{part}"
@@ -47,12 +48,12 @@ def main() -> None:
             val_json = work / "val_results" / tag / f"{method}.json"
             run(["eval", rel(work / f"{method}-val" / "scoremaps"), *ds, "--split", f"{fam}/val",
                  "--match", matcher, "--conf", "0.5", "--name", label, "--out", rel(val_json),
-                 "--resize-masks", "--force"], log)
+                 "--resize-masks", "--force", "--workers", args.workers], log)
             threshold = json.loads(val_json.read_text())["metrics"]["best_f1_threshold"] or 0.5
             run(["eval", rel(work / f"{method}-test" / "scoremaps"), *ds, "--split", f"{fam}/test",
                  "--match", matcher, "--conf", f"{threshold:.6g}", "--name", label,
                  "--out", rel(HERE / "results" / f"{fam}-test" / tag / f"{method}.json"),
-                 "--resize-masks", "--force"], log)
+                 "--resize-masks", "--force", "--workers", args.workers], log)
 
 
 if __name__ == "__main__":

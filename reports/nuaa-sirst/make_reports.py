@@ -1,0 +1,228 @@
+"""Build the NUAA-SIRST report folders and README tables from the results JSONs present.
+
+    .venv/bin/python reports/nuaa-sirst/make_reports.py [--tables-only | --family FAMILY]
+
+Reads every ``results/FAMILY-test/MATCHER/*.json`` (written by ``irstd-bench eval``: the networks by
+``evaluate_runs.py``, the model-based methods by ``score_classical.py``) and, for each family and
+matcher, runs ``irstd-bench report ... --force`` into ``report_FAMILY_MATCHER/`` and writes
+``seeds_FAMILY_MATCHER.md``; its commands go to ``commands_report_FAMILY.txt`` (rewritten each time).
+Then it rewrites, between their markers, the table of each family in ``README.md`` next to this file
+and the summary table in the repository's ``README.md``. Nothing in the tables is typed: every
+figure comes from a results file, except the rows quoting the EFLNet paper (``PAPER_ROWS``).
+Re-run it after adding results (e.g. ``nram.json``, ``ript.json``): the new methods join the tables.
+
+A table row is one method: the runs of a trained network (files ``NAME-seedN.json``) are merged
+into ``mean ± std`` over seeds; a model-based method is one file named by its method id. P, R, F1,
+best F1 on test and AP50 are read from the ``iou50`` results, F1 (centroid 3 px) from the
+``centroid3`` ones, the pixel metrics (IoU, nIoU, Pd, Fa) from the ``centroid3`` ones as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from evaluate_runs import HERE, MATCHERS, REPO, rel, run, summarise_seeds
+
+from irstd_bench.report import RunResult, load_results
+from irstd_bench.report._seeds import base_method
+
+FAMILIES = ("split_EFLNet", "idx_427")
+RESULTS = HERE / "results"
+#: Targets of each family's test split (for the table headings; checked against the results).
+FAMILY_TITLES = {
+    "split_EFLNet": "split_EFLNet/test** (the split behind the EFLNet paper's NUAA-SIRST column",
+    "idx_427": "idx_427/test** (official split",
+}
+#: A trained network's results file: ``<method>-seed<N>.json``.
+TRAINED_STEM = re.compile(r"-seed\d+$")
+#: Order of the trained networks in the tables (others follow, alphabetically).
+TRAINED_ORDER = ("EFLNet-n", "EFLNet-s", "DNANet", "ACM")
+#: Schedule of each trained network (from its run's results.csv, see RUNS.md), for the row label.
+TRAINED_NOTES = {
+    ("split_EFLNet", "EFLNet-n"): "1.9 M params, 32 epochs",
+    ("split_EFLNet", "DNANet"): "34 epochs",
+    ("split_EFLNet", "ACM"): "70 epochs, did not converge",
+    ("idx_427", "EFLNet-n"): "1.9 M params, 32 epochs",
+    ("idx_427", "DNANet"): "39 epochs",
+    ("idx_427", "ACM"): "70 epochs, did not converge",
+}
+#: Score-map pixel metrics are taken at the fixed level 0.5 since commit 01a8deb (issue 15, committed
+#: at this time); earlier evaluators took them at the run's ``conf``. The results JSON does not record
+#: the level: a row is marked as scored by an older evaluator when a file of it was created before
+#: that time, or when its pixel metrics differ between the two matchers' files (different ``conf``).
+PIXEL_LEVEL_FIXED_SINCE = "2026-11-29T13:50:20+00:00"
+#: Rows quoting the EFLNet paper (Yang et al., TGRS 2024, Table I, NUAA-SIRST; its F1 is the best
+#: over thresholds on test, the "best on test" protocol): label -> {column key: value}.
+PAPER_ROWS = {
+    "split_EFLNet": [
+        ("EFLNet paper (38.5 M params, full schedule; P, R at its F1's threshold)",
+         {"precision": 0.882, "recall": 0.858, "best_f1": 0.870}),
+        ("DNANet as reported by the EFLNet paper", {"best_f1": 0.841}),
+    ],
+}
+#: Columns of the reports/nuaa-sirst tables: key -> heading; ``c:`` keys come from the centroid3 results.
+DETAILED_COLUMNS = {
+    "precision": "P (IoU 0.5)", "recall": "R (IoU 0.5)", "f1": "F1 (IoU 0.5, val thr.)",
+    "best_f1": "F1 (IoU 0.5, best on test)", "c:f1": "F1 (centroid 3 px, val thr.)", "ap50": "AP50",
+    "c:iou": "IoU", "c:niou": "nIoU", "c:pd": "Pd", "c:fa_e6": "Fa x1e-6",
+}
+#: Columns of the summary table in the repository's README (split_EFLNet only).
+SUMMARY_COLUMNS = {
+    "precision": "P", "recall": "R", "f1": "F1 (box IoU 0.5, val thr.)",
+    "best_f1": "F1 (box IoU 0.5, best on test)", "c:f1": "F1 (centroid 3 px, val thr.)",
+}
+SUMMARY_FAMILY = "split_EFLNet"
+#: Fa at or above this is printed without decimals.
+FA_WHOLE_FROM = 1000.0
+OLDER_MARK = "†"
+PIXEL_METRICS = ("iou", "niou", "pd", "fa_e6")
+
+BEGIN = "<!-- BEGIN make_reports.py {key}: generated from results/, do not edit by hand -->"
+END = "<!-- END make_reports.py {key} -->"
+
+
+@dataclass
+class Row:
+    """One method on one family: its runs under each matcher (``iou50``, ``centroid3``)."""
+
+    method: str
+    trained: bool
+    runs: dict[str, list[RunResult]]
+
+    def values(self, key: str) -> list[float]:
+        tag = "centroid3" if key.startswith("c:") else "iou50"
+        metric = key.removeprefix("c:")
+        return [r.metrics[metric] for r in self.runs.get(tag, []) if r.metrics.get(metric) is not None]
+
+    @property
+    def seeds(self) -> int:
+        return max(len(v) for v in self.runs.values())
+
+    @property
+    def older_evaluator(self) -> bool:
+        """Pixel metrics not at the fixed level 0.5: created before the change, or matcher-dependent."""
+        created = [r.data.get("created", "") for v in self.runs.values() for r in v]
+        return any(c < PIXEL_LEVEL_FIXED_SINCE for c in created) or bool(self.pixel_disagreements())
+
+    def pixel_disagreements(self) -> list[str]:
+        """Pixel metrics whose ``iou50`` and ``centroid3`` values differ (today's evaluator: none)."""
+        return [k for k in PIXEL_METRICS if self.values(k) != self.values("c:" + k)]
+
+
+def collect(family: str, results: Path = RESULTS) -> list[Row]:
+    """Every method with results on ``family``'s test split, networks first, then by F1 (IoU 0.5)."""
+    rows: dict[str, Row] = {}
+    for tag in MATCHERS:
+        for path in sorted((results / f"{family}-test" / tag).glob("*.json")):
+            result = load_results(path)
+            name = base_method(result)
+            row = rows.setdefault(name, Row(name, bool(TRAINED_STEM.search(path.stem)), {}))
+            row.runs.setdefault(tag, []).append(result)
+    for row in rows.values():
+        if not row.trained and row.seeds > 1:
+            files = [r.path.name for v in row.runs.values() for r in v]
+            raise SystemExit(f"{family}: several results files of {row.method} ({', '.join(files)}); keep one")
+        if row.pixel_disagreements():
+            print(f"note: {family} {row.method}: {', '.join(row.pixel_disagreements())} differ between "
+                  f"iou50 and centroid3 (not at a fixed level): marked {OLDER_MARK}", file=sys.stderr)
+
+    def order(row: Row):
+        if row.trained:
+            rank = TRAINED_ORDER.index(row.method) if row.method in TRAINED_ORDER else len(TRAINED_ORDER)
+            return (0, rank, row.method)
+        f1 = row.values("f1")
+        return (1, -(statistics.mean(f1) if f1 else -1.0), row.method)
+
+    return sorted(rows.values(), key=order)
+
+
+def cell(row: Row, key: str) -> str:
+    values = row.values(key)
+    if not values:
+        return "–"
+    digits = 1 if key == "c:fa_e6" else 3
+    mean = statistics.mean(values)
+    if key == "c:fa_e6" and mean >= FA_WHOLE_FROM:
+        digits = 0
+    text = f"{mean:.{digits}f}"
+    if len(values) > 1:
+        text += f" ± {statistics.stdev(values):.{digits}f}"
+    return text
+
+
+def label(row: Row, family: str) -> str:
+    text = row.method
+    if row.trained:
+        parts = ["ours", TRAINED_NOTES.get((family, row.method))]
+        parts.append(f"{row.seeds} seeds" if row.seeds > 1 else "seed " + seed_of(row))
+        text = f"{row.method} ({', '.join(p for p in parts if p)})"
+    return text + (f" {OLDER_MARK}" if row.older_evaluator else "")
+
+
+def seed_of(row: Row) -> str:
+    match = re.search(r"\(seed\s+(-?\d+)\)", next(iter(row.runs.values()))[0].method)
+    return match.group(1) if match else "?"
+
+
+def markdown_table(rows: list[Row], family: str, columns: dict[str, str]) -> str:
+    lines = ["| method | " + " | ".join(columns.values()) + " |", "|---" * (len(columns) + 1) + "|"]
+    for row in rows:
+        lines.append(f"| {label(row, family)} | " + " | ".join(cell(row, k) for k in columns) + " |")
+    for text, values in PAPER_ROWS.get(family, []):
+        cells = [f"*{values[k]:.3f}*" if k in values else "" for k in columns]
+        lines.append(f"| *{text}* | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def family_heading(rows: list[Row], family: str) -> str:
+    runs = rows[0].runs["iou50"][0].data["counts"] if rows else {}
+    return (f"**{FAMILY_TITLES[family]}; {runs.get('images', '?')} images, "
+            f"{runs.get('gt_targets', '?')} targets)")
+
+
+def replace_block(path: Path, key: str, text: str) -> None:
+    """Replace what lies between the BEGIN/END markers ``key`` in ``path`` with ``text``."""
+    begin, end = BEGIN.format(key=key), END.format(key=key)
+    content = path.read_text()
+    if begin not in content or end not in content:
+        raise SystemExit(f"{path}: markers for {key!r} not found")
+    head, rest = content.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
+
+
+def build_reports(family: str, rows: list[Row], log: Path) -> None:
+    for tag, matcher in MATCHERS.items():
+        paths = [r.path for row in rows for r in row.runs.get(tag, [])]
+        run(["report", *(rel(p) for p in paths), "--out", rel(HERE / f"report_{family}_{tag}"), "--title",
+             f"NUAA-SIRST {family}/test, {matcher} (threshold chosen on {family}/val)", "--force"], log)
+        summarise_seeds(paths, HERE / f"seeds_{family}_{tag}.md", matcher)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tables-only", action="store_true",
+                        help="rewrite the README tables only (no report folders, seeds tables or commands file)")
+    parser.add_argument("--family", choices=FAMILIES, action="append",
+                        help="build the report folders of this family only (repeatable; default: all)")
+    args = parser.parse_args()
+    readme = HERE / "README.md"
+    for family in FAMILIES:
+        rows = collect(family)
+        if not args.tables_only and family in (args.family or FAMILIES):
+            log = HERE / f"commands_report_{family}.txt"
+            log.write_text("")
+            build_reports(family, rows, log)
+        table = markdown_table(rows, family, DETAILED_COLUMNS)
+        replace_block(readme, family, f"{family_heading(rows, family)}\n\n{table}")
+        if family == SUMMARY_FAMILY:
+            replace_block(REPO / "README.md", "nuaa-sirst summary", markdown_table(rows, family, SUMMARY_COLUMNS))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""reports/nuaa-sirst/make_reports.py: README tables built from the results files, not typed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+NUAA_REPORTS = Path(__file__).resolve().parents[1] / "reports" / "nuaa-sirst"
+sys.path.insert(0, str(NUAA_REPORTS))
+import make_reports  # noqa: E402  (a script folder, not a package)
+
+FAMILY = "split_EFLNet"
+EFLNET_SEEDS = ("eflnet-n-seed0", "eflnet-n-seed1", "eflnet-n-seed2")
+
+
+def _copy(results: Path, stem: str, as_stem: str | None = None) -> None:
+    """Copy one method's results (JSON + CSVs, both matchers) from the committed results/."""
+    for tag in make_reports.MATCHERS:
+        src_dir = NUAA_REPORTS / "results" / f"{FAMILY}-test" / tag
+        dst_dir = results / f"{FAMILY}-test" / tag
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        for src in src_dir.glob(f"{stem}.*"):
+            shutil.copy(src, dst_dir / src.name.replace(stem, as_stem or stem, 1))
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    if not (NUAA_REPORTS / "results" / f"{FAMILY}-test" / "iou50" / "tophat.json").is_file():
+        pytest.skip("committed NUAA-SIRST results not present")
+    root = tmp_path / "results"
+    for stem in (*EFLNET_SEEDS, "tophat"):
+        _copy(root, stem)
+    return root
+
+
+def test_seeds_merge_into_mean_std_and_cells_come_from_the_files(results: Path) -> None:
+    rows = make_reports.collect(FAMILY, results)
+    assert [r.method for r in rows] == ["EFLNet-n", "Top-Hat"]
+    eflnet, tophat = rows
+    assert eflnet.trained and eflnet.seeds == 3 and not tophat.trained
+    f1 = [json.loads((results / f"{FAMILY}-test" / "iou50" / f"{s}.json").read_text())["metrics"]["f1"]
+          for s in EFLNET_SEEDS]
+    table = make_reports.markdown_table(rows, FAMILY, make_reports.DETAILED_COLUMNS)
+    assert f"{statistics.mean(f1):.3f} ± {statistics.stdev(f1):.3f}" in table
+    top_f1 = json.loads((results / f"{FAMILY}-test" / "iou50" / "tophat.json").read_text())["metrics"]["f1"]
+    assert "| Top-Hat | " in table and f"{top_f1:.3f}" in table
+    assert "*EFLNet paper" in table and "*0.870*" in table  # the paper rows stay
+
+
+def test_older_evaluator_rows_are_marked(results: Path) -> None:
+    rows = {r.method: r for r in make_reports.collect(FAMILY, results)}
+    assert rows["EFLNet-n"].older_evaluator  # written 2026-11-24, before the fixed pixel level
+    assert not rows["Top-Hat"].older_evaluator  # today's evaluator: pixel metrics agree across matchers
+    centroid = results / f"{FAMILY}-test" / "centroid3" / "tophat.json"
+    data = json.loads(centroid.read_text())
+    data["metrics"]["iou"] = data["metrics"]["iou"] / 2  # as if taken at another level
+    centroid.write_text(json.dumps(data))
+    rows = {r.method: r for r in make_reports.collect(FAMILY, results)}
+    assert rows["Top-Hat"].older_evaluator
+    assert make_reports.label(rows["Top-Hat"], FAMILY).endswith(make_reports.OLDER_MARK)
+
+
+def test_two_files_of_one_model_based_method_are_refused(results: Path) -> None:
+    _copy(results, "tophat", "top-hat")
+    with pytest.raises(SystemExit, match="Top-Hat"):
+        make_reports.collect(FAMILY, results)
+
+
+def test_replace_block_keeps_the_text_around_the_markers(tmp_path: Path) -> None:
+    path = tmp_path / "README.md"
+    begin, end = make_reports.BEGIN.format(key="k"), make_reports.END.format(key="k")
+    path.write_text(f"before\n{begin}\nold table\n{end}\nafter\n")
+    make_reports.replace_block(path, "k", "new table")
+    assert path.read_text() == f"before\n{begin}\nnew table\n{end}\nafter\n"
+    with pytest.raises(SystemExit, match="markers"):
+        make_reports.replace_block(path, "other", "x")
