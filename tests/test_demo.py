@@ -26,6 +26,9 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
         assert data["split"] == "split_synth/test"
         assert 0.0 <= data["metrics"]["recall"] <= 1.0
     assert (out / "report" / "index.html").stat().st_size > 10_000
+    # EFLNet trains with augmentation: flips, photometric jitter and target-keeping crops.
+    args = json.loads((out / "runs" / "eflnet-n" / "args.json").read_text())
+    assert args["augment"] is True and args["crop"] == 0.5 and args["fliplr"] > 0 and args["scale"] == 0
     table = (out / "report" / "tables" / "main.md").read_text()
     assert all(method in table for method in methods)
     # It ends with the comparison table in the terminal.

@@ -6,12 +6,14 @@ the input side ``S``), its binary mask, and its target boxes. One batch is augme
 
 1. **mosaic** (probability ``mosaic`` per image): four training images at full resolution on a
    ``2 Sb x 2 Sb`` canvas (the drawn image top-left, three random others);
-2. **affine** (every image): a window of the canvas is resampled onto the ``S x S`` input with
-   pixel scale ``a`` (output px per canvas px) drawn from ``[1 - scale, 1 + scale]``, centred at
-   ``c = canvas / 2 + u * span`` with ``u`` in ``[-1, 1]`` per axis and ``span = max(0, (canvas - S / a)
-   / 2) + translate * S / a`` (so the window moves freely inside a larger canvas: ``base_size``
-   random crops and mosaic centres), and flipped left-right / up-down with probabilities
-   ``fliplr`` / ``flipud``;
+2. **window** (every image): a square window of the canvas is resampled onto the ``S x S``
+   input with pixel scale ``a`` (output px per canvas px), then flipped left-right / up-down with
+   probabilities ``fliplr`` / ``flipud``. With probability ``crop`` the window is a
+   **target-keeping crop** (side ``f S``, ``f`` in ``[crop_min_side, 1]``, grown to hold the union
+   box of the image's targets and placed so that it holds it: every target stays whole, zoomed
+   in by ``a = S / side``); otherwise it is the scale/translate jitter (``a`` drawn from
+   ``[1 - scale, 1 + scale]``, centre moved by up to ``translate`` of the window; targets may
+   leave it). :mod:`.crop` computes both;
 3. **mixup** (probability ``mixup``): the image blended with another image of the batch with a
    ratio ``r ~ Beta(32, 32)`` (as the YOLO code bases draw it), the masks united and the boxes joined;
 4. **photometric**: HSV value gain ``v`` from ``[1 - hsv_v, 1 + hsv_v]``; contrast, brightness and
@@ -23,10 +25,14 @@ the input side ``S``), its binary mask, and its target boxes. One batch is augme
 Geometry in continuous pixel-edge coordinates: a canvas edge coordinate ``x`` lands at
 ``u = a (x - c) + S / 2`` (flipped: ``S - u``). Boxes are mapped with that formula exactly and
 clipped to the input; a box with less than :data:`MIN_VISIBLE_FRACTION` of its area left inside
-is dropped. Images are resampled bilinearly after a box pre-filter of width ``ceil(1 / a)`` when
-shrinking (so a one-pixel target keeps its energy instead of falling between samples); masks by
-nearest sampling after a max filter of the same width (so a target's pixels cannot vanish when its
-box survives). The identity window (no mosaic, scale 1, centred, no flip) copies the pixels exactly.
+is dropped. When shrinking (``a < 1``) images are area-averaged over each output pixel's
+footprint (a separable box filter of width ``1 / a`` canvas px, fractional weights at its ends)
+before bilinear sampling, so a one-pixel target keeps its energy without being blurred more
+than the zoom-out itself does; an output mask pixel is foreground when its footprint holds a
+foreground canvas pixel (the letterbox's rule: a target's pixels cannot vanish when its box
+survives, and it grows by under one output pixel). A window at
+``a = 1`` lies on whole canvas pixels: the identity window (no mosaic, scale 1, centred, no
+flip) copies the pixels exactly, a translated one shifts them exactly.
 
 All random draws of one batch come from one ``numpy`` generator seeded by
 ``(seed, epoch, iteration, rank)`` (:func:`batch_generator`): the augmentation is a function of
@@ -41,6 +47,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .crop import crop_windows, jitter_windows
+from .resample import area_prefilter, sample_mask
 
 #: Beta distribution parameter of the mixup ratio (``r ~ Beta(MIXUP_BETA, MIXUP_BETA)``).
 MIXUP_BETA = 32.0
@@ -73,6 +82,11 @@ class AugmentConfig:
         Contrast factor drawn from ``[1 - contrast, 1 + contrast]``, about each image's mean.
     noise : float
         Largest standard deviation of added Gaussian noise; drawn from ``[0, noise]``.
+    crop : float
+        Probability of a target-keeping crop window instead of the scale/translate jitter.
+    crop_min_side : float
+        Smallest crop side as a fraction of the input side (in (0, 1]): a crop zooms in by up to
+        ``1 / crop_min_side``.
     """
 
     fliplr: float = 0.5
@@ -87,11 +101,13 @@ class AugmentConfig:
     brightness: float = 0.1
     contrast: float = 0.2
     noise: float = 0.02
+    crop: float = 0.5
+    crop_min_side: float = 0.6
 
     @classmethod
     def off(cls) -> AugmentConfig:
         """No augmentation: the letterboxed image as it is."""
-        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, crop=0.0, crop_min_side=1.0)
 
 
 @dataclass(frozen=True)
@@ -106,6 +122,8 @@ class BatchDraws:
     mixup : ndarray (B,) bool; ``mixup_partner``: ndarray (B,) int (index in the batch); ``mixup_ratio``: (B,)
     value_gain, contrast, brightness, noise_sigma : ndarray (B,) float
     noise_seed : int (seed of the noise tensor's torch generator)
+    crop : ndarray (B,) bool; ``crop_side``: ndarray (B,) float, crop side over the input side
+        (the crop's position is ``(centre + 1) / 2``: a crop image has no jitter centre)
     """
 
     mosaic: np.ndarray
@@ -122,6 +140,8 @@ class BatchDraws:
     brightness: np.ndarray
     noise_sigma: np.ndarray
     noise_seed: int
+    crop: np.ndarray
+    crop_side: np.ndarray
 
 
 def batch_generator(seed: int, epoch: int, iteration: int, rank: int = 0) -> np.random.Generator:
@@ -152,6 +172,8 @@ def draw(rng: np.random.Generator, batch: int, dataset_size: int, config: Augmen
         brightness=config.brightness * (2.0 * uniform[9] - 1.0),
         noise_sigma=config.noise * uniform[10],
         noise_seed=int(rng.integers(0, 2**62)),
+        crop=uniform[11] < config.crop,
+        crop_side=config.crop_min_side + (1.0 - config.crop_min_side) * uniform[12],
     )
 
 
@@ -196,20 +218,24 @@ def _affine_theta(scale, centre_px, canvas: int, out: int, fliplr, flipud) -> to
     return torch.stack([row_x, row_y], dim=1)
 
 
-def _prefilter(x: torch.Tensor, scale: np.ndarray, op: str) -> torch.Tensor:
-    """Box-average (``op="mean"``) or max (``"max"``) filter of width ``ceil(1 / a)`` where ``a < 1``."""
-    widths = np.where(scale < 1.0, np.ceil(1.0 / np.maximum(scale, 1e-6) - 1e-9), 1).astype(int)
-    out = x
-    for width in sorted(set(widths.tolist()) - {1}):
-        rows = torch.as_tensor(np.flatnonzero(widths == width), device=x.device)
-        k = 2 * (width // 2) + 1  # odd kernel covering the footprint, centred
-        part = x.index_select(0, rows)
-        if op == "max":
-            part = F.max_pool2d(part, k, stride=1, padding=k // 2)
-        else:
-            part = F.avg_pool2d(part, k, stride=1, padding=k // 2, count_include_pad=False)
-        out = out.index_copy(0, rows, part)
-    return out
+def window_geometry(
+    draws: BatchDraws, rows: np.ndarray, union: np.ndarray, canvas: int, out_size: int, translate: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel scales ``(R,)`` and window centres ``(R, 2)`` canvas px of the images ``rows`` of a batch.
+
+    Crop images (``draws.crop``) get :func:`.crop.crop_windows` around ``union`` (their targets'
+    union boxes ``(R, 4)``, canvas px), the others :func:`.crop.jitter_windows`.
+    """
+    scale = np.asarray(draws.scale[rows], np.float64)
+    centre_px = jitter_windows(scale, draws.centre[rows], canvas, out_size, translate)
+    crop = np.asarray(draws.crop[rows], bool)
+    if crop.any():
+        crop_scale, crop_centre = crop_windows(
+            union[crop], canvas, out_size, draws.crop_side[rows][crop], (draws.centre[rows][crop] + 1.0) / 2.0
+        )
+        scale, centre_px = scale.copy(), centre_px.copy()
+        scale[crop], centre_px[crop] = crop_scale, crop_centre
+    return scale, centre_px
 
 
 def affine_window(
@@ -219,10 +245,9 @@ def affine_window(
     valid: torch.Tensor,
     *,
     scale: np.ndarray,
-    centre: np.ndarray,
+    centre_px: np.ndarray,
     fliplr: np.ndarray,
     flipud: np.ndarray,
-    translate: float,
     out_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Resample a window of each canvas onto the ``S x S`` input (see the module docstring).
@@ -231,8 +256,11 @@ def affine_window(
     ----------
     images : Tensor (B, 1, W, W) float; masks : Tensor (B, 1, W, W) float in {0, 1}
     boxes : Tensor (B, T, 4) ``[x0, y0, x1, y1]`` canvas px; valid : Tensor (B, T) bool
-    scale, centre, fliplr, flipud : ndarray (B,), (B, 2), (B,), (B,)
-        Draws of :func:`draw` (``centre`` in ``[-1, 1]``).
+    scale : ndarray (B,)
+        Pixel scale ``a`` (output px per canvas px).
+    centre_px : ndarray (B, 2)
+        Window centres ``c``, canvas px (:func:`window_geometry`).
+    fliplr, flipud : ndarray (B,) bool
 
     Returns
     -------
@@ -241,22 +269,19 @@ def affine_window(
     canvas = images.shape[-1]
     device, dtype = images.device, images.dtype
     a = np.asarray(scale, np.float64)
+    centre_px = np.asarray(centre_px, np.float64)
     flips = np.any(np.asarray(fliplr, bool)) or np.any(np.asarray(flipud, bool))
-    if canvas == out_size and np.all(a == 1.0) and not np.any(centre) and not flips:
+    if canvas == out_size and np.all(a == 1.0) and np.all(centre_px == canvas / 2.0) and not flips:
         return images, masks, boxes, valid  # the identity window: exact, no resampling
-    span = np.maximum(0.0, (canvas - out_size / a) / 2.0) + translate * out_size / a
-    centre_px = canvas / 2.0 + np.asarray(centre, np.float64) * span[:, None]  # (B, 2)
     a_t = torch.as_tensor(a, dtype=torch.float64)
     c_t = torch.as_tensor(centre_px, dtype=torch.float64)
     lr_t, ud_t = torch.as_tensor(np.asarray(fliplr, bool)), torch.as_tensor(np.asarray(flipud, bool))
     theta = _affine_theta(a_t, c_t, canvas, out_size, lr_t, ud_t).to(device, dtype)
     grid = F.affine_grid(theta, [images.shape[0], 1, out_size, out_size], align_corners=False)
     image_out = F.grid_sample(
-        _prefilter(images, a, "mean"), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        area_prefilter(images, a), grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
-    mask_out = F.grid_sample(
-        _prefilter(masks, a, "max"), grid, mode="nearest", padding_mode="zeros", align_corners=False
-    )
+    mask_out = sample_mask(masks, grid, a)
     # Boxes: u = a (x - c) + S / 2, flipped u -> S - u (and the edges swap).
     a_b = a_t.to(device, boxes.dtype)[:, None]
     cx, cy = c_t[:, 0].to(device, boxes.dtype)[:, None], c_t[:, 1].to(device, boxes.dtype)[:, None]
@@ -294,8 +319,9 @@ def augment_batch(
 
     Parameters
     ----------
-    data : TrainTensors
-        ``images (N, 1, Sb, Sb)``, ``masks (N, 1, Sb, Sb)``, ``boxes (N, T, 4)``, ``valid (N, T)``.
+    data : LetterboxedTensors
+        ``images (N, 1, Sb, Sb)``, ``masks (N, 1, Sb, Sb)``, ``boxes (N, T, 4)``, ``valid (N, T)``;
+        ``target_union(indices)``: union boxes ``(B, 4)`` of the images' targets (host ``numpy``).
     indices : ndarray (B,) int
         Training-set indices of the batch.
     draws : BatchDraws
@@ -342,17 +368,19 @@ def augment_batch(
     out_masks = masks.new_zeros((b, 1, out_size, out_size))
     out_boxes = boxes.new_zeros((b, t_out, 4))
     out_valid = torch.zeros((b, t_out), dtype=torch.bool, device=device)
+    # The drawn image's targets (a mosaic's top-left tile: same canvas px) are what a crop keeps.
+    union = data.target_union(indices) if draws.crop.any() else np.full((b, 4), np.nan)
     for rows, (im, mk, bx, vd) in parts:
+        scale, centre_px = window_geometry(draws, rows, union[rows], im.shape[-1], out_size, config.translate)
         im, mk, bx, vd = affine_window(
             im,
             mk,
             bx,
             vd,
-            scale=draws.scale[rows],
-            centre=draws.centre[rows],
+            scale=scale,
+            centre_px=centre_px,
             fliplr=draws.fliplr[rows],
             flipud=draws.flipud[rows],
-            translate=config.translate,
             out_size=out_size,
         )
         sel = torch.as_tensor(rows, device=device)
@@ -414,7 +442,9 @@ def pixel_scale_bounds(config: AugmentConfig) -> tuple[float, float]:
 
 def check_augment(config: AugmentConfig) -> None:
     """Raise ``ValueError`` for a setting out of range (probabilities in [0, 1], scale in [0, 1))."""
-    for name in ("fliplr", "flipud", "mosaic", "mixup"):
+    if not 0.0 < config.crop_min_side <= 1.0:
+        raise ValueError(f"crop_min_side {config.crop_min_side}: must be in (0, 1]")
+    for name in ("fliplr", "flipud", "mosaic", "mixup", "crop"):
         value = getattr(config, name)
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} {value}: must be in [0, 1]")

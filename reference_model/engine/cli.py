@@ -131,6 +131,14 @@ def _explicit(ctx: click.Context) -> set[str]:
 @click.option("--fliplr", default=0.5, show_default=True, type=float, help="Left-right flip probability.")
 @click.option("--flipud", default=0.5, show_default=True, type=float, help="Up-down flip probability.")
 @click.option(
+    "--crop", default=0.5, show_default=True, type=float,
+    help="Probability of a target-keeping crop (all targets kept, zoom-in) instead of scale/translate.",
+)
+@click.option(
+    "--crop-min-side", default=0.6, show_default=True, type=float,
+    help="Smallest crop side, fraction of --imgsz (zoom-in up to 1 / this).",
+)
+@click.option(
     "--base-size", default=None, type=int,
     help="Letterbox onto this side and cut random --imgsz windows (default: letterbox to --imgsz).",
 )

@@ -28,6 +28,9 @@ RESUME_MAY_CHANGE = ("epochs", "device", "workers", "resume", "out", "progress",
 #: Name of a run's last checkpoint in its folder.
 LAST_NAME = "last.pt"
 #: ``TrainConfig`` fields a recipe may not set (where and how a run executes, not what it trains).
+#: Engine augmentations newer than the authors' recipes: a recipe that does not name one gets this
+#: value instead of the engine default, so it keeps reproducing its authors' augmentation.
+RECIPE_UNNAMED_AUGMENTATION = {"crop": 0.0}
 NOT_RECIPE_FIELDS = ("root", "dataset", "split", "model", "model_overrides", "device", "out", "resume",
                      "recipe", "progress", "image_dir", "mask_dir", "mask_suffix", "workers", "skip_defects")
 
@@ -59,8 +62,10 @@ class TrainConfig:
         Gradient accumulation: one optimizer step per ``round(nominal_batch / (batch x processes))``
         batches (at least 1), weight decay scaled by ``batch x processes x steps / nominal_batch``
         (as the YOLO code bases do); ``None``: one step per batch.
-    mosaic, mixup, scale, translate, hsv_h, hsv_s, hsv_v, fliplr, flipud : float
-        Augmentation (:class:`~.augment.AugmentConfig`); ignored with ``augment=False``.
+    mosaic, mixup, scale, translate, hsv_h, hsv_s, hsv_v, fliplr, flipud, crop, crop_min_side : float
+        Augmentation (:class:`~.augment.AugmentConfig`); ignored with ``augment=False``. ``crop``:
+        probability of a target-keeping crop (every target kept whole, zoomed in by up to
+        ``1 / crop_min_side``) instead of the scale/translate jitter.
     base_size : int or None
         Images are letterboxed onto a ``base_size`` canvas and random ``imgsz`` windows are cut
         from it (``None``: letterboxed to ``imgsz``).
@@ -126,6 +131,8 @@ class TrainConfig:
     hsv_v: float = 0.0
     fliplr: float = 0.5
     flipud: float = 0.5
+    crop: float = 0.5
+    crop_min_side: float = 0.6
     base_size: int | None = None
     fitness: str = "f1"
     recipe: str | None = None
@@ -206,7 +213,8 @@ class TrainConfig:
         """The augmentation of this run (:meth:`AugmentConfig.off` with ``augment=False``)."""
         if not self.augment:
             return AugmentConfig.off()
-        names = ("fliplr", "flipud", "scale", "translate", "mosaic", "mixup", "hsv_h", "hsv_s", "hsv_v")
+        names = ("fliplr", "flipud", "scale", "translate", "mosaic", "mixup", "hsv_h", "hsv_s", "hsv_v", "crop",
+                 "crop_min_side")
         return AugmentConfig(**{name: float(getattr(self, name)) for name in names})
 
 
@@ -223,9 +231,10 @@ def changed_fields(config: TrainConfig) -> set[str]:
 def apply_recipe(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, dict | None]:
     """``config`` with its model's ``RECIPES[config.recipe]`` applied, and the recipe's record.
 
-    Recipe training settings fill every field not in ``explicit``; recipe model options are
-    builder keywords under ``config.model_overrides`` (explicit switches win). Returns
-    ``(config, None)`` without a recipe.
+    Recipe training settings fill every field not in ``explicit``; an augmentation of
+    :data:`RECIPE_UNNAMED_AUGMENTATION` the recipe does not name is off (unless explicit); recipe
+    model options are builder keywords under ``config.model_overrides`` (explicit switches win).
+    Returns ``(config, None)`` without a recipe.
 
     Raises
     ------
@@ -250,7 +259,8 @@ def apply_recipe(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, 
     forbidden = sorted(set(recipe.train) & set(NOT_RECIPE_FIELDS))
     if forbidden:
         raise InputError(f"recipe {recipe.name!r} of {config.model}: may not set {', '.join(forbidden)}")
-    updates = {k: v for k, v in recipe.train.items() if k not in explicit}
+    settings = {**RECIPE_UNNAMED_AUGMENTATION, **recipe.train}
+    updates = {k: v for k, v in settings.items() if k not in explicit}
     overrides = {**dict(recipe.model_options), **dict(config.model_overrides)}
     return replace(config, **updates, model_overrides=overrides), recipe.to_dict()
 

@@ -26,6 +26,7 @@ from irstd_bench.datasets import Dataset, Sample, load_ground_truth, read_sample
 from irstd_bench.errors import InputError
 from irstd_bench.targets import DEFAULT_THRESHOLD, mask_to_targets
 
+from .crop import target_union
 from .transforms import Letterbox
 
 
@@ -184,6 +185,9 @@ class LetterboxedTensors:
     valid : Tensor (N, T) bool, which rows of ``boxes`` are targets
     meta : list of dict
         Per image ``{"stem": str, "letterbox": Letterbox}`` (native <-> input mapping).
+    union : ndarray (N, 4) float64 or None
+        Union box of each image's targets, input px, on the host (NaN: no target); ``None``:
+        computed from ``boxes`` when first asked for (:meth:`target_union`).
     """
 
     images: torch.Tensor
@@ -191,6 +195,13 @@ class LetterboxedTensors:
     boxes: torch.Tensor
     valid: torch.Tensor
     meta: list[dict]
+    union: np.ndarray | None = None
+
+    def target_union(self, indices: np.ndarray) -> np.ndarray:
+        """Union boxes ``(B, 4)`` of the targets of images ``indices`` (host; no device copy once known)."""
+        if self.union is None:
+            self.union = target_union(self.boxes, self.valid)
+        return self.union[np.asarray(indices, np.int64)]
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -236,6 +247,7 @@ def load_letterboxed(
         boxes=boxes.to(device),
         valid=valid.to(device),
         meta=[{"stem": it["stem"], "letterbox": it["letterbox"]} for it in items],
+        union=target_union(boxes, valid),
     )
 
 
