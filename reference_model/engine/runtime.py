@@ -1,4 +1,5 @@
-"""Process-level pieces of a run: torch's global settings (restored afterwards), the optimizer, the loss check."""
+"""Process-level pieces of a run: torch's global settings (restored afterwards), the AMP dtype, the
+optimizer, the loss check."""
 
 from __future__ import annotations
 
@@ -44,6 +45,13 @@ def torch_settings(config: TrainConfig):
         torch.use_deterministic_algorithms(saved_det, warn_only=saved_warn)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved_cudnn
         torch.set_num_threads(saved_threads)
+
+
+def amp_dtype_for(device: torch.device, amp: bool) -> torch.dtype | None:
+    """Autocast dtype of a run: bfloat16 where the GPU has it, else float16; ``None`` off CUDA or without ``amp``."""
+    if amp and device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
 
 
 def param_groups(model: nn.Module, weight_decay: float, skip: nn.Module | None = None) -> list[dict]:

@@ -1,4 +1,7 @@
-"""The training loop shared by detectors and segmenters.
+"""The training loop shared by detectors and segmenters: set-up order, iterations, epochs, checkpoints.
+
+What a run builds before its first epoch is :mod:`.run_setup`'s, the validation pass
+:mod:`.validation`'s, the run folder's files :mod:`.run_files`'s; this module runs them in order.
 
 >>> from reference_model.engine import TrainConfig, train                        # doctest: +SKIP
 >>> result = train(TrainConfig(root="data/NUAA-SIRST", dataset="nuaa", split="idx_427",
@@ -27,10 +30,8 @@ runs take one process and no gradient accumulation.
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -40,23 +41,11 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from irstd_bench._io import write_text_atomic
-from irstd_bench._outputs import (
-    MANIFEST_NAME,
-    check_folder_replaceable,
-    missing_ancestors,
-    remove_empty,
-    write_manifest,
-)
-from irstd_bench.datasets import open_dataset
+from irstd_bench._outputs import write_manifest
 from irstd_bench.errors import InputError
-from irstd_bench.evaluate import evaluate
 
-from .adversary import Adversary, adversary_of
 from .augment import augment_batch, batch_generator, draw, split_targets
 from .checkpoint import (
     CHECKPOINT_FORMAT,
@@ -68,26 +57,25 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import LAST_NAME, TrainConfig, apply_recipe, changed_fields, resume_config
-from .data import ground_truth, load_letterboxed, plan_splits
 from .distributed import DistContext, init_distributed, shutdown_distributed
-from .ema import ModelEMA
-from .fitness import ap50_95, fitness
-from .predict import autocast_context, predict_batch
-from .run_files import csv_text, jsonable
-from .runtime import build_optimizer, finite_sum, torch_settings
-from .schedule import WarmupSchedule
+from .fitness import fitness
+from .predict import autocast_context
+from .run_files import (
+    BEST_NAME,
+    check_new_run_folder,
+    jsonable,
+    open_run_folder,
+    remove_unfinished_run,
+    results_row,
+    write_args,
+    write_results_csv,
+)
+from .run_setup import build_optimization, load_run_data, restore_optimization, resumed_progress
+from .runtime import finite_sum, torch_settings
+from .validation import validation_metrics
 
 #: Gradients are clipped to this global L2 norm.
 MAX_GRAD_NORM = 10.0
-#: Score threshold given to ``postprocess`` during validation (the evaluator applies ``val_conf``).
-VALIDATION_POSTPROCESS_CONF = 0.001
-#: Validation metrics kept per task (``None`` where undefined, e.g. precision without predictions).
-VALIDATION_KEYS = {
-    "detect": ("f1", "precision", "recall", "best_f1", "ap50"),
-    "segment": ("f1", "precision", "recall", "best_f1", "iou", "niou", "pd", "fa_e6"),
-}
-
-BEST_NAME, CSV_NAME, ARGS_NAME = "best.pt", "results.csv", "args.json"
 
 
 @dataclass
@@ -134,17 +122,8 @@ class Trainer:
         config.check()
         self.config = config
         self.out = Path(config.out or Path("runs") / "train")
-        if self.checkpoint is None and (self.out / LAST_NAME).exists() and not force:
-            raise InputError(
-                f"--out {self.out}: already holds a run ({LAST_NAME}); use --resume {self.out}, --force "
-                "or another --out"
-            )
-        self.replace_earlier = False
-        if self.checkpoint is None:
-            # A new run writes args.json, results.csv, last.pt and best.pt: never over a user's
-            # files; an earlier run (its manifest lists every file) is replaced only with --force.
-            check_folder_replaceable(self.out, force=force)
-            self.replace_earlier = self.out.is_dir() and any(self.out.iterdir())
+        # A new run never writes over a user's files, nor over an earlier run without --force.
+        self.replace_earlier = self.checkpoint is None and check_new_run_folder(self.out, force=force)
         self.device = ctx.device
 
     # ---------------------------------------------------------------- setup
@@ -155,55 +134,11 @@ class Trainer:
         torch.manual_seed(seed)
 
     def _data(self) -> None:
-        cfg = self.config
-        ds = open_dataset(
-            cfg.root,
-            cfg.dataset,
-            image_dir=cfg.image_dir,
-            mask_dir=cfg.mask_dir,
-            mask_suffix=cfg.mask_suffix,
-            skip_defects=cfg.skip_defects,
-        )
-        plan = plan_splits(ds, cfg.split)
-        if plan.val_is_test:
-            _log(
-                self.ctx,
-                f"warning: split family {plan.family!r} has no val split; validating on {plan.val} "
-                "(best.pt is then selected on the test set)",
-            )
-        train_samples = ds.samples(plan.train)
-        val_samples = ds.samples(plan.val)
-        self.dataset, self.plan = ds, plan
-        self.augment = cfg.augment_config()
-        self.train_data = load_letterboxed(
-            train_samples,
-            cfg.base_size or cfg.imgsz,
-            self.device,
-            dataset=ds,
-            resize_masks=cfg.resize_masks,
-            workers=cfg.workers,
-        )
-        n_targets = self.train_data.n_targets
-        if n_targets == 0:
-            raise InputError(f"{ds.root}: training split {plan.train} has no targets in its masks")
-        self.sampler = DistributedSampler(
-            range(len(self.train_data)),
-            num_replicas=self.ctx.world_size,
-            rank=self.ctx.rank,
-            shuffle=True,
-            seed=cfg.seed,
-            drop_last=False,
-        )
-        if self.ctx.is_main:
-            self.val_data = load_letterboxed(
-                val_samples, cfg.imgsz, self.device, dataset=ds, resize_masks=cfg.resize_masks, workers=cfg.workers
-            )
-            self.val_truth = ground_truth(val_samples, ds, cfg.resize_masks)
-        _log(
-            self.ctx,
-            f"{ds.layout.title} at {ds.root}: train {plan.train} ({len(train_samples)} images, {n_targets} "
-            f"targets), val {plan.val} ({len(val_samples)} images)",
-        )
+        """The dataset, split plan, augmentation settings, training tensors, sampler, validation data."""
+        data = load_run_data(self.config, self.ctx, lambda message: _log(self.ctx, message))
+        self.dataset, self.plan, self.augment = data.dataset, data.plan, data.augment
+        self.train_data, self.sampler = data.train_data, data.sampler
+        self.val_data, self.val_truth = data.val_data, data.val_truth
 
     def _model(self) -> None:
         """Build the model (first, so a bad name or keyword fails before any data is read)."""
@@ -227,70 +162,16 @@ class Trainer:
     def _optimization(self) -> None:
         """DDP wrapper, EMA, optimizer, accumulation, schedule and AMP; restores their state when resuming."""
         cfg, ckpt = self.config, self.checkpoint
-        self.ema = ModelEMA(self.raw, decay=cfg.ema_decay) if cfg.ema else None
-        if self.ctx.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DistributedDataParallel(self.raw, device_ids=ids)
-        else:
-            self.model = self.raw
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
-        images_per_batch = cfg.batch * self.ctx.world_size
-        self.accumulate = max(1, round(cfg.nominal_batch / images_per_batch)) if cfg.nominal_batch else 1
-        weight_decay = cfg.base_weight_decay
-        if cfg.nominal_batch:
-            weight_decay *= images_per_batch * self.accumulate / cfg.nominal_batch
-        self.optimizer = build_optimizer(self.raw, cfg, weight_decay, skip=adversary_of(self.raw))
         per_epoch = self.iterations_per_epoch()
-        warmup = max(round(cfg.warmup_epochs * per_epoch), int(cfg.warmup_iters))
-
-        def schedule(optimizer: torch.optim.Optimizer) -> WarmupSchedule:
-            return WarmupSchedule(
-                optimizer,
-                cfg.epochs * per_epoch,
-                warmup,
-                kind=cfg.schedule,
-                final_factor=cfg.lr_final_ratio,
-                poly_power=cfg.poly_power,
-            )
-
-        self.scheduler = schedule(self.optimizer)
-        self.adversary = Adversary.build(self.raw, cfg, weight_decay, schedule)
-        if self.adversary is not None:
-            self._check_adversarial()
-        self.amp_dtype = None
-        if cfg.amp and self.device.type == "cuda":
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        opt = build_optimization(self.raw, cfg, self.ctx, per_epoch, self.model_name)
+        self.ema, self.model, self.forward, self.accumulate = opt.ema, opt.model, opt.forward, opt.accumulate
+        self.optimizer, self.scheduler, self.adversary = opt.optimizer, opt.scheduler, opt.adversary
+        self.amp_dtype, self.scaler = opt.amp_dtype, opt.scaler
         self.start_epoch, self.best_fitness, self.best_metrics, self.history = 0, None, {}, []
         if ckpt is not None:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-            self.scheduler.load_state_dict(ckpt["scheduler"])
-            self.scheduler.set_total_steps(cfg.epochs * per_epoch)  # --epochs may extend a run
-            if self.ema is not None and ckpt.get("ema"):
-                self.ema.load_state_dict(ckpt["ema"])
-            if ckpt.get("scaler"):
-                self.scaler.load_state_dict(ckpt["scaler"])
-            if self.adversary is not None:
-                self.adversary.load_state_dict(ckpt.get("adversary"), self.resume_path, cfg.epochs * per_epoch)
-            self.start_epoch = int(ckpt["epoch"])
-            self.best_fitness = ckpt.get("best_fitness")
-            self.best_metrics = dict(ckpt.get("best_metrics") or {})
-            self.history = list(ckpt.get("history") or [])
-            if self.start_epoch >= cfg.epochs:
-                raise InputError(
-                    f"{self.resume_path}: run already finished {self.start_epoch} of {cfg.epochs} epochs "
-                    "(give a larger --epochs to continue it)"
-                )
-
-    def _check_adversarial(self) -> None:
-        """An adversarial run steps the discriminator once per batch, in one process."""
-        if self.ctx.enabled:
-            raise InputError(f"model {self.model_name} trains adversarially: run it in one process (not torchrun)")
-        if self.accumulate != 1:
-            raise InputError(
-                f"model {self.model_name} trains adversarially (one discriminator and one generator step per "
-                f"batch): --nominal-batch {self.config.nominal_batch} would accumulate {self.accumulate} batches"
-            )
+            restore_optimization(opt, ckpt, cfg.epochs * per_epoch, self.resume_path)
+            progress = resumed_progress(ckpt, cfg.epochs, self.resume_path)
+            self.start_epoch, self.best_fitness, self.best_metrics, self.history = progress
 
     def setup(self) -> None:
         """Seed, model, data, optimization (what :meth:`run` does before the first epoch)."""
@@ -402,33 +283,18 @@ class Trainer:
         n_total = max(float(totals[-1]), 1.0)
         return {k: float(totals[i]) / n_total for i, k in enumerate(keys)}
 
-    @torch.no_grad()
     def validate(self) -> dict:
         """Target-level metrics of the EMA (or raw) model on the validation split, native pixels."""
         model = self.ema.module if self.ema is not None else self.raw
-        was_training = model.training
-        model.eval()
-        predictions = []
-        data, b = self.val_data, self.config.batch
-        for start in range(0, len(data), b):
-            images = data.images[start : start + b].expand(-1, 3, -1, -1)
-            predictions.extend(
-                predict_batch(
-                    model,
-                    images.contiguous(memory_format=self.memory_format),
-                    data.meta[start : start + b],
-                    conf=VALIDATION_POSTPROCESS_CONF,
-                    amp_dtype=self.amp_dtype,
-                )
-            )
-        model.train(was_training)
-        cfg = self.config
-        result = evaluate(self.val_truth, predictions, matcher=cfg.matcher, conf=cfg.val_conf)
-        metrics = {k: result.metrics.get(k) for k in VALIDATION_KEYS[self.task]}
-        if cfg.fitness == "ap":
-            metrics["ap50"] = result.metrics.get("ap50")
-            metrics["ap50_95"] = ap50_95(self.val_truth, predictions, conf=cfg.val_conf)
-        return metrics
+        return validation_metrics(
+            model,
+            self.val_data,
+            self.val_truth,
+            self.config,
+            self.task,
+            memory_format=self.memory_format,
+            amp_dtype=self.amp_dtype,
+        )
 
     def _checkpoint(self, epoch: int, metrics: dict) -> dict:
         cfg = self.config
@@ -458,9 +324,6 @@ class Trainer:
             checkpoint["adversary"] = self.adversary.state_dict()
         return checkpoint
 
-    def _write_csv(self) -> None:
-        write_text_atomic(self.out / CSV_NAME, csv_text(self.history))
-
     def _write_args(self) -> None:
         info = {
             **jsonable(asdict(self.config)),
@@ -477,18 +340,14 @@ class Trainer:
             "device": str(self.device),
             "amp_dtype": None if self.amp_dtype is None else str(self.amp_dtype).replace("torch.", ""),
         }
-        write_text_atomic(self.out / ARGS_NAME, json.dumps(info, indent=2) + "\n")
+        write_args(self.out, info)
 
     def run(self) -> TrainResult:
         new_run = self.checkpoint is None
         self.setup()
         created: list[Path] = []
         if self.ctx.is_main:
-            if self.replace_earlier:
-                # Checked again just before deleting: a file added since __init__ must not go.
-                check_folder_replaceable(self.out, force=True)
-                shutil.rmtree(self.out)
-            created = _make_run_folder(self.out)
+            created = open_run_folder(self.out, replace_earlier=self.replace_earlier)
             self._write_args()
             write_manifest(self.out, "train")
         try:
@@ -496,9 +355,7 @@ class Trainer:
         except BaseException:
             # A run that failed before its first checkpoint leaves nothing (no lone args.json).
             if self.ctx.is_main and new_run and not (self.out / LAST_NAME).exists():
-                for name in (ARGS_NAME, CSV_NAME, MANIFEST_NAME):
-                    (self.out / name).unlink(missing_ok=True)
-                remove_empty(created)
+                remove_unfinished_run(self.out, created)
             raise
 
     def _epochs(self) -> TrainResult:
@@ -522,16 +379,13 @@ class Trainer:
                         self.best_fitness, self.best_metrics = score, dict(metrics, epoch=epoch + 1)
                 else:
                     improved = False
-                row = {"epoch": epoch + 1, "lr": self.scheduler.last_lr()}
-                row.update({f"train/{k}": v for k, v in losses.items()})
-                row.update({f"val/{k}": v for k, v in metrics.items()})
-                row["time_s"] = time.perf_counter() - start
-                self.history.append(row)
+                seconds = time.perf_counter() - start
+                self.history.append(results_row(epoch + 1, self.scheduler.last_lr(), losses, metrics, seconds))
                 checkpoint = self._checkpoint(epoch, metrics)
                 save_checkpoint(self.out / LAST_NAME, checkpoint)
                 if improved:
                     save_checkpoint(self.out / BEST_NAME, checkpoint)
-                self._write_csv()
+                write_results_csv(self.out, self.history)
                 write_manifest(self.out, "train")
                 summary = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
                 shown = {k: v for k, v in metrics.items() if k in ("f1", "ap50", "ap50_95", "iou") and v is not None}
@@ -548,16 +402,6 @@ class Trainer:
             best_metrics=dict(self.best_metrics),
             history=list(self.history),
         )
-
-
-def _make_run_folder(out: Path) -> list[Path]:
-    """Create the run folder (and parents); return the folders created, deepest first."""
-    created = ([out.absolute()] if not out.exists() else []) + missing_ancestors(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"--out {out}: cannot create the run folder ({exc.strerror or exc})") from None
-    return created
 
 
 def train(
