@@ -286,6 +286,7 @@ def predict(
         predict_samples,
         write_predictions,
     )
+    from reference_model.engine.runtime import amp_dtype_for
     from reference_model.engine.transforms import check_input_size
 
     if (source is None) == (root is None):
@@ -323,9 +324,7 @@ def predict(
         samples = [ds.sample(stem) for stem in ds.stems(split)]
     inputs = [("image folder", source), ("dataset root", root), ("weights", path)]
     check_predictions_out(out, fmt, force=force, inputs=inputs)  # before the (long) inference
-    amp = None
-    if dev.type == "cuda":
-        amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    amp = amp_dtype_for(dev, True)  # predict has no --amp option: CUDA inference always autocasts
     try:
         with pixel_limit(max_pixels):
             for sample in samples:  # a decompression bomb is refused before the network sees it
