@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -192,7 +193,7 @@ def build_optimization(
     return Optimization(ema, model, forward, accumulate, optimizer, scheduler, adversary, amp_dtype, scaler)
 
 
-def check_adversarial(model_name: str, ctx: DistContext, accumulate: int, nominal_batch) -> None:
+def check_adversarial(model_name: str, ctx: DistContext, accumulate: int, nominal_batch: int | None) -> None:
     """An adversarial run steps the discriminator once per batch, in one process."""
     if ctx.enabled:
         raise InputError(f"model {model_name} trains adversarially: run it in one process (not torchrun)")
@@ -203,7 +204,7 @@ def check_adversarial(model_name: str, ctx: DistContext, accumulate: int, nomina
         )
 
 
-def restore_optimization(opt: Optimization, ckpt: dict, total_steps: int, source) -> None:
+def restore_optimization(opt: Optimization, ckpt: dict, total_steps: int, source: Path) -> None:
     """Load ``opt``'s state from checkpoint ``ckpt`` (read from ``source``).
 
     ``total_steps``: the schedules' new length (``--epochs`` may extend a run).
@@ -219,7 +220,7 @@ def restore_optimization(opt: Optimization, ckpt: dict, total_steps: int, source
         opt.adversary.load_state_dict(ckpt.get("adversary"), source, total_steps)
 
 
-def resumed_progress(ckpt: dict, epochs: int, source) -> tuple[int, list[float] | None, dict, list[dict]]:
+def resumed_progress(ckpt: dict, epochs: int, source: str | Path) -> tuple[int, list[float] | None, dict, list[dict]]:
     """``(epochs done, best fitness, best metrics, results rows)`` saved in checkpoint ``ckpt``.
 
     Raises :class:`InputError` when the run already did ``epochs`` epochs (read from ``source``).
