@@ -23,7 +23,7 @@ from irstd_bench.evaluate._matching import Matcher, parse_matcher
 from irstd_bench.evaluate._metrics import COCO_RECALL_POINTS
 from irstd_bench.evaluate._prediction_set import PredictionSet, load_task
 from irstd_bench.evaluate._predictions import Prediction
-from irstd_bench.evaluate._records import AP50_IOU, KINDS, ImageRecord, score_image
+from irstd_bench.evaluate._records import AP50_IOU, KINDS, PIXEL_THRESHOLD, ImageRecord, score_image
 from irstd_bench.evaluate._results_io import EvaluationResult
 from irstd_bench.evaluate._summary import summarise
 from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, Targets
@@ -158,6 +158,7 @@ def evaluate(
         "resize": resize,
         "strict": strict,
         "curve_levels": lv.tolist(),
+        "pixel_threshold": pixel_threshold_setting(run_kind),
         "ap": ap_conventions(max_dets),
     }
     return EvaluationResult(
@@ -178,6 +179,13 @@ def check_max_dets(max_dets: int | None) -> int | None:
     if isinstance(max_dets, bool) or not isinstance(max_dets, (int, np.integer)) or max_dets < 1:
         raise InputError(f"max_dets must be a positive integer, got {max_dets!r}")
     return int(max_dets)
+
+
+def pixel_threshold_setting(kind: str) -> float | None:
+    """Score level of the pixel metrics (IoU, nIoU, Pd, Fa), for the results JSON
+    (``settings.pixel_threshold``): :data:`PIXEL_THRESHOLD` for masks and score maps (a mask is
+    its own pixels at any level), ``None`` for boxes, which have no pixel metrics."""
+    return None if kind == "boxes" else PIXEL_THRESHOLD
 
 
 def ap_conventions(max_dets: int | None) -> dict:
@@ -335,6 +343,7 @@ def evaluate_split(
         "strict": strict,
         "curve_levels": lv.tolist(),
         "workers": workers,
+        "pixel_threshold": pixel_threshold_setting(pset.kind),
         "ap": ap_conventions(max_dets),
     }
     return EvaluationResult(

@@ -26,7 +26,8 @@ from irstd_bench.evaluate._predictions import Prediction, clip_boxes, resize_nea
 from irstd_bench.targets import DEFAULT_CONNECTIVITY, Targets, boxes_to_targets, component_max, mask_to_targets
 
 #: Score-map level of the pixel metrics (IoU, nIoU, Pd, Fa): pixels with score >= 0.5, the
-#: field's convention (a sigmoid output > 0.5), whatever ``conf`` and the matcher are.
+#: field's convention (a sigmoid output > 0.5), whatever ``conf`` and the matcher are. The
+#: results JSON records it as ``settings.pixel_threshold`` (``docs/CONTRACTS.md``).
 PIXEL_THRESHOLD = 0.5
 #: IoU threshold of ``ap50`` (COCO AP at IoU 0.5, whatever the run's matcher).
 AP50_IOU = 0.5
