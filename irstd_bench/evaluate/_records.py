@@ -75,7 +75,9 @@ class ImageRecord:
     ``conf`` (``P``), with ``pred_to_gt`` the matched target or ``UNMATCHED``; ``ap_*`` the AP
     candidates (every box, or the components of a map at ``conf``) in decreasing score, with
     whether each is a hit of the run's matcher (``ap_hits``) and of box IoU ``>= 0.5``
-    (``ap50_hits``); ``curve`` the per-threshold counts.
+    (``ap50_hits``); ``curve`` the per-threshold counts; ``gt_warnings`` the warning lines the
+    ground-truth reader wrote for this image (each naming its file; ``evaluate_split`` reports them
+    in the calling process, whichever process read the mask).
     """
 
     stem: str
@@ -98,6 +100,7 @@ class ImageRecord:
     prediction_resized: bool = False
     gt_resized: bool = False
     gt_nonbinary: bool = False
+    gt_warnings: tuple[str, ...] = ()
 
     @property
     def tp(self) -> int:
