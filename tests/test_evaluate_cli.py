@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from irstd_bench.cli import cli
+from irstd_bench.evaluate import PIXEL_THRESHOLD
 
 H, W = 32, 40
 STEMS = ("000001", "000002", "000003")
@@ -75,6 +76,7 @@ def test_masks_folder_with_suffix_and_extra_file(data, tmp_path):
     # Split IoU: intersection 4 + 9, union 4 + 9 + 1 + 4.
     assert res["metrics"]["iou"] == pytest.approx(13 / 18)
     assert res["schema"] == "irstd-bench/results" and res["method"] == "masks_pred"
+    assert res["settings"]["pixel_threshold"] == PIXEL_THRESHOLD
     image_csv = (tmp_path / "res.per_image.csv").read_text().splitlines()
     assert image_csv[0] == "image,gt,pred,tp,fp,fn,iou"
     assert image_csv[1:] == ["000001,2,2,2,0,0,1", "000002,1,0,0,0,1,0", "000003,0,1,0,1,0,0"]
@@ -100,6 +102,12 @@ def test_float_npy_score_maps_with_curves(data, tmp_path):
     assert pr["recall"][low] == 1.0 and pr["precision"][low] == pytest.approx(3 / 4)
     assert pdfa["pd"][low] == 1.0 and pdfa["pd"][pr["thresholds"].index(0.5)] == pytest.approx(2 / 3)
     assert res["metrics"]["best_f1"] == pytest.approx(6 / 7) and res["metrics"]["best_f1_threshold"] <= 0.3
+    # The pixel metrics stay at the recorded level whatever --conf is (here low enough to keep
+    # the 0.3 pixel as a target, which the pixel metrics at 0.5 still leave out).
+    low_conf = evaluate_ok(data, folder, "--match", "centroid:3", "--conf", "0.3")
+    assert res["settings"]["pixel_threshold"] == low_conf["settings"]["pixel_threshold"] == PIXEL_THRESHOLD
+    assert low_conf["conf"] == 0.3 and low_conf["metrics"]["tp"] == 3
+    assert low_conf["metrics"]["pd"] == res["metrics"]["pd"] == pytest.approx(2 / 3)
 
 
 def test_sixteen_bit_png_score_maps(data, tmp_path):
@@ -199,6 +207,7 @@ def test_csv_file_and_conf(data, tmp_path):
     res = evaluate_ok(data, preds)
     assert_counts(res)
     assert res["metrics"]["best_f1"] == pytest.approx(6 / 7) and res["metrics"]["best_f1_threshold"] == 0.2
+    assert "pixel_threshold" in res["settings"] and res["settings"]["pixel_threshold"] is None  # boxes
     assert_counts(evaluate_ok(data, preds, "--conf", "0.1"), tp=3, fp=1, fn=0)
     assert_counts(evaluate_ok(data, preds, "--conf", "0.7"), tp=0, fp=0, fn=3)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from irstd_bench.evaluate import Prediction, evaluate, evaluate_split, match_targets, open_predictions
+from irstd_bench.evaluate import PIXEL_THRESHOLD, Prediction, evaluate, evaluate_split, match_targets, open_predictions
 from irstd_bench.targets import boxes_to_targets, mask_to_targets
 
 EVALUATE_DIR = Path(__file__).resolve().parents[1] / "irstd_bench" / "evaluate"
@@ -57,6 +57,23 @@ def test_a_map_pixel_scoring_exactly_conf_is_foreground():
     score_map = np.where(_mask(size, [[4, 4, 6, 6]]), 0.5, 0.1).astype(np.float32)
     assert evaluate(gt, [Prediction.from_score_map("a", score_map)], conf=0.5).metrics["tp"] == 1
     assert evaluate(gt, [Prediction.from_score_map("a", score_map)], conf=0.5001).metrics["tp"] == 0
+
+
+def test_in_memory_results_record_the_pixel_level_of_their_kind():
+    size = (16, 16)
+    gt = [("a", mask_to_targets(_mask(size, [[4, 4, 6, 6]])))]
+    score_map = np.where(_mask(size, [[4, 4, 6, 6]]), 0.9, 0.1).astype(np.float32)
+    runs = {
+        "scoremaps": Prediction.from_score_map("a", score_map),
+        "masks": Prediction.from_score_map("a", _mask(size, [[4, 4, 6, 6]]) > 0),
+        "boxes": Prediction.from_boxes("a", [[4, 4, 6, 6]], [0.9], size),
+    }
+    for kind, pred in runs.items():
+        result = evaluate(gt, [pred], conf=0.2)
+        assert result.kind == kind
+        level = result.to_dict()["settings"]["pixel_threshold"]
+        assert level == (None if kind == "boxes" else PIXEL_THRESHOLD), kind
+        assert (result.metrics["iou"] is None) == (level is None), kind
 
 
 def _legacy_fixture():

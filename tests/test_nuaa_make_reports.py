@@ -65,6 +65,35 @@ def test_older_evaluator_rows_are_marked(results: Path) -> None:
     assert make_reports.label(rows["Top-Hat"], FAMILY).endswith(make_reports.OLDER_MARK)
 
 
+def _edit_tophat(results: Path, **settings) -> None:
+    """Rewrite both matchers' Top-Hat files: created before the fixed level, ``settings`` updated
+    (a value of ``...`` removes the key)."""
+    for tag in make_reports.MATCHERS:
+        path = results / f"{FAMILY}-test" / tag / "tophat.json"
+        data = json.loads(path.read_text())
+        data["created"] = "2026-11-01T00:00:00+00:00"  # before PIXEL_LEVEL_FIXED_SINCE
+        for key, value in settings.items():
+            if value is ...:
+                data["settings"].pop(key, None)
+            else:
+                data["settings"][key] = value
+        path.write_text(json.dumps(data))
+
+
+def test_recorded_pixel_level_decides_the_older_mark(results: Path) -> None:
+    # The level the file records wins over its creation time.
+    _edit_tophat(results, pixel_threshold=make_reports.PIXEL_THRESHOLD)
+    assert not make_reports.collect(FAMILY, results)[1].older_evaluator
+    _edit_tophat(results, pixel_threshold=make_reports.PIXEL_THRESHOLD / 2)
+    tophat = make_reports.collect(FAMILY, results)[1]
+    assert tophat.method == "Top-Hat" and tophat.older_evaluator
+    _edit_tophat(results, pixel_threshold=None)  # boxes: no pixel metrics, no level to differ
+    assert not make_reports.collect(FAMILY, results)[1].older_evaluator
+    # A file without the key (an older evaluator's): the creation time decides, as before.
+    _edit_tophat(results, pixel_threshold=...)
+    assert make_reports.collect(FAMILY, results)[1].older_evaluator
+
+
 def test_two_files_of_one_model_based_method_are_refused(results: Path) -> None:
     _copy(results, "tophat", "top-hat")
     with pytest.raises(SystemExit, match="Top-Hat"):

@@ -340,6 +340,26 @@ def test_invalid_results_raise_input_error_naming_the_file(tmp_path, change, exp
     assert str(path) in str(info.value)
 
 
+def test_pixel_threshold_is_read_when_recorded_and_optional_in_older_files(tmp_path):
+    older = write_run(tmp_path / "runs", "older", method="Older")  # settings without pixel_threshold
+    newer = write_run(tmp_path / "runs", "newer", method="Newer", settings={"pixel_threshold": 0.5})
+    boxes = write_run(tmp_path / "runs", "boxes", method="Boxes", settings={"pixel_threshold": None})
+    run = load_results(older)
+    assert not run.records_pixel_threshold and run.pixel_threshold is None
+    run = load_results(newer)
+    assert run.records_pixel_threshold and run.pixel_threshold == 0.5
+    run = load_results(boxes)
+    assert run.records_pixel_threshold and run.pixel_threshold is None
+    result = _cli([older, newer, boxes, "--out", tmp_path / "rep", "--qualitative", 0])
+    assert result.exit_code == 0, result.output
+    assert "Older" in (tmp_path / "rep" / "tables" / "main.md").read_text()
+    for bad in ("high", 1.5, True):
+        path = write_run(tmp_path / "bad", "bad", method="M", settings={"pixel_threshold": bad})
+        with pytest.raises(InputError, match="settings.pixel_threshold") as info:
+            load_results(path)
+        assert str(path) in str(info.value)
+
+
 def test_missing_key_and_broken_json_are_refused(tmp_path):
     path = write_run(tmp_path, "a", method="M")
     data = json.loads(path.read_text())

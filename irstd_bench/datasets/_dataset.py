@@ -28,7 +28,7 @@ for _layout in NAMED_LAYOUTS:
 #: naming it, so the official splits keep the sizes published tables count (NUAA-SIRST
 #: idx_427/test: 86 images); ``--skip-defects`` leaves these images out in every command.
 KNOWN_DEFECTS: dict[tuple[str, str], str] = {
-    ("nuaa", "Misc_111"): "NUAA-SIRST release defect: image Misc_111 is 325x220 but its mask is 592x400",
+    ("nuaa", "Misc_111"): "NUAA-SIRST release defect: the mask of Misc_111 was saved at another size than its image",
 }
 
 
@@ -294,7 +294,8 @@ def fit_mask_to_image(
         return mask, False
     if known_defect:
         (warn or _default_warn)(
-            f"{sample.mask_path}: {known_defect}; mask resized to the image (nearest neighbour; "
+            f"{sample.mask_path}: {known_defect} (mask {mask.shape[1]}x{mask.shape[0]}, image "
+            f"{image_hw[1]}x{image_hw[0]}); mask resized to the image (nearest neighbour; "
             "--skip-defects leaves it out)"
         )
     elif not resize_masks:

@@ -11,19 +11,20 @@ import math
 import multiprocessing
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 from irstd_bench._progress import progress_bar
-from irstd_bench.errors import InputError
+from irstd_bench.errors import DatasetDefectWarning, InputError
 from irstd_bench.evaluate._curves import DEFAULT_CURVE_LEVELS
 from irstd_bench.evaluate._matching import Matcher, parse_matcher
 from irstd_bench.evaluate._metrics import COCO_RECALL_POINTS
 from irstd_bench.evaluate._prediction_set import PredictionSet, load_task
 from irstd_bench.evaluate._predictions import Prediction
-from irstd_bench.evaluate._records import AP50_IOU, KINDS, ImageRecord, score_image
+from irstd_bench.evaluate._records import AP50_IOU, KINDS, PIXEL_THRESHOLD, ImageRecord, score_image
 from irstd_bench.evaluate._results_io import EvaluationResult
 from irstd_bench.evaluate._summary import summarise
 from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, Targets
@@ -158,6 +159,7 @@ def evaluate(
         "resize": resize,
         "strict": strict,
         "curve_levels": lv.tolist(),
+        "pixel_threshold": pixel_threshold_setting(run_kind),
         "ap": ap_conventions(max_dets),
     }
     return EvaluationResult(
@@ -178,6 +180,13 @@ def check_max_dets(max_dets: int | None) -> int | None:
     if isinstance(max_dets, bool) or not isinstance(max_dets, (int, np.integer)) or max_dets < 1:
         raise InputError(f"max_dets must be a positive integer, got {max_dets!r}")
     return int(max_dets)
+
+
+def pixel_threshold_setting(kind: str) -> float | None:
+    """Score level of the pixel metrics (IoU, nIoU, Pd, Fa), for the results JSON
+    (``settings.pixel_threshold``): :data:`PIXEL_THRESHOLD` for masks and score maps (a mask is
+    its own pixels at any level), ``None`` for boxes, which have no pixel metrics."""
+    return None if kind == "boxes" else PIXEL_THRESHOLD
 
 
 def ap_conventions(max_dets: int | None) -> dict:
@@ -209,6 +218,10 @@ def _gt_pairs(ground_truth) -> list[tuple[str, Targets, tuple[bool, bool]]]:
 # --------------------------------------------------------------------------------------------
 # Streaming over files (the eval command)
 
+#: Warning of a ground-truth mask of another size than its image, not a known release defect,
+#: resized because of ``resize_masks`` (after the mask's path).
+UNNAMED_RESIZE_NOTE = "mask size differs from its image; resized to the image (nearest neighbour, --resize-masks)"
+
 
 def _worker_init() -> None:
     """Start of a worker process: one torch thread (only the nwd matcher uses torch). Runs in the
@@ -228,6 +241,7 @@ def _score_job(job, params: dict) -> ImageRecord:
     from irstd_bench.datasets import load_ground_truth
 
     stem, gt_source, pred_task = job
+    notes: list[str] = []  # the ground truth's warning lines, reported by the parent
     try:
         if isinstance(gt_source, Targets):
             targets, flags = gt_source, (False, False)
@@ -239,8 +253,11 @@ def _score_job(job, params: dict) -> ImageRecord:
                 connectivity=params["connectivity"],
                 resize_masks=params["resize_masks"],
                 known_defect=known,
+                warn=notes.append,
             )
             targets, flags = gt.targets, (gt.mask_resized, bool(gt.nonbinary_values))
+            if gt.mask_resized and not known:  # a known defect is named by its reader's line
+                notes.append(f"{sample.mask_path}: {UNNAMED_RESIZE_NOTE}")
         prediction = load_task(stem, pred_task, targets.image_size, params["kind"])
         record = score_image(
             targets,
@@ -256,7 +273,17 @@ def _score_job(job, params: dict) -> ImageRecord:
     except InputError as exc:
         raise InputError(str(exc)) from None  # a plain InputError pickles across processes
     record.gt_resized, record.gt_nonbinary = flags
+    record.gt_warnings = tuple(notes)
     return record
+
+
+def _warn_ground_truth(records: Sequence[ImageRecord]) -> None:
+    """Report, in this process and in image order, each warning line the ground-truth readers
+    wrote (in workers or here) as one :class:`DatasetDefectWarning`: one line per defect, naming
+    its file (the CLI prints each as ``warning: <line>``)."""
+    for record in records:
+        for line in record.gt_warnings:
+            warnings.warn(line, DatasetDefectWarning, stacklevel=3)
 
 
 def evaluate_split(
@@ -319,6 +346,7 @@ def evaluate_split(
                 bar.update(1)
         else:
             records = _score_in_workers(jobs, params, workers, bar.update)
+    _warn_ground_truth(records)
     summary = summarise(
         records,
         conf=conf,
@@ -335,6 +363,7 @@ def evaluate_split(
         "strict": strict,
         "curve_levels": lv.tolist(),
         "workers": workers,
+        "pixel_threshold": pixel_threshold_setting(pset.kind),
         "ap": ap_conventions(max_dets),
     }
     return EvaluationResult(

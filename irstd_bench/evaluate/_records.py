@@ -26,7 +26,8 @@ from irstd_bench.evaluate._predictions import Prediction, clip_boxes, resize_nea
 from irstd_bench.targets import DEFAULT_CONNECTIVITY, Targets, boxes_to_targets, component_max, mask_to_targets
 
 #: Score-map level of the pixel metrics (IoU, nIoU, Pd, Fa): pixels with score >= 0.5, the
-#: field's convention (a sigmoid output > 0.5), whatever ``conf`` and the matcher are.
+#: field's convention (a sigmoid output > 0.5), whatever ``conf`` and the matcher are. The
+#: results JSON records it as ``settings.pixel_threshold`` (``docs/CONTRACTS.md``).
 PIXEL_THRESHOLD = 0.5
 #: IoU threshold of ``ap50`` (COCO AP at IoU 0.5, whatever the run's matcher).
 AP50_IOU = 0.5
@@ -74,7 +75,9 @@ class ImageRecord:
     ``conf`` (``P``), with ``pred_to_gt`` the matched target or ``UNMATCHED``; ``ap_*`` the AP
     candidates (every box, or the components of a map at ``conf``) in decreasing score, with
     whether each is a hit of the run's matcher (``ap_hits``) and of box IoU ``>= 0.5``
-    (``ap50_hits``); ``curve`` the per-threshold counts.
+    (``ap50_hits``); ``curve`` the per-threshold counts; ``gt_warnings`` the warning lines the
+    ground-truth reader wrote for this image (each naming its file; ``evaluate_split`` reports them
+    in the calling process, whichever process read the mask).
     """
 
     stem: str
@@ -97,6 +100,7 @@ class ImageRecord:
     prediction_resized: bool = False
     gt_resized: bool = False
     gt_nonbinary: bool = False
+    gt_warnings: tuple[str, ...] = ()
 
     @property
     def tp(self) -> int:

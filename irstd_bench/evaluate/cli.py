@@ -95,12 +95,13 @@ def format_table(result: EvaluationResult, title: str) -> str:
 
 
 def _warnings(counts: dict) -> list[str]:
+    """Count lines of what the evaluator handled. A resized ground-truth mask has none: each was
+    named in its own line already (``evaluate_split`` warns once per file)."""
     notes = {
         "images_without_prediction": "split images have no prediction (scored as no detections)",
         "predictions_not_in_split": "predictions are for images not in the split (ignored)",
         "boxes_clipped": "boxes reached up to 1 px beyond their image and were clipped",
         "predictions_resized": "predictions were resized to their image (nearest neighbour, --resize)",
-        "gt_masks_resized": "ground-truth masks were resized to their image (known release defects, --resize-masks)",
         "gt_masks_nonbinary": "ground-truth masks are not 0/255 only (binarised at --threshold)",
     }
     return [f"warning: {counts[k]} {text}" for k, text in notes.items() if counts.get(k)]

@@ -21,6 +21,8 @@ SCHEMA_VERSION = 1
 
 #: Top-level keys every results file must have.
 REQUIRED_KEYS = ("schema", "schema_version", "method", "dataset", "split", "matcher", "metrics")
+#: Key of ``settings`` holding the score level of the pixel metrics (absent in older files).
+PIXEL_THRESHOLD_KEY = "pixel_threshold"
 #: Metrics every run has (box, mask and score-map runs alike).
 REQUIRED_METRICS = ("tp", "fp", "fn", "precision", "recall", "f1")
 #: Metrics a run may leave out or set to ``null`` (the last four exist for masks and score maps only).
@@ -90,7 +92,8 @@ class RunResult:
     per_target_csv : Path or None
         Absolute path of the per-target CSV, resolved against the results file's folder.
     settings : dict
-        The evaluator's free-form settings.
+        The evaluator's free-form settings (``pixel_threshold``, when present, is checked to be
+        a number in [0, 1] or ``null``).
     data : dict
         The parsed JSON as read.
     """
@@ -125,6 +128,18 @@ class RunResult:
         if self.dataset == "custom" and self.root:
             return Path(self.root).name
         return self.dataset_title or self.dataset
+
+    @property
+    def pixel_threshold(self) -> float | None:
+        """Score level of the pixel metrics as the results file records it (``None``: boxes, no
+        pixel metrics). Files written before the key existed do not record it: use
+        :attr:`records_pixel_threshold` to tell the two apart."""
+        return _number(self.settings.get(PIXEL_THRESHOLD_KEY))
+
+    @property
+    def records_pixel_threshold(self) -> bool:
+        """Whether the file records the pixel metrics' level (absent in files of older evaluators)."""
+        return PIXEL_THRESHOLD_KEY in self.settings
 
 
 def parse_results(data: Any, source: str, path: Path | None = None) -> RunResult:
@@ -185,6 +200,7 @@ def parse_results(data: Any, source: str, path: Path | None = None) -> RunResult
     settings = data.get("settings") or {}
     if not isinstance(settings, Mapping):
         raise InputError(f"{source}: 'settings' must be an object, got {type(settings).__name__}")
+    _check_pixel_threshold(settings.get(PIXEL_THRESHOLD_KEY), source)
     per_target = data.get("per_target_csv")
     if per_target is not None and not isinstance(per_target, str):
         raise InputError(f"{source}: 'per_target_csv' must be a path string, got {per_target!r}")
@@ -213,6 +229,16 @@ def parse_results(data: Any, source: str, path: Path | None = None) -> RunResult
         path=path,
         data=dict(data),
     )
+
+
+def _check_pixel_threshold(value: Any, source: str) -> None:
+    """``settings.pixel_threshold``: absent, ``null`` or a number in [0, 1]."""
+    try:
+        level = _number(value)
+    except TypeError:
+        level = math.nan
+    if level is not None and not 0.0 <= level <= 1.0:
+        raise InputError(f"{source}: settings.{PIXEL_THRESHOLD_KEY} must be a number in [0, 1] or null, got {value!r}")
 
 
 def _parse_size_bins(bins: Any, source: str) -> list[dict[str, Any]]:

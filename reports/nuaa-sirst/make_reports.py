@@ -28,6 +28,7 @@ from pathlib import Path
 
 from evaluate_runs import HERE, MATCHERS, REPO, rel, run, summarise_seeds
 
+from irstd_bench.evaluate import PIXEL_THRESHOLD
 from irstd_bench.report import RunResult, load_results
 from irstd_bench.report._seeds import base_method
 
@@ -51,10 +52,12 @@ TRAINED_NOTES = {
     ("idx_427", "DNANet"): "39 epochs",
     ("idx_427", "ACM"): "70 epochs, did not converge",
 }
-#: Score-map pixel metrics are taken at the fixed level 0.5 since commit 01a8deb (issue 15, committed
-#: at this time); earlier evaluators took them at the run's ``conf``. The results JSON does not record
-#: the level: a row is marked as scored by an older evaluator when a file of it was created before
-#: that time, or when its pixel metrics differ between the two matchers' files (different ``conf``).
+#: Score-map pixel metrics are taken at the fixed level ``PIXEL_THRESHOLD`` since commit 01a8deb
+#: (issue 15, committed at this time); earlier evaluators took them at the run's ``conf``. Results
+#: files record the level as ``settings.pixel_threshold`` (``null`` for boxes, no pixel metrics);
+#: files written before that key existed do not, and are judged by this time instead. A row is
+#: marked as scored by an older evaluator when a file of it records another level, or records none
+#: and was created before this time, or when its pixel metrics differ between the two matchers' files.
 PIXEL_LEVEL_FIXED_SINCE = "2026-11-29T13:50:20+00:00"
 #: Rows quoting the EFLNet paper (Yang et al., TGRS 2024, Table I, NUAA-SIRST; its F1 is the best
 #: over thresholds on test, the "best on test" protocol): label -> {column key: value}.
@@ -105,13 +108,23 @@ class Row:
 
     @property
     def older_evaluator(self) -> bool:
-        """Pixel metrics not at the fixed level 0.5: created before the change, or matcher-dependent."""
-        created = [r.data.get("created", "") for v in self.runs.values() for r in v]
-        return any(c < PIXEL_LEVEL_FIXED_SINCE for c in created) or bool(self.pixel_disagreements())
+        """Pixel metrics not at the fixed level: a file says so, or (files that do not record the
+        level) was created before the change; or the pixel metrics are matcher-dependent."""
+        runs = [r for v in self.runs.values() for r in v]
+        return any(pixel_level_differs(r) for r in runs) or bool(self.pixel_disagreements())
 
     def pixel_disagreements(self) -> list[str]:
         """Pixel metrics whose ``iou50`` and ``centroid3`` values differ (today's evaluator: none)."""
         return [k for k in PIXEL_METRICS if self.values(k) != self.values("c:" + k)]
+
+
+def pixel_level_differs(run: RunResult) -> bool:
+    """Whether ``run``'s pixel metrics may not be at ``PIXEL_THRESHOLD``: its recorded level differs
+    (``null``: boxes, no pixel metrics, never differs); without a recorded level, whether the file
+    was created before ``PIXEL_LEVEL_FIXED_SINCE``."""
+    if run.records_pixel_threshold:
+        return run.pixel_threshold is not None and run.pixel_threshold != PIXEL_THRESHOLD
+    return run.data.get("created", "") < PIXEL_LEVEL_FIXED_SINCE
 
 
 def collect(family: str, results: Path = RESULTS) -> list[Row]:
