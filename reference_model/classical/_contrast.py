@@ -23,6 +23,7 @@ from irstd_bench.errors import InputError
 from reference_model.classical._local import (
     EPS,
     NEIGHBOUR_DIRECTIONS,
+    _positive_float,
     _positive_int,
     _scales,
     _shifted,
@@ -226,8 +227,7 @@ def wslcm(image: np.ndarray, *, scales=(5, 7, 9, 11), k: int = 9, xi: float = 5.
     img = np.maximum(as_image(image), 0.0)
     scales = _odd_scales("scales", scales)
     k = _positive_int("k", k)
-    if not xi > 0:
-        raise InputError(f"xi must be > 0, got {xi!r}")
+    xi = _positive_float("xi", xi)
     top = img.max()
     img = img * (GREY_LEVELS / top) if top > 0 else img
     img = ndimage.median_filter(img, size=3, mode="reflect")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from irstd_bench.errors import InputError
-from reference_model.classical._local import _positive_int, as_image
+from reference_model.classical._local import _positive_float, _positive_int, as_image
 
 
 def _pad_to_grid(img: np.ndarray, patch: int, stride: int) -> np.ndarray:
@@ -155,8 +155,7 @@ def ipi(
         raise InputError(f"patch must be >= 2, got {patch}")
     if stride > patch:
         raise InputError(f"stride ({stride}) must not exceed patch ({patch}): windows would skip pixels")
-    if not lambda_scale > 0:
-        raise InputError(f"lambda_scale must be > 0, got {lambda_scale!r}")
+    lambda_scale = _positive_float("lambda_scale", lambda_scale)
     h, w = img.shape
     lo, hi = img.min(), img.max()
     img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)

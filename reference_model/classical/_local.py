@@ -42,6 +42,13 @@ def _positive_int(name: str, value) -> int:
     return int(value)
 
 
+def _positive_float(name: str, value) -> float:
+    """``value`` when it is a number above 0 (NaN is not), else a one-line :class:`InputError`."""
+    if not value > 0:
+        raise InputError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
 def _scales(name: str, values) -> tuple[int, ...]:
     values = (values,) if np.isscalar(values) else tuple(values)
     if not values:

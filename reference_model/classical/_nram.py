@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from irstd_bench.errors import InputError
-from reference_model.classical._local import _positive_int, as_image
+from reference_model.classical._local import _positive_float, _positive_int, as_image
 from reference_model.classical._patches import check_patch, min_max, patches, rebuild, thin_svd
 
 #: Constants of the authors' code.
@@ -126,8 +125,7 @@ def nram(
     img = as_image(image)
     patch, step = check_patch(patch, step)
     max_iter = _positive_int("max_iter", max_iter)
-    if not gamma > 0:
-        raise InputError(f"gamma must be > 0, got {gamma!r}")
+    gamma = _positive_float("gamma", gamma)
     d, index, shape = patches(img, patch, step)
     _, t, _, _ = nram_decompose(min_max(d), gamma=gamma, tol=tol, max_iter=max_iter)
     return np.maximum(rebuild(t, index, shape, img.shape), 0.0).astype(np.float32)

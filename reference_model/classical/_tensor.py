@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from irstd_bench.errors import InputError
-from reference_model.classical._local import _positive_int, as_image
+from reference_model.classical._local import _positive_float, _positive_int, as_image
 from reference_model.classical._patches import (
     check_patch,
     min_max,
@@ -144,8 +144,7 @@ def pstnn(
     img = _to_grey(image)
     patch, step = check_patch(patch, step)
     max_iter = _positive_int("max_iter", max_iter)
-    if not lambda_l > 0:
-        raise InputError(f"lambda_l must be > 0, got {lambda_l!r}")
+    lambda_l = _positive_float("lambda_l", lambda_l)
     d, index, shape = patches(img, patch, step)
     x = _tensor(d, patch)
     prior = np.maximum(_tensor(patches(_corner_prior(img), patch, step)[0], patch), PRIOR_FLOOR)
@@ -232,8 +231,7 @@ def ript(
     img = _to_grey(image)
     patch, step = check_patch(patch, step)
     max_iter = _positive_int("max_iter", max_iter)
-    if not lambda_l > 0:
-        raise InputError(f"lambda_l must be > 0, got {lambda_l!r}")
+    lambda_l = _positive_float("lambda_l", lambda_l)
     if not np.isfinite(h) or h < 0:
         raise InputError(f"h must be finite and >= 0, got {h!r}")
     d, index, shape = patches(img, patch, step)
