@@ -17,7 +17,7 @@ from reference_model.eflnet.dyhead import (
     DyReLU,
     ModulatedDeformConv,
     deform_conv2d_gathered,
-    deform_conv2d_sampled,
+    deform_conv2d_sparse,
 )
 from reference_model.eflnet.head import anchor_points, decode_boxes
 from reference_model.registry import build_model
@@ -34,7 +34,7 @@ def count(model: torch.nn.Module) -> int:
 # ---------------------------------------------------------------- deformable convolution / DyHead
 
 
-@pytest.mark.parametrize("backend", ["torchvision", "sampled", "gathered"])
+@pytest.mark.parametrize("backend", ["torchvision", "sparse", "gathered"])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_zero_offsets_unit_mask_is_plain_convolution(backend, stride):
     g = torch.Generator().manual_seed(1)
@@ -47,7 +47,7 @@ def test_zero_offsets_unit_mask_is_plain_convolution(backend, stride):
     torch.testing.assert_close(conv(x, offset, mask), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("implementation", [deform_conv2d_sampled, deform_conv2d_gathered])
+@pytest.mark.parametrize("implementation", [deform_conv2d_sparse, deform_conv2d_gathered])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_sampled_deform_conv_equals_torchvision_with_gradients(implementation, stride):
     g = torch.Generator().manual_seed(2)
@@ -79,7 +79,7 @@ def test_dyhead_runs_in_bf16_under_autocast_and_matches_float32():
     features = [torch.randn(2, 32, 16, 16), torch.randn(2, 32, 8, 8), torch.randn(2, 32, 4, 4)]
     reference = head(features)
     conv = head[0].conv_mid
-    assert conv.resolved_backend(features[0]) == "sampled"
+    assert conv.resolved_backend(features[0]) == "sparse"
     offset_dtypes = []
     head[0].offset_conv.register_forward_hook(lambda module, args, out: offset_dtypes.append(out.dtype))
     with torch.autocast("cpu", dtype=torch.bfloat16):
