@@ -101,8 +101,16 @@ class _BilinearTaps(NamedTuple):
 
     def coefficients(self) -> torch.Tensor:
         """``mask x weight_y x weight_x`` of every corner, ``(S, 4)`` in the order of ``index``."""
-        masked_y = self.mask * self.weight_y  # (2, S)
-        return (masked_y[:, None] * self.weight_x[None]).reshape(4, -1).T.contiguous()
+        return _corner_product(self.mask * self.weight_y, self.weight_x, torch.mul)
+
+
+def _corner_product(rows: torch.Tensor, cols: torch.Tensor, op) -> torch.Tensor:
+    """``op(rows[i], cols[j])`` of the 2 x 2 corners ``(i, j)``: ``(2, S), (2, S) -> (S, 4)`` contiguous,
+    corners in :data:`BILINEAR_CORNERS` order (each written in place: no transposing copy)."""
+    out = rows.new_empty(rows.shape[1], len(BILINEAR_CORNERS))
+    for k, (i, j) in enumerate(BILINEAR_CORNERS):
+        op(rows[i], cols[j], out=out[:, k])
+    return out
 
 
 def _bilinear_taps(
@@ -126,7 +134,7 @@ def _bilinear_taps(
     image = torch.arange(b, device=y.device, dtype=torch.int32).repeat_interleave(h_out * w_out * taps) * (h * w)
     rows = rows.clamp(0, h - 1).to(torch.int32) * w + image
     cols = cols.clamp(0, w - 1).to(torch.int32)
-    index = (rows[:, None] + cols[None]).reshape(4, -1).T.contiguous()  # (S, 4)
+    index = _corner_product(rows, cols, torch.add)  # (S, 4)
     return _BilinearTaps(index, weight_y, weight_x, inside_y, inside_x, mask.permute(0, 2, 3, 1).to(dtype).reshape(-1))
 
 
@@ -143,7 +151,8 @@ def _transposed_sampling_matrix(index: torch.Tensor, values: torch.Tensor, n_pix
     """CSR transpose ``(n_pixels, S)`` of :func:`_sampling_matrix` (the corners sorted by pixel)."""
     samples, corners = index.shape
     index = index.reshape(-1)
-    order = torch.sort(index, stable=True).indices
+    keys = index.to(torch.int16) if n_pixels <= torch.iinfo(torch.int16).max else index  # int16: faster sort
+    order = torch.sort(keys, stable=True).indices
     crow = torch.zeros(n_pixels + 1, dtype=torch.int32, device=index.device)
     torch.cumsum(torch.bincount(index, minlength=n_pixels), dim=0, out=crow[1:])
     sample = order.to(torch.int32) >> CORNER_BITS  # entry i belongs to sample i // 4 (faster than a division)
