@@ -202,7 +202,8 @@ class _SparseDeformConv(torch.autograd.Function):
                 torch.mm(columns.view(cb * n_out, taps * c), kernel.T, out=out[part].view(cb * n_out, c_out))
         ctx.save_for_backward(x, offset, mask, weight)
         ctx.stride, ctx.padding = stride, padding
-        return out.permute(0, 3, 1, 2).to(x.dtype)  # (B, C_out, H_out, W_out), channels-last strides
+        # (B, C_out, H_out, W_out) contiguous: the GroupNorm and attentions after it run faster on it
+        return out.permute(0, 3, 1, 2).contiguous().to(x.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -290,8 +291,7 @@ def deform_conv2d_sparse(
     kernel is used. Float32 (float64 inputs: float64); dilation 1, no groups, no bias.
 
     Shapes: ``x (B, C_in, H, W)``, ``offset (B, 2 K^2, H_out, W_out)`` (``(dy, dx)`` per tap),
-    ``mask (B, K^2, H_out, W_out)``, ``weight (C_out, C_in, K, K)`` -> ``(B, C_out, H_out, W_out)``
-    (channels-last strides).
+    ``mask (B, K^2, H_out, W_out)``, ``weight (C_out, C_in, K, K)`` -> ``(B, C_out, H_out, W_out)``.
     """
     return _SparseDeformConv.apply(x, offset, mask, weight, stride, padding)
 
@@ -428,6 +428,13 @@ class DyReLU(nn.Module):
         return torch.maximum(a1 * x + b1, a2 * x + b2)
 
 
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a channels-last ``(B, C, H, W)`` map (and not also contiguous), else contiguous."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(GROUP_NORM_GROUPS, channels), channels)
 
@@ -470,7 +477,9 @@ class DyHeadBlock(nn.Module):
                 y = self.norm_coarse(self.conv_coarse(coarse, offset_c, mask_c))
                 maps.append(F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False))
             fused = torch.stack([m * self.scale_attention(m) for m in maps]).mean(dim=0)  # (B, C, H_l, W_l)
-            outputs.append(self.task_attention(fused))
+            # in the memory format of the block's input (channels-last for a channels-last model): the
+            # next block's offset convolution and the head's convolutions run faster in it
+            outputs.append(self.task_attention(fused).contiguous(memory_format=_memory_format(x)))
         return outputs
 
 
