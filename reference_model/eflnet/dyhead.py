@@ -176,7 +176,12 @@ def _images_per_chunk(taps: int, channels: int, n_out: int) -> int:
 
 
 class _SparseDeformConv(torch.autograd.Function):
-    """:func:`deform_conv2d_sparse` with its hand-written backward (inputs saved, samples recomputed)."""
+    """:func:`deform_conv2d_sparse` with its hand-written backward.
+
+    The forward keeps, per chunk of images, the bilinear corners and the sampling matrix (about
+    70 bytes per sample, a quarter of what autograd kept for the ``grid_sample`` formulation);
+    the backward recomputes the sampled columns from them instead of keeping those.
+    """
 
     @staticmethod
     def forward(ctx, x, offset, mask, weight, stride: int, padding: int):  # noqa: D102 (see the wrapper)
@@ -186,6 +191,8 @@ class _SparseDeformConv(torch.autograd.Function):
         h_out, w_out = offset.shape[-2:]
         n_out = h_out * w_out
         dtype = torch.promote_types(x.dtype, torch.float32)
+        keep = any(ctx.needs_input_grad[:4])
+        chunks = []  # (images, bilinear corners, sampling matrix) per chunk, for the backward
         with torch.autocast(x.device.type, enabled=False):
             values = x.permute(0, 2, 3, 1).to(dtype)  # (B, H, W, C): a view for channels-last input
             kernel = weight.permute(0, 2, 3, 1).reshape(c_out, taps * c).to(dtype)  # (C_out, K^2 C) tap-major
@@ -200,20 +207,22 @@ class _SparseDeformConv(torch.autograd.Function):
                 columns = buffer[: cb * n_out * taps]  # (samples, C)
                 _sparse_times(sampling, values[part].reshape(cb * h * w, c), columns)
                 torch.mm(columns.view(cb * n_out, taps * c), kernel.T, out=out[part].view(cb * n_out, c_out))
-        ctx.save_for_backward(x, offset, mask, weight)
-        ctx.stride, ctx.padding = stride, padding
+                if keep:
+                    chunks.append((part, bilinear, sampling))
+        ctx.save_for_backward(x, weight)
+        ctx.chunks, ctx.offset_shape, ctx.dtypes = chunks, offset.shape, (offset.dtype, mask.dtype)
         # (B, C_out, H_out, W_out) contiguous: the GroupNorm and attentions after it run faster on it
         return out.permute(0, 3, 1, 2).contiguous().to(x.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):  # noqa: D102
-        x, offset, mask, weight = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
         need_x, need_offset, need_mask, need_weight = ctx.needs_input_grad[:4]
         b, c, h, w = x.shape
         c_out, k = weight.shape[0], weight.shape[-1]
         taps = k * k
-        h_out, w_out = offset.shape[-2:]
+        h_out, w_out = ctx.offset_shape[-2:]
         n_out = h_out * w_out
         dtype = torch.promote_types(x.dtype, torch.float32)
         with torch.autocast(x.device.type, enabled=False):
@@ -222,20 +231,19 @@ class _SparseDeformConv(torch.autograd.Function):
             grad_rows = grad_out.permute(0, 2, 3, 1).to(dtype)  # (B, H_out, W_out, C_out)
             grad_values = torch.empty(b, h, w, c, dtype=dtype, device=x.device) if need_x else None
             grad_kernel = torch.zeros_like(kernel) if need_weight else None
-            grad_position = torch.empty(2, b * n_out * taps, dtype=dtype, device=x.device)  # (dy, dx)
+            # (samples, (dy, dx)), samples ordered image, row, column, tap: channels-last offset gradients
+            grad_position = torch.empty(b * n_out * taps, 2, dtype=dtype, device=x.device)
             grad_modulation = torch.empty(b * n_out * taps, dtype=dtype, device=x.device)
-            chunk = _images_per_chunk(taps, c, n_out)
-            buffer = torch.empty(min(chunk, b) * n_out * taps, c, dtype=dtype, device=x.device)
-            for i in range(0, b, chunk):
-                part = slice(i, i + chunk)
+            buffer = None
+            for part, bilinear, sampling in ctx.chunks:
                 cb = grad_rows[part].shape[0]
-                samples = slice(i * n_out * taps, (i + cb) * n_out * taps)
-                bilinear = _bilinear_taps(offset[part], mask[part], k, ctx.stride, ctx.padding, (h, w), dtype)
-                sampling = _sampling_matrix(bilinear.index, bilinear.coefficients(), cb * h * w)
+                samples = slice(part.start * n_out * taps, (part.start + cb) * n_out * taps)
                 pixels = values[part].reshape(cb * h * w, c)
                 grad_chunk = grad_rows[part].reshape(cb * n_out, c_out)
                 if need_weight:
-                    columns = _sparse_times(sampling, pixels, buffer[: cb * n_out * taps])
+                    if buffer is None:
+                        buffer = torch.empty(sampling.shape[0], c, dtype=dtype, device=x.device)
+                    columns = _sparse_times(sampling, pixels, buffer[: sampling.shape[0]])
                     grad_kernel.addmm_(grad_chunk.T, columns.view(cb * n_out, taps * c))
                 grad_columns = (grad_chunk @ kernel).view(cb * n_out * taps, c)  # (samples, C)
                 if need_x:
@@ -252,17 +260,17 @@ class _SparseDeformConv(torch.autograd.Function):
                     grad_wy = grad_masked_y * bilinear.mask
                     # weights (1 - l, l) x inside, and l = position - floor(position)
                     torch.sub(grad_wy[1] * bilinear.inside_y[1], grad_wy[0] * bilinear.inside_y[0],
-                              out=grad_position[0, samples])
+                              out=grad_position[samples, 0])
                     torch.sub(grad_wx[1] * bilinear.inside_x[1], grad_wx[0] * bilinear.inside_x[0],
-                              out=grad_position[1, samples])
+                              out=grad_position[samples, 1])
+        offset_dtype, mask_dtype = ctx.dtypes
         grad_x = grad_values.permute(0, 3, 1, 2).to(x.dtype) if need_x else None
         grad_offset = None
-        if need_offset:  # (2, B, H_out, W_out, K^2) -> (B, K^2, 2, H_out, W_out) = (B, 2 K^2, H_out, W_out)
-            grad_position = grad_position.view(2, b, h_out, w_out, taps).permute(1, 4, 0, 2, 3)
-            grad_offset = grad_position.reshape(offset.shape).to(offset.dtype)
+        if need_offset:  # (B, H_out, W_out, K^2 x (dy, dx)) -> (B, 2 K^2, H_out, W_out), channels-last strides
+            grad_offset = grad_position.view(b, h_out, w_out, 2 * taps).permute(0, 3, 1, 2).to(offset_dtype)
         grad_mask = None
         if need_mask:
-            grad_mask = grad_modulation.view(b, h_out, w_out, taps).permute(0, 3, 1, 2).to(mask.dtype)
+            grad_mask = grad_modulation.view(b, h_out, w_out, taps).permute(0, 3, 1, 2).to(mask_dtype)
         grad_weight = None
         if need_weight:
             grad_weight = grad_kernel.view(c_out, k, k, c).permute(0, 3, 1, 2).to(weight.dtype)
@@ -286,7 +294,7 @@ def deform_conv2d_sparse(
     product (:func:`torch.sparse.sampled_addmm`) for the corner weights and from them the offsets
     and the mask. Images are processed a few at a time (:data:`SPARSE_CHUNK_VALUES`), so the
     ``(H_out W_out K^2, C)`` columns stay in the CPU caches instead of a batch-sized tensor going
-    through memory several times, and nothing but the inputs is kept for the backward. On CPU this
+    through memory several times; the backward recomputes them from the kept sampling matrix. On CPU this
     is the fastest of the implementations here (``bench/bench_deform.py``); on CUDA the torchvision
     kernel is used. Float32 (float64 inputs: float64); dilation 1, no groups, no bias.
 
