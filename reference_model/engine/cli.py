@@ -84,6 +84,10 @@ def _explicit(ctx: click.Context) -> set[str]:
     "options given here win. Default: the model's default recipe where it has one; 'none': the engine's defaults.",
 )
 @click.option(
+    "--protocol", default=None,
+    help="Named comparison protocol (cpu-native-256, authors-sizes): settings applied over the recipe's.",
+)
+@click.option(
     "--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "adamw", "adagrad"])
 )
 @click.option("--lr", default=None, type=float, help="Default: sgd 0.01, adamw 0.001, adagrad 0.05.")
@@ -150,6 +154,10 @@ def _explicit(ctx: click.Context) -> set[str]:
     help="Letterbox onto this side and cut random --imgsz windows (default: letterbox to --imgsz).",
 )
 @click.option(
+    "--eval-size", default=None, type=int,
+    help="Side of the validation input and predict's default --imgsz (default: --imgsz).",
+)
+@click.option(
     "--channels-last/--no-channels-last", default=True, show_default=True, help="Channels-last memory format."
 )
 @click.option("--compile", is_flag=True, help="torch.compile the forward pass.")
@@ -210,6 +218,8 @@ def train(ctx: click.Context, **opts) -> None:
         )
     if opts["resume"] and opts["recipe"]:
         raise InputError("--recipe cannot change a resumed run (it keeps the recipe it was started with)")
+    if opts["resume"] and opts["protocol"]:
+        raise InputError("--protocol cannot change a resumed run (it keeps the protocol it was started with)")
     config = TrainConfig(model_overrides=overrides, **opts)
     with pixel_limit(max_pixels):
         result = run_training(config, explicit=explicit, force=force)

@@ -36,7 +36,8 @@ LAST_NAME = "last.pt"
 RECIPE_UNNAMED_SETTINGS = {"crop": 0.0, "brightness": 0.0, "contrast": 0.0, "noise": 0.0, "grad_clip": None}
 #: ``TrainConfig`` fields a recipe may not set (where and how a run executes, not what it trains).
 NOT_RECIPE_FIELDS = ("root", "dataset", "split", "model", "model_overrides", "device", "out", "resume",
-                     "recipe", "progress", "image_dir", "mask_dir", "mask_suffix", "workers", "skip_defects")
+                     "recipe", "protocol", "progress", "image_dir", "mask_dir", "mask_suffix", "workers",
+                     "skip_defects")
 
 
 @dataclass
@@ -73,6 +74,9 @@ crop_min_side : float
         Gaussian sigma): the engine's photometric jitter, off in every recipe that does not name it. ``crop``:
         probability of a target-keeping crop (every target kept whole, zoomed in by up to
         ``1 / crop_min_side``) instead of the scale/translate jitter.
+    eval_size : int or None
+        Side of the letterboxed validation input and the default of ``predict --imgsz`` (``None``:
+        ``imgsz``). Set by a protocol that trains on windows of the authors' canvas.
     grad_clip : float or None
         Largest gradient norm of an optimizer step (``None``: no clipping, as in every recipe that does
         not name it).
@@ -87,6 +91,9 @@ crop_min_side : float
         ``None`` (the model's ``DEFAULT_RECIPE`` where it has one;
         :func:`reference_model.recipe.resolve_recipe_name`). After :func:`apply_recipe`: the recipe
         applied, or ``None`` (recorded in ``args.json`` and checkpoints).
+    protocol : str or None
+        Name of a :data:`reference_model.protocol.PROTOCOLS` entry whose settings are applied over
+        the recipe's (explicit options still win); recorded in ``args.json`` and checkpoints.
     workers : int
         Processes decoding the images once at the start (training batches are made on the device).
     val_every : int
@@ -151,8 +158,10 @@ crop_min_side : float
     crop_min_side: float = 0.6
     grad_clip: float | None = 10.0
     base_size: int | None = None
+    eval_size: int | None = None
     fitness: str = "f1"
     recipe: str | None = None
+    protocol: str | None = None
     val_conf: float = 0.5
     matcher: str = "iou:0.5"
     resize_masks: bool = False
@@ -179,6 +188,11 @@ crop_min_side : float
             raise InputError(f"--imgsz {self.imgsz}: {exc}") from None
         if self.base_size is not None and self.base_size < 1:
             raise InputError(f"--base-size {self.base_size}: must be >= 1")
+        if self.eval_size is not None:
+            try:
+                check_input_size(self.eval_size)
+            except ValueError as exc:
+                raise InputError(f"--eval-size {self.eval_size}: {exc}") from None
         if self.val_every < 1:
             raise InputError(f"--val-every {self.val_every}: must be >= 1")
         if self.optimizer not in DEFAULT_LR:
@@ -219,6 +233,11 @@ crop_min_side : float
             raise InputError("--model is required (or --resume a run)")
         if not self.root:
             raise InputError("--root is required (or --resume a run)")
+
+    @property
+    def eval_side(self) -> int:
+        """Side of the validation input and of the checkpoint's ``input_size`` (predict's default)."""
+        return int(self.eval_size or self.imgsz)
 
     @property
     def base_lr(self) -> float:
@@ -272,7 +291,9 @@ def apply_recipe(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, 
         return replace(config, recipe=None), None
     name = resolve_recipe_name(config.model, config.recipe)
     if name is None:
-        return replace(config, recipe=None), None
+        protocol = _protocol_settings(config.protocol, {"imgsz": config.imgsz, "base_size": config.base_size})
+        updates = {k: v for k, v in protocol.items() if k not in explicit}
+        return replace(config, **updates, recipe=None), None
     recipe = find_recipe(config.model, name)
     known = config_fields()
     unknown = sorted(set(recipe.train) - known)
@@ -285,9 +306,21 @@ def apply_recipe(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, 
     if forbidden:
         raise InputError(f"recipe {recipe.name!r} of {config.model}: may not set {', '.join(forbidden)}")
     settings = {**RECIPE_UNNAMED_SETTINGS, **recipe.train}
+    sizes = {k: v for k, v in settings.items() if k in ("imgsz", "base_size") and k not in explicit}
+    sizes = {"imgsz": config.imgsz, "base_size": config.base_size, **sizes}
+    settings.update(_protocol_settings(config.protocol, sizes))
     updates = {k: v for k, v in settings.items() if k not in explicit}
     overrides = {**dict(recipe.model_options), **dict(config.model_overrides)}
     return replace(config, **updates, recipe=name, model_overrides=overrides), recipe.to_dict()
+
+
+def _protocol_settings(name: str | None, sizes: dict) -> dict:
+    """The ``TrainConfig`` settings of protocol ``name`` for a run of these ``imgsz``/``base_size``."""
+    if not name:
+        return {}
+    from reference_model.protocol import find_protocol
+
+    return find_protocol(name).settings(sizes)
 
 
 def recipe_summary(config: TrainConfig, record: dict | None, explicit: set[str], *, asked: str | None) -> str:
@@ -295,9 +328,12 @@ def recipe_summary(config: TrainConfig, record: dict | None, explicit: set[str],
 
     ``config`` is the applied config, ``record`` :func:`apply_recipe`'s, ``asked`` the ``--recipe`` given.
     """
+    protocol = {k: getattr(config, k) for k in ("imgsz", "base_size", "eval_size")} if config.protocol else {}
+    by_protocol = [f"{k}={v!r}" for k, v in sorted(protocol.items()) if k not in explicit]
+    under = f" under protocol {config.protocol} ({', '.join(by_protocol) or 'no change'})" if config.protocol else ""
     if record is None:
         why = "--recipe none" if asked else f"{config.model} has no default recipe"
-        return f"recipe: none (the engine's defaults; {why})"
+        return f"recipe: none (the engine's defaults; {why}){under}"
     how = "asked with --recipe" if asked else f"default of {config.model}; --recipe none for the engine's defaults"
     settings = {**RECIPE_UNNAMED_SETTINGS, **record["train"]}
     overridden = [
@@ -311,7 +347,7 @@ def recipe_summary(config: TrainConfig, record: dict | None, explicit: set[str],
         if k in config.model_overrides and config.model_overrides[k] != v
     ]
     tail = f"; overridden on the command line: {', '.join(overridden)}" if overridden else ""
-    return f"recipe: {record['name']} ({how}){tail}"
+    return f"recipe: {record['name']} ({how}){under}{tail}"
 
 
 def resume_config(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, dict, Path]:

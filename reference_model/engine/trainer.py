@@ -306,7 +306,7 @@ class Trainer:
             "model_name": self.model_name,
             "model_config": dict(self.raw.config),
             "task": self.task,
-            "input_size": cfg.imgsz,
+            "input_size": cfg.eval_side,
             "model": self.raw.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
