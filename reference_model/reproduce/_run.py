@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 import time
 from dataclasses import MISSING, dataclass, field, fields
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import click
 
+from irstd_bench._outputs import check_folder_replaceable
 from irstd_bench.errors import InputError
 from reference_model.recipe import NO_RECIPE
 
@@ -37,6 +39,7 @@ from ._budget import (
     scaled_warmup,
 )
 from ._commands import command_args, command_params, shell_line
+from ._full import train_queue
 from ._jobs import Job, JobResult, run_jobs, start_server
 from ._plan import DEFAULT_PLAN, LeftOut, RunSpec, RunUnit, registry_models, resolve_plan
 from ._score import Scores, matcher_tag, prediction_input, read_metrics, scores, store_predictions, val_threshold
@@ -77,6 +80,10 @@ class ReproduceConfig:
     commit: str | None = None
     command: str = ""
     smoke: bool = False
+    protocol: str | None = None
+    resume: bool = False
+    parallel: int = 1
+    threads: int | None = None
 
 
 @dataclass
@@ -98,6 +105,7 @@ class RunRecord:
     scores: Scores | None = None
     test_results: Path | None = None
     status: str = "planned"
+    ready: bool = True
 
 
 @dataclass
@@ -127,8 +135,13 @@ class Session:
         click.echo(f"[reproduce {self.elapsed():6.1f} s] {message}", err=True)
 
     def record_command(self, line: str) -> None:
-        with (self.report / "commands.txt").open("a") as fh:
-            fh.write(line + "\n")
+        files = [self.report / "commands.txt"]
+        if self.config.protocol:  # every call's commands, kept across --resume (report/ is rewritten)
+            files.append(self.work / "commands.txt")
+        for path in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as fh:
+                fh.write(line + "\n")
 
     def phase_deadline(self, *later: float) -> float:
         return self.end - sum(later) - self.config.phases.margin_s
@@ -147,9 +160,15 @@ def _last_line(log: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------- set-up
-def _check_out(out: Path) -> None:
+def _check_out(out: Path, *, resume: bool = False) -> None:
+    if resume:
+        if not (out / "work" / "runs").is_dir():
+            raise InputError(f"--out {out}: no earlier reproduce --protocol output to resume (no work/runs)")
+        check_folder_replaceable(out / "report", force=True, option="report folder")
+        return
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"--out {out}: exists and is not an empty folder (reproduce writes a fresh one)")
+        raise InputError(f"--out {out}: exists and is not an empty folder (reproduce writes a fresh one; "
+                         "--resume continues an earlier --protocol run)")
 
 
 def _smoke_sample(out: Path) -> Path:
@@ -312,15 +331,62 @@ def _train(session: Session, scheduled: list[Scheduled]) -> None:
                     f"{result.wall_s:.0f} s, {record.status}")
 
 
+def _train_full(session: Session, units: list[RunUnit]) -> None:
+    """``--protocol``: full schedules as a resumable queue (:mod:`._full`); records of every unit."""
+    cfg = session.config
+    threads = cfg.threads or max(1, _cpu_count() // cfg.parallel)
+    deadline = session.phase_deadline(cfg.phases.after_training_s)
+    begun = time.monotonic()
+    states = train_queue(session, units, _train_defaults(), deadline=deadline, parallel=cfg.parallel,
+                         threads=threads)
+    wall = time.monotonic() - begun
+    for unit in units:
+        state = states[unit.run_id]
+        times = read_epoch_times(session.work / "runs" / unit.run_id / "results.csv")
+        record = RunRecord(unit, state.full_epochs, state.full_epochs, 0.0, {}, [],
+                           _last_command(session, unit.run_id))
+        record.epochs_done, record.train_s = state.epochs_done, round(sum(times), 1) if times else None
+        record.ready = state.finished
+        if state.finished:
+            record.status = "trained (full schedule)"
+        elif state.epochs_done:
+            record.status = f"partial: {state.epochs_done}/{state.full_epochs} epochs (continue with --resume)"
+        else:
+            record.status = "not started (continue with --resume)"
+        session.records.append(record)
+    done = sum(s.finished for s in states.values())
+    session.log(f"train: {done}/{len(states)} runs finished their full schedule after {wall:.0f} s this call; "
+                + "; ".join(f"{u.run_id} {states[u.run_id].epochs_done}/{states[u.run_id].full_epochs}"
+                            for u in units if not states[u.run_id].finished))
+
+
+def _last_command(session: Session, run_id: str) -> str:
+    """The first ``train`` command recorded for ``run_id`` in ``commands.txt`` (how the run began)."""
+    try:
+        lines = (session.work / "commands.txt").read_text().splitlines()
+    except OSError:
+        return ""
+    marker = f"/runs/{run_id}"
+    found = [ln for ln in lines if " train " in f" {ln} " and marker in ln]
+    return found[0] if found else ""
+
+
 def _predict(session: Session) -> None:
     cfg, phases = session.config, session.config.phases
     jobs = []
     for record in session.records:
         best = session.work / "runs" / record.unit.run_id / "best.pt"
-        if not best.is_file():
+        if not best.is_file() or not record.ready:
             continue
         for part in ("val", "test"):
-            out = session.work / "predict" / f"{record.unit.run_id}-{part}"
+            # --protocol: named by the epochs trained, so that an earlier call's predictions of the same
+            # checkpoint are reused and a continued run's are not
+            name = f"{record.unit.run_id}-{part}" + (f"-e{record.epochs_done}" if cfg.protocol else "")
+            stored = session.work / "preds" / name
+            if cfg.protocol and stored.is_dir():
+                record.predictions[part] = stored
+                continue
+            out = session.work / "predict" / name
             settings = {"weights": str(best), "dataset": session.dataset, "root": str(session.root),
                         "split": f"{session.family}/{part}", "out": str(out), "conf": PREDICT_CONF,
                         "device": cfg.device}
@@ -340,13 +406,15 @@ def _predict(session: Session) -> None:
     results = run_jobs(jobs, deadline=deadline, max_parallel=parallel, threads=threads)
     for record in session.records:
         for part in list(record.predictions):
+            if record.predictions[part].parent == session.work / "preds":
+                continue
             result = results.get(f"{record.unit.run_id}-{part}")
             if result is None or result.returncode != 0:
                 record.predictions.pop(part)
                 code = None if result is None else result.returncode
                 record.status = f"predict {part} failed (exit {code})"
             else:
-                stored = session.work / "preds" / f"{record.unit.run_id}-{part}"
+                stored = session.work / "preds" / record.predictions[part].name
                 store_predictions(record.predictions[part], stored)
                 record.predictions[part] = stored
 
@@ -438,7 +506,11 @@ def reproduce(config: ReproduceConfig):
     from ._write import write_outputs
 
     started = time.monotonic()
-    _check_out(config.out)
+    if config.resume and not config.protocol:
+        raise InputError("--resume continues a --protocol run (give the same --protocol)")
+    _check_out(config.out, resume=config.resume)
+    if config.resume and (config.out / "report").exists():
+        shutil.rmtree(config.out / "report")  # our own report (its manifest was checked just now)
     config.out.mkdir(parents=True, exist_ok=True)
     root, dataset, family = _open(config)
     session = Session(config, root, dataset, family, started, started + config.budget_s,
@@ -453,8 +525,9 @@ def reproduce(config: ReproduceConfig):
                 f"budget {config.budget_s:.0f} s on {config.device}")
     session.log(f"process server ready in {start_server():.1f} s")
     failure = None
-    for name, step in (("probe", lambda: _probe(session, units)),
-                       ("train", lambda: _train(session, _plan_runs(session, units))),
+    training = (("train", lambda: _train_full(session, units)),) if config.protocol else (
+        ("probe", lambda: _probe(session, units)), ("train", lambda: _train(session, _plan_runs(session, units))))
+    for name, step in (*training,
                        ("predict", lambda: _predict(session)),
                        ("score", lambda: _score(session))):
         begun = time.monotonic()

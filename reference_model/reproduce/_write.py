@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from irstd_bench._io import write_text_atomic
+from irstd_bench._outputs import write_manifest
 from irstd_bench.errors import InputError
 
 from ._pack import PackResult, add_archive, add_file, tree_members
@@ -133,7 +134,8 @@ def _summary(session, commit: str, device: str, rows: list[dict], report_note: s
         "schema": SUMMARY_SCHEMA, "schema_version": 1,
         "command": cfg.command, "commit": commit, "device": device,
         "created": datetime.now(UTC).replace(microsecond=0).isoformat(),
-        "smoke": cfg.smoke, "budget_s": cfg.budget_s, "elapsed_s": round(session.elapsed(), 1),
+        "smoke": cfg.smoke, "protocol": _protocol_dict(cfg.protocol), "budget_s": cfg.budget_s,
+        "elapsed_s": round(session.elapsed(), 1),
         "phases_s": {k: round(v, 1) for k, v in session.phase_s.items()},
         "dataset": session.dataset, "root": str(session.root), "family": session.family, "matcher": cfg.matcher,
         "probes": [
@@ -152,6 +154,14 @@ def _summary(session, commit: str, device: str, rows: list[dict], report_note: s
     }
 
 
+def _protocol_dict(name: str | None) -> dict | None:
+    if not name:
+        return None
+    from reference_model.protocol import find_protocol
+
+    return find_protocol(name).to_dict()
+
+
 def runs_markdown(summary: dict, seeds_md: str) -> str:
     """RUNS.md: how every number was made (command, commit, device, epochs, wall time, seed)."""
     s = summary
@@ -168,9 +178,15 @@ def runs_markdown(summary: dict, seeds_md: str) -> str:
         f"- Matcher `{s['matcher']}`. **F1 (val threshold)**: F1 on test at the threshold of the best val F1. "
         "**best F1 on test (paper protocol)**: the best F1 over thresholds on test itself, what the EFLNet "
         "authors' `test.py` reports (the evaluator's `best_f1`).",
-        "- Every training ran at the same time as the others on the one device, with its recipe's schedule "
-        "compressed to the epochs that fit (warm-up scaled by the same factor; both listed per run).",
     ]
+    if s.get("protocol"):
+        p = s["protocol"]
+        out += [f"- **Protocol `{p['name']}`** ({p['title']}): {p['description']} Every run keeps its recipe's full "
+                "schedule; the trainings are a queue that `--resume` continues from each run's last checkpoint "
+                "(the epochs done are per run below; only runs that finished are scored)."]
+    else:
+        out += ["- Every training ran at the same time as the others on the one device, with its recipe's schedule "
+                "compressed to the epochs that fit (warm-up scaled by the same factor; both listed per run)."]
     out += [f"- **Error**: {e} (the phases after it did not run)" for e in s["errors"]]
     if s["smoke"]:
         out += ["- **Smoke run** (synthetic sample, CPU, one epoch): checks the code path; its numbers mean nothing."]
@@ -284,7 +300,9 @@ def write_outputs(session, *, commit: str, device: str) -> Outcome:
     runs_md = session.report / "RUNS.md"
     write_text_atomic(runs_md, runs_markdown(summary, seeds_md))
     outcome = Outcome(session.report, runs_md, summary_path)
-    outcome.pack = _pack(session, runs_md, summary_path)
+    write_manifest(session.report, "reproduce")  # a later --resume may replace this report folder
+    if not session.config.protocol or session.config.pack_dir is not None:  # --protocol: no pack unless asked
+        outcome.pack = _pack(session, runs_md, summary_path)
     session.log(f"done: {runs_md}; pack {', '.join(p.name for p in outcome.pack.files)}"
                 + (f"; left out of the pack: {'; '.join(outcome.pack.left_out)}" if outcome.pack.left_out else ""))
     return outcome

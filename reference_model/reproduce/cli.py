@@ -68,9 +68,17 @@ def _command_line(ctx: click.Context) -> str:
               help="Data-loader workers per training (default 1; --smoke: 0).")
 @click.option("--commit", default=None, help="Commit recorded in RUNS.md (default: git rev-parse HEAD).")
 @click.option("--smoke", is_flag=True, help="The same path on the synthetic sample, on the CPU, in about a minute.")
+@click.option("--protocol", default=None,
+              help="Full schedules under this protocol (cpu-windows-256, authors-sizes) as a resumable queue, "
+              "instead of schedules compressed to the budget.")
+@click.option("--resume", is_flag=True, help="--protocol: continue the runs of an earlier call in --out.")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--protocol: trainings at a time.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="--protocol: threads per training (default: CPU cores / --parallel).")
 @click.pass_context
 def reproduce(ctx: click.Context, root, dataset, family, budget_s, device, matcher, out, pack_dir, max_seeds,
-              only, min_epochs, max_epochs, workers, commit, smoke) -> None:
+              only, min_epochs, max_epochs, workers, commit, smoke, protocol, resume, parallel, threads) -> None:
     """Train the EFLNet paper's Table I methods, predict, score both protocols, write the report.
 
     Every training runs at the same time on the one device, its recipe's schedule compressed to
@@ -96,8 +104,18 @@ def reproduce(ctx: click.Context, root, dataset, family, budget_s, device, match
         max_seeds=max_seeds if max_seeds is not None else (SMOKE_MAX_SEEDS if smoke else None),
         only=tuple(only), workers=workers if workers is not None else (0 if smoke else 1),
         train_overrides=dict(SMOKE_TRAIN) if smoke else {}, pack_dir=pack_dir, commit=commit,
-        command=_command_line(ctx), smoke=smoke,
+        command=_command_line(ctx), smoke=smoke, protocol=protocol, resume=resume, parallel=parallel,
+        threads=threads,
     )
+    if protocol is not None:
+        from reference_model.protocol import find_protocol
+        from reference_model.reproduce._full import PROTOCOL_PLAN
+
+        find_protocol(protocol)
+        if not smoke:
+            config = dataclasses.replace(config, plan=PROTOCOL_PLAN)
+    elif resume or parallel != 1 or threads is not None:
+        raise InputError("--resume, --parallel and --threads go with --protocol")
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `timeout`: stop the trainings, then exit
     try:
         outcome = run(config)
