@@ -74,12 +74,19 @@ def write_args(out: Path, info: dict) -> None:
     write_text_atomic(out / ARGS_NAME, json.dumps(info, indent=2) + "\n")
 
 
-def results_row(epoch: int, lr, losses: dict, metrics: dict, seconds: float) -> dict:
-    """One ``results.csv`` row: ``epoch`` (1-based), ``lr``, ``train/<term>``, ``val/<metric>``, ``time_s``."""
+def results_row(epoch: int, lr, losses: dict, metrics: dict, seconds: float, cpu_seconds: float | None = None) -> dict:
+    """One ``results.csv`` row: ``epoch`` (1-based), ``lr``, ``train/<term>``, ``val/<metric>``, ``time_s``, ``cpu_s``.
+
+    ``time_s`` is the epoch's wall time (validation included when it ran), ``cpu_s`` the CPU time
+    of this process in it (all threads): on a shared machine the wall time grows with the load,
+    the CPU time much less.
+    """
     row = {"epoch": epoch, "lr": lr}
     row.update({f"train/{k}": v for k, v in losses.items()})
     row.update({f"val/{k}": v for k, v in metrics.items()})
     row["time_s"] = seconds
+    if cpu_seconds is not None:
+        row["cpu_s"] = cpu_seconds
     return row
 
 

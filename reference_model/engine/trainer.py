@@ -369,7 +369,7 @@ class Trainer:
             _log(self.ctx, f"resuming {self.resume_path} after epoch {self.start_epoch}")
             self.checkpoint = None  # free the loaded tensors
         for epoch in range(self.start_epoch, cfg.epochs):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             losses = self._train_epoch(epoch)
             if hasattr(self.raw, "on_epoch_end"):
                 self.raw.on_epoch_end()
@@ -383,8 +383,10 @@ class Trainer:
                         self.best_fitness, self.best_metrics = score, dict(metrics, epoch=epoch + 1)
                 else:
                     improved = False
-                seconds = time.perf_counter() - start
-                self.history.append(results_row(epoch + 1, self.scheduler.last_lr(), losses, metrics, seconds))
+                seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+                self.history.append(
+                    results_row(epoch + 1, self.scheduler.last_lr(), losses, metrics, seconds, cpu_seconds)
+                )
                 checkpoint = self._checkpoint(epoch, metrics)
                 save_checkpoint(self.out / LAST_NAME, checkpoint)
                 if improved:

@@ -187,7 +187,11 @@ def _open(config: ReproduceConfig) -> tuple[Path, str, str]:
 
     root, dataset, family = config.root, config.dataset, config.family
     if config.smoke:
-        root, dataset, family = _smoke_sample(config.out), SMOKE_DATASET, SMOKE_FAMILY
+        if config.resume and (config.out / "data").is_dir():  # the sample of the call being resumed
+            root = config.out / "data"
+        else:
+            root = _smoke_sample(config.out)
+        dataset, family = SMOKE_DATASET, SMOKE_FAMILY
     if root is None:
         raise InputError("--root is required (or --smoke)")
     ds = open_dataset(root, dataset)
