@@ -17,6 +17,9 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
          "--device", "cpu"],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
+    # Not a terminal (a log, CI): no progress bar from any step, training's included.
+    assert "\r" not in result.stdout and "\r" not in result.stderr
+    assert "epoch 2/2 " in result.stderr
     # Every stage left its product: boxes, predictions of three methods, their results, the report.
     assert (out / "boxes" / "summary.json").is_file()
     methods = ["tophat", "mpcm", "eflnet-n"]

@@ -292,6 +292,9 @@ def test_smoke_runs_the_whole_path(tmp_path):
          "--commit", "abc1234"],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
+    # No progress bar anywhere: not in the command's own output, not in its steps' logs.
+    logs = sorted((out / "work" / "logs").glob("*.log"))
+    assert logs and all(b"\r" not in p.read_bytes() for p in logs) and "\r" not in result.output
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert summary["schema"] == "irstd-bench/reproduce-summary" and summary["commit"] == "abc1234"
     assert summary["device"].startswith("CPU")
