@@ -346,3 +346,44 @@ def test_image_records_survive_pickling_exactly():
             np.testing.assert_array_equal(ours, theirs)
         else:
             assert ours == theirs, f.name
+
+
+def test_ap50_of_a_score_map_is_undefined_under_a_non_iou_matcher():
+    """What AP50 0.000 next to a good F1 came from, and the rule that replaces it.
+
+    A score map's AP candidates are its components at ``conf``. At the high threshold a
+    centroid matcher picks, each component is the target's peak pixel: its centroid is the
+    target's (a hit at ``centroid:3``), its 1 x 1 box has IoU 1/25 with the 5 x 5 target, so
+    box AP50 would be 0 by construction. Under a non-IoU matcher the evaluator writes ``null``
+    and the reason; under ``iou:T``, and for masks and boxes, AP50 stays a number.
+    """
+    from irstd_bench.evaluate import ap50_undefined
+
+    gt_mask = np.zeros((20, 20), np.uint8)
+    gt_mask[5:10, 5:10] = 255
+    score_map = np.zeros((20, 20), np.float32)
+    score_map[5:10, 5:10] = 0.6
+    score_map[7, 7] = 0.95  # the peak, at the target's centroid
+    gt = [_gt(gt_mask)]
+    peak = evaluate(gt, [Prediction.from_score_map("a", score_map)], matcher="centroid:3", conf=0.9)
+    assert (peak.metrics["tp"], peak.metrics["fp"]) == (1, 0) and peak.records[0].pred_area.tolist() == [1]
+    assert peak.metrics["ap"] == pytest.approx(1.0) and peak.records[0].ap50_hits.tolist() == [False]  # what gave 0.000
+    assert peak.metrics["ap50"] is None
+    assert peak.settings["ap"]["ap50_undefined"] == ap50_undefined("scoremaps", "centroid:3")
+    assert "centroid:3" in peak.settings["ap"]["ap50_undefined"]
+    for matcher in ("legacy-pd", "nwd:0.5"):
+        assert evaluate(gt, [Prediction.from_score_map("a", score_map)], matcher=matcher, conf=0.9).metrics[
+            "ap50"
+        ] is None
+    # Under IoU the threshold is chosen for extents: AP50 is a number (here the whole 5 x 5 blob at 0.5).
+    blob = evaluate(gt, [Prediction.from_score_map("a", score_map)], matcher="iou:0.5", conf=0.5)
+    assert blob.metrics["ap50"] == pytest.approx(1.0) and blob.settings["ap"]["ap50_undefined"] is None
+    # Masks and boxes have their extents whatever conf is: a number under any matcher.
+    mask = evaluate(gt, [Prediction.from_score_map("a", score_map >= 0.9)], matcher="centroid:3")
+    assert mask.kind == "masks" and mask.metrics["ap50"] == 0.0
+    boxes = evaluate(
+        gt, [Prediction.from_boxes("a", [[5, 5, 10, 10]], [0.9], (20, 20))], matcher="centroid:3", conf=0.5
+    )
+    assert boxes.metrics["ap50"] == pytest.approx(1.0)
+    assert [ap50_undefined(k, "centroid:3") is None for k in ("boxes", "masks", "scoremaps")] == [True, True, False]
+    assert ap50_undefined("scoremaps", "iou:0.3") is None
