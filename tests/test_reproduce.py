@@ -120,6 +120,20 @@ def test_allocate_scales_epochs_to_the_window_with_the_load_of_all_runs():
     assert {s.epochs for s in scheduled} == {7}
 
 
+def test_allocate_never_assumes_runs_faster_than_the_probe_measured():
+    """A probe of four runs at once measured 10 s an epoch. Two runs at once are not assumed to
+    take 5 s (the probe says nothing about a lighter load): 10 s; six runs: 10 x 6 / 4 = 15 s."""
+    units, _ = resolve_plan((RunSpec("acm", seeds=(0, 1, 2, 3, 4, 5)),), MODELS)
+    key = units[0].config_key
+    probes = {key: _probe(key, 10.0, startup_s=5.0, concurrency=4)}
+    usable = WINDOW_SAFETY * 1000.0 - 5.0
+    for n_runs, epoch_s in ((1, 10.0), (2, 10.0), (4, 10.0), (6, 15.0)):
+        scheduled, dropped = allocate(units[:n_runs], probes, window_s=1000.0, default_epochs=10**6, min_epochs=1)
+        assert dropped == [] and len(scheduled) == n_runs
+        assert {s.estimated_epoch_s for s in scheduled} == {epoch_s}, n_runs
+        assert {s.epochs for s in scheduled} == {math.floor(usable / epoch_s)}, n_runs
+
+
 def test_allocate_drops_the_lowest_priority_first_and_says_why():
     units, _ = resolve_plan(
         (RunSpec("eflnet-yolov7", "authors", seeds=(0, 1), extra_seed_priority=9), RunSpec("acm", priority=1),
