@@ -520,6 +520,7 @@ def test_undefined_ap50_is_a_dash_with_its_footnote_in_every_table(tmp_path):
     html = (tables / "detailed.html").read_text()
     assert 'class="note">\u2020 AP50 undefined' in html and "centroid distance &lt; 3 px" in html
     tex = (tables / "detailed.tex").read_text()
+    assert "centroid distance \\textless{} 3 px" in tex and "IoU \\textgreater{}= 0.5" in tex
     assert "--\\textsuperscript{\\dag}" in tex and "\\footnotesize\\textsuperscript{\\dag} AP50 undefined" in tex
     csv_rows = list(csv.DictReader(io.StringIO((tables / "detailed.csv").read_text())))
     assert [r["nudt/ap50"] for r in csv_rows if r["Method"] in ("Top-Hat", "EFLNet-n")] == ["", "0.25"]

@@ -420,6 +420,8 @@ _LATEX_SPECIALS = {
     "}": "\\}",
     "~": "\\textasciitilde{}",
     "^": "\\textasciicircum{}",
+    "<": "\\textless{}",  # OT1 fonts print a bare < or > as inverted punctuation
+    ">": "\\textgreater{}",
 }
 
 
