@@ -4,23 +4,32 @@ The training set lives as tensors on the training device (:class:`~.data.Letterb
 every image letterboxed once onto a square *base canvas* of side ``Sb`` (``base_size``, else
 the input side ``S``), its binary mask, and its target boxes. One batch is augmented at once:
 
-1. **mosaic** (probability ``mosaic`` per image): four training images at full resolution on a
-   ``2 Sb x 2 Sb`` canvas (the drawn image top-left, three random others);
+1. **mosaic** (probability ``mosaic`` per image; a 9-image mosaic with probability ``mosaic9``
+   among mosaics, else 4 images): training images on a ``2 Sb x 2 Sb`` canvas, the drawn image
+   first (:mod:`.mosaic`: ``mosaic_style`` ``grid``, a fixed grid of the letterboxed squares, or
+   ``yolov7``, the images' contents around a random centre, the rest filled with ``pad_value``);
 2. **window** (every image): a square window of the canvas is resampled onto the ``S x S``
    input with pixel scale ``a`` (output px per canvas px), then flipped left-right / up-down with
    probabilities ``fliplr`` / ``flipud``. With probability ``crop`` the window is a
    **target-keeping crop** (side ``f S``, ``f`` in ``[crop_min_side, 1]``, grown to hold the union
    box of the image's targets and placed so that it holds it: every target stays whole, zoomed
-   in by ``a = S / side``); otherwise it is the scale/translate jitter (``a`` drawn from
-   ``[1 - scale, 1 + scale]``, centre moved by up to ``translate`` of the window; targets may
-   leave it). :mod:`.crop` computes both;
-3. **mixup** (probability ``mixup``): the image blended with another image of the batch with a
-   ratio ``r ~ Beta(32, 32)`` (as the YOLO code bases draw it), the masks united and the boxes joined;
+   in by ``a = S / side``); otherwise it is the scale/translate jitter: ``a`` drawn from
+   ``[1 - scale, 1 + scale]`` (``window_style="yolov7"``: ``[1 - scale, 1.1 + scale]``, YOLOv7's
+   ``random_perspective``), the centre moved by up to ``translate`` of the window (``canvas``: and
+   over the whole canvas where the window is smaller; ``yolov7``: around the canvas centre only);
+   targets may leave it. :mod:`.crop` computes both. Pixels outside the canvas read ``pad_value``;
+   a box narrower or lower than ``min_box_side`` input px is dropped (YOLOv7: 2 px);
+3. **mixup** (probability ``mixup``): the image blended with a partner with a ratio
+   ``r ~ Beta(mixup_beta, mixup_beta)`` (YOLOv5: 32, YOLOv7: 8), the masks united and the boxes
+   joined. The partner (``mixup_partner``) is another image of the batch (``batch``) or a fresh
+   training sample (``fresh``: a random image through its own mosaic and window, flipped as the
+   image it joins, as YOLOv7 blends two mosaics and then flips the blend);
 4. **photometric**: HSV value gain ``v`` from ``[1 - hsv_v, 1 + hsv_v]``; contrast, brightness and
-   Gaussian noise; the result clipped to [0, 1]. IR frames are gray (three equal channels), so a
-   hue or saturation change is the identity on them: ``hsv_h`` and ``hsv_s`` are accepted for
-   recipes written for colour data and change nothing (exactly what an HSV jitter does to a
-   gray image).
+   Gaussian noise; the result clipped to [0, 1]. The images are one channel (the luminance of
+   the file, :mod:`.data`), replicated to three: a hue or saturation change is the identity on
+   a gray image, so ``hsv_h`` and ``hsv_s`` are accepted for recipes written for colour data and
+   change nothing (exactly what an HSV jitter does to a gray image; IR frames stored with a
+   colour tint lose it when read, see ``docs/models/eflnet-yolov7.md``).
 
 Geometry in continuous pixel-edge coordinates: a canvas edge coordinate ``x`` lands at
 ``u = a (x - c) + S / 2`` (flipped: ``S - u``). Boxes are mapped with that formula exactly and
@@ -35,29 +44,37 @@ survives, and it grows by under one output pixel). A window at
 flip) copies the pixels exactly, a translated one shifts them exactly.
 
 All random draws of one batch come from one ``numpy`` generator seeded by
-``(seed, epoch, iteration, rank)`` (:func:`batch_generator`): the augmentation is a function of
-those numbers alone (the same draws on the CPU and the GPU), so a resumed run repeats it exactly.
+``(seed, epoch, iteration, rank)`` (:func:`batch_generator`) and its spawned children: the
+augmentation is a function of those numbers alone (the same draws on the CPU and the GPU), so a
+resumed run repeats it exactly.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .crop import crop_windows, jitter_windows
+from .crop import WINDOW_STYLES, crop_windows, jitter_windows
+from .mosaic import MOSAIC_STYLES, four_tile_origins, mosaic_canvas, mosaic_centre, nine_offset, nine_tile_origins
 from .resample import area_prefilter, sample_mask
+from .transforms import PAD_VALUE
 
-#: Beta distribution parameter of the mixup ratio (``r ~ Beta(MIXUP_BETA, MIXUP_BETA)``).
+#: Default Beta distribution parameter of the mixup ratio (``r ~ Beta(a, a)``; YOLOv5's 32).
 MIXUP_BETA = 32.0
+#: Where a mixup partner comes from: another image of the batch, or a fresh training sample.
+MIXUP_PARTNERS = ("batch", "fresh")
 #: A box cut by the input's border is kept when at least this fraction of its area is inside
 #: (the YOLO code bases' rule; slivers of a target would otherwise become boxes without pixels).
 MIN_VISIBLE_FRACTION = 0.1
-#: Value of pixels outside the canvas (the images are in [0, 1]; 0 = no signal, never a target).
-PAD_VALUE = 0.0
+#: ``window_style="yolov7"`` draws the pixel scale from ``[1 - scale, 1 + scale + this]``
+#: (YOLOv7's ``random_perspective``: ``random.uniform(1 - scale, 1.1 + scale)``).
+YOLOV7_SCALE_EXTRA = 0.1
+#: Other training images of a 4- and a 9-image mosaic.
+MOSAIC_OTHERS = {4: 3, 9: 8}
 
 
 @dataclass(frozen=True)
@@ -69,11 +86,26 @@ class AugmentConfig:
     fliplr, flipud : float
         Probability of a left-right / up-down flip.
     scale : float
-        Pixel-scale jitter: ``a`` drawn from ``[1 - scale, 1 + scale]`` (in [0, 1)).
+        Pixel-scale jitter: ``a`` drawn from ``[1 - scale, 1 + scale]`` (in [0, 1)); with
+        ``window_style="yolov7"`` from ``[1 - scale, 1.1 + scale]``.
     translate : float
         Window-centre jitter as a fraction of the input side.
     mosaic, mixup : float
-        Probability of a 4-image mosaic / of blending with another image of the batch.
+        Probability of a mosaic / of blending with a partner.
+    mosaic9 : float
+        Probability that a mosaic is a 9-image one (else 4 images).
+    mosaic_style : {"grid", "yolov7"}
+        Mosaic layout (:mod:`.mosaic`).
+    window_style : {"canvas", "yolov7"}
+        Scale range and reach of the window centre (:mod:`.crop`, :func:`.crop.jitter_windows`).
+    min_box_side : float
+        A box whose width or height in the input is not above this (px) is dropped (0: only empty boxes).
+    mixup_beta : float
+        ``a`` of the mixup ratio ``r ~ Beta(a, a)``.
+    mixup_partner : {"batch", "fresh"}
+        The image blended in (module docstring).
+    pad_value : float
+        Value of image pixels no image covers (mosaic gaps, outside the canvas), in [0, 1].
     hsv_h, hsv_s, hsv_v : float
         HSV gains (``hsv_h``/``hsv_s`` have no effect on gray IR frames, see the module docstring).
     brightness : float
@@ -103,11 +135,30 @@ class AugmentConfig:
     noise: float = 0.02
     crop: float = 0.5
     crop_min_side: float = 0.6
+    mosaic9: float = 0.0
+    mosaic_style: str = "grid"
+    window_style: str = "canvas"
+    min_box_side: float = 0.0
+    mixup_beta: float = MIXUP_BETA
+    mixup_partner: str = "batch"
+    pad_value: float = PAD_VALUE
 
     @classmethod
-    def off(cls) -> AugmentConfig:
+    def off(cls, pad_value: float = PAD_VALUE) -> AugmentConfig:
         """No augmentation: the letterboxed image as it is."""
-        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, crop=0.0, crop_min_side=1.0)
+        zero = ("fliplr", "flipud", "scale", "translate", "mosaic", "mixup", "hsv_h", "hsv_s", "hsv_v",
+                "brightness", "contrast", "noise", "crop")
+        return cls(**dict.fromkeys(zero, 0.0), crop_min_side=1.0, pad_value=pad_value)
+
+    @property
+    def scale_extra(self) -> float:
+        """How far the largest pixel scale lies above ``1 + scale`` (:data:`YOLOV7_SCALE_EXTRA` or 0)."""
+        return YOLOV7_SCALE_EXTRA if self.window_style == "yolov7" else 0.0
+
+    @property
+    def scale_range(self) -> tuple[float, float]:
+        """Smallest and largest pixel scale ``a`` of the scale/translate jitter."""
+        return 1.0 - self.scale, 1.0 + self.scale + self.scale_extra
 
 
 @dataclass(frozen=True)
@@ -116,10 +167,18 @@ class BatchDraws:
 
     Attributes
     ----------
-    mosaic : ndarray (B,) bool; ``mosaic_others``: ndarray (B, 3) int (indices into the training set)
+    mosaic : ndarray (B,) bool; ``mosaic9``: ndarray (B,) bool (a 9-image mosaic)
+    mosaic_others : ndarray (B, 8) int
+        Indices into the training set of the other tiles (a 4-image mosaic uses the first 3).
+    mosaic_centre : ndarray (B, 2) in [0, 1)
+        Draws of a ``yolov7`` mosaic's centre (4 images) or kept window (9 images), :mod:`.mosaic`.
     scale : ndarray (B,) float, pixel scale ``a``; ``centre``: ndarray (B, 2) in ``[-1, 1]``
     fliplr, flipud : ndarray (B,) bool
     mixup : ndarray (B,) bool; ``mixup_partner``: ndarray (B,) int (index in the batch); ``mixup_ratio``: (B,)
+    partner_index : ndarray (B,) int
+        Training-set index of a fresh mixup partner.
+    partner : BatchDraws or None
+        The fresh partners' own draws (``mixup_partner="fresh"``; their flips are the images' own).
     value_gain, contrast, brightness, noise_sigma : ndarray (B,) float
     noise_seed : int (seed of the noise tensor's torch generator)
     crop : ndarray (B,) bool; ``crop_side``: ndarray (B,) float, crop side over the input side
@@ -142,6 +201,19 @@ class BatchDraws:
     noise_seed: int
     crop: np.ndarray
     crop_side: np.ndarray
+    mosaic9: np.ndarray | None = None
+    mosaic_centre: np.ndarray | None = None
+    partner_index: np.ndarray | None = None
+    partner: BatchDraws | None = None
+
+    def rows(self, rows: np.ndarray) -> BatchDraws:
+        """The draws of images ``rows`` only (without partners: what one image's geometry needs)."""
+        picked = {
+            f.name: getattr(self, f.name)[rows]
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), np.ndarray)
+        }
+        return replace(self, **picked, partner=None)
 
 
 def batch_generator(seed: int, epoch: int, iteration: int, rank: int = 0) -> np.random.Generator:
@@ -150,62 +222,54 @@ def batch_generator(seed: int, epoch: int, iteration: int, rank: int = 0) -> np.
 
 
 def draw(rng: np.random.Generator, batch: int, dataset_size: int, config: AugmentConfig) -> BatchDraws:
-    """Draw every random number the augmentation of a batch of ``batch`` images needs."""
-    b = int(batch)
+    """Draw every random number the augmentation of a batch of ``batch`` images needs.
+
+    The draws of the engine's first settings come from ``rng`` in a fixed order; those of later
+    settings (9-image mosaics, mosaic centres, fresh mixup partners) from children spawned off
+    ``rng``'s seed, so that adding them changed no earlier draw.
+    """
+    b, n = int(batch), max(int(dataset_size), 1)
     uniform = rng.random((13, b))  # one fixed block of draws: a setting never shifts another's stream
     mosaic = (uniform[0] < config.mosaic) & (dataset_size > 1)
-    others = rng.integers(0, max(dataset_size, 1), size=(b, 3))
+    others = rng.integers(0, n, size=(b, 3))
     offsets = rng.integers(1, max(b, 2), size=b)
-    ratio = rng.beta(MIXUP_BETA, MIXUP_BETA, size=b)
+    ratio = rng.beta(config.mixup_beta, config.mixup_beta, size=b)
+    noise_seed = int(rng.integers(0, 2**62))
+    extra_rng, partner_rng = rng.spawn(2)
+    extra = extra_rng.random((3, b))
+    more_others = extra_rng.integers(0, n, size=(b, MOSAIC_OTHERS[9] - MOSAIC_OTHERS[4]))
+    partner_index = extra_rng.integers(0, n, size=b)
+    fliplr, flipud = uniform[4] < config.fliplr, uniform[5] < config.flipud
+    partner = None
+    if config.mixup_partner == "fresh":
+        alone = replace(config, mixup=0.0, mixup_partner="batch")  # a partner has no partner
+        partner = replace(draw(partner_rng, b, dataset_size, alone), fliplr=fliplr, flipud=flipud)
     return BatchDraws(
         mosaic=mosaic,
-        mosaic_others=others,
-        scale=1.0 + config.scale * (2.0 * uniform[1] - 1.0),
+        mosaic_others=np.concatenate([others, more_others], axis=1),
+        scale=1.0 + config.scale * (2.0 * uniform[1] - 1.0) + config.scale_extra * uniform[1],
         centre=np.stack([2.0 * uniform[2] - 1.0, 2.0 * uniform[3] - 1.0], axis=1),
-        fliplr=uniform[4] < config.fliplr,
-        flipud=uniform[5] < config.flipud,
-        mixup=(uniform[6] < config.mixup) & (b > 1),
+        fliplr=fliplr,
+        flipud=flipud,
+        mixup=(uniform[6] < config.mixup) & (b > 1 or config.mixup_partner == "fresh"),
         mixup_partner=(np.arange(b) + offsets) % max(b, 1),
         mixup_ratio=ratio,
         value_gain=1.0 + config.hsv_v * (2.0 * uniform[7] - 1.0),
         contrast=1.0 + config.contrast * (2.0 * uniform[8] - 1.0),
         brightness=config.brightness * (2.0 * uniform[9] - 1.0),
         noise_sigma=config.noise * uniform[10],
-        noise_seed=int(rng.integers(0, 2**62)),
+        noise_seed=noise_seed,
         crop=uniform[11] < config.crop,
         crop_side=config.crop_min_side + (1.0 - config.crop_min_side) * uniform[12],
+        mosaic9=mosaic & (extra[0] < config.mosaic9),
+        mosaic_centre=extra[1:3].T.copy(),
+        partner_index=partner_index,
+        partner=partner,
     )
 
 
 # --------------------------------------------------------------------------------------------
 # Geometry
-
-
-def mosaic_canvas(
-    images: torch.Tensor, masks: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Four tiles per mosaic -> one ``2 Sb`` canvas.
-
-    Parameters
-    ----------
-    images, masks : Tensor (M, 4, 1, Sb, Sb)
-        Tiles in the order top-left, top-right, bottom-left, bottom-right.
-    boxes : Tensor (M, 4, T, 4); valid : Tensor (M, 4, T) bool
-
-    Returns
-    -------
-    images, masks : Tensor (M, 1, 2 Sb, 2 Sb); boxes : Tensor (M, 4 T, 4); valid : Tensor (M, 4 T)
-    """
-    m, _, c, side, _ = images.shape
-
-    def tile(x: torch.Tensor) -> torch.Tensor:  # (M, 4, C, Sb, Sb) -> (M, C, 2Sb, 2Sb)
-        x = x.reshape(m, 2, 2, c, side, side).permute(0, 3, 1, 4, 2, 5)
-        return x.reshape(m, c, 2 * side, 2 * side)
-
-    shift = torch.tensor([[0, 0], [1, 0], [0, 1], [1, 1]], dtype=boxes.dtype, device=boxes.device) * side
-    shifted = boxes + shift.repeat(1, 2)[None, :, None, :]
-    t = boxes.shape[2]
-    return tile(images), tile(masks), shifted.reshape(m, 4 * t, 4), valid.reshape(m, 4 * t)
 
 
 def _affine_theta(scale, centre_px, canvas: int, out: int, fliplr, flipud) -> torch.Tensor:
@@ -219,15 +283,21 @@ def _affine_theta(scale, centre_px, canvas: int, out: int, fliplr, flipud) -> to
 
 
 def window_geometry(
-    draws: BatchDraws, rows: np.ndarray, union: np.ndarray, canvas: int, out_size: int, translate: float
+    draws: BatchDraws,
+    rows: np.ndarray,
+    union: np.ndarray,
+    canvas: int,
+    out_size: int,
+    translate: float,
+    window_style: str = "canvas",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixel scales ``(R,)`` and window centres ``(R, 2)`` canvas px of the images ``rows`` of a batch.
 
     Crop images (``draws.crop``) get :func:`.crop.crop_windows` around ``union`` (their targets'
-    union boxes ``(R, 4)``, canvas px), the others :func:`.crop.jitter_windows`.
+    union boxes ``(R, 4)``, canvas px), the others :func:`.crop.jitter_windows` (``window_style``).
     """
     scale = np.asarray(draws.scale[rows], np.float64)
-    centre_px = jitter_windows(scale, draws.centre[rows], canvas, out_size, translate)
+    centre_px = jitter_windows(scale, draws.centre[rows], canvas, out_size, translate, style=window_style)
     crop = np.asarray(draws.crop[rows], bool)
     if crop.any():
         crop_scale, crop_centre = crop_windows(
@@ -249,6 +319,8 @@ def affine_window(
     fliplr: np.ndarray,
     flipud: np.ndarray,
     out_size: int,
+    fill: float = PAD_VALUE,
+    min_box_side: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Resample a window of each canvas onto the ``S x S`` input (see the module docstring).
 
@@ -261,6 +333,10 @@ def affine_window(
     centre_px : ndarray (B, 2)
         Window centres ``c``, canvas px (:func:`window_geometry`).
     fliplr, flipud : ndarray (B,) bool
+    fill : float
+        Image value outside the canvas (masks: 0).
+    min_box_side : float
+        Boxes not wider and higher than this (input px) are dropped.
 
     Returns
     -------
@@ -278,9 +354,12 @@ def affine_window(
     lr_t, ud_t = torch.as_tensor(np.asarray(fliplr, bool)), torch.as_tensor(np.asarray(flipud, bool))
     theta = _affine_theta(a_t, c_t, canvas, out_size, lr_t, ud_t).to(device, dtype)
     grid = F.affine_grid(theta, [images.shape[0], 1, out_size, out_size], align_corners=False)
-    image_out = F.grid_sample(
-        area_prefilter(images, a), grid, mode="bilinear", padding_mode="zeros", align_corners=False
-    )
+    # grid_sample reads 0 outside the canvas: sampling (image - fill) and adding fill back reads fill there.
+    shifted = images if fill == 0.0 else images - fill
+    image_out = F.grid_sample(area_prefilter(shifted, a), grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=False)
+    if fill != 0.0:
+        image_out = image_out + fill
     mask_out = sample_mask(masks, grid, a)
     # Boxes: u = a (x - c) + S / 2, flipped u -> S - u (and the edges swap).
     a_b = a_t.to(device, boxes.dtype)[:, None]
@@ -293,9 +372,10 @@ def affine_window(
     y0, y1 = torch.where(ud_d, out_size - y1, y0), torch.where(ud_d, out_size - y0, y1)
     unclipped = torch.stack([x0, y0, x1, y1], dim=-1)
     mapped = unclipped.clamp(0.0, float(out_size))
-    area = (mapped[..., 2] - mapped[..., 0]).clamp_min(0) * (mapped[..., 3] - mapped[..., 1]).clamp_min(0)
+    width, height = mapped[..., 2] - mapped[..., 0], mapped[..., 3] - mapped[..., 1]
+    area = width.clamp_min(0) * height.clamp_min(0)
     full = (unclipped[..., 2] - unclipped[..., 0]) * (unclipped[..., 3] - unclipped[..., 1])
-    keep = valid & (area > 0) & (area >= MIN_VISIBLE_FRACTION * full)
+    keep = valid & (width > min_box_side) & (height > min_box_side) & (area >= MIN_VISIBLE_FRACTION * full)
     return image_out, mask_out, mapped, keep
 
 
@@ -306,6 +386,80 @@ def affine_window(
 def _column(values: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     """``(B,)`` numbers -> ``(B, 1, 1, 1)`` tensor on ``like``'s device and dtype."""
     return torch.as_tensor(np.asarray(values, np.float64), dtype=like.dtype).to(like.device).view(-1, 1, 1, 1)
+
+
+def _mosaics(data, indices: np.ndarray, draws: BatchDraws, config: AugmentConfig, rows: np.ndarray, tiles: int):
+    """The ``tiles``-image mosaic canvases of the images ``rows``: ``(images, masks, boxes, valid)``
+    and the canvas position ``(R, 2)`` of each drawn image's square."""
+    device = data.images.device
+    side, t, m = data.images.shape[-1], data.boxes.shape[1], len(rows)
+    members = np.concatenate(
+        [np.asarray(indices)[rows, None], draws.mosaic_others[rows, : MOSAIC_OTHERS[tiles]]], axis=1
+    )  # (R, tiles)
+    content = data.tile_content(members.reshape(-1)).reshape(m, tiles, 4)
+    if tiles == 4:
+        origins = four_tile_origins(content, mosaic_centre(draws.mosaic_centre[rows], side, config.mosaic_style))
+    else:
+        offset = nine_offset(draws.mosaic_centre[rows], side, config.mosaic_style)
+        origins = nine_tile_origins(content, offset, side)
+    flat = torch.as_tensor(members.reshape(-1), device=device)
+    canvas = mosaic_canvas(
+        data.images.index_select(0, flat).view(m, tiles, 1, side, side),
+        data.masks.index_select(0, flat).view(m, tiles, 1, side, side),
+        data.boxes.index_select(0, flat).view(m, tiles, t, 4),
+        data.valid.index_select(0, flat).view(m, tiles, t),
+        origins=origins,
+        content=content,
+        fill=config.pad_value,
+    )
+    return canvas, origins[:, 0]
+
+
+def geometry(
+    data, indices: np.ndarray, draws: BatchDraws, config: AugmentConfig, out_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mosaic and window of every image (steps 1 and 2 of the module docstring).
+
+    Returns ``images (B, 1, S, S)``, ``masks (B, 1, S, S)``, ``boxes (B, T', 4)`` input px and
+    ``valid (B, T')`` (``T' = 9 T`` with a 9-image mosaic in the batch, ``4 T`` with a 4-image one).
+    """
+    device = data.images.device
+    b = len(indices)
+    mosaic9 = draws.mosaic9 if draws.mosaic9 is not None else np.zeros(b, bool)
+    parts = []  # (rows, (images, masks, boxes, valid), canvas position of the drawn image's square)
+    for tiles, chosen in ((4, draws.mosaic & ~mosaic9), (9, draws.mosaic & mosaic9)):
+        if chosen.any():
+            rows = np.flatnonzero(chosen)
+            parts.append((rows, *_mosaics(data, indices, draws, config, rows, tiles)))
+    plain = np.flatnonzero(~draws.mosaic)
+    if plain.size:
+        sel = torch.as_tensor(np.asarray(indices)[plain], device=device)
+        tensors = (data.images.index_select(0, sel), data.masks.index_select(0, sel),
+                   data.boxes.index_select(0, sel), data.valid.index_select(0, sel))
+        parts.append((plain, tensors, np.zeros((plain.size, 2), np.int64)))
+    t_out = max(part[1][2].shape[1] for part in parts)
+    out_images = data.images.new_zeros((b, 1, out_size, out_size))
+    out_masks = data.masks.new_zeros((b, 1, out_size, out_size))
+    out_boxes = data.boxes.new_zeros((b, t_out, 4))
+    out_valid = torch.zeros((b, t_out), dtype=torch.bool, device=device)
+    # The drawn image's targets (moved with its square onto a mosaic's canvas) are what a crop keeps.
+    union = data.target_union(indices) if draws.crop.any() else np.full((b, 4), np.nan)
+    for rows, (im, mk, bx, vd), position in parts:
+        canvas = im.shape[-1]
+        kept = np.clip(union[rows] + np.tile(position, 2), 0.0, canvas)
+        scale, centre_px = window_geometry(
+            draws, rows, kept, canvas, out_size, config.translate, config.window_style
+        )
+        im, mk, bx, vd = affine_window(
+            im, mk, bx, vd, scale=scale, centre_px=centre_px, fliplr=draws.fliplr[rows],
+            flipud=draws.flipud[rows], out_size=out_size, fill=config.pad_value, min_box_side=config.min_box_side,
+        )  # fmt: skip
+        sel = torch.as_tensor(rows, device=device)
+        out_images.index_copy_(0, sel, im)
+        out_masks.index_copy_(0, sel, mk)
+        out_boxes[sel, : bx.shape[1]] = bx
+        out_valid[sel, : vd.shape[1]] = vd
+    return out_images, out_masks, out_boxes, out_valid
 
 
 def augment_batch(
@@ -321,7 +475,8 @@ def augment_batch(
     ----------
     data : LetterboxedTensors
         ``images (N, 1, Sb, Sb)``, ``masks (N, 1, Sb, Sb)``, ``boxes (N, T, 4)``, ``valid (N, T)``;
-        ``target_union(indices)``: union boxes ``(B, 4)`` of the images' targets (host ``numpy``).
+        ``target_union(indices)``: union boxes ``(B, 4)`` of the images' targets (host ``numpy``);
+        ``tile_content(indices)``: each image's content rectangle in its square ``(B, 4)``.
     indices : ndarray (B,) int
         Training-set indices of the batch.
     draws : BatchDraws
@@ -333,77 +488,56 @@ def augment_batch(
     -------
     images : Tensor (B, 1, S, S) float in [0, 1]
     masks : Tensor (B, 1, S, S) float in {0, 1}
-    boxes : Tensor (B, T', 4) input px; valid : Tensor (B, T') bool (``T' = 4 T`` with mosaic,
-        doubled again with mixup)
+    boxes : Tensor (B, T', 4) input px; valid : Tensor (B, T') bool (``T' = 4 T`` with a 4-image
+        mosaic, ``9 T`` with a 9-image one, plus the partners' with mixup)
     """
-    device = data.images.device
-    idx = torch.as_tensor(np.asarray(indices, np.int64), device=device)
-    images, masks = data.images.index_select(0, idx), data.masks.index_select(0, idx)
-    boxes, valid = data.boxes.index_select(0, idx), data.valid.index_select(0, idx)
-    t = boxes.shape[1]
-    parts = []
-    if draws.mosaic.any():
-        rows = np.flatnonzero(draws.mosaic)
-        tiles = np.concatenate([np.asarray(indices)[rows, None], draws.mosaic_others[rows]], axis=1)  # (M, 4)
-        flat = torch.as_tensor(tiles.reshape(-1), device=device)
-        m = len(rows)
-        side = data.images.shape[-1]
-        canvas = mosaic_canvas(
-            data.images.index_select(0, flat).view(m, 4, 1, side, side),
-            data.masks.index_select(0, flat).view(m, 4, 1, side, side),
-            data.boxes.index_select(0, flat).view(m, 4, t, 4),
-            data.valid.index_select(0, flat).view(m, 4, t),
-        )
-        parts.append((rows, canvas))
-    plain = np.flatnonzero(~draws.mosaic)
-    if plain.size:
-        sel = torch.as_tensor(plain, device=device)
-        parts.append(
-            (plain, (images.index_select(0, sel), masks.index_select(0, sel), boxes.index_select(0, sel),
-                     valid.index_select(0, sel)))
-        )
-    t_out = 4 * t if draws.mosaic.any() else t
-    b = len(indices)
-    out_images = images.new_zeros((b, 1, out_size, out_size))
-    out_masks = masks.new_zeros((b, 1, out_size, out_size))
-    out_boxes = boxes.new_zeros((b, t_out, 4))
-    out_valid = torch.zeros((b, t_out), dtype=torch.bool, device=device)
-    # The drawn image's targets (a mosaic's top-left tile: same canvas px) are what a crop keeps.
-    union = data.target_union(indices) if draws.crop.any() else np.full((b, 4), np.nan)
-    for rows, (im, mk, bx, vd) in parts:
-        scale, centre_px = window_geometry(draws, rows, union[rows], im.shape[-1], out_size, config.translate)
-        im, mk, bx, vd = affine_window(
-            im,
-            mk,
-            bx,
-            vd,
-            scale=scale,
-            centre_px=centre_px,
-            fliplr=draws.fliplr[rows],
-            flipud=draws.flipud[rows],
-            out_size=out_size,
-        )
-        sel = torch.as_tensor(rows, device=device)
-        out_images.index_copy_(0, sel, im)
-        out_masks.index_copy_(0, sel, mk)
-        out_boxes[sel, : bx.shape[1]] = bx
-        out_valid[sel, : vd.shape[1]] = vd
-    images, masks, boxes, valid = mixup(out_images, out_masks, out_boxes, out_valid, draws)
+    images, masks, boxes, valid = geometry(data, indices, draws, config, out_size)
+    partner = None
+    if draws.mixup.any() and draws.partner is not None:
+        partner = fresh_partners(data, draws, config, out_size, images.shape[0])
+    elif draws.mixup.any():
+        partner = batch_partners(images, masks, boxes, valid, draws)
+    images, masks, boxes, valid = mixup(images, masks, boxes, valid, partner, draws)
     return photometric(images, draws), masks, boxes, valid
 
 
-def mixup(images, masks, boxes, valid, draws: BatchDraws):
-    """Blend the drawn images with their batch partner: ``r x + (1 - r) x_partner``, masks united, boxes joined."""
-    if not draws.mixup.any():
+def batch_partners(images, masks, boxes, valid, draws: BatchDraws) -> tuple:
+    """Each image's batch neighbour ``draws.mixup_partner`` (``mixup_partner="batch"``)."""
+    partner = torch.as_tensor(draws.mixup_partner, device=images.device)
+    return tuple(x.index_select(0, partner) for x in (images, masks, boxes, valid))
+
+
+def fresh_partners(data, draws: BatchDraws, config: AugmentConfig, out_size: int, batch: int) -> tuple:
+    """Fresh training samples for the mixup images (``mixup_partner="fresh"``), batch-aligned.
+
+    Only the rows that mix are built (:func:`geometry` with the partners' own draws); the other
+    rows are empty and unused.
+    """
+    rows = np.flatnonzero(draws.mixup)
+    images, masks, boxes, valid = geometry(data, draws.partner_index[rows], draws.partner.rows(rows), config, out_size)
+    sel = torch.as_tensor(rows, device=images.device)
+    full = []
+    for x in (images, masks, boxes, valid):
+        out = x.new_zeros((batch, *x.shape[1:]))
+        full.append(out.index_copy(0, sel, x))
+    return tuple(full)
+
+
+def mixup(images, masks, boxes, valid, partner, draws: BatchDraws):
+    """Blend the drawn images with their partner: ``r x + (1 - r) x_partner``, masks united, boxes joined.
+
+    ``partner``: batch-aligned ``(images, masks, boxes, valid)`` of the partners
+    (:func:`batch_partners`, :func:`fresh_partners`); ``None`` when no image mixes.
+    """
+    if partner is None or not draws.mixup.any():
         return images, masks, boxes, valid
-    device = images.device
-    partner = torch.as_tensor(draws.mixup_partner, device=device)
-    on = torch.as_tensor(draws.mixup, device=device)
+    p_images, p_masks, p_boxes, p_valid = partner
+    on = torch.as_tensor(draws.mixup, device=images.device)
     ratio = _column(np.where(draws.mixup, draws.mixup_ratio, 1.0), images)
-    images = images * ratio + images.index_select(0, partner) * (1.0 - ratio)
-    masks = torch.maximum(masks, masks.index_select(0, partner) * on.view(-1, 1, 1, 1).to(masks.dtype))
-    boxes = torch.cat([boxes, boxes.index_select(0, partner)], dim=1)
-    valid = torch.cat([valid, valid.index_select(0, partner) & on[:, None]], dim=1)
+    images = images * ratio + p_images * (1.0 - ratio)
+    masks = torch.maximum(masks, p_masks * on.view(-1, 1, 1, 1).to(masks.dtype))
+    boxes = torch.cat([boxes, p_boxes], dim=1)
+    valid = torch.cat([valid, p_valid & on[:, None]], dim=1)
     return images, masks, boxes, valid
 
 
@@ -437,20 +571,26 @@ def split_targets(masks: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor)
 
 def pixel_scale_bounds(config: AugmentConfig) -> tuple[float, float]:
     """Smallest and largest pixel scale ``a`` the settings can draw."""
-    return 1.0 - config.scale, 1.0 + config.scale
+    return config.scale_range
 
 
 def check_augment(config: AugmentConfig) -> None:
     """Raise ``ValueError`` for a setting out of range (probabilities in [0, 1], scale in [0, 1))."""
     if not 0.0 < config.crop_min_side <= 1.0:
         raise ValueError(f"crop_min_side {config.crop_min_side}: must be in (0, 1]")
-    for name in ("fliplr", "flipud", "mosaic", "mixup", "crop"):
+    for name in ("fliplr", "flipud", "mosaic", "mixup", "crop", "mosaic9", "pad_value"):
         value = getattr(config, name)
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} {value}: must be in [0, 1]")
     if not 0.0 <= config.scale < 1.0:
         raise ValueError(f"scale {config.scale}: must be in [0, 1)")
-    for name in ("translate", "hsv_h", "hsv_s", "hsv_v", "brightness", "contrast", "noise"):
+    for name in ("translate", "hsv_h", "hsv_s", "hsv_v", "brightness", "contrast", "noise", "min_box_side"):
         value = getattr(config, name)
         if not (value >= 0.0 and math.isfinite(value)):
             raise ValueError(f"{name} {value}: must be >= 0")
+    if not (config.mixup_beta > 0.0 and math.isfinite(config.mixup_beta)):
+        raise ValueError(f"mixup_beta {config.mixup_beta}: must be a finite number > 0")
+    for name, allowed in (("mosaic_style", MOSAIC_STYLES), ("window_style", WINDOW_STYLES),
+                          ("mixup_partner", MIXUP_PARTNERS)):  # fmt: skip
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"{name} {getattr(config, name)!r}: expected {', '.join(allowed)}")
