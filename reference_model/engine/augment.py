@@ -348,7 +348,8 @@ def affine_window(
     centre_px = np.asarray(centre_px, np.float64)
     flips = np.any(np.asarray(fliplr, bool)) or np.any(np.asarray(flipud, bool))
     if canvas == out_size and np.all(a == 1.0) and np.all(centre_px == canvas / 2.0) and not flips:
-        return images, masks, boxes, valid  # the identity window: exact, no resampling
+        # the identity window: pixels and boxes exact, no resampling
+        return images, masks, *_kept_boxes(boxes, valid, out_size, min_box_side)
     a_t = torch.as_tensor(a, dtype=torch.float64)
     c_t = torch.as_tensor(centre_px, dtype=torch.float64)
     lr_t, ud_t = torch.as_tensor(np.asarray(fliplr, bool)), torch.as_tensor(np.asarray(flipud, bool))
@@ -370,13 +371,20 @@ def affine_window(
     lr_d, ud_d = lr_t.to(device)[:, None], ud_t.to(device)[:, None]
     x0, x1 = torch.where(lr_d, out_size - x1, x0), torch.where(lr_d, out_size - x0, x1)
     y0, y1 = torch.where(ud_d, out_size - y1, y0), torch.where(ud_d, out_size - y0, y1)
-    unclipped = torch.stack([x0, y0, x1, y1], dim=-1)
+    return image_out, mask_out, *_kept_boxes(torch.stack([x0, y0, x1, y1], dim=-1), valid, out_size, min_box_side)
+
+
+def _kept_boxes(
+    unclipped: torch.Tensor, valid: torch.Tensor, out_size: int, min_box_side: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes ``(B, T, 4)`` in input px clipped to the input, and which are kept: some area left,
+    at least :data:`MIN_VISIBLE_FRACTION` of it, wider and higher than ``min_box_side``."""
     mapped = unclipped.clamp(0.0, float(out_size))
     width, height = mapped[..., 2] - mapped[..., 0], mapped[..., 3] - mapped[..., 1]
     area = width.clamp_min(0) * height.clamp_min(0)
     full = (unclipped[..., 2] - unclipped[..., 0]) * (unclipped[..., 3] - unclipped[..., 1])
     keep = valid & (width > min_box_side) & (height > min_box_side) & (area >= MIN_VISIBLE_FRACTION * full)
-    return image_out, mask_out, mapped, keep
+    return mapped, keep
 
 
 # --------------------------------------------------------------------------------------------
