@@ -146,13 +146,19 @@ def test_random_centre_mosaic_meets_at_the_drawn_centre_with_unletterboxed_tiles
     assert boxes_kept == sorted([[1, 5, 2, 6], [6, 2, 7, 3], [6, 8, 7, 9]])
 
 
-def test_grid_four_mosaic_is_unchanged_by_the_new_settings():
-    data = _tiles([(SIDE, SIDE)] * 4)
-    config = _still(mosaic=1.0)
-    draws = _mosaic_draws(config, False, [0.9, 0.1])
+def test_grid_four_mosaic_places_the_whole_letterboxed_squares_as_before():
+    data = _tiles([(5, 3), (4, 6), (7, 2), (3, 3)])  # contents smaller than their squares
+    config = _still(mosaic=1.0, pad_value=GREY)  # mosaic_style grid
+    draws = _mosaic_draws(config, False, [0.9, 0.1])  # the centre draw does not move a grid
     canvas = augment_batch(data, np.array([0]), draws, config, 2 * SIDE)[0][0, 0]
     for k, (x, y) in enumerate([(0, 0), (SIDE, 0), (0, SIDE), (SIDE, SIDE)]):
-        assert torch.all((canvas[y : y + SIDE, x : x + SIDE] - (k + 1) / 16).abs() < 1e-6)
+        assert torch.equal(canvas[y : y + SIDE, x : x + SIDE], data.images[k, 0])  # padding and all
+    # the general placement gives the same canvas as the 2 x 2 reshape
+    from reference_model.engine.mosaic import GRID_FOUR, place_tiles
+
+    whole = np.tile(np.array([0, 0, SIDE, SIDE]), (1, 4, 1))
+    placed = place_tiles(data.images[None], GRID_FOUR[None] * SIDE, whole, 2 * SIDE, (GREY,))
+    assert torch.equal(placed[0, 0], canvas)
 
 
 def test_pixels_outside_the_canvas_read_the_pad_value():

@@ -404,7 +404,10 @@ def _mosaics(data, indices: np.ndarray, draws: BatchDraws, config: AugmentConfig
     members = np.concatenate(
         [np.asarray(indices)[rows, None], draws.mosaic_others[rows, : MOSAIC_OTHERS[tiles]]], axis=1
     )  # (R, tiles)
-    content = data.tile_content(members.reshape(-1)).reshape(m, tiles, 4)
+    if config.mosaic_style == "grid":  # whole squares, letterbox padding included
+        content = np.tile(np.array([0, 0, side, side], np.int64), (m, tiles, 1))
+    else:
+        content = data.tile_content(members.reshape(-1)).reshape(m, tiles, 4)
     if tiles == 4:
         origins = four_tile_origins(content, mosaic_centre(draws.mosaic_centre[rows], side, config.mosaic_style))
     else:
