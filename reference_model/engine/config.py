@@ -13,8 +13,8 @@ from pathlib import Path
 
 from irstd_bench.errors import InputError
 
-from .augment import AugmentConfig, check_augment
 from .checkpoint import checked_model_name, load_checkpoint
+from .draws import AugmentConfig, check_augment
 from .schedule import SCHEDULE_STEPS, SCHEDULES
 from .transforms import check_input_size
 
