@@ -197,3 +197,26 @@ def test_new_settings_are_recorded_by_name_in_args_and_checkpoints(data_root, tm
         assert message in bad.stderr and not (tmp_path / "bad").exists()
     with pytest.raises(Exception, match="applies to SGD"):
         TrainConfig(root="r", model="m", optimizer="adamw", warmup_momentum=0.8).check()
+
+
+def test_a_run_with_the_yolov7_settings_resumes_exactly(data_root, tmp_path):
+    settings = dict(mosaic=1.0, mosaic9=0.5, mosaic_style="yolov7", window_style="yolov7", scale=0.5,
+                    translate=0.2, min_box_side=1.0, mixup=0.5, mixup_beta=8.0, mixup_partner="fresh",
+                    pad_value=114 / 255, warmup_start_ratio=0.0, warmup_bias_lr=0.1, warmup_momentum=0.8,
+                    warmup_iters=3, nominal_batch=4, accumulate_ramp=True, schedule_step="epoch",
+                    weight_decay_rule="yolov7", max_det=300, grad_clip=None, epochs=2)  # fmt: skip
+    train(_config(data_root, tmp_path / "whole", **settings))
+
+    def kill_after_first_epoch(epoch: int, metrics: dict) -> None:
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(data_root, tmp_path / "cut", **settings), on_epoch_end=kill_after_first_epoch)
+    train(TrainConfig(resume=str(tmp_path / "cut"), model=TINY_DETECTOR, progress=False))
+    a, b = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2 and a["scheduler"] == b["scheduler"]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["ema"]["updates"] == b["ema"]["updates"] and a["train_args"] == {**b["train_args"], "resume": None,
+                                                                             "out": a["train_args"]["out"]}

@@ -177,7 +177,8 @@ def draw(rng: np.random.Generator, batch: int, dataset_size: int, config: Augmen
 
     The draws of the engine's first settings come from ``rng`` in a fixed order; those of later
     settings (9-image mosaics, mosaic centres, fresh mixup partners) from children spawned off
-    ``rng``'s seed, so that adding them changed no earlier draw.
+    ``rng``'s seed, so that adding them changed no earlier draw. (``mixup_beta`` changes the mixup
+    ratios, which numpy draws by rejection, and with them the noise seed drawn next.)
     """
     b, n = int(batch), max(int(dataset_size), 1)
     uniform = rng.random((13, b))  # one fixed block of draws: a setting never shifts another's stream
