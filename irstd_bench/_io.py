@@ -1,4 +1,15 @@
-"""Reading images and masks, and writing files atomically.
+"""Reading images, masks, ``.npy`` arrays and JSON files, and writing files atomically.
+
+Every command reads its inputs here, so every command applies the same checks:
+
+- images and masks (:func:`read_gray`, :func:`read_rgb`, :func:`read_mask`, :func:`verify_image`):
+  the pixel limit (``--max-pixels``) on the declared size before decoding, every PNG chunk's CRC,
+  and a full decode (an IDAT stream that does not inflate is refused); masks must hold one value
+  per pixel (no colour, no varying alpha);
+- ``.npy`` arrays (:func:`read_array`): the pixel limit on the header's shape before loading,
+  never pickles;
+- JSON (:func:`read_json`): any parse failure (syntax, a 5000-digit integer, deep nesting, a
+  repeated key) is one :class:`~irstd_bench.errors.InputError` naming the file.
 
 Images are decoded with Pillow without any resampling: what a function returns has the
 native size of the file, in pixels.
@@ -8,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import math
 import os
 import re
 import warnings
@@ -64,7 +77,7 @@ def pixel_limit(limit: int | None) -> Iterator[None]:
             os.environ[MAX_PIXELS_ENV] = saved
 
 
-def check_pixels(path: Path, hw: tuple[int, int]) -> None:
+def check_pixels(path: str | Path, hw: tuple[int, int]) -> None:
     """Refuse an image whose declared size exceeds the pixel limit, naming the file and its size."""
     limit = max_pixels()
     if hw[0] * hw[1] > limit:
@@ -99,10 +112,8 @@ def _decode_error(path: Path, exc: Exception) -> InputError:
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
-def _open(path: Path, data: bytes | None = None) -> Image.Image:
-    """Decode an image (``data``: the file's bytes when already read) within the pixel limit."""
-    if data is None:
-        data = _read_bytes(path)
+def _open(path: Path, data: bytes) -> Image.Image:
+    """Decode an image held in memory, fully (every compressed byte is inflated), within the pixel limit."""
     check_pixels(path, _header_size(path, data))
     try:
         with warnings.catch_warnings():
@@ -171,38 +182,53 @@ def _check_png_chunks(path: Path, data: bytes) -> None:
         pos = stop + _CHUNK_CRC
 
 
-def _inspect(path: Path, data: bytes, *, decode: bool) -> tuple[int, Image.Image | None]:
-    """Verify an image file held in memory; return ``(channels, decoded image or None)``.
+def _inspect(path: Path, data: bytes) -> tuple[int, Image.Image]:
+    """Verify and decode an image file held in memory; return ``(channels, image)``.
 
-    A PNG with a standard header is checked chunk by chunk (:func:`_check_png_chunks`) and
-    decoded only when ``decode``; any other file is decoded by Pillow (that is its check).
+    The one check of every image and mask any command reads: the pixel limit on the declared
+    size (before any decompression), every PNG chunk's CRC (:func:`_check_png_chunks`; Pillow
+    skips the CRCs of IDAT chunks), then a full decode, so compressed data that does not inflate
+    to the declared pixels is refused too. Other formats are checked by their full decode.
     """
     header = _png_header(data)
     if header is not None:
         check_pixels(path, header[0])
         _check_png_chunks(path, data)
-        return header[1], (_open(path, data) if decode else None)
-    image = _open(path, data)  # the pixel limit, and a full decode as the check
-    if image.format == "PNG":
+    image = _open(path, data)
+    if header is None and image.format == "PNG":
         _check_png_chunks(path, data)
-    return _BANDS_PER_MODE.get(image.mode, len(image.getbands())), image
+    channels = header[1] if header is not None else _BANDS_PER_MODE.get(image.mode, len(image.getbands()))
+    return channels, image
+
+
+def _read_image(path: Path) -> Image.Image:
+    """An image file read once, verified and decoded (:func:`_inspect`)."""
+    return _inspect(path, _read_bytes(path))[1]
 
 
 def verify_image(path: Path) -> int:
     """Check that an image file is intact (and within the pixel limit); return its channel count.
 
-    PNG files are verified chunk by chunk without being decompressed: every chunk's CRC is
-    checked, so flipped bytes in an IDAT chunk whose CRC was left stale fail, and so does a
-    truncated file. Other formats are decoded fully. Images and masks go through this same
-    check (:func:`read_mask`). The file is read once.
+    The same check as every reader here (:func:`_inspect`): the pixel limit, every PNG chunk's
+    CRC (flipped bytes in an IDAT chunk whose CRC was left stale fail, so does a truncated
+    file), and a full decode (an IDAT stream that does not inflate fails). The file is read once.
     """
-    return _inspect(path, _read_bytes(path), decode=False)[0]
+    return _inspect(path, _read_bytes(path))[0]
 
 
 def _header_size(path: Path, data: bytes) -> tuple[int, int]:
-    """``(H, W)`` from a PNG header in memory, else from Pillow (:func:`image_size`)."""
+    """``(H, W)`` declared by an image file held in memory (its header only; nothing is decoded)."""
     header = _png_header(data)
-    return header[0] if header is not None else image_size(path)
+    if header is not None:
+        return header[0]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except _DECODE_ERRORS as exc:
+        raise _decode_error(path, exc) from None
+    return height, width
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -249,18 +275,18 @@ def read_gray(path: Path) -> np.ndarray:
 
     RGB, RGBA, palette, 16-bit and grayscale files all work: colour is converted to luminance
     (ITU-R 601-2, Pillow's ``"L"``), alpha is dropped, palettes are expanded. 16-bit grayscale
-    stays 16-bit (``uint16``).
+    stays 16-bit (``uint16``). The file is verified first (:func:`verify_image`'s checks).
 
     Returns
     -------
     image : ndarray (H, W), uint8 or uint16
     """
-    return _to_gray(_open(path))
+    return _to_gray(_read_image(path))
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """Read an image as 3 channels, uint8 ``(H, W, 3)``; grayscale is replicated."""
-    image = _open(path)
+    """Read an image as 3 channels, uint8 ``(H, W, 3)``; grayscale is replicated (checks of :func:`read_gray`)."""
+    image = _read_image(path)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         gray = np.asarray(image).astype(np.float64)
         gray = (255 * gray / max(gray.max(), 1)).astype(np.uint8)
@@ -268,15 +294,122 @@ def read_rgb(path: Path) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """Read a mask or label image as one channel ``(H, W)``; values are kept as stored.
+#: Pillow modes that carry colour or transparency next to the value a mask needs.
+_COLOUR_MODES = ("P", "PA", "LA", "RGB", "RGBA", "RGBX", "RGBa", "La", "CMYK", "YCbCr", "LAB", "HSV")
 
-    The file is verified first like an image (:func:`verify_image`: PNG chunk CRCs, the pixel
-    limit): a corrupt mask would otherwise decode to wrong pixels, and wrong targets, silently.
-    It is read from disk once; the check and the decode use the same bytes.
+
+def _single_value(path: Path, image: Image.Image) -> np.ndarray:
+    """The one value per pixel of a mask or score-map image stored with colour or alpha bands.
+
+    Such a file is accepted only when it says nothing its gray value does not: red, green and
+    blue equal at every pixel (gray saved as colour) and alpha the same at every pixel. A red
+    target on black, or a target drawn only in the alpha channel, would otherwise be read
+    through the luminance (76 for pure red, nothing for alpha) and scored wrong without a word.
     """
-    _, image = _inspect(path, _read_bytes(path), decode=True)
+    rgba = np.asarray(image.convert("RGBA"))
+    if np.any(rgba[..., 3] != rgba.flat[3]):
+        raise InputError(
+            f"{path}: mask or score map with a varying alpha channel (transparency); "
+            "save it as a grayscale image (one value per pixel)"
+        )
+    if np.any(rgba[..., 0] != rgba[..., 1]) or np.any(rgba[..., 0] != rgba[..., 2]):
+        raise InputError(
+            f"{path}: mask or score map in colour (red, green and blue differ); "
+            "save it as a grayscale image (one value per pixel)"
+        )
+    return np.ascontiguousarray(rgba[..., 0])
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """Read a mask, label image or score-map image as one channel ``(H, W)``; values are kept as stored.
+
+    The file is verified first like an image (:func:`verify_image`: the pixel limit, PNG chunk
+    CRCs, a full decode): a corrupt mask would otherwise decode to wrong pixels, and wrong
+    targets, silently. It is read from disk once; the check and the decode use the same bytes.
+    A file with colour or alpha bands is accepted only when they agree with one gray value
+    per pixel (:func:`_single_value`); otherwise it is an :class:`InputError` naming the file.
+    """
+    image = _read_image(path)
+    if image.mode in _COLOUR_MODES:
+        return _single_value(path, image)
     return _to_gray(image)
+
+
+#: Largest ``.npy`` header read, bytes (numpy's own default).
+_NPY_MAX_HEADER = 10_000
+
+
+def read_array(path: Path) -> np.ndarray:
+    """Read a ``.npy`` array, checking its header before loading anything.
+
+    The header's shape is held to the pixel limit (``--max-pixels``: the product of its
+    dimensions, so ``(1, H, W)`` counts ``H x W``), so a 20000 x 20000 map is refused by name
+    before 1.6 GB are read; object arrays are refused (``allow_pickle=False``).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as file:
+            version = np.lib.format.read_magic(file)
+            if version == (1, 0):
+                shape, _, _ = np.lib.format.read_array_header_1_0(file, max_header_size=_NPY_MAX_HEADER)
+            elif version == (2, 0):
+                shape, _, _ = np.lib.format.read_array_header_2_0(file, max_header_size=_NPY_MAX_HEADER)
+            else:
+                raise InputError(f"{path}: unsupported .npy format version {version}")
+            pixels = math.prod(shape)
+            if pixels > max_pixels():
+                raise InputError(
+                    f"{path}: .npy declares shape {tuple(shape)} ({pixels} values), over the limit of "
+                    f"{max_pixels()} (raise it with --max-pixels)"
+                )
+            file.seek(0)
+            return np.lib.format.read_array(file, allow_pickle=False, max_header_size=_NPY_MAX_HEADER)
+    except (FileNotFoundError, IsADirectoryError):
+        raise InputError(f"{path}: file not found") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read .npy ({exc.__class__.__name__}: {exc})") from None
+
+
+#: First characters of the reason a too-long message of the JSON parser is cut to.
+_JSON_REASON_CHARS = 160
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object's members; a key given twice is an error (which value counts is ambiguous)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def read_json(path: Path):
+    """A JSON file's content; any failure to read or parse it is one :class:`InputError` naming it.
+
+    Covers a missing or unreadable file, text that is not UTF-8, a syntax error, an integer
+    beyond Python's digit limit, nesting deeper than the parser's recursion limit, and a key
+    repeated within one object (``{"score": 0.1, "score": 0.9}``: which one counts?).
+    ``NaN``/``Infinity`` literals parse (to floats): value checks downstream name them.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a JSON file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise InputError(f"{path}: not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # JSONDecodeError, an integer over the digit limit, a repeated key
+        reason = str(exc).split(";")[0]
+        raise InputError(f"{path}: not valid JSON ({reason[:_JSON_REASON_CHARS]})") from None
 
 
 @contextlib.contextmanager

@@ -11,8 +11,9 @@ numbers whether the ground truth is given as masks or as ``convert``'s COCO:
 - ``segmentation`` (COCO RLE or polygons), when every annotation of the file has one, gives
   the targets' pixels, and with them the pixel metrics (IoU, nIoU, Pd, Fa) of map predictions.
 
-Values are checked strictly (integers, finite numbers, positive image sizes, non-negative box
-sizes); an error names the file, the entry and the value.
+Values are checked strictly (integers, finite numbers, positive image sizes within the pixel
+limit, non-negative box sizes) and so is the geometry: a box lies inside its image, an area is
+at most its box's, a centroid lies inside its box; an error names the file, the entry and the value.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from irstd_bench._io import check_pixels
 from irstd_bench.boxes import box_centres, box_convert
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate._readers import (
@@ -30,9 +32,11 @@ from irstd_bench.evaluate._readers import (
     json_integer,
     json_number,
     read_json,
-    stem_of,
 )
 from irstd_bench.targets import Targets
+
+#: Slack (px) of the geometry checks, for coordinates written as decimal fractions.
+GEOMETRY_SLACK_PX = 1e-6
 
 
 def read_coco_ground_truth(path: str | Path) -> dict[str, Targets]:
@@ -53,13 +57,10 @@ def read_coco_ground_truth(path: str | Path) -> dict[str, Targets]:
         raise InputError(f"{path}: 'annotations' must be a list, got {type(annotations).__name__}")
     by_id: dict[int, str] = {}
     sizes: dict[str, tuple[int, int]] = {}
-    for i, image in enumerate(images):
+    for i, (image_id, stem, image) in enumerate(images):
         where = f"{path}: images[{i}]"
-        image_id = json_integer(image["id"], where, "id")
-        stem = stem_of(image["file_name"])
         size = (_positive_int(image.get("height"), where, "height"), _positive_int(image.get("width"), where, "width"))
-        if image_id in by_id or stem in sizes:
-            raise InputError(f"{where}: duplicate image id {image_id} or file name {stem!r}")
+        check_pixels(where, size)  # an image of 10^12 x 10^12 px is no IRSTD image
         by_id[image_id] = stem
         sizes[stem] = size
     found: dict[str, list[dict]] = {stem: [] for stem in sizes}
@@ -88,15 +89,24 @@ def _annotation(ann: dict, where: str, image_size: tuple[int, int]) -> dict:
     x, y, w, h = json_box(ann["bbox"], where)
     if w < 0 or h < 0:
         raise InputError(f"{where}: bbox {ann['bbox']} has negative width or height")
+    height, width = image_size
+    slack = GEOMETRY_SLACK_PX
+    if x < -slack or y < -slack or x + w > width + slack or y + h > height + slack:
+        raise InputError(f"{where}: bbox {ann['bbox']} lies outside its {width}x{height} image")
     area = json_number(ann["area"], where, "area") if "area" in ann else w * h
     if area < 0:
         raise InputError(f"{where}: area {ann['area']!r} is negative")
+    if area > w * h * (1 + slack) + slack:
+        raise InputError(f"{where}: area {ann['area']!r} exceeds its bbox's {w:g}x{h:g} px")
     centroid = None
     if "centroid" in ann:
         value = ann["centroid"]
         if not isinstance(value, list) or len(value) != 2 or not all(is_number(v) for v in value):
             raise InputError(f"{where}: centroid must be a list of 2 numbers, got {value!r}")
         centroid = [json_number(v, where, "centroid") for v in value]
+        inside = x - slack <= centroid[0] <= x + w + slack and y - slack <= centroid[1] <= y + h + slack
+        if not inside:
+            raise InputError(f"{where}: centroid {value!r} lies outside its bbox {ann['bbox']}")
     pixels = _segmentation_pixels(ann["segmentation"], where, image_size) if ann.get("segmentation") else None
     return {"box": [x, y, w, h], "area": area, "centroid": centroid, "pixels": pixels}
 
