@@ -77,6 +77,18 @@ def pixel_limit(limit: int | None) -> Iterator[None]:
             os.environ[MAX_PIXELS_ENV] = saved
 
 
+def listed_name(path: Path) -> str:
+    """The name of a file found by listing a folder, refused (:class:`InputError`) when it is not
+    UTF-8 text: every file irstd-bench writes (JSON, CSV, Markdown) is UTF-8, so such a name
+    could be neither written nor printed and would stop a command half-way."""
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path.name)
+        raise InputError(f"{path.parent}: file name {shown!r} is not UTF-8 text; rename it") from None
+    return path.name
+
+
 def check_pixels(path: str | Path, hw: tuple[int, int]) -> None:
     """Refuse an image whose declared size exceeds the pixel limit, naming the file and its size."""
     limit = max_pixels()

@@ -14,6 +14,7 @@ import sys
 import click
 
 from irstd_bench import __version__
+from irstd_bench._cli_options import check_utf8_arguments
 from irstd_bench._warnings import one_line_warnings
 from irstd_bench.errors import InputError
 
@@ -56,6 +57,7 @@ class LazyGroup(click.Group):
 class _Main(LazyGroup):
     def invoke(self, ctx: click.Context):
         try:
+            check_utf8_arguments(ctx.args)  # before any command reads or writes a path
             with one_line_warnings():
                 return super().invoke(ctx)
         except InputError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,11 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from irstd_bench._io import check_pixels, image_size, read_mask
+from irstd_bench._io import check_pixels, image_size, listed_name, read_mask
 from irstd_bench.datasets._layouts import NAMED_LAYOUTS, RELEASE_LAYOUTS, Layout, custom_layout
 from irstd_bench.datasets._splits import read_split_file
 from irstd_bench.errors import DatasetDefectWarning, InputError
-from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, Targets, mask_to_targets
+from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, Targets, check_threshold, mask_to_targets
 
 #: Registry of release layouts by name and alias.
 LAYOUTS: dict[str, Layout] = {}
@@ -167,7 +166,7 @@ class Dataset:
         if path is None:
             if not self.image_dir.is_dir():
                 raise InputError(f"{self.image_dir}: image folder not found")
-            stems = sorted(p.stem for p in self.image_dir.iterdir() if p.suffix.lower() == ".png")
+            stems = sorted(Path(listed_name(p)).stem for p in self.image_dir.iterdir() if p.suffix.lower() == ".png")
         else:
             stems = read_split_file(path)
         if self.skip_defects:
@@ -353,8 +352,7 @@ def load_ground_truth(
     ``mask_resized`` says whether it was resized to the image. ``warn`` receives each warning
     line (default: :func:`warnings.warn` with :class:`~irstd_bench.errors.DatasetDefectWarning`).
     """
-    if not math.isfinite(float(threshold)):
-        raise InputError(f"--threshold {threshold}: must be a finite number")
+    check_threshold(threshold)
     image_hw = image_size(sample.image_path)
     check_pixels(sample.image_path, image_hw)  # a decompression bomb is refused by name
     if sample.mask_path is None:

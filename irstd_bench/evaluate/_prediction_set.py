@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from irstd_bench._io import IMAGE_SUFFIXES
+from irstd_bench._io import IMAGE_SUFFIXES, listed_name
 from irstd_bench.errors import DatasetDefectWarning, InputError
 from irstd_bench.evaluate._predictions import Prediction
 from irstd_bench.evaluate._readers import (
@@ -63,6 +63,7 @@ def _map_files(folder: Path, suffixes: tuple[str, ...], stems: set[str] | None) 
     for path in sorted(folder.iterdir()):
         if not path.is_file() or path.suffix.lower() not in suffixes or path.name.startswith("."):
             continue
+        listed_name(path)
         stem = path.stem if stems is None else match_stem(path.stem, stems)
         if stem is None:
             not_in_split.append(path.name)

@@ -119,6 +119,7 @@ class Trainer:
             self.recipe = self.checkpoint.get("recipe")
         else:
             config, self.recipe = apply_recipe(config, given)
+            config = config.with_absolute_root()
         config.check()
         self.config = config
         self.out = Path(config.out or Path("runs") / "train")
@@ -433,6 +434,7 @@ def train(
         Bad settings or data, a checkpoint that does not fit, CUDA asked for but absent, or
         running out of GPU memory (with advice).
     """
+    config.check_values()  # before anything changes: threads, devices, folders
     with torch_settings(config):
         ctx = init_distributed(config.device)
         try:

@@ -15,6 +15,7 @@ process by :mod:`._jobs`.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -146,6 +147,42 @@ def _last_line(log: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------- set-up
+class NothingScored(RuntimeError):
+    """A reproduce call ran to its end but scored no training (RUNS.md says why for each)."""
+
+
+def check_settings(config: ReproduceConfig) -> list[RunUnit]:
+    """Check every setting of a reproduce call before any work; return the runnable trainings.
+
+    A bad value would otherwise surface only after the trainings (``--match``), make the
+    command train on nothing (``--only`` naming no model of the plan), or run on another device
+    than asked (``--device cuda`` without a GPU): each is an :class:`InputError` naming the
+    option and value, raised before anything is written.
+    """
+    from irstd_bench.evaluate import parse_matcher
+    from reference_model.engine.distributed import resolve_device
+
+    budget = config.budget_s
+    if not math.isfinite(budget) or budget <= config.phases.after_training_s:
+        raise InputError(f"--budget-s {budget:g}: must be finite and must exceed the "
+                         f"{config.phases.after_training_s:g} s kept for predicting, scoring and the report")
+    parse_matcher(config.matcher)
+    resolve_device(config.device)
+    planned = sorted({spec.model for spec in config.plan})
+    for model in config.only:
+        if model not in planned:
+            raise InputError(f"--only {model}: not a model of the plan (plan: {', '.join(planned)})")
+    units, left_out = resolve_plan(
+        config.plan, registry_models(), max_seeds=config.max_seeds,
+        only=(lambda m: m in config.only) if config.only else None,
+        train_has_recipe="recipe" in command_params("train"),
+    )
+    if not units:
+        reasons = sorted({entry.reason for entry in left_out})
+        raise InputError(f"no training of the plan can run ({'; '.join(reasons) or 'empty plan'})")
+    return units
+
+
 def _check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"--out {out}: exists and is not an empty folder (reproduce writes a fresh one)")
@@ -432,11 +469,15 @@ def reproduce(config: ReproduceConfig):
     Raises
     ------
     InputError
-        ``out`` not empty, no root, a split family without train/val/test.
+        A bad setting (:func:`check_settings`, before anything is written), ``out`` not empty,
+        no root, a split family without train/val/test.
+    NothingScored
+        The phases ran but no training was scored (RUNS.md and the pack are written first).
     """
     from ._write import write_outputs
 
     started = time.monotonic()
+    check_settings(config)
     _check_out(config.out)
     config.out.mkdir(parents=True, exist_ok=True)
     root, dataset, family = _open(config)
@@ -469,4 +510,7 @@ def reproduce(config: ReproduceConfig):
     outcome = write_outputs(session, commit=_commit(config), device=device_description(config.device))
     if failure is not None:
         raise failure
+    if not any(record.status == "scored" for record in session.records):
+        statuses = sorted({record.status for record in session.records}) or ["no training was planned"]
+        raise NothingScored(f"no run was scored ({'; '.join(statuses)[:300]}); see {outcome.runs_md}")
     return outcome
