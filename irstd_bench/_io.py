@@ -376,6 +376,8 @@ def read_array(path: Path) -> np.ndarray:
                 )
             file.seek(0)
             return np.lib.format.read_array(file, allow_pickle=False, max_header_size=_NPY_MAX_HEADER)
+    except InputError:
+        raise
     except (FileNotFoundError, IsADirectoryError):
         raise InputError(f"{path}: file not found") from None
     except (OSError, ValueError, EOFError) as exc:

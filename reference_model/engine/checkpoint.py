@@ -190,15 +190,20 @@ def model_builder(name: str):
     return lambda **kw: build_model(name, **kw)
 
 
+#: What a builder raises for a keyword value of the wrong type or size.
+_BAD_CONFIG_ERRORS = (TypeError, ValueError, RuntimeError, OverflowError, IndexError, KeyError, AttributeError)
+
+
 def build_named_model(name: str, **config) -> nn.Module:
     """Build a model by name with builder keywords; a bad keyword or value raises :class:`InputError`."""
     builder = model_builder(name)
     try:
         model = builder(**config)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise InputError(f"model {name!r}: {exc}") from None
+    except InputError:
+        raise
+    except _BAD_CONFIG_ERRORS as exc:  # a value of the wrong type or size (torch says RuntimeError)
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
+        raise InputError(f"model {name!r}: {reason}") from None
     for attr in ("task", "config", "compute_loss", "postprocess"):
         if not hasattr(model, attr):
             raise InputError(f"model {name!r} does not follow the Models protocol (no {attr!r})")
