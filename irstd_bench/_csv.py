@@ -54,7 +54,10 @@ def read_csv_rows(path: str | Path) -> list[tuple[int, list[str]]]:
     what the ``csv`` module refuses (a field over its 128 KiB limit, a stray quote in strict
     places) are each one :class:`~irstd_bench.errors.InputError` naming the file and line.
     """
+    from irstd_bench._io import refuse_special_file
+
     path = Path(path)
+    refuse_special_file(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import stat
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -89,6 +90,17 @@ def listed_name(path: Path) -> str:
     return path.name
 
 
+def refuse_special_file(path: Path) -> None:
+    """Refuse a path that is a pipe, a device or a socket: reading ``/dev/zero`` or a FIFO
+    never ends, so every reader of user files checks this before it reads."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: the reader's own open names it
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InputError(f"{path}: not a regular file (a pipe, device or socket)")
+
+
 def check_pixels(path: str | Path, hw: tuple[int, int]) -> None:
     """Refuse an image whose declared size exceeds the pixel limit, naming the file and its size."""
     limit = max_pixels()
@@ -105,6 +117,7 @@ def _bomb_error(path: Path, exc: Exception) -> InputError:
 
 def _read_bytes(path: Path) -> bytes:
     """The whole file, read once (images and masks are small: IRSTD files are kilobytes)."""
+    refuse_special_file(path)
     try:
         with open(path, "rb") as file:
             return file.read()
@@ -340,10 +353,20 @@ def read_mask(path: Path) -> np.ndarray:
     targets, silently. It is read from disk once; the check and the decode use the same bytes.
     A file with colour or alpha bands is accepted only when they agree with one gray value
     per pixel (:func:`_single_value`); otherwise it is an :class:`InputError` naming the file.
+
+    Returns
+    -------
+    mask : ndarray (H, W)
+        ``uint8``, ``uint16`` or ``int32`` as stored; ``float32`` for a float TIFF (finite values).
     """
     image = _read_image(path)
     if image.mode in _COLOUR_MODES:
         return _single_value(path, image)
+    if image.mode == "F":  # a 32-bit float TIFF: scores as stored (a conversion to 8 bits rounds 0.7 to 1)
+        values = np.asarray(image, np.float32)
+        if not np.isfinite(values).all():
+            raise InputError(f"{path}: mask or score map holds NaN or infinite values")
+        return values
     return _to_gray(image)
 
 
@@ -359,6 +382,7 @@ def read_array(path: Path) -> np.ndarray:
     before 1.6 GB are read; object arrays are refused (``allow_pickle=False``).
     """
     path = Path(path)
+    refuse_special_file(path)
     try:
         with open(path, "rb") as file:
             version = np.lib.format.read_magic(file)
@@ -407,8 +431,9 @@ def read_json(path: Path):
     ``NaN``/``Infinity`` literals parse (to floats): value checks downstream name them.
     """
     path = Path(path)
+    refuse_special_file(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is dropped
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except IsADirectoryError:

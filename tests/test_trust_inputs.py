@@ -243,6 +243,10 @@ def test_a_coco_documents_own_images_table_wins_over_the_dataset_ids(data, tmp_p
     assert result.exit_code == 0, result.output
     rows = (tmp_path / "r.per_image.csv").read_text().splitlines()
     assert f"{STEMS[1]},2,2,2,0,0," in rows and f"{STEMS[0]},2,0,0,0,2," in rows
+    # An entry whose file_name contradicts its image_id in the file's own table: which image?
+    own["annotations"][1]["file_name"] = f"{STEMS[0]}.png"
+    preds = write_json(tmp_path / "doc.json", own)
+    one_line_error(run(*eval_args(preds, data, tmp_path / "r2.json")), preds, "entry 1: file_name")
 
 
 @pytest.mark.parametrize("where", ["results", "gt-coco with --root", "gt-coco alone"])
@@ -255,7 +259,8 @@ def test_duplicate_ids_in_a_coco_images_table_are_refused(data, tmp_path, where)
         args = eval_args(preds, data, tmp_path / "r.json")
         named = preds
     else:
-        gt = write_json(tmp_path / "gt.json", {"images": images, "annotations": [{"image_id": 1, "bbox": [5, 5, 2, 2]}]})
+        annotations = [{"image_id": 1, "bbox": [5, 5, 2, 2]}]
+        gt = write_json(tmp_path / "gt.json", {"images": images, "annotations": annotations})
         preds = write_json(tmp_path / "p.json", dets)
         args = (eval_args(preds, data, tmp_path / "r.json", "--gt-coco", gt) if "root" in where
                 else ("eval", preds, "--gt-coco", gt, "--workers", 1, "--out", tmp_path / "r.json"))
@@ -413,7 +418,8 @@ def test_wrongly_typed_checkpoint_fields_are_one_line(tmp_path, changes, needle)
      (("train", "--root", ".", "--model", "acm", "--threads", 0, "--device", "cpu", "--out", "t"), "--threads 0"),
      (("reproduce", "--smoke", "--budget-s", "inf", "--out", "r"), "--budget-s inf"),
      (("reproduce", "--smoke", "--budget-s", "nan", "--out", "r"), "--budget-s nan")],
-    ids=["predict-imgsz-huge", "predict-imgsz-not-32", "train-threads-0", "reproduce-budget-inf", "reproduce-budget-nan"],
+    ids=["predict-imgsz-huge", "predict-imgsz-not-32", "train-threads-0", "reproduce-budget-inf",
+         "reproduce-budget-nan"],
 )
 def test_option_values_are_refused_in_one_line_before_any_work(tmp_path, args, needle):
     before = torch.get_num_threads()

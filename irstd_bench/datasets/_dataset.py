@@ -308,7 +308,9 @@ def unit_mask_to_binary(mask: np.ndarray, path: Path | None, warn: Callable[[str
     Such masks (saved as 0/1 instead of 0/255) would lose every target at the default
     threshold 127; they are read as binary instead, with a warning naming the file.
     """
-    if mask.dtype.kind not in "ui" or not mask.size or int(mask.max()) != 1 or int(mask.min()) < 0:
+    if mask.dtype.kind not in "uif" or not mask.size or mask.max() != 1 or mask.min() < 0:
+        return mask
+    if mask.dtype.kind == "f" and not np.all((mask == 0) | (mask == 1)):
         return mask
     (warn or _default_warn)(f"{path}: mask values are all 0 or 1; read as a binary mask (1 = target)")
     return (mask > 0).astype(np.uint8) * 255

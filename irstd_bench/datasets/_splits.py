@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from irstd_bench._io import refuse_special_file
 from irstd_bench.errors import DatasetDefectWarning, InputError
 
 _STRIP_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -21,6 +22,7 @@ def read_split_file(path: Path) -> list[str]:
     file; two entries naming one image from two different folders are an error (which is meant?).
     """
     path = Path(path)
+    refuse_special_file(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

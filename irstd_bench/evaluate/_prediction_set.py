@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from irstd_bench._io import IMAGE_SUFFIXES, listed_name
+from irstd_bench._io import IMAGE_SUFFIXES, listed_name, read_mask
 from irstd_bench.errors import DatasetDefectWarning, InputError
 from irstd_bench.evaluate._predictions import Prediction
 from irstd_bench.evaluate._readers import (
-    UINT8_MAX,
     read_coco_results,
     read_csv_results,
     read_score_map_file,
@@ -179,11 +178,11 @@ def _maps_kind(folder: Path, files: list[Path]) -> str:
     if not two_valued:
         return "masks"
     if len(two_valued) == 1:
-        value = two_valued.pop()
+        value, stored = two_valued.pop(), read_mask(example).max()
         warnings.warn(
-            f"{folder}: prediction images hold only the values 0 and {round(value * UINT8_MAX)} (e.g. "
-            f"{example.name}): read as score maps of {value:.3g}, not as masks (masks are 0/255 or 0/1); "
-            "--format scoremaps confirms this reading",
+            f"{folder}: prediction images hold only the values 0 and {stored} (e.g. {example.name}): read as "
+            f"score maps of {value:.3g}, not as masks (masks are 0/255 or 0/1); --format scoremaps confirms "
+            "this reading",
             DatasetDefectWarning,
             stacklevel=3,
         )

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from irstd_bench._csv import read_csv_cell, read_csv_rows
-from irstd_bench._io import IMAGE_SUFFIXES, read_array, read_json, read_mask
+from irstd_bench._io import IMAGE_SUFFIXES, read_array, read_json, read_mask, refuse_special_file
 from irstd_bench.boxes import box_convert, from_yolo
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate._predictions import Prediction
@@ -134,12 +134,12 @@ def read_coco_results(path: Path, image_names: dict[int, str] | None = None) -> 
     """
     path = Path(path)
     data = read_json(path)
-    table = "the COCO images"
+    table, own_table = "the COCO images", False
     if isinstance(data, dict) and isinstance(data.get("annotations"), list):
         # A whole COCO document: its annotations' image_id mean its own images table, whatever
         # --gt-coco or the dataset number the images.
         image_names = {image_id: stem for image_id, stem, _ in coco_images(data, path)}
-        table = "the file's own images table"
+        table, own_table = "the file's own images table", True
         data = data["annotations"]
     if not isinstance(data, list):
         raise InputError(f"{path}: COCO results must be a JSON list of detections")
@@ -150,6 +150,13 @@ def read_coco_results(path: Path, image_names: dict[int, str] | None = None) -> 
             raise InputError(f"{where} needs 'bbox' and 'score'")
         if "file_name" in det:
             stem = image_file_name(det["file_name"], where)
+            if own_table and "image_id" in det:  # the file may not contradict itself
+                image_id = json_integer(det["image_id"], where, "image_id")
+                if image_names.get(image_id, stem) != stem:
+                    raise InputError(
+                        f"{where}: file_name {det['file_name']!r} but image_id {image_id} is "
+                        f"{image_names[image_id]!r} in the file's own images table"
+                    )
         elif "image_id" in det:
             image_id = json_integer(det["image_id"], where, "image_id")
             if not image_names:
@@ -197,6 +204,7 @@ def read_csv_results(path: Path) -> dict[str, list]:
 
 def read_yolo_file(path: Path, stem: str, image_size: tuple[int, int]) -> Prediction:
     """Read ``cls cx cy w h conf`` lines normalised by the native ``image_size = (H, W)``."""
+    refuse_special_file(Path(path))
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -254,6 +262,8 @@ def read_score_map_file(path: Path, stem: str | None = None) -> Prediction:
             return Prediction.from_score_map(stem, array == 1, source=where)
         raise InputError(f"{path}: unsupported .npy dtype {array.dtype}")
     image = read_mask(path)
+    if image.dtype == np.float32:  # a float TIFF holds scores as they are
+        return Prediction.from_score_map(stem, image, source=where)
     if image.dtype == np.uint8:
         nonzero = np.count_nonzero(image)
         for on in (UINT8_MAX, 1):  # a 0/255 or a 0/1 mask (counted, not sorted)

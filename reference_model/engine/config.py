@@ -7,6 +7,7 @@ settings the user gave explicitly (an explicit option always wins).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -25,6 +26,8 @@ FITNESS_RULES = ("f1", "ap", "iou")
 #: Settings of a resumed run that may differ from the saved ones.
 RESUME_MAY_CHANGE = ("epochs", "device", "workers", "resume", "out", "progress", "memory_fraction", "threads",
                      "compile")
+#: ``--threads`` at most this many per CPU: more only multiplies OpenMP threads that wait.
+MAX_THREADS_PER_CPU = 4
 #: Name of a run's last checkpoint in its folder.
 LAST_NAME = "last.pt"
 #: ``TrainConfig`` fields a recipe may not set (where and how a run executes, not what it trains).
@@ -206,8 +209,10 @@ class TrainConfig:
             raise InputError(f"--workers {self.workers}: must be >= 0")
         if self.memory_fraction is not None and not 0.0 < self.memory_fraction <= 1.0:
             raise InputError(f"--memory-fraction {self.memory_fraction}: must be in (0, 1]")
-        if self.threads is not None and self.threads < 1:
-            raise InputError(f"--threads {self.threads}: must be >= 1")
+        most_threads = MAX_THREADS_PER_CPU * (os.cpu_count() or 1)
+        if self.threads is not None and not 1 <= self.threads <= most_threads:
+            raise InputError(f"--threads {self.threads}: must be in [1, {most_threads}] "
+                             f"({MAX_THREADS_PER_CPU} per CPU of this machine)")
 
     def with_absolute_root(self) -> TrainConfig:
         """This config with ``root`` made absolute (what a run records: its resume must find the
