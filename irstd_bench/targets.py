@@ -136,7 +136,7 @@ def check_threshold(threshold: float, mask_dtype: np.dtype | None = None) -> flo
     if mask_dtype is not None and np.issubdtype(mask_dtype, np.integer) and value >= np.iinfo(mask_dtype).max:
         bits = np.iinfo(mask_dtype).bits
         raise InputError(
-            f"--threshold {threshold:g}: no value of a {bits}-bit mask exceeds it (foreground is value > threshold; "
+            f"--threshold {threshold:g}: no value of {bits}-bit masks exceeds it (foreground is value > threshold; "
             f"use [0, {np.iinfo(mask_dtype).max}))"
         )
     return value
