@@ -82,6 +82,8 @@ def count(low: int = 1, high: int | None = None) -> Number:
 
 #: A probability or score threshold, ``[0, 1]``.
 UNIT_INTERVAL = Number(float, 0.0, 1.0)
+#: The evaluator's confidence: what scores ``>= conf`` keeps, ``(0, 1]`` (0 would keep empty pixels).
+CONFIDENCE = Number(float, 0.0, 1.0, low_open=True)
 #: A mask binarisation threshold (foreground where value > threshold): masks hold values
 #: 0..65535, so a negative threshold makes every pixel a target and one of 65535 or more none.
 MASK_THRESHOLD = Number(float, 0.0, MASK_VALUE_LIMIT, high_open=True)

@@ -226,6 +226,15 @@ def test_npy_score_maps_are_held_to_max_pixels_before_loading(data, tmp_path, mo
     assert run(*eval_args(preds, data, tmp_path / "r.json", "--format", "scoremaps", "--resize")).exit_code == 0
 
 
+@pytest.mark.parametrize("shape", [(0, 0), (2, H, W), (H,)])
+def test_npy_maps_of_no_image_shape_are_one_line(data, tmp_path, shape):
+    preds = tmp_path / "maps"
+    preds.mkdir()
+    for stem in STEMS:
+        np.save(preds / f"{stem}.npy", np.zeros(shape, np.float32))
+    one_line_error(run(*eval_args(preds, data, tmp_path / "r.json", "--format", "scoremaps")), "must be 2-D")
+
+
 # ---------------------------------------------------------------------------------------------
 # 6, 17, 25: COCO image tables and file names
 
@@ -293,8 +302,11 @@ def _gt_doc(**changes) -> dict:
      (_gt_doc(bbox=[290, 5, 20, 2]), "lies outside its 297x232 image"),
      (_gt_doc(centroid=[1e300, 6.0]), "centroid [1e+300, 6.0] lies outside its bbox"),
      (_gt_doc(area=1e9), "exceeds its bbox"),
-     (_gt_doc(image={"width": 10**12, "height": 10**12}), "over the limit of")],
-    ids=["box-far", "box-across-edge", "centroid", "area", "image-size"],
+     (_gt_doc(image={"width": 10**12, "height": 10**12}), "over the limit of"),
+     (_gt_doc(segmentation=[[100, 100, 110, 100, 110, 110, 100, 110]]), "segmentation reaches outside its bbox"),
+     (_gt_doc(segmentation=[[1e9, 1e9, 2e9, 1e9, 2e9, 2e9]]), "segmentation covers no pixel")],
+    ids=["box-far", "box-across-edge", "centroid", "area", "image-size", "segmentation-elsewhere",
+         "segmentation-empty"],
 )
 def test_gt_coco_geometry_is_range_checked(tmp_path, doc, needle):
     gt = write_json(tmp_path / "gt.json", doc)
@@ -417,9 +429,10 @@ def test_wrongly_typed_checkpoint_fields_are_one_line(tmp_path, changes, needle)
      (("predict", "--weights", "x", "--source", ".", "--imgsz", 100, "--out", "p"), "--imgsz 100"),
      (("train", "--root", ".", "--model", "acm", "--threads", 0, "--device", "cpu", "--out", "t"), "--threads 0"),
      (("reproduce", "--smoke", "--budget-s", "inf", "--out", "r"), "--budget-s inf"),
-     (("reproduce", "--smoke", "--budget-s", "nan", "--out", "r"), "--budget-s nan")],
+     (("reproduce", "--smoke", "--budget-s", "nan", "--out", "r"), "--budget-s nan"),
+     (("eval", "p.json", "--root", ".", "--conf", "0", "--out", "r.json"), "--conf 0: must be in (0, 1]")],
     ids=["predict-imgsz-huge", "predict-imgsz-not-32", "train-threads-0", "reproduce-budget-inf",
-         "reproduce-budget-nan"],
+         "reproduce-budget-nan", "eval-conf-0"],
 )
 def test_option_values_are_refused_in_one_line_before_any_work(tmp_path, args, needle):
     before = torch.get_num_threads()

@@ -107,7 +107,10 @@ def _annotation(ann: dict, where: str, image_size: tuple[int, int]) -> dict:
         inside = x - slack <= centroid[0] <= x + w + slack and y - slack <= centroid[1] <= y + h + slack
         if not inside:
             raise InputError(f"{where}: centroid {value!r} lies outside its bbox {ann['bbox']}")
-    pixels = _segmentation_pixels(ann["segmentation"], where, image_size) if ann.get("segmentation") else None
+    pixels = None
+    if ann.get("segmentation"):
+        pixels = _segmentation_pixels(ann["segmentation"], where, image_size)
+        _check_pixels_in_box(pixels, [x, y, w, h], width, where)
     return {"box": [x, y, w, h], "area": area, "centroid": centroid, "pixels": pixels}
 
 
@@ -131,9 +134,22 @@ def _segmentation_pixels(segmentation, where: str, image_size: tuple[int, int]) 
             decoded = coco_mask.decode(coco_mask.merge(coco_mask.frPyObjects(segmentation, h, w)))
         else:
             raise InputError(f"{where}: segmentation must be COCO RLE or polygons, got {segmentation!r:.80}")
+    except InputError:
+        raise
     except (TypeError, ValueError, UnicodeEncodeError) as exc:
         raise InputError(f"{where}: unreadable segmentation ({exc})") from None
     return np.flatnonzero(np.asarray(decoded, bool)).astype(np.int64)
+
+
+def _check_pixels_in_box(pixels: np.ndarray, box: list[float], width: int, where: str) -> None:
+    """A segmentation covers at least one pixel, all of them inside its ``bbox`` (1 px of slack
+    for polygons rasterised at their edges): otherwise the file describes two different targets."""
+    if not len(pixels):
+        raise InputError(f"{where}: segmentation covers no pixel of the image")
+    rows, cols = np.divmod(pixels, width)
+    x, y, w, h = box
+    if cols.min() < x - 1 or cols.max() + 1 > x + w + 1 or rows.min() < y - 1 or rows.max() + 1 > y + h + 1:
+        raise InputError(f"{where}: segmentation reaches outside its bbox {box}")
 
 
 def _targets(items: list[dict], image_size: tuple[int, int], with_pixels: bool, where: str) -> Targets:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from irstd_bench._cli_options import MASK_THRESHOLD, UNIT_INTERVAL, WORKERS, max_pixels_option, skip_defects_option
+from irstd_bench._cli_options import CONFIDENCE, MASK_THRESHOLD, WORKERS, max_pixels_option, skip_defects_option
 from irstd_bench._io import pixel_limit
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate._evaluator import default_workers, evaluate_split
@@ -122,8 +122,8 @@ def _warnings(counts: dict) -> list[str]:
     "--conf",
     default=0.5,
     show_default=True,
-    type=UNIT_INTERVAL,
-    help="Confidence threshold in [0, 1]: boxes with score >= conf, map pixels >= conf.",
+    type=CONFIDENCE,
+    help="Confidence threshold in (0, 1]: boxes with score >= conf, map pixels >= conf.",
 )
 @click.option("--name", "method", default=None, help="Method name stored in the results.")
 @click.option(
