@@ -174,21 +174,65 @@ def _png_header(data: bytes) -> tuple[tuple[int, int], int] | None:
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     bit_depth, colour_type = data[24], data[25]
     depths, channels = _PNG_COLOUR_TYPES.get(colour_type, ((), 0))
-    if not width or not height or bit_depth not in depths:
+    compression, filtering, interlace = data[26], data[27], data[28]
+    if not width or not height or bit_depth not in depths or compression or filtering or interlace not in (0, 1):
         return None
     return (height, width), channels
 
 
-def _check_png_chunks(path: Path, data: bytes) -> None:
-    """Verify every chunk of a PNG held in memory: its CRC, and that none is cut short.
+#: Adam7 interlacing passes: (x offset, y offset, x step, y step), from the PNG specification.
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+#: Most bytes inflated at a time while checking a PNG's compressed data (the output is discarded).
+_INFLATE_STEP = 1 << 20
 
-    The same checks as Pillow's ``verify()`` (every chunk up to ``IEND`` has a valid type and a
-    matching CRC-32 of its type and data; ``IEND``, which carries no data, ends the walk), on
-    the bytes already read, so a file is read once for both the check and the decode. Flipped
-    bytes in an IDAT chunk whose CRC was left stale fail here; so does a truncated file.
+
+def _png_raw_bytes(data: bytes) -> int:
+    """Bytes the IDAT stream of a PNG with a standard header (:func:`_png_header`) inflates to:
+    every pass's rows of ``1 + ceil(width x bits per pixel / 8)`` bytes (a filter byte each)."""
+    (height, width), channels = _png_header(data)
+    bits = data[24] * channels
+    total = 0
+    for x0, y0, dx, dy in _ADAM7 if data[28] == 1 else ((0, 0, 1, 1),):
+        pass_w, pass_h = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
+        if pass_w and pass_h:
+            total += pass_h * (1 + (pass_w * bits + 7) // 8)
+    return total
+
+
+def _check_idat(path: Path, parts: list[memoryview], expected: int) -> None:
+    """The IDAT data, inflated (and discarded, a megabyte at a time), must be one complete zlib
+    stream (its Adler-32 checked) holding exactly the ``expected`` bytes the header declares."""
+    inflater = zlib.decompressobj()
+    total = 0
+    try:
+        for part in parts:
+            while part and total <= expected:
+                total += len(inflater.decompress(part, _INFLATE_STEP))
+                part = inflater.unconsumed_tail
+        total += len(inflater.flush())
+    except zlib.error as exc:
+        raise InputError(f"{path}: cannot decode image (compressed image data does not inflate: {exc})") from None
+    if total != expected or not inflater.eof:
+        ended = "" if inflater.eof else ", and the compressed stream does not end"
+        raise InputError(
+            f"{path}: cannot decode image (compressed image data inflates to {total} bytes{ended}; "
+            f"the header declares {expected})"
+        )
+
+
+def _check_png_chunks(path: Path, data: bytes) -> None:
+    """Verify every chunk of a PNG held in memory, and its compressed image data.
+
+    Every chunk up to ``IEND`` has a valid type and a matching CRC-32 of its type and data (what
+    Pillow's ``verify()`` checks; ``IEND``, which carries no data, ends the walk), none is cut
+    short, and, for a PNG with a standard header, the IDAT data inflates to exactly the bytes
+    the header declares (:func:`_check_idat`): flipped bytes in an IDAT chunk whose CRC was left
+    stale fail, so do a truncated file and an IDAT stream that does not inflate (with a valid
+    CRC). It runs on the bytes already read, so a file is read once for both check and decode.
     """
     view = memoryview(data)
     pos, end = len(_PNG_SIGNATURE), len(data)
+    idat: list[memoryview] = []
     while True:
         if pos + _CHUNK_LENGTH + _CHUNK_TYPE_BYTES > end:
             raise InputError(f"{path}: cannot decode image (truncated PNG file)")
@@ -197,33 +241,38 @@ def _check_png_chunks(path: Path, data: bytes) -> None:
         if not _CHUNK_TYPE.fullmatch(kind):
             raise InputError(f"{path}: cannot decode image (broken PNG file: chunk {kind!r})")
         if kind == b"IEND":
-            return
+            break
         body = pos + _CHUNK_LENGTH
         stop = body + _CHUNK_TYPE_BYTES + length
         if stop + _CHUNK_CRC > end:
             raise InputError(f"{path}: cannot decode image (truncated PNG file in chunk {kind!r})")
         if zlib.crc32(view[body:stop]) != int.from_bytes(view[stop : stop + _CHUNK_CRC], "big"):
             raise InputError(f"{path}: cannot decode image (broken PNG file: bad checksum in chunk {kind!r})")
+        if kind == b"IDAT":
+            idat.append(view[body + _CHUNK_TYPE_BYTES : stop])
         pos = stop + _CHUNK_CRC
+    if _png_header(data) is not None:
+        _check_idat(path, idat, _png_raw_bytes(data))
 
 
-def _inspect(path: Path, data: bytes) -> tuple[int, Image.Image]:
-    """Verify and decode an image file held in memory; return ``(channels, image)``.
+def _inspect(path: Path, data: bytes, *, decode: bool = True) -> tuple[int, Image.Image | None]:
+    """Verify an image file held in memory; return ``(channels, decoded image or None)``.
 
     The one check of every image and mask any command reads: the pixel limit on the declared
-    size (before any decompression), every PNG chunk's CRC (:func:`_check_png_chunks`; Pillow
-    skips the CRCs of IDAT chunks), then a full decode, so compressed data that does not inflate
-    to the declared pixels is refused too. Other formats are checked by their full decode.
+    size (before any decompression), then for a PNG every chunk's CRC and its compressed data
+    inflating to the declared size (:func:`_check_png_chunks`; Pillow skips the CRCs of IDAT
+    chunks and stops inflating once it has its pixels); a PNG is decoded by Pillow only when
+    ``decode``. Any other file is checked by a full decode.
     """
     header = _png_header(data)
     if header is not None:
         check_pixels(path, header[0])
         _check_png_chunks(path, data)
+        return header[1], (_open(path, data) if decode else None)
     image = _open(path, data)
-    if header is None and image.format == "PNG":
+    if image.format == "PNG":
         _check_png_chunks(path, data)
-    channels = header[1] if header is not None else _BANDS_PER_MODE.get(image.mode, len(image.getbands()))
-    return channels, image
+    return _BANDS_PER_MODE.get(image.mode, len(image.getbands())), image
 
 
 def _read_image(path: Path) -> Image.Image:
@@ -235,10 +284,11 @@ def verify_image(path: Path) -> int:
     """Check that an image file is intact (and within the pixel limit); return its channel count.
 
     The same check as every reader here (:func:`_inspect`): the pixel limit, every PNG chunk's
-    CRC (flipped bytes in an IDAT chunk whose CRC was left stale fail, so does a truncated
-    file), and a full decode (an IDAT stream that does not inflate fails). The file is read once.
+    CRC and its IDAT data inflating to exactly the declared size (flipped bytes under a stale
+    CRC fail, so do a truncated file and an IDAT that does not inflate); other formats are
+    decoded fully. The file is read once.
     """
-    return _inspect(path, _read_bytes(path))[0]
+    return _inspect(path, _read_bytes(path), decode=False)[0]
 
 
 def _header_size(path: Path, data: bytes) -> tuple[int, int]:

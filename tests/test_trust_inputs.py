@@ -111,11 +111,27 @@ def silently_corrupt(path: Path) -> None:
     pytest.fail(f"no silent corruption found in {path}")
 
 
+#: Adam7 interlacing passes (x offset, y offset, x step, y step), from the PNG specification.
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def raw_rows(pixels: np.ndarray, interlaced: bool) -> bytes:
+    """The uncompressed IDAT bytes of 8-bit gray pixels: rows with filter 0, by Adam7 pass when ``interlaced``."""
+    passes = ADAM7 if interlaced else ((0, 0, 1, 1),)
+    return b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in passes for row in pixels[y0::dy, x0::dx] if row.size)
+
+
+def gray_png(pixels: np.ndarray, *, idat: bytes | None = None, interlaced: bool = False) -> bytes:
+    """An 8-bit gray PNG written by hand, every chunk with a valid CRC; ``idat`` replaces the compressed data."""
+    h, w = pixels.shape
+    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, int(interlaced))
+    idat = zlib.compress(raw_rows(pixels, interlaced)) if idat is None else idat
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
 def png_with_bad_idat(path: Path) -> None:
     """A PNG whose chunks all carry valid CRCs but whose IDAT data is no zlib stream."""
-    header = struct.pack(">IIBBBBB", W, H, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", b"\x78\x9c" + b"\xff" * 40)
-                     + _chunk(b"IEND", b""))
+    path.write_bytes(gray_png(np.zeros((H, W), np.uint8), idat=b"\x78\x9c" + b"\xff" * 40))
 
 
 def _noise_mask_image(path: Path) -> None:
@@ -151,10 +167,27 @@ def test_a_silently_corrupt_image_is_refused_by_convert_baseline_and_predict(dat
 def test_an_idat_that_does_not_inflate_is_refused_by_convert_and_baseline(data, tmp_path):
     image = data / "images" / f"{STEMS[1]}.png"
     png_with_bad_idat(image)
-    one_line_error(run("convert", data, "--out", tmp_path / "c", "--workers", 1), image, "broken data stream")
+    one_line_error(run("convert", data, "--out", tmp_path / "c", "--workers", 1), image, "does not inflate")
     one_line_error(run("baseline", "tophat", "--root", data, "--split", "50_50/test", "--out", tmp_path / "b",
-                       "--workers", 1), image, "broken data stream")
+                       "--workers", 1), image, "does not inflate")
     assert not (tmp_path / "c").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("interlaced", [False, True])
+def test_compressed_data_must_hold_exactly_the_declared_pixels(tmp_path, interlaced):
+    from irstd_bench._io import read_mask, verify_image
+
+    pixels = (np.random.default_rng(3).random((17, 33)) * 255).astype(np.uint8)
+    path = tmp_path / "m.png"
+    path.write_bytes(gray_png(pixels, interlaced=interlaced))
+    assert verify_image(path) == 1 and np.array_equal(read_mask(path), pixels)
+    raw = raw_rows(pixels, interlaced)
+    for idat, needle in ((zlib.compress(raw[:-5]), "inflates to"), (zlib.compress(raw + b"\x00" * 40), "inflates to"),
+                         (zlib.compress(raw)[:-4], "does not end"), (b"\x78\x9c" + b"\xff" * 40, "does not inflate")):
+        path.write_bytes(gray_png(pixels, idat=idat, interlaced=interlaced))
+        for reader in (verify_image, read_mask):
+            with pytest.raises(InputError, match=needle):
+                reader(path)
 
 
 # ---------------------------------------------------------------------------------------------

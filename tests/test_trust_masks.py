@@ -254,7 +254,7 @@ def _our_check_accepts(data: bytes) -> bool:
     """The check ``verify_image`` and ``read_mask`` run on the bytes they read (in memory here:
     thousands of files would cost seconds on a slow file system)."""
     try:
-        _inspect(Path("variant.png"), data)
+        _inspect(Path("variant.png"), data, decode=False)
         return True
     except InputError as exc:
         assert "variant.png" in str(exc)
