@@ -26,6 +26,7 @@ from pathlib import Path
 import click
 
 from irstd_bench.errors import InputError
+from reference_model.recipe import NO_RECIPE
 
 from ._budget import (
     PhaseBudget,
@@ -151,8 +152,9 @@ class NothingScored(RuntimeError):
     """A reproduce call ran to its end but scored no training (RUNS.md says why for each)."""
 
 
-def check_settings(config: ReproduceConfig) -> list[RunUnit]:
-    """Check every setting of a reproduce call before any work; return the runnable trainings.
+def check_settings(config: ReproduceConfig) -> tuple[list[RunUnit], list[LeftOut]]:
+    """Check every setting of a reproduce call before any work; return the plan resolved
+    (:func:`~._plan.resolve_plan`: the runnable trainings and the entries left out).
 
     A bad value would otherwise surface only after the trainings (``--match``), make the
     command train on nothing (``--only`` naming no model of the plan), or run on another device
@@ -180,7 +182,7 @@ def check_settings(config: ReproduceConfig) -> list[RunUnit]:
     if not units:
         reasons = sorted({entry.reason for entry in left_out})
         raise InputError(f"no training of the plan can run ({'; '.join(reasons) or 'empty plan'})")
-    return units
+    return units, left_out
 
 
 def _check_out(out: Path) -> None:
@@ -226,7 +228,7 @@ def _train_settings(session: Session, unit: RunUnit, out: Path, epochs: int, val
     cfg = session.config
     settings = {
         "dataset": session.dataset, "root": str(session.root), "split": session.family, "model": unit.model,
-        "recipe": unit.recipe, "epochs": epochs, "seed": unit.seed, "device": cfg.device, "out": str(out),
+        "recipe": unit.recipe or NO_RECIPE, "epochs": epochs, "seed": unit.seed, "device": cfg.device, "out": str(out),
         "val_every": val_every, "workers": cfg.workers, "progress": False,
         "deterministic": False, "resize_masks": True,
     }
@@ -477,18 +479,13 @@ def reproduce(config: ReproduceConfig):
     from ._write import write_outputs
 
     started = time.monotonic()
-    check_settings(config)
+    units, left_out = check_settings(config)
     _check_out(config.out)
     config.out.mkdir(parents=True, exist_ok=True)
     root, dataset, family = _open(config)
     session = Session(config, root, dataset, family, started, started + config.budget_s,
-                      config.out / "work", config.out / "report")
+                      config.out / "work", config.out / "report", left_out=left_out)
     session.report.mkdir(parents=True, exist_ok=True)
-    units, session.left_out = resolve_plan(
-        config.plan, registry_models(), max_seeds=config.max_seeds,
-        only=(lambda m: m in config.only) if config.only else None,
-        train_has_recipe="recipe" in command_params("train"),
-    )
     session.log(f"{len(units)} trainings runnable, {len(session.left_out)} plan entries left out; "
                 f"budget {config.budget_s:.0f} s on {config.device}")
     session.log(f"process server ready in {start_server():.1f} s")
