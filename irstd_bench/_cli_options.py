@@ -87,8 +87,11 @@ CONFIDENCE = Number(float, 0.0, 1.0, low_open=True)
 #: A mask binarisation threshold (foreground where value > threshold): masks hold values
 #: 0..65535, so a negative threshold makes every pixel a target and one of 65535 or more none.
 MASK_THRESHOLD = Number(float, 0.0, MASK_VALUE_LIMIT, high_open=True)
+#: Most worker processes an option may ask for: far above any useful count (one per CPU), low
+#: enough that a typo (``--workers 100000``) cannot start a process storm.
+MAX_WORKERS = 256
 #: Worker processes.
-WORKERS = count(1)
+WORKERS = count(1, MAX_WORKERS)
 
 max_pixels_option = click.option(
     "--max-pixels",

@@ -463,9 +463,11 @@ def test_wrongly_typed_checkpoint_fields_are_one_line(tmp_path, changes, needle)
      (("train", "--root", ".", "--model", "acm", "--threads", 0, "--device", "cpu", "--out", "t"), "--threads 0"),
      (("reproduce", "--smoke", "--budget-s", "inf", "--out", "r"), "--budget-s inf"),
      (("reproduce", "--smoke", "--budget-s", "nan", "--out", "r"), "--budget-s nan"),
-     (("eval", "p.json", "--root", ".", "--conf", "0", "--out", "r.json"), "--conf 0: must be in (0, 1]")],
+     (("eval", "p.json", "--root", ".", "--conf", "0", "--out", "r.json"), "--conf 0: must be in (0, 1]"),
+     (("convert", ".", "--workers", "100000", "--out", "c"), "--workers 100000: must be in [1, 256]"),
+     (("train", "--root", ".", "--model", "acm", "--workers", "100000", "--out", "t"), "--workers 100000")],
     ids=["predict-imgsz-huge", "predict-imgsz-not-32", "train-threads-0", "reproduce-budget-inf",
-         "reproduce-budget-nan", "eval-conf-0"],
+         "reproduce-budget-nan", "eval-conf-0", "convert-workers-huge", "train-workers-huge"],
 )
 def test_option_values_are_refused_in_one_line_before_any_work(tmp_path, args, needle):
     before = torch.get_num_threads()

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from irstd_bench._cli_options import MAX_WORKERS
 from irstd_bench.errors import InputError
 
 from .augment import AugmentConfig, check_augment
@@ -224,8 +225,8 @@ crop_min_side : float
             raise InputError(f"--{str(exc).replace('_', '-')}") from None
         if not 0.0 < self.val_conf <= 1.0:
             raise InputError(f"--val-conf {self.val_conf}: must be in (0, 1]")
-        if self.workers < 0:
-            raise InputError(f"--workers {self.workers}: must be >= 0")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise InputError(f"--workers {self.workers}: must be in [0, {MAX_WORKERS}]")
         if self.memory_fraction is not None and not 0.0 < self.memory_fraction <= 1.0:
             raise InputError(f"--memory-fraction {self.memory_fraction}: must be in (0, 1]")
         most_threads = MAX_THREADS_PER_CPU * (os.cpu_count() or 1)

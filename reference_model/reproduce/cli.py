@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from irstd_bench._cli_options import Number
+from irstd_bench._cli_options import MAX_WORKERS, Number, count
 from irstd_bench.errors import InputError
 
 #: Total budget (s) when ``--budget-s`` is not given: one device command of 9 minutes at most,
@@ -65,7 +65,7 @@ def _command_line(ctx: click.Context) -> str:
               help="Drop a run that would get fewer epochs (default 5; --smoke: 1).")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=None,
               help="Cap every run's epochs (default: the recipe's schedule; --smoke: 1).")
-@click.option("--workers", type=click.IntRange(min=0), default=None,
+@click.option("--workers", type=count(0, MAX_WORKERS), default=None,
               help="Data-loader workers per training (default 1; --smoke: 0).")
 @click.option("--commit", default=None, help="Commit recorded in RUNS.md (default: git rev-parse HEAD).")
 @click.option("--smoke", is_flag=True, help="The same path on the synthetic sample, on the CPU, in about a minute.")
