@@ -4,8 +4,8 @@ Every command reads its inputs here, so every command applies the same checks:
 
 - images and masks (:func:`read_gray`, :func:`read_rgb`, :func:`read_mask`, :func:`verify_image`):
   the pixel limit (``--max-pixels``) on the declared size before decoding, every PNG chunk's CRC,
-  and a full decode (an IDAT stream that does not inflate is refused); masks must hold one value
-  per pixel (no colour, no varying alpha);
+  and the IDAT stream inflating to exactly the declared size (other formats: a full decode);
+  masks must hold one value per pixel (no colour, no varying alpha);
 - ``.npy`` arrays (:func:`read_array`): the pixel limit on the header's shape before loading,
   never pickles;
 - JSON (:func:`read_json`): any parse failure (syntax, a 5000-digit integer, deep nesting, a
