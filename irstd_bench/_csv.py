@@ -76,5 +76,5 @@ def read_csv_rows(path: str | Path) -> list[tuple[int, list[str]]]:
         for row in reader:
             rows.append((reader.line_num, row))
     except csv.Error as exc:
-        raise InputError(f"{path}: line {reader.line_num + 1}: not valid CSV ({exc})") from None
+        raise InputError(f"{path}: line {reader.line_num}: not valid CSV ({exc})") from None
     return rows
