@@ -21,11 +21,14 @@ JSON layout (columns of equal length, one entry per image in split order)::
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from irstd_bench._csv import read_csv_cell
 from irstd_bench.errors import InputError
 
 #: Pixel statistics of each image (:class:`~irstd_bench.evaluate._pixel_metrics.PixelStats`).
@@ -171,6 +174,28 @@ def parse_per_image(data, source: str) -> PerImageData:
             raise InputError(f"{source}: per_image.ap50 holds a non-finite score or a hit other than 0/1")
         hits = hits.astype(bool)
     return PerImageData(tuple(stems), gt, pred, tp, pixels, counts, scores, hits)
+
+
+def read_per_image_csv(path: Path) -> PerImageData:
+    """The counts of a per-image CSV written by ``eval`` (``image,gt,pred,tp,...``): the
+    per-image numbers of results files of older evaluators, which have no ``per_image`` (no AP
+    candidates, no pixel counts)."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            columns = set(reader.fieldnames or ())
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read the per-image CSV ({exc})") from None
+    if not {"image", *COUNT_FIELDS} <= columns:
+        raise InputError(f"{path}: per-image CSV lacks the columns image, gt, pred, tp")
+    try:
+        counts = {k: [int(row[k]) for row in rows] for k in COUNT_FIELDS}
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: per-image CSV holds a count that is not a whole number") from None
+    data = {"image": [read_csv_cell(row["image"]) for row in rows], **counts}
+    return parse_per_image(data, str(path))
 
 
 def align_images(named: Sequence[tuple[str, PerImageData]]) -> list[PerImageData]:
