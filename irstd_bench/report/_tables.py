@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from irstd_bench._csv import csv_cell
+from irstd_bench.report._intervals import INDISTINCT_MARK, LATEX_INDISTINCT_MARK
 from irstd_bench.report._load import RunResult, unique_in_order
 from irstd_bench.report._seeds import MethodSummary, base_method, run_label, summarise_methods
 
@@ -102,6 +103,15 @@ class Table:
         Standard deviation over seeds of each cell (``None``: a single run); printed ``mean ± std``.
     unranked : frozenset of int
         Rows never marked best (the single seeds listed under their mean).
+    members : list of list of str, optional
+        The runs (``run_label``) each row stands for: one, or a method's seeds.
+    intervals, p_vs_best : list of list, optional
+        Each cell's 95 % bootstrap interval ``[lo, hi]`` and the p-value of its paired
+        difference to its column's best row (:mod:`irstd_bench.report._intervals`).
+    indistinct : frozenset of (int, int)
+        Cells not significantly different from their column's best, marked ``≈``.
+    show_intervals : bool
+        Print the intervals (``False``: paste-ready numbers; the marks stay).
     """
 
     name: str
@@ -112,9 +122,17 @@ class Table:
     values: list[list[float | None]]
     spread: list[list[float | None]] | None = None
     unranked: frozenset[int] = frozenset()
+    members: list[list[str]] | None = None
+    intervals: list[list[list[float] | None]] | None = None
+    p_vs_best: list[list[float | None]] | None = None
+    indistinct: frozenset[tuple[int, int]] = frozenset()
+    show_intervals: bool = True
 
     def std(self, i: int, j: int) -> float | None:
         return None if self.spread is None else self.spread[i][j]
+
+    def interval(self, i: int, j: int) -> list[float] | None:
+        return None if self.intervals is None else self.intervals[i][j]
 
     def best_rows(self, j: int) -> set[int]:
         """Rows holding the best value of column ``j``, compared as printed (ties share it).
@@ -134,13 +152,17 @@ class Table:
         best = max(shown.values()) if column.better == "max" else min(shown.values())
         return {i for i, v in shown.items() if v == best}
 
-    def formatted(self, i: int, j: int, plus_minus: str = PLUS_MINUS) -> str:
-        """Cell text without markup (``MISSING`` for no value; ``mean ± std`` over seeds)."""
+    def formatted(self, i: int, j: int, plus_minus: str = PLUS_MINUS, mark: str = INDISTINCT_MARK) -> str:
+        """Cell text without markup (``MISSING`` for no value; ``mean ± std`` over seeds; then
+        the interval ``[lo, hi]`` and ``mark`` when the cell has them)."""
         value, digits = self.values[i][j], self.columns[j].digits
         if value is None:
             return MISSING
-        std = self.std(i, j)
-        return f"{value:.{digits}f}" + ("" if std is None else f"{plus_minus}{std:.{digits}f}")
+        std, interval = self.std(i, j), self.interval(i, j)
+        text = f"{value:.{digits}f}" + ("" if std is None else f"{plus_minus}{std:.{digits}f}")
+        if interval is not None and self.show_intervals:
+            text += f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+        return text + (mark if (i, j) in self.indistinct else "")
 
     def _groups(self) -> list[tuple[str, int]]:
         """Consecutive column groups as ``(label, span)``."""
@@ -204,7 +226,7 @@ class Table:
                 if self.values[i][j] is None:
                     cells.append(LATEX_MISSING)
                     continue
-                text = self.formatted(i, j, LATEX_PLUS_MINUS)
+                text = self.formatted(i, j, LATEX_PLUS_MINUS, LATEX_INDISTINCT_MARK)
                 cells.append(f"\\textbf{{{text}}}" if i in best[j] else text)
             lines.append(" & ".join(cells) + " \\\\")
         lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
@@ -214,7 +236,8 @@ class Table:
         """Raw numbers (``repr`` precision, nothing rounded or marked); empty cell = missing.
 
         The header is the row header then ``<dataset>/<metric>`` for each column, and
-        ``<dataset>/<metric>_std`` after it when the table has means over seeds.
+        ``<dataset>/<metric>_std`` after it when the table has means over seeds; with intervals,
+        ``_ci_lo``, ``_ci_hi`` and ``_p_vs_best`` columns follow (:func:`_interval_frame`).
         """
         # Text cells pass csv_cell: a label can never start a spreadsheet formula.
         index = pd.Index([csv_cell(r) for r in self.rows], name=csv_cell(self.row_header))
@@ -225,6 +248,8 @@ class Table:
             spread.columns = [csv_cell(f"{c.csv_name}_std") for c in self.columns]
             order = [name for pair in zip(frame.columns, spread.columns, strict=True) for name in pair]
             frame = pd.concat([frame, spread], axis=1)[order]
+        if self.intervals is not None:
+            frame = pd.concat([frame, _interval_frame(self, frame.index)], axis=1)
         buffer = io.StringIO()
         frame.to_csv(buffer, lineterminator="\n", float_format=_repr_float)
         return buffer.getvalue()
@@ -284,6 +309,20 @@ class Table:
             path.write_text(text, encoding="utf-8", newline="\n")
             paths.append(path)
         return paths
+
+
+def _interval_frame(table: Table, index: pd.Index) -> pd.DataFrame:
+    """``<column>_ci_lo``, ``_ci_hi`` and ``_p_vs_best`` of every column with an interval."""
+    columns = {}
+    for j, column in enumerate(table.columns):
+        cells = [table.interval(i, j) for i in range(len(table.rows))]
+        if all(c is None for c in cells):
+            continue
+        name = csv_cell(column.csv_name)
+        columns[f"{name}_ci_lo"] = [None if c is None else c[0] for c in cells]
+        columns[f"{name}_ci_hi"] = [None if c is None else c[1] for c in cells]
+        columns[f"{name}_p_vs_best"] = [table.p_vs_best[i][j] for i in range(len(table.rows))]
+    return pd.DataFrame(columns, index=index, dtype="float64")
 
 
 def _repr_float(value: float) -> str:
@@ -370,6 +409,7 @@ def _summary_grid(
         rows.append(f"{method} ({counts.pop()} seeds)" if len(counts) == 1 and max(counts) > 1 else method)
     has_spread = any(v is not None for row in spread for v in row)
     table = Table(name, caption, "Method", rows, columns, values, spread if has_spread else None)
+    table.members = [unique_in_order(run_label(r) for r in runs if base_method(r) == m) for m in methods]
     return table, summaries
 
 
@@ -401,13 +441,14 @@ def detailed_table(runs: Sequence[RunResult]) -> Table | None:
     )
     summary, summaries = _summary_grid(runs, metrics, "detailed", caption)
     per_run = _grid(runs, unique_in_order(run_label(r) for r in runs), run_label, metrics, "", "", "")
-    rows, values, spread, unranked = [], [], [], set()
+    rows, values, spread, unranked, row_members = [], [], [], set(), []
     for i, method in enumerate(unique_in_order(s.method for s in summaries)):
         members = [run_label(r) for r in runs if base_method(r) == method]
         if len(set(members)) > 1:  # several seeds: the mean ± std row, then each seed
             rows.append(summary.rows[i])
             values.append(summary.values[i])
             spread.append(summary.spread[i] if summary.spread else [None] * len(summary.columns))
+            row_members.append(summary.members[i])
         for label in unique_in_order(members):
             k = per_run.rows.index(label)
             if len(set(members)) > 1:
@@ -415,6 +456,9 @@ def detailed_table(runs: Sequence[RunResult]) -> Table | None:
             rows.append(label if len(set(members)) == 1 else f"  {label}")
             values.append(per_run.values[k])
             spread.append([None] * len(summary.columns))
+            row_members.append([label])
     has_spread = any(v is not None for row in spread for v in row)
     spread_or_none = spread if has_spread else None
-    return Table("detailed", caption, "Method", rows, summary.columns, values, spread_or_none, frozenset(unranked))
+    table = Table("detailed", caption, "Method", rows, summary.columns, values, spread_or_none, frozenset(unranked))
+    table.members = row_members
+    return table
