@@ -87,9 +87,10 @@ def _legend(ax, title: str | None = None) -> None:
         )
 
 
-def _title(ax, what: str, selection: FigureSelection | None, drawn: Sequence[RunResult]) -> None:
+def _title(ax, what: str, selection: FigureSelection | None, drawn: Sequence[RunResult]) -> str:
     """Two-line title: what is plotted, then which methods (``6 of 16 methods, best by F1``; the
-    methods drawn first when some of those have nothing to draw here)."""
+    methods drawn first when some of those have nothing to draw here). Returns it on one line
+    (the figure's title on the report page)."""
     n = len(drawn)
     subtitle = f"{n} run{'s' * (n != 1)}"
     if selection is not None:
@@ -98,6 +99,7 @@ def _title(ax, what: str, selection: FigureSelection | None, drawn: Sequence[Run
         if methods < len(selection.methods):
             subtitle = f"{methods} with data of the {subtitle}"
     ax.set_title(f"{what}\n{subtitle}", fontsize="medium")
+    return f"{what}: {subtitle}"
 
 
 def _selection_caption(selection: FigureSelection | None) -> str:
@@ -150,7 +152,7 @@ def pr_curve_figures(
             )
         ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="Recall", ylabel="Precision")
         split, matcher = group[0].split, group[0].matcher
-        _title(ax, f"Precision-recall, {dataset_label} ({split}, {matcher})", selection, with_curve)
+        title = _title(ax, f"Precision-recall, {dataset_label} ({split}, {matcher})", selection, with_curve)
         ax.grid(True, alpha=0.3)
         _legend(ax, title=f"method, AP ({matcher})")
         name = f"pr_{_slug(key)}"
@@ -158,7 +160,7 @@ def pr_curve_figures(
         out.append(
             FigureFile(
                 name,
-                f"Precision-recall curves, {dataset_label}",
+                title,
                 "Dots: operating point (P, R at the run's confidence threshold). Legend: AP under the "
                 "matcher of the curve (the area it draws)." + _selection_caption(selection),
                 png,
@@ -197,7 +199,7 @@ def pd_fa_figures(
             ax.plot(fa, pd, color=colors[run_label(run)], linewidth=1.6, label=run_label(run))
         ax.set_xscale("log")
         ax.set(ylim=(0, 1.02), xlabel="Fa (false alarm pixels per $10^6$ pixels, log)", ylabel="Pd")
-        _title(ax, f"Pd-Fa (3 px centroid rule), {label} ({group[0].split})", selection, [r for r, _ in series])
+        title = _title(ax, f"Pd-Fa (3 px centroid rule), {label} ({group[0].split})", selection, [r for r, _ in series])
         ax.grid(True, which="both", alpha=0.3)
         _legend(ax)
         name = f"pdfa_{_slug(key)}"
@@ -205,7 +207,7 @@ def pd_fa_figures(
         out.append(
             FigureFile(
                 name,
-                f"Pd-Fa curves, {label}",
+                title,
                 "Probability of detection against false alarm rate, over score thresholds."
                 + _selection_caption(selection),
                 png,
@@ -271,7 +273,7 @@ def size_bin_figures(
         _grouped_bars(ax, tick, series, colors, annotate=len(series) * len(bins) <= 24)
         ax.set(ylim=(0, 1.15), ylabel="Recall", xlabel="Target area")
         matcher = with_bins[0].matcher
-        _title(ax, f"Recall by target size, {label} ({with_bins[0].split}, {matcher})", selection, with_bins)
+        title = _title(ax, f"Recall by target size, {label} ({with_bins[0].split}, {matcher})", selection, with_bins)
         ax.grid(True, axis="y", alpha=0.3)
         _legend(ax)
         name = f"size_recall_{_slug(key)}"
@@ -279,7 +281,7 @@ def size_bin_figures(
         out.append(
             FigureFile(
                 name,
-                f"Recall by target size, {label}",
+                title,
                 "Share of ground-truth targets found, by target area in pixels (n = targets)."
                 + _selection_caption(selection),
                 png,
@@ -321,10 +323,10 @@ def metric_bar_figure(
         ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
     ax.set(ylabel=label)
     what = f"{label} by method and dataset" + (" (lower is better)" if better == "min" else "")
-    _title(ax, what, selection, [r for r in runs if r.metrics.get(metric) is not None])
+    title = _title(ax, what, selection, [r for r in runs if r.metrics.get(metric) is not None])
     ax.grid(True, axis="y", alpha=0.3)
     _legend(ax)
     name = f"bars_{metric}"
     png, pdf = save_figure(fig, folder, name)
     caption = f"{label} of each method on every dataset." + _selection_caption(selection)
-    return FigureFile(name, f"{label} by method and dataset", caption, png, pdf)
+    return FigureFile(name, title, caption, png, pdf)
