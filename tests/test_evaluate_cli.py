@@ -335,6 +335,7 @@ def test_bootstrap_options_write_ci95_per_image_and_print_intervals(data, tmp_pa
     assert set(ci) == {"precision", "recall", "f1", "ap50", "iou", "niou", "pd", "fa_e6"}
     assert all(ci[m][0] <= res["metrics"][m] <= ci[m][1] for m in ci)
     assert res["per_image"]["image"] == list(STEMS) and res["per_image"]["tp"] == [2, 0, 0]
+    assert "\"tp\": [2, 0, 0]" in out.read_text()  # a column on one line: compact
     assert res["per_image"]["pixels"]["intersection"] == [13, 0, 0]
     f1_line = next(line for line in done.output.splitlines() if line.startswith("F1 "))
     lo, hi = ci["f1"]

@@ -148,7 +148,7 @@ def results_texts(result: EvaluationResult, out: str | Path) -> tuple[dict, dict
     texts = {
         out.parent / image_csv: _csv_text(PER_IMAGE_COLUMNS, result.per_image_rows()),
         out.parent / target_csv: _csv_text(PER_TARGET_COLUMNS, result.per_target_rows()),
-        out: json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n",
+        out: json_text(data),
     }
     return data, texts
 
@@ -190,6 +190,22 @@ def _csv_text(columns, rows) -> str:
     writer.writeheader()
     writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)  # no formulas
     return buffer.getvalue()
+
+
+def json_text(data: dict) -> str:
+    """The results JSON text: objects indented by 2, each list of numbers or strings on one line
+    (the per-image columns and curves stay compact: one line each, not one line per value)."""
+    return _dump(_jsonable(data), 0) + "\n"
+
+
+def _dump(value, depth: int) -> str:
+    pad, inner = "  " * depth, "  " * (depth + 1)
+    if isinstance(value, dict) and value:
+        items = ",\n".join(f"{inner}{json.dumps(k)}: {_dump(v, depth + 1)}" for k, v in value.items())
+        return "{\n" + items + "\n" + pad + "}"
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        return "[\n" + ",\n".join(inner + _dump(v, depth + 1) for v in value) + "\n" + pad + "]"
+    return json.dumps(value, allow_nan=False)
 
 
 def _jsonable(value):

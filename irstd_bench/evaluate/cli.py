@@ -354,11 +354,9 @@ STDOUT = "-"
 
 def results_json_text(result: EvaluationResult) -> str:
     """The results JSON of ``result`` as ``write`` stores it, without CSV file names."""
-    import json
+    from irstd_bench.evaluate._results_io import json_text
 
-    from irstd_bench.evaluate._results_io import _jsonable
-
-    return json.dumps(_jsonable(result.to_dict()), indent=2, allow_nan=False) + "\n"
+    return json_text(result.to_dict())
 
 
 def coco_image_ids(gt_coco: Path | None, ds) -> dict[int, str]:

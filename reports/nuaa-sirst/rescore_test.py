@@ -46,7 +46,7 @@ def main() -> None:
                  "--conf", repr(before["conf"]), "--name", LABELS.get(method, method), "--out", rel(target),
                  "--resize-masks", "--force", "--workers", args.workers, "--no-progress"], log)
             after = json.loads(target.read_text())
-            old, new = before["metrics"], {k: v for k, v in after["metrics"].items() if k != "ci95"}
+            old, new = ({k: v for k, v in d["metrics"].items() if k != "ci95"} for d in (before, after))
             changed = [k for k in set(old) | set(new) if old.get(k) != new.get(k)]
             if changed:
                 for path, data in saved.items():
