@@ -3,7 +3,8 @@
     .venv/bin/python reports/nuaa-sirst/rescore_test.py tophat ipi --family split_EFLNet --work /tmp/work
 
 For each method: ``irstd-bench baseline METHOD`` on ``FAMILY/test`` into ``WORK/FAMILY/METHOD-test``
-(skipped when its score maps are already there; default parameters, as ``score_classical.py``), then
+(when its score maps are already there, from this same command run earlier, the command is only
+logged; default parameters, as ``score_classical.py``), then
 for each matcher ``irstd-bench eval`` of those score maps at the ``conf`` recorded in
 ``results/FAMILY-test/MATCHER/METHOD.json`` (the threshold chosen on val by ``score_classical.py``)
 into that same file (``--force``). It adds what newer evaluators write (the per-image data and the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -35,9 +37,13 @@ def main() -> None:
     ds = ["--dataset", "nuaa", "--root", DATA_ARG]
     for method in args.methods:
         out = args.work.resolve() / fam / f"{method}-test"
-        if not (out / "scoremaps").is_dir():
-            run(["baseline", method, *ds, "--split", f"{fam}/test", "--out", rel(out), "--save", "scoremaps",
-                 "--workers", args.workers, "--no-progress"], log)
+        baseline = ["baseline", method, *ds, "--split", f"{fam}/test", "--out", rel(out), "--save", "scoremaps",
+                    "--workers", args.workers, "--no-progress"]
+        if (out / "scoremaps").is_dir():  # made earlier by this same command: logged, not run again
+            with log.open("a") as fh:
+                fh.write("irstd-bench " + shlex.join(baseline) + "\n")
+        else:
+            run(baseline, log)
         for tag, matcher in MATCHERS.items():
             target = HERE / "results" / f"{fam}-test" / tag / f"{method}.json"
             before = json.loads(target.read_text())
