@@ -36,7 +36,13 @@ def check_compare_out(out: Path, force: bool, inputs: list[tuple[str, Path | Non
     type=click.IntRange(min=1),
     help="Paired resamples of the images.",
 )
-@click.option("--bootstrap-seed", "seed", default=DEFAULT_SEED, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--bootstrap-seed",
+    "seed", default=DEFAULT_SEED,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed of the resamples.",
+)
 @click.option("--force", is_flag=True, help="Replace an earlier compare output at --out.")
 def compare(results: tuple[Path, ...], out: Path | None, all_pairs: bool, resamples: int, seed: int, force: bool):
     """Is a difference more than chance? Paired bootstrap over images of the differences in F1

@@ -49,7 +49,13 @@ from irstd_bench.report._selection import DEFAULT_BEST
     help="Resamples of the images for the tables' 95% intervals and the marks of rows not significantly "
     "different from the best (paired); 0: none.",
 )
-@click.option("--bootstrap-seed", default=DEFAULT_SEED, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--bootstrap-seed",
+    default=DEFAULT_SEED,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed of the resamples.",
+)
 @click.option(
     "--intervals/--no-intervals",
     default=True,
