@@ -230,21 +230,25 @@ def compare_runs(
     aligned = align_images(list(zip([r.source for r in runs], data, strict=True)))
     weights = resample_counts(len(aligned[0]), resamples, seed)
     samples = [metric_samples(d, weights, tuple(COMPARED_METRICS)) for d in aligned]
-    notes = [
-        f"{label}: AP50 not compared (its results have no AP candidates: scored by an evaluator older than "
-        "the bootstrap; score it again with irstd-bench eval)"
-        for label, d in zip(labels, aligned, strict=True)
-        if not d.has_ap50
-    ]
+    notes = []
+    for label, run, d in zip(labels, runs, aligned, strict=True):
+        if run.metrics.get("ap50") is None:
+            why = run.undefined.get("ap50") or "the results have no AP50"
+            notes.append(f"{label}: AP50 not compared ({why})")
+        elif not d.has_ap50:
+            notes.append(
+                f"{label}: AP50 not compared (its results have no AP candidates: scored by an evaluator older "
+                "than the bootstrap; score it again with irstd-bench eval)"
+            )
     intervals = [{m: percentile_interval(s[m]) if m in s else None for m in COMPARED_METRICS} for s in samples]
     pairs = itertools.combinations(range(len(runs)), 2) if all_pairs else ((0, j) for j in range(1, len(runs)))
     rows = []
     for i, j in pairs:
         for metric in COMPARED_METRICS:
-            if metric not in samples[i] or metric not in samples[j]:
-                continue
             a, b = runs[i].metrics.get(metric), runs[j].metrics.get(metric)
-            observed = None if a is None or b is None else b - a
+            if a is None or b is None or metric not in samples[i] or metric not in samples[j]:
+                continue  # undefined for a run, or no per-image data of it: in the notes
+            observed = b - a
             paired = paired_difference(samples[i][metric], samples[j][metric], observed)
             rows.append(PairRow(labels[i], labels[j], metric, a, b, paired))
     return Comparison(runs, labels, len(aligned[0]), settings, intervals, rows, notes)

@@ -47,7 +47,7 @@ from irstd_bench.evaluate._per_image import PerImageData, align_images, parse_pe
 from irstd_bench.evaluate._pixel_metrics import PixelStats, legacy_pd_fa, pixel_stats
 from irstd_bench.evaluate._prediction_set import FORMATS, PredictionSet, open_predictions, read_predictions
 from irstd_bench.evaluate._predictions import BOX_TOLERANCE_PX, Prediction
-from irstd_bench.evaluate._records import PIXEL_THRESHOLD, ImageRecord, score_image
+from irstd_bench.evaluate._records import PIXEL_THRESHOLD, ImageRecord, ap50_undefined, score_image
 from irstd_bench.evaluate._results_io import PER_IMAGE_COLUMNS, PER_TARGET_COLUMNS, EvaluationResult
 from irstd_bench.targets import SIZE_BINS
 
@@ -76,6 +76,7 @@ __all__ = [
     "PredictionSet",
     "TargetMatch",
     "align_images",
+    "ap50_undefined",
     "bootstrap_intervals",
     "coco_average_precision",
     "evaluate",

@@ -25,7 +25,7 @@ from irstd_bench.evaluate._matching import Matcher, parse_matcher
 from irstd_bench.evaluate._metrics import COCO_RECALL_POINTS
 from irstd_bench.evaluate._prediction_set import PredictionSet, load_task
 from irstd_bench.evaluate._predictions import Prediction
-from irstd_bench.evaluate._records import AP50_IOU, KINDS, PIXEL_THRESHOLD, ImageRecord, score_image
+from irstd_bench.evaluate._records import AP50_IOU, KINDS, PIXEL_THRESHOLD, ImageRecord, ap50_undefined, score_image
 from irstd_bench.evaluate._results_io import EvaluationResult
 from irstd_bench.evaluate._summary import summarise
 from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, Targets
@@ -167,6 +167,7 @@ def evaluate(
         conf=conf,
         kind=run_kind,
         levels=lv,
+        matcher=m,
         predictions_not_in_split=not_in_split,
         max_dets=max_dets,
         bootstrap=resampling,
@@ -177,7 +178,7 @@ def evaluate(
         "strict": strict,
         "curve_levels": lv.tolist(),
         "pixel_threshold": pixel_threshold_setting(run_kind),
-        "ap": ap_conventions(max_dets),
+        "ap": ap_conventions(max_dets, run_kind, m),
         "bootstrap": resampling.to_dict(),
     }
     return EvaluationResult(
@@ -207,13 +208,15 @@ def pixel_threshold_setting(kind: str) -> float | None:
     return None if kind == "boxes" else PIXEL_THRESHOLD
 
 
-def ap_conventions(max_dets: int | None) -> dict:
-    """How ``ap50`` and ``ap`` are computed, for the results JSON (``settings.ap``)."""
+def ap_conventions(max_dets: int | None, kind: str, matcher: Matcher) -> dict:
+    """How ``ap50`` and ``ap`` are computed, for the results JSON (``settings.ap``);
+    ``ap50_undefined``: why ``ap50`` is ``null`` for this run (:func:`ap50_undefined`), else ``null``."""
     return {
         "interpolation": f"coco-{len(COCO_RECALL_POINTS)}-point",
         "max_dets": max_dets,
         "ap50_iou": AP50_IOU,
         "assignment": "greedy by decreasing score (pycocotools)",
+        "ap50_undefined": ap50_undefined(kind, matcher),
     }
 
 
@@ -373,6 +376,7 @@ def evaluate_split(
         conf=conf,
         kind=pset.kind,
         levels=lv,
+        matcher=m,
         predictions_not_in_split=len(pset.not_in_split),
         max_dets=max_dets,
         bootstrap=resampling,
@@ -386,7 +390,7 @@ def evaluate_split(
         "curve_levels": lv.tolist(),
         "workers": workers,
         "pixel_threshold": pixel_threshold_setting(pset.kind),
-        "ap": ap_conventions(max_dets),
+        "ap": ap_conventions(max_dets, pset.kind, m),
         "bootstrap": resampling.to_dict(),
     }
     return EvaluationResult(

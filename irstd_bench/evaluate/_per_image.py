@@ -78,21 +78,28 @@ class PerImageData:
         return np.repeat(np.arange(len(self)), self.ap_candidates)
 
     @classmethod
-    def from_records(cls, records: Sequence, max_dets: int | None = None) -> PerImageData:
+    def from_records(cls, records: Sequence, max_dets: int | None = None, *, with_ap50: bool = True) -> PerImageData:
         """From :class:`~irstd_bench.evaluate._records.ImageRecord`s; ``max_dets`` keeps each
-        image's highest-scored AP candidates, as :func:`~irstd_bench.evaluate._summary.average_precisions`."""
+        image's highest-scored AP candidates, as :func:`~irstd_bench.evaluate._summary.average_precisions`;
+        ``with_ap50=False`` (AP50 undefined for the run, :func:`~irstd_bench.evaluate.ap50_undefined`)
+        records no candidates."""
         cap = slice(None) if max_dets is None else slice(0, int(max_dets))
         pixels = None
         if records and all(r.pixels is not None for r in records):
             pixels = {k: np.array([getattr(r.pixels, k) for r in records], np.int64) for k in PIXEL_FIELDS}
         scores = [np.asarray(r.ap_scores[cap], np.float64) for r in records]
         hits = [np.asarray(r.ap50_hits[cap], bool) for r in records]
-        return cls(
+        counts = dict(
             stems=tuple(r.stem for r in records),
             gt=np.array([len(r.gt_boxes) for r in records], np.int64),
             pred=np.array([len(r.pred_scores) for r in records], np.int64),
             tp=np.array([r.tp for r in records], np.int64),
             pixels=pixels,
+        )
+        if not with_ap50:
+            return cls(**counts)
+        return cls(
+            **counts,
             ap_candidates=np.array([len(s) for s in scores], np.int64),
             ap_scores=np.concatenate([np.zeros(0), *scores]),
             ap50_hits=np.concatenate([np.zeros(0, bool), *hits]),

@@ -29,7 +29,7 @@ TABLE_ROWS = (
     ("best_f1", "best F1"),
     ("best_f1_threshold", "  at threshold"),
     ("ap50", "AP50 (COCO, IoU 0.5)"),
-    ("ap", "AP (matcher rule)"),
+    ("ap", "AP ({matcher})"),
     ("iou", "IoU (split)"),
     ("niou", "nIoU"),
     ("pd", "Pd (3 px)"),
@@ -83,20 +83,26 @@ def format_table(result: EvaluationResult, title: str) -> str:
     its value (``0.7410  95% [0.690, 0.790]``)."""
     lines = [title, "-" * len(title)]
     intervals = result.metrics.get("ci95") or {}
+    undefined = result.settings.get("ap", {}).get("ap50_undefined")
     for key, label in TABLE_ROWS:
         value = result.metrics.get(key)
+        if key == "ap50" and value is None and undefined:
+            lines.append(f"{label:<24}{'-*':>10}")
+            continue
         if value is None:
             continue
         text = f"{value:.4f}" if isinstance(value, float) else str(value)
         interval = intervals.get(key)
         digits = 2 if key == "fa_e6" else 3
         ci = f"  95% [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else ""
-        lines.append(f"{label:<24}{text:>10}{ci}")
+        lines.append(f"{label.format(matcher=result.matcher):<24}{text:>10}{ci}")
     lines.append("size bins (area px)     recall  precision")
     for b in result.size_bins:
         rec = "-" if b["recall"] is None else f"{b['recall']:.3f}"
         prec = "-" if b["precision"] is None else f"{b['precision']:.3f}"
         lines.append(f"  {b['name']:<8} gt {b['gt']:>5}  {rec:>7}  {prec:>9}")
+    if undefined:
+        lines.append(f"* {undefined}")
     resampling = result.settings.get("bootstrap") or {}
     if intervals and resampling.get("resamples"):
         lines.append(

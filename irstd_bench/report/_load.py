@@ -102,6 +102,12 @@ class RunResult:
     settings : dict
         The evaluator's free-form settings (``pixel_threshold``, when present, is checked to be
         a number in [0, 1] or ``null``).
+    kind : str or None
+        ``boxes``, ``masks`` or ``scoremaps`` (``None`` where the file does not say).
+    undefined : dict
+        Metric name -> why it means nothing for this run (its value in ``metrics`` is ``None``):
+        ``ap50`` of a score map under a non-IoU matcher
+        (:func:`irstd_bench.evaluate.ap50_undefined`, applied to older files' numbers too).
     data : dict
         The parsed JSON as read.
     """
@@ -124,6 +130,8 @@ class RunResult:
     per_image: PerImageData | None = field(default=None, repr=False)
     settings: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    kind: str | None = None
+    undefined: dict[str, str] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -216,6 +224,10 @@ def parse_results(data: Any, source: str, path: Path | None = None) -> RunResult
     per_image = None if per_image is None else parse_per_image(per_image, source)
     root = data.get("root")
     title = data.get("dataset_title")
+    kind = data.get("kind") if isinstance(data.get("kind"), str) else None
+    undefined = _undefined_metrics(kind, data["matcher"])
+    for name in undefined:
+        metrics[name] = None  # an older evaluator's number there (0.000) means nothing either
     return RunResult(
         source=source,
         method=data["method"].strip(),
@@ -235,6 +247,8 @@ def parse_results(data: Any, source: str, path: Path | None = None) -> RunResult
         per_image=per_image,
         settings=dict(settings),
         path=path,
+        kind=kind,
+        undefined=undefined,
         data=dict(data),
     )
 
@@ -282,6 +296,17 @@ def load_per_image(run: RunResult) -> PerImageData | None:
     if run.per_image_csv is None or not run.per_image_csv.is_file():
         return None
     return read_per_image_csv(run.per_image_csv)
+
+
+def _undefined_metrics(kind: str | None, matcher: str) -> dict[str, str]:
+    """``{metric: why}`` for the metrics that mean nothing for a run of ``kind`` under ``matcher``."""
+    from irstd_bench.evaluate import ap50_undefined
+
+    try:
+        reason = ap50_undefined(kind or "", matcher)
+    except InputError:  # a matcher this version does not know: nothing to judge
+        return {}
+    return {"ap50": reason} if reason else {}
 
 
 def _check_pixel_threshold(value: Any, source: str) -> None:

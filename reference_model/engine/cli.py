@@ -169,7 +169,12 @@ def _explicit(ctx: click.Context) -> set[str]:
 @click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
 @click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
 @click.option("--mask-suffix", default="", help="--dataset custom: mask name = stem + suffix + .png.")
-@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help="Progress bar on stderr (when a terminal; one line per epoch either way).",
+)
 @click.option(
     "--deterministic/--no-deterministic",
     default=True,

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -41,9 +40,9 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from irstd_bench._outputs import write_manifest
+from irstd_bench._progress import progress_bar
 from irstd_bench.errors import InputError
 
 from .augment import augment_batch, batch_generator, draw, split_targets
@@ -251,13 +250,8 @@ class Trainer:
         batches = self.epoch_batches(epoch)
         sums: dict[str, torch.Tensor] = {}
         count = 0
-        bar = tqdm(
-            total=len(batches),
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            file=sys.stderr,
-            disable=not (self.ctx.is_main and cfg.progress),
-            dynamic_ncols=True,
-            leave=False,
+        bar = progress_bar(
+            len(batches), f"epoch {epoch + 1}/{cfg.epochs}", enabled=self.ctx.is_main and cfg.progress, unit="batch"
         )
         self.optimizer.zero_grad(set_to_none=True)
         for iteration, indices in enumerate(batches):
