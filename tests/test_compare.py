@@ -175,3 +175,31 @@ def test_older_results_are_compared_on_f1_from_their_per_image_csv(runs, tmp_pat
     (fair.parent / data["per_image_csv"]).unlink()
     with pytest.raises(InputError, match="no per-image data"):
         compare_runs([good, fair], resamples=200)
+
+
+def test_ap50_undefined_for_score_maps_under_centroid_is_neither_stored_nor_compared(tmp_path):
+    from irstd_bench.targets import mask_to_targets
+
+    rng = np.random.default_rng(4)
+    truth, maps = [], {"a": [], "b": []}
+    for i in range(10):
+        mask = np.zeros((SIZE, SIZE), np.uint8)
+        mask[5 + i : 8 + i, 10:13] = 255
+        truth.append((f"im{i}", mask_to_targets(mask)))
+        for name in maps:
+            score = np.zeros((SIZE, SIZE), np.float32)
+            if rng.random() < 0.7:
+                score[6 + i, 11] = rng.uniform(0.6, 1.0)  # a one-pixel peak on the target
+            maps[name].append(score)
+    paths = []
+    for name, images in maps.items():
+        preds = [Prediction.from_score_map(stem, m) for (stem, _), m in zip(truth, images, strict=True)]
+        meta = {"method": name, "dataset": "synthetic", "split": "test"}
+        result = evaluate(truth, preds, matcher="centroid:3", conf=0.5, bootstrap=200, meta=meta)
+        assert result.metrics["ap50"] is None and result.metrics["ci95"]["ap50"] is None
+        assert not result.per_image.has_ap50 and result.per_image.pixels is not None
+        paths.append(tmp_path / f"{name}.json")
+        result.write(paths[-1])
+    comparison = compare_runs(paths, resamples=100)
+    assert [p.metric for p in comparison.pairs] == ["f1"]
+    assert any("a: AP50 not compared (AP50 undefined for score maps" in n for n in comparison.notes)
