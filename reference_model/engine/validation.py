@@ -52,7 +52,7 @@ def validation_metrics(
     truth : sequence
         Native-pixel ground truth of the same images (:func:`~.data.ground_truth`).
     config : TrainConfig
-        ``batch``, ``matcher``, ``val_conf`` and ``fitness`` (``"ap"`` adds AP50 and AP50:95).
+        ``batch``, ``max_det``, ``matcher``, ``val_conf`` and ``fitness`` (``"ap"`` adds AP50 and AP50:95).
     task : str
         ``"detect"`` or ``"segment"``: which metrics are kept (:data:`VALIDATION_KEYS`).
     memory_format, amp_dtype
@@ -75,6 +75,7 @@ def validation_metrics(
                 images.contiguous(memory_format=memory_format),
                 data.meta[start : start + b],
                 conf=VALIDATION_POSTPROCESS_CONF,
+                max_det=config.max_det,
                 amp_dtype=amp_dtype,
             )
         )
