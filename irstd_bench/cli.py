@@ -14,6 +14,7 @@ import sys
 import click
 
 from irstd_bench import __version__
+from irstd_bench._cli_options import check_utf8_arguments
 from irstd_bench._warnings import one_line_warnings
 from irstd_bench.errors import InputError
 
@@ -26,6 +27,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "predict": ("reference_model.engine.cli", "predict", "Run a trained model and write predictions."),
     "baseline": ("reference_model.classical.cli", "baseline", "Run a classical (training-free) method."),
     "report": ("irstd_bench.report.cli", "report", "Tables and plots from eval results."),
+    "compare": (
+        "irstd_bench.compare.cli",
+        "compare",
+        "Paired bootstrap of F1/AP50 differences between results (interval, p-value).",
+    ),
     "demo": ("irstd_bench.demo", "demo", "The whole pipeline end to end on the synthetic sample."),
     "reproduce": (
         "reference_model.reproduce.cli",
@@ -56,6 +62,7 @@ class LazyGroup(click.Group):
 class _Main(LazyGroup):
     def invoke(self, ctx: click.Context):
         try:
+            check_utf8_arguments(ctx.args)  # before any command reads or writes a path
             with one_line_warnings():
                 return super().invoke(ctx)
         except InputError as exc:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
 
-from irstd_bench._cli_options import max_pixels_option, skip_defects_option
+from irstd_bench._cli_options import CONFIDENCE, MASK_THRESHOLD, WORKERS, max_pixels_option, skip_defects_option
 from irstd_bench._io import pixel_limit
 from irstd_bench.errors import InputError
+from irstd_bench.evaluate._bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
 from irstd_bench.evaluate._evaluator import default_workers, evaluate_split
 from irstd_bench.evaluate._ground_truth import read_coco_ground_truth
 from irstd_bench.evaluate._prediction_set import FORMATS, open_predictions
@@ -65,7 +65,7 @@ def check_results_out(out: Path, force: bool, inputs) -> None:
         data = json.loads(out.read_text(encoding="utf-8"))
         return path.name in (data.get("per_image_csv"), data.get("per_target_csv"))
 
-    for path in (image_csv, target_csv, out):
+    for path in (out, image_csv, target_csv):  # the --out typed is named first
         refuse_inside_inputs(path, inputs, folder=False)
     for path in (image_csv, target_csv):
         check_file_replaceable(path, force=force, owned=csv_owned)
@@ -78,8 +78,10 @@ def _default_out(preds: Path) -> Path:
 
 
 def format_table(result: EvaluationResult, title: str) -> str:
-    """The plain-text table ``eval`` prints."""
+    """The plain-text table ``eval`` prints; a metric with a bootstrap interval shows it after
+    its value (``0.7410  95% [0.690, 0.790]``)."""
     lines = [title, "-" * len(title)]
+    intervals = result.metrics.get("ci95") or {}
     undefined = result.settings.get("ap", {}).get("ap50_undefined")
     for key, label in TABLE_ROWS:
         value = result.metrics.get(key)
@@ -89,7 +91,10 @@ def format_table(result: EvaluationResult, title: str) -> str:
         if value is None:
             continue
         text = f"{value:.4f}" if isinstance(value, float) else str(value)
-        lines.append(f"{label.format(matcher=result.matcher):<24}{text:>10}")
+        interval = intervals.get(key)
+        digits = 2 if key == "fa_e6" else 3
+        ci = f"  95% [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else ""
+        lines.append(f"{label.format(matcher=result.matcher):<24}{text:>10}{ci}")
     lines.append("size bins (area px)     recall  precision")
     for b in result.size_bins:
         rec = "-" if b["recall"] is None else f"{b['recall']:.3f}"
@@ -97,6 +102,12 @@ def format_table(result: EvaluationResult, title: str) -> str:
         lines.append(f"  {b['name']:<8} gt {b['gt']:>5}  {rec:>7}  {prec:>9}")
     if undefined:
         lines.append(f"* {undefined}")
+    resampling = result.settings.get("bootstrap") or {}
+    if intervals and resampling.get("resamples"):
+        lines.append(
+            f"95% intervals: bootstrap over images, {resampling['resamples']} resamples, seed {resampling['seed']} "
+            "(percentile)"
+        )
     return "\n".join(lines)
 
 
@@ -129,8 +140,8 @@ def _warnings(counts: dict) -> list[str]:
     "--conf",
     default=0.5,
     show_default=True,
-    type=float,
-    help="Confidence threshold: boxes with score >= conf, map pixels >= conf.",
+    type=CONFIDENCE,
+    help="Confidence threshold in (0, 1]: boxes with score >= conf, map pixels >= conf.",
 )
 @click.option("--name", "method", default=None, help="Method name stored in the results.")
 @click.option(
@@ -164,7 +175,7 @@ def _warnings(counts: dict) -> list[str]:
     "--threshold",
     default=DEFAULT_THRESHOLD,
     show_default=True,
-    type=float,
+    type=MASK_THRESHOLD,
     help="Ground-truth mask binarisation: foreground where value > threshold.",
 )
 @click.option(
@@ -177,7 +188,21 @@ def _warnings(counts: dict) -> list[str]:
     help="AP only: count each image's N highest-scored detections (pycocotools' maxDets; "
     "100 gives its default AP50). Default: every detection.",
 )
-@click.option("--workers", default=None, type=int, help="Worker processes (default: all CPUs).")
+@click.option(
+    "--bootstrap",
+    default=DEFAULT_RESAMPLES,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Resamples of the images for the 95% intervals of P, R, F1, AP50 (and IoU, nIoU, Pd, Fa); 0: none.",
+)
+@click.option(
+    "--bootstrap-seed",
+    default=DEFAULT_SEED,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed of the resamples (the same seed gives the same intervals on any machine).",
+)
+@click.option("--workers", default=None, type=WORKERS, help="Worker processes (default: all CPUs).")
 @click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
 @click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
 @click.option("--mask-suffix", default="", help="--dataset custom: mask name = stem + suffix + .png.")
@@ -222,6 +247,8 @@ def _eval(
     threshold,
     connectivity,
     max_dets,
+    bootstrap,
+    bootstrap_seed,
     workers,
     image_dir,
     mask_dir,
@@ -232,12 +259,6 @@ def _eval(
 ):
     """``eval`` itself, run under its ``--max-pixels`` limit."""
     connectivity = int(connectivity)
-    if workers is not None and workers < 1:
-        raise InputError(f"--workers must be >= 1, got {workers}")
-    if not math.isfinite(threshold):
-        raise InputError(f"--threshold {threshold}: must be a finite number")
-    if not math.isfinite(conf):
-        raise InputError(f"--conf {conf}: must be a finite number")
     meta = {"method": method or (preds.stem if preds.is_file() else preds.name)}
     config = _method_config(config_items, config_from)
     if config:
@@ -300,6 +321,8 @@ def _eval(
         threshold=threshold,
         connectivity=connectivity,
         max_dets=max_dets,
+        bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
         workers=workers or default_workers(),
         meta=meta,
         progress=progress,
@@ -330,11 +353,9 @@ STDOUT = "-"
 
 def results_json_text(result: EvaluationResult) -> str:
     """The results JSON of ``result`` as ``write`` stores it, without CSV file names."""
-    import json
+    from irstd_bench.evaluate._results_io import json_text
 
-    from irstd_bench.evaluate._results_io import _jsonable
-
-    return json.dumps(_jsonable(result.to_dict()), indent=2, allow_nan=False) + "\n"
+    return json_text(result.to_dict())
 
 
 def coco_image_ids(gt_coco: Path | None, ds) -> dict[int, str]:
@@ -369,7 +390,7 @@ def _method_config(items: tuple[str, ...], config_from: Path | None) -> dict:
     if config_from is not None:
         from reference_model.engine.checkpoint import load_checkpoint, resolve_weights
 
-        checkpoint = load_checkpoint(resolve_weights(str(config_from)))
+        checkpoint = load_checkpoint(resolve_weights(str(config_from), option="--config-from"))
         config["model"] = checkpoint["model_name"]
         for key, value in dict(checkpoint["model_config"]).items():
             config[key] = list(value) if isinstance(value, tuple) else value

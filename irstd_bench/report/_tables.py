@@ -21,6 +21,7 @@ import pandas as pd
 
 from irstd_bench._csv import csv_cell
 from irstd_bench.errors import InputError
+from irstd_bench.report._intervals import INDISTINCT_MARK, LATEX_INDISTINCT_MARK
 from irstd_bench.report._load import RunResult, unique_in_order
 from irstd_bench.report._seeds import MethodSummary, base_method, run_label, summarise_methods
 
@@ -130,6 +131,15 @@ class Table:
     notes : dict
         ``(row, column) -> text`` of the cells whose value cannot mean anything for their row
         (``None`` in ``values``): printed as an en dash with a footnote mark, the text under the table.
+    members : list of list of str, optional
+        The runs (``run_label``) each row stands for: one, or a method's seeds.
+    intervals, p_vs_best : list of list, optional
+        Each cell's 95 % bootstrap interval ``[lo, hi]`` and the p-value of its paired
+        difference to its column's best row (:mod:`irstd_bench.report._intervals`).
+    indistinct : frozenset of (int, int)
+        Cells not significantly different from their column's best, marked ``≈``.
+    show_intervals : bool
+        Print the intervals (``False``: paste-ready numbers; the marks stay).
     """
 
     name: str
@@ -142,9 +152,17 @@ class Table:
     unranked: frozenset[int] = frozenset()
     matching: str = ""
     notes: dict[tuple[int, int], str] = field(default_factory=dict)
+    members: list[list[str]] | None = None
+    intervals: list[list[list[float] | None]] | None = None
+    p_vs_best: list[list[float | None]] | None = None
+    indistinct: frozenset[tuple[int, int]] = frozenset()
+    show_intervals: bool = True
 
     def std(self, i: int, j: int) -> float | None:
         return None if self.spread is None else self.spread[i][j]
+
+    def interval(self, i: int, j: int) -> list[float] | None:
+        return None if self.intervals is None else self.intervals[i][j]
 
     def best_rows(self, j: int) -> set[int]:
         """Rows holding the best value of column ``j``, compared as printed (ties share it).
@@ -181,14 +199,25 @@ class Table:
         """The caption and, after it, the matching line."""
         return f"{self.caption} {self.matching}".strip()
 
-    def formatted(self, i: int, j: int, plus_minus: str = PLUS_MINUS, marks: Sequence[str] = NOTE_MARKS) -> str:
+    def formatted(
+        self,
+        i: int,
+        j: int,
+        plus_minus: str = PLUS_MINUS,
+        marks: Sequence[str] = NOTE_MARKS,
+        indistinct: str = INDISTINCT_MARK,
+    ) -> str:
         """Cell text without markup (``MISSING`` for no value, with its footnote mark where the value
-        is undefined for the row; ``mean ± std`` over seeds)."""
+        is undefined for the row; ``mean ± std`` over seeds; then the interval ``[lo, hi]`` and the
+        ``indistinct`` mark when the cell has them)."""
         value, digits = self.values[i][j], self.columns[j].digits
         if value is None:
             return MISSING + self.note_mark(i, j, marks)
-        std = self.std(i, j)
-        return f"{value:.{digits}f}" + ("" if std is None else f"{plus_minus}{std:.{digits}f}")
+        std, interval = self.std(i, j), self.interval(i, j)
+        text = f"{value:.{digits}f}" + ("" if std is None else f"{plus_minus}{std:.{digits}f}")
+        if interval is not None and self.show_intervals:
+            text += f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+        return text + (indistinct if (i, j) in self.indistinct else "")
 
     def _groups(self) -> list[tuple[str, int]]:
         """Consecutive column groups as ``(label, span)``."""
@@ -259,7 +288,7 @@ class Table:
                     mark = self.note_mark(i, j, LATEX_NOTE_MARKS)
                     cells.append(LATEX_MISSING + (f"\\textsuperscript{{{mark}}}" if mark else ""))
                     continue
-                text = self.formatted(i, j, LATEX_PLUS_MINUS)
+                text = self.formatted(i, j, LATEX_PLUS_MINUS, indistinct=LATEX_INDISTINCT_MARK)
                 cells.append(f"\\textbf{{{text}}}" if i in best[j] else text)
             lines.append(" & ".join(cells) + " \\\\")
         lines += ["\\bottomrule", "\\end{tabular}"]
@@ -273,7 +302,8 @@ class Table:
         """Raw numbers (``repr`` precision, nothing rounded or marked); empty cell = missing.
 
         The header is the row header then ``<dataset>/<metric>`` for each column, and
-        ``<dataset>/<metric>_std`` after it when the table has means over seeds.
+        ``<dataset>/<metric>_std`` after it when the table has means over seeds; with intervals,
+        ``_ci_lo``, ``_ci_hi`` and ``_p_vs_best`` columns follow (:func:`_interval_frame`).
         """
         # Text cells pass csv_cell: a label can never start a spreadsheet formula.
         index = pd.Index([csv_cell(r) for r in self.rows], name=csv_cell(self.row_header))
@@ -284,6 +314,8 @@ class Table:
             spread.columns = [csv_cell(f"{c.csv_name}_std") for c in self.columns]
             order = [name for pair in zip(frame.columns, spread.columns, strict=True) for name in pair]
             frame = pd.concat([frame, spread], axis=1)[order]
+        if self.intervals is not None:
+            frame = pd.concat([frame, _interval_frame(self, frame.index)], axis=1)
         buffer = io.StringIO()
         frame.to_csv(buffer, lineterminator="\n", float_format=_repr_float)
         return buffer.getvalue()
@@ -350,6 +382,20 @@ class Table:
             path.write_text(text, encoding="utf-8", newline="\n")
             paths.append(path)
         return paths
+
+
+def _interval_frame(table: Table, index: pd.Index) -> pd.DataFrame:
+    """``<column>_ci_lo``, ``_ci_hi`` and ``_p_vs_best`` of every column with an interval."""
+    columns = {}
+    for j, column in enumerate(table.columns):
+        cells = [table.interval(i, j) for i in range(len(table.rows))]
+        if all(c is None for c in cells):
+            continue
+        name = csv_cell(column.csv_name)
+        columns[f"{name}_ci_lo"] = [None if c is None else c[0] for c in cells]
+        columns[f"{name}_ci_hi"] = [None if c is None else c[1] for c in cells]
+        columns[f"{name}_p_vs_best"] = [table.p_vs_best[i][j] for i in range(len(table.rows))]
+    return pd.DataFrame(columns, index=index, dtype="float64")
 
 
 def footnote_mark(k: int, marks: Sequence[str] = NOTE_MARKS) -> str:
@@ -510,6 +556,7 @@ def _summary_grid(
         name, caption, "Method", rows, columns, values, spread if has_spread else None,
         matching=matching_line(runs, metrics), notes=notes,
     )  # fmt: skip
+    table.members = [unique_in_order(run_label(r) for r in runs if base_method(r) == m) for m in methods]
     return table, summaries
 
 
@@ -541,7 +588,7 @@ def detailed_table(runs: Sequence[RunResult]) -> Table | None:
     )
     summary, summaries = _summary_grid(runs, metrics, "detailed", caption)
     per_run = _grid(runs, unique_in_order(run_label(r) for r in runs), run_label, metrics, "", "", "")
-    rows, values, spread, unranked, notes = [], [], [], set(), {}
+    rows, values, spread, unranked, notes, row_members = [], [], [], set(), {}, []
     for i, method in enumerate(unique_in_order(s.method for s in summaries)):
         members = [run_label(r) for r in runs if base_method(r) == method]
         if len(set(members)) > 1:  # several seeds: the mean ± std row, then each seed
@@ -549,6 +596,7 @@ def detailed_table(runs: Sequence[RunResult]) -> Table | None:
             rows.append(summary.rows[i])
             values.append(summary.values[i])
             spread.append(summary.spread[i] if summary.spread else [None] * len(summary.columns))
+            row_members.append(summary.members[i])
         for label in unique_in_order(members):
             k = per_run.rows.index(label)
             if len(set(members)) > 1:
@@ -557,9 +605,12 @@ def detailed_table(runs: Sequence[RunResult]) -> Table | None:
             rows.append(label if len(set(members)) == 1 else f"  {label}")
             values.append(per_run.values[k])
             spread.append([None] * len(summary.columns))
+            row_members.append([label])
     has_spread = any(v is not None for row in spread for v in row)
     spread_or_none = spread if has_spread else None
-    return Table(
+    table = Table(
         "detailed", caption, "Method", rows, summary.columns, values, spread_or_none, frozenset(unranked),
         matching=summary.matching, notes=notes,
     )  # fmt: skip
+    table.members = row_members
+    return table

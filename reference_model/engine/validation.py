@@ -80,7 +80,7 @@ def validation_metrics(
             )
         )
     model.train(was_training)
-    result = evaluate(truth, predictions, matcher=config.matcher, conf=config.val_conf)
+    result = evaluate(truth, predictions, matcher=config.matcher, conf=config.val_conf, bootstrap=0)
     metrics = {k: result.metrics.get(k) for k in VALIDATION_KEYS[task]}
     if config.fitness == "ap":
         metrics["ap50"] = result.metrics.get("ap50")
