@@ -53,7 +53,7 @@ def data_root(tmp_path_factory):
 
 
 def test_train_records_the_protocol_and_validates_and_predicts_at_the_canvas(data_root, tmp_path):
-    config = _config(data_root, tmp_path / "r", base_size=320, imgsz=512, protocol="cpu-windows-256", epochs=1,
+    config = _config(data_root, tmp_path / "r", base_size=320, imgsz=256, protocol="cpu-windows-256", epochs=1,
                      mosaic=0.0, mixup=0.0)
     result = train(config, explicit={"root", "dataset", "split", "model", "device", "out", "workers", "base_size",
                                      "protocol", "epochs", "progress"})
