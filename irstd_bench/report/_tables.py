@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from irstd_bench._csv import csv_cell
+from irstd_bench._markdown import md_cell, one_line
 from irstd_bench.report._load import RunResult, unique_in_order
 from irstd_bench.report._seeds import MethodSummary, base_method, run_label, summarise_methods
 
@@ -157,17 +158,14 @@ class Table:
     def to_markdown(self) -> str:
         """GitHub-flavoured Markdown; column headers read ``<dataset> <metric>``; best in bold."""
 
-        def cell(text: str) -> str:
-            return text.replace("|", "\\|")
-
         best = [self.best_rows(j) for j in range(len(self.columns))]
         header = [self.row_header] + [
             f"{c.group_label} {c.label}" if c.group_label else c.label for c in self.columns
         ]
-        lines = [f"**{cell(self.caption)}**", "", "| " + " | ".join(cell(h) for h in header) + " |"]
+        lines = [f"**{md_cell(self.caption)}**", "", "| " + " | ".join(md_cell(h) for h in header) + " |"]
         lines.append("|" + "|".join([":---"] + ["---:"] * len(self.columns)) + "|")
         for i, label in enumerate(self.rows):
-            cells = [cell(label)]
+            cells = [md_cell(label)]
             for j in range(len(self.columns)):
                 text = self.formatted(i, j)
                 cells.append(f"**{text}**" if i in best[j] else text)
@@ -306,8 +304,8 @@ _LATEX_SPECIALS = {
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters in plain text."""
-    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
+    """Escape LaTeX's special characters in plain text, on one line (:func:`~irstd_bench._markdown.one_line`)."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in one_line(text))
 
 
 # -- building tables from runs ------------------------------------------------------------------

@@ -146,9 +146,17 @@ def _last_line(log: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------- set-up
-def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"--out {out}: exists and is not an empty folder (reproduce writes a fresh one)")
+def _claim_outputs(config: ReproduceConfig) -> None:
+    """Refuse (before anything is created) an ``--out`` or ``--pack-dir`` that is not absent or
+    empty, or that is, lies inside or holds the dataset root. Both are checked again when written."""
+    from irstd_bench._outputs import check_folder_replaceable, refuse_inside_inputs
+
+    inputs = [] if config.smoke else [("dataset root", config.root)]
+    for option, path in (("--out", config.out), ("--pack-dir", config.pack_dir)):
+        if path is None:
+            continue
+        refuse_inside_inputs(path, inputs, option=option)
+        check_folder_replaceable(path, force=False, option=option)  # absent or empty
 
 
 def _smoke_sample(out: Path) -> Path:
@@ -163,11 +171,12 @@ def _smoke_sample(out: Path) -> Path:
 
 
 def _open(config: ReproduceConfig) -> tuple[Path, str, str]:
+    """The dataset root, layout name and split family, checked (train, val and test exist)."""
     from irstd_bench.datasets import open_dataset
 
     root, dataset, family = config.root, config.dataset, config.family
     if config.smoke:
-        root, dataset, family = _smoke_sample(config.out), SMOKE_DATASET, SMOKE_FAMILY
+        root, dataset, family = config.out / "data", SMOKE_DATASET, SMOKE_FAMILY
     if root is None:
         raise InputError("--root is required (or --smoke)")
     ds = open_dataset(root, dataset)
@@ -175,6 +184,38 @@ def _open(config: ReproduceConfig) -> tuple[Path, str, str]:
         if ds.family_split(family, part) is None:
             raise InputError(f"{ds.root}: split family {family!r} has no {part} split (reproduce needs all three)")
     return Path(root), ds.name, family
+
+
+def _set_up(config: ReproduceConfig) -> tuple[Path, str, str]:
+    """Check the outputs and the data, then create ``--out`` (and the smoke sample in it).
+
+    Everything that can be checked is checked before anything is created; a failure after
+    ``--out`` was created (the smoke sample, say) removes what this call created, so a failed
+    start leaves nothing behind.
+    """
+    from irstd_bench._outputs import check_folder_replaceable, missing_ancestors, remove_empty, remove_output
+
+    _claim_outputs(config)
+    if not config.smoke:
+        opened = _open(config)
+    created = ([config.out.absolute()] if not config.out.exists() else []) + missing_ancestors(config.out)
+    try:
+        config.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {config.out}: cannot create the folder ({exc.strerror or exc})") from None
+    if not config.smoke:
+        return opened
+    try:
+        _smoke_sample(config.out)
+        return _open(config)
+    except BaseException:
+        sample = config.out / "data"
+        try:
+            remove_output(check_folder_replaceable(sample, force=True))
+        except InputError:
+            pass  # not wholly the sample's: left as it is
+        remove_empty(created)
+        raise
 
 
 def _train_defaults() -> dict:
@@ -437,9 +478,7 @@ def reproduce(config: ReproduceConfig):
     from ._write import write_outputs
 
     started = time.monotonic()
-    _check_out(config.out)
-    config.out.mkdir(parents=True, exist_ok=True)
-    root, dataset, family = _open(config)
+    root, dataset, family = _set_up(config)
     session = Session(config, root, dataset, family, started, started + config.budget_s,
                       config.out / "work", config.out / "report")
     session.report.mkdir(parents=True, exist_ok=True)
