@@ -808,7 +808,7 @@ class OwnedFolder:
                 f"{out}: not an irstd-bench {command} folder (no {MANIFEST_NAME} of {command}); "
                 f"write into a new folder with {option} NEW"
             )
-        return cls(out, command, listed=manifest["files"], option=option)
+        return cls(out, command, listed=[*manifest["files"], MANIFEST_NAME], option=option)
 
     @property
     def replaces_earlier(self) -> bool:

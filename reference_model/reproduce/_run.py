@@ -156,6 +156,8 @@ def _claim_outputs(config: ReproduceConfig) -> None:
         if path is None:
             continue
         refuse_inside_inputs(path, inputs, option=option)
+        if path.exists() and (path.is_symlink() or not path.is_dir() or any(path.iterdir())):
+            raise InputError(f"{option} {path}: exists and is not an empty folder (reproduce writes a new one)")
         check_folder_replaceable(path, force=False, option=option)  # absent or empty
 
 
