@@ -8,7 +8,7 @@ import torch
 from test_engine_models import TINY_DETECTOR, TINY_SEGMENTER, make_nuaa_like
 from test_engine_train import SIZES, _config
 
-from irstd_bench._outputs import MANIFEST_NAME, write_manifest
+from irstd_bench._outputs import write_manifest
 from irstd_bench.errors import InputError
 from reference_model.engine import Trainer
 from reference_model.engine.config import LAST_NAME

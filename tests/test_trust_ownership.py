@@ -20,16 +20,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import test_trust_outputs
 from test_engine_models import TINY_DETECTOR, make_nuaa_like
-from test_trust_outputs import (  # noqa: F401  (data is a fixture)
-    _items,
-    data,
-    eval_args,
-    masks_as_predictions,
-    one_line_error,
-    run,
-    snapshot,
-)
+from test_trust_outputs import _items, eval_args, masks_as_predictions, one_line_error, run, snapshot
 
 from irstd_bench import _outputs
 from irstd_bench._outputs import MANIFEST_NAME, _host, output_folder, sweep_stale_temps
@@ -37,6 +30,8 @@ from irstd_bench.errors import InputError
 from reference_model.engine.predict import write_predictions
 
 TESTS = Path(__file__).resolve().parent
+#: A NUDT-SIRST-layout tree of three 32x32 images (the fixture of test_trust_outputs).
+data = test_trust_outputs.data
 
 
 @pytest.fixture(scope="module")
