@@ -609,11 +609,6 @@ def _take_back(path: Path, ours: tuple | None) -> None:
         _restore(aside, path)
 
 
-def _files_under(folder: Path) -> list[str]:
-    files, _, _ = _scan(folder)
-    return files
-
-
 def write_manifest(
     folder: Path, command: str, extra: Mapping | None = None, *, files: Iterable[str] | None = None
 ) -> None:
@@ -904,6 +899,11 @@ class OwnedFolder:
         self._written[name] = ours
 
     def _drop_backup(self) -> None:
-        if self._backup is not None:
-            shutil.rmtree(self._backup, ignore_errors=True)
-            self._backup = None
+        """Remove the earlier output :meth:`open` put aside, checked once more (it waited a while)."""
+        if self._backup is None:
+            return
+        backup, self._backup = self._backup, None
+        problem = _folder_problem(backup, force=True, option=self.option, shown=self.path)
+        if problem is not None:
+            raise InputError(f"{problem}; the earlier output is kept as {backup}")
+        shutil.rmtree(backup, ignore_errors=True)
