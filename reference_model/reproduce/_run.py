@@ -24,6 +24,7 @@ from pathlib import Path
 
 import click
 
+from irstd_bench._outputs import check_folder_replaceable, missing_ancestors, remove_empty, remove_output
 from irstd_bench.errors import InputError
 
 from ._budget import (
@@ -149,7 +150,7 @@ def _last_line(log: Path) -> str:
 def _claim_outputs(config: ReproduceConfig) -> None:
     """Refuse (before anything is created) an ``--out`` or ``--pack-dir`` that is not absent or
     empty, or that is, lies inside or holds the dataset root. Both are checked again when written."""
-    from irstd_bench._outputs import check_folder_replaceable, refuse_inside_inputs
+    from irstd_bench._outputs import refuse_inside_inputs
 
     inputs = [] if config.smoke else [("dataset root", config.root)]
     for option, path in (("--out", config.out), ("--pack-dir", config.pack_dir)):
@@ -188,15 +189,12 @@ def _open(config: ReproduceConfig) -> tuple[Path, str, str]:
     return Path(root), ds.name, family
 
 
-def _set_up(config: ReproduceConfig) -> tuple[Path, str, str]:
+def _set_up(config: ReproduceConfig) -> tuple[tuple[Path, str, str], list[Path]]:
     """Check the outputs and the data, then create ``--out`` (and the smoke sample in it).
 
-    Everything that can be checked is checked before anything is created; a failure after
-    ``--out`` was created (the smoke sample, say) removes what this call created, so a failed
-    start leaves nothing behind.
+    Everything that can be checked is checked before anything is created. Returns the dataset
+    (root, layout, split family) and the folders created (deepest first) for :func:`_undo_set_up`.
     """
-    from irstd_bench._outputs import check_folder_replaceable, missing_ancestors, remove_empty, remove_output
-
     _claim_outputs(config)
     if not config.smoke:
         opened = _open(config)
@@ -206,18 +204,25 @@ def _set_up(config: ReproduceConfig) -> tuple[Path, str, str]:
     except OSError as exc:
         raise InputError(f"--out {config.out}: cannot create the folder ({exc.strerror or exc})") from None
     if not config.smoke:
-        return opened
+        return opened, created
     try:
         _smoke_sample(config.out)
-        return _open(config)
+        return _open(config), created
     except BaseException:
-        sample = config.out / "data"
+        _undo_set_up(config, created)
+        raise
+
+
+def _undo_set_up(config: ReproduceConfig, created: list[Path]) -> None:
+    """Remove what a reproduction that failed before its first phase created: the smoke sample
+    (only if wholly the sample's, :func:`irstd_bench._outputs.remove_output`), empty folders."""
+    sample = config.out / "data"
+    if config.smoke and sample.exists():
         try:
             remove_output(check_folder_replaceable(sample, force=True))
         except InputError:
             pass  # not wholly the sample's: left as it is
-        remove_empty(created)
-        raise
+    remove_empty([config.out / "report", config.out / "work", *created])
 
 
 def _train_defaults() -> dict:
@@ -480,18 +485,22 @@ def reproduce(config: ReproduceConfig):
     from ._write import write_outputs
 
     started = time.monotonic()
-    root, dataset, family = _set_up(config)
+    (root, dataset, family), created = _set_up(config)
     session = Session(config, root, dataset, family, started, started + config.budget_s,
                       config.out / "work", config.out / "report")
-    session.report.mkdir(parents=True, exist_ok=True)
-    units, session.left_out = resolve_plan(
-        config.plan, registry_models(), max_seeds=config.max_seeds,
-        only=(lambda m: m in config.only) if config.only else None,
-        train_has_recipe="recipe" in command_params("train"),
-    )
-    session.log(f"{len(units)} trainings runnable, {len(session.left_out)} plan entries left out; "
-                f"budget {config.budget_s:.0f} s on {config.device}")
-    session.log(f"process server ready in {start_server():.1f} s")
+    try:  # a failure before the first phase leaves nothing behind
+        session.report.mkdir(parents=True, exist_ok=True)
+        units, session.left_out = resolve_plan(
+            config.plan, registry_models(), max_seeds=config.max_seeds,
+            only=(lambda m: m in config.only) if config.only else None,
+            train_has_recipe="recipe" in command_params("train"),
+        )
+        session.log(f"{len(units)} trainings runnable, {len(session.left_out)} plan entries left out; "
+                    f"budget {config.budget_s:.0f} s on {config.device}")
+        session.log(f"process server ready in {start_server():.1f} s")
+    except BaseException:
+        _undo_set_up(config, created)
+        raise
     failure = None
     for name, step in (("probe", lambda: _probe(session, units)),
                        ("train", lambda: _train(session, _plan_runs(session, units))),
