@@ -760,9 +760,10 @@ class OwnedFolder:
     """A folder written in place over a long run (a training run's folder), file by file.
 
     Each file is written to a temporary and put in place only where the name is free, or holds
-    a file this folder wrote (this session: same inode, size and time stamp; or listed by the
-    manifest of the run being continued). The manifest lists exactly those files, never a
-    listing of the folder: a user's file there is neither replaced nor claimed.
+    a file this folder wrote: this session (same inode, size and time stamp as written), or,
+    for a run being continued, a file its manifest lists, still as it was when the folder was
+    opened. The manifest lists exactly those files, never a listing of the folder: a user's
+    file there is neither replaced nor claimed.
 
     Parameters
     ----------
@@ -783,6 +784,9 @@ class OwnedFolder:
         self.option = option
         self._claim = claim
         self._listed = set(listed)
+        # What each listed file is now: a later write replaces it only if it is still that file
+        # (two runs continuing one folder at once: the second to write stops with exit 2).
+        self._found = {name: _identity(self.path / name) for name in self._listed}
         self._written: dict[str, tuple | None] = {}
         self._created: list[Path] = []
         self._backup: Path | None = None
@@ -886,10 +890,10 @@ class OwnedFolder:
         ours = _identity(tmp)
         if name in self._written:
             claim = Claim(target, False, True, self.option, self._written[name])
-        elif name in self._listed and os.path.lexists(target):
-            claim = Claim(target, False, True, self.option, _identity(target))
-            if claim.identity is not None and claim.identity[0] != stat.S_IFREG:
-                raise InputError(f"{target}: not a file irstd-bench wrote; nothing was written")
+        elif self._found.get(name) is not None:
+            claim = Claim(target, False, True, self.option, self._found[name])
+            if claim.identity[0] != stat.S_IFREG:
+                raise InputError(f"{target}: listed in {MANIFEST_NAME} but no longer a file; nothing was written")
         else:
             claim = Claim.absent(target, option=self.option)
         with signals_blocked():

@@ -415,3 +415,19 @@ def test_rename_noreplace_never_replaces(tmp_path):
         _outputs.rename_noreplace(tmp_path / "d", tmp_path / "e")  # not even an empty folder
     _outputs.rename_noreplace(tmp_path / "a", tmp_path / "c")
     assert (tmp_path / "b").read_text() == "old" and (tmp_path / "c").read_text() == "new"
+
+
+def test_two_runs_continuing_one_folder_never_both_write(finished_run, tmp_path):
+    import shutil
+
+    from irstd_bench._outputs import OwnedFolder
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    first, second = OwnedFolder.existing(run_dir, "train"), OwnedFolder.existing(run_dir, "train")
+    first.write_text("results.csv", "epoch\n1\n2\n")
+    with pytest.raises(InputError, match="results.csv: changed while this command ran"):
+        second.write_text("results.csv", "epoch\n1\n2\n3\n")
+    assert (run_dir / "results.csv").read_text() == "epoch\n1\n2\n"
+    first.write_text("results.csv", "epoch\n1\n2\n3\n")  # the first goes on
+    assert sorted(p.name for p in run_dir.iterdir() if "irstd-tmp" in p.name) == []
