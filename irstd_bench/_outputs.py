@@ -78,6 +78,8 @@ _TEMP_RE = re.compile(
 #: Characters of the host name kept in temporary names (a shared file system may hold the
 #: temporaries of several machines: only this machine's dead processes are recognised).
 _HOST_CHARS = 16
+#: Characters of the target's name kept in a temporary's name (255 bytes less the marks).
+_TEMP_NAME_CHARS = 180
 #: Signals held back while a set of files is renamed into place.
 _COMMIT_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 #: Largest JSON file read to decide whether a file is ours (results files are far smaller).
@@ -152,9 +154,15 @@ def _host() -> str:
 
 
 def temp_path(target: Path, *, backup: bool = False) -> Path:
-    """A hidden sibling name for building ``target``: ``.<name>.irstd-tmp-<host>-<pid>-<hex>[.old]``."""
+    """A hidden sibling name for building ``target``: ``.<name>.irstd-tmp-<host>-<pid>-<hex>[.old]``.
+
+    A temporary (not a backup, whose name says where it goes back) keeps only the first
+    :data:`_TEMP_NAME_CHARS` characters of a long ``name``, so that it fits the file system's
+    255-byte limit whenever ``name`` does.
+    """
     target = Path(target)
-    name = f".{target.name}{TEMP_MARK}{_host()}-{os.getpid()}-{secrets.token_hex(4)}{'.old' if backup else ''}"
+    base = target.name if backup else target.name[:_TEMP_NAME_CHARS]
+    name = f".{base}{TEMP_MARK}{_host()}-{os.getpid()}-{secrets.token_hex(4)}{'.old' if backup else ''}"
     return target.absolute().parent / name
 
 
@@ -446,7 +454,10 @@ class Claim:
 
 
 def _claim(path: Path, folder: bool, force: bool, option: str, problem: Callable[[], str | None]) -> Claim:
-    before = _identity(path)
+    try:
+        before = _identity(path)
+    except OSError as exc:  # a name too long, a parent that cannot be searched...
+        raise InputError(f"{option} {path}: cannot be checked ({exc.strerror or exc})") from None
     message = problem()
     if message is not None:
         raise InputError(message)
@@ -729,7 +740,8 @@ def write_file_set(files: Mapping[Path, str | bytes], claims: Mapping[Path, Clai
                 backup.unlink(missing_ok=True)
     except BaseException:
         for tmp in temps.values():
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         remove_empty(created)
         raise
 
@@ -847,7 +859,8 @@ class OwnedFolder:
             fill(tmp)
             self._place(name, tmp)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
             raise
         self._drop_backup()
 
