@@ -620,21 +620,14 @@ def _take_back(path: Path, ours: tuple | None) -> None:
         _restore(aside, path)
 
 
-def write_manifest(
-    folder: Path, command: str, extra: Mapping | None = None, *, files: Iterable[str] | None = None
-) -> None:
-    """Write the manifest of ``folder``: ``files`` (default: every file now in it) and its folders.
+def manifest_text(command: str, files: Iterable[str], folders: Iterable[str] = (), extra: Mapping | None = None) -> str:
+    """The text of a manifest listing ``files`` (and ``folders``) written by ``command``.
 
-    Only a folder this process built privately (:func:`output_folder`'s temporary) may be
-    listed whole; a folder written in place lists the files it wrote (:class:`OwnedFolder`).
     It holds no time stamp: the same command on the same inputs writes the same bytes.
     """
     from irstd_bench import __version__
 
-    if files is None:
-        files, folders, _ = _scan(Path(folder))
-    else:
-        folders = []
+    folders = sorted(folders)
     manifest = {
         "schema": MANIFEST_SCHEMA,
         "schema_version": 1,
@@ -644,7 +637,15 @@ def write_manifest(
         **({"folders": folders} if folders else {}),
         **dict(extra or {}),
     }
-    (Path(folder) / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return json.dumps(manifest, indent=2) + "\n"
+
+
+def write_manifest(folder: Path, command: str, extra: Mapping | None = None) -> None:
+    """Write the manifest of a folder this process built privately (:func:`output_folder`'s
+    temporary), listing every file and folder now in it. A folder written in place lists only
+    the files it wrote (:class:`OwnedFolder`), never a listing of the folder."""
+    files, folders, _ = _scan(Path(folder))
+    (Path(folder) / MANIFEST_NAME).write_text(manifest_text(command, files, folders, extra), encoding="utf-8")
 
 
 @contextlib.contextmanager
@@ -870,18 +871,7 @@ class OwnedFolder:
 
     def write_manifest(self, extra: Mapping | None = None) -> None:
         """Write the manifest: the files listed before and those written since, nothing else."""
-        files = sorted((self._listed | set(self._written)) - {MANIFEST_NAME})
-        from irstd_bench import __version__
-
-        manifest = {
-            "schema": MANIFEST_SCHEMA,
-            "schema_version": 1,
-            "command": self.command,
-            "irstd_bench_version": __version__,
-            "files": files,
-            **dict(extra or {}),
-        }
-        self.write_text(MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+        self.write_text(MANIFEST_NAME, manifest_text(self.command, self._listed | set(self._written), extra=extra))
 
     @property
     def written(self) -> bool:

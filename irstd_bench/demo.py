@@ -44,7 +44,17 @@ def _claim_out(out: Path, root: Path | None) -> list[Path] | None:
     folder, else the folders created (deepest first; empty when ``out`` was an empty folder): a
     failed demo in a new folder removes what it wrote (:class:`_Outputs`).
     """
-    from irstd_bench._outputs import missing_ancestors, read_manifest, refuse_inside_inputs, write_manifest
+    from irstd_bench._outputs import (
+        MANIFEST_NAME,
+        MANIFEST_SCHEMA,
+        check_file_replaceable,
+        json_schema_owner,
+        manifest_text,
+        missing_ancestors,
+        read_manifest,
+        refuse_inside_inputs,
+        write_file_set,
+    )
 
     refuse_inside_inputs(out, [("dataset root", root)])
     new = not out.exists() or (out.is_dir() and not any(out.iterdir()))
@@ -59,7 +69,9 @@ def _claim_out(out: Path, root: Path | None) -> list[Path] | None:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
-    write_manifest(out, "demo", files=[])
+    manifest = out / MANIFEST_NAME  # lists no file: it only marks the folder as a demo's
+    claim = check_file_replaceable(manifest, force=True, owned=json_schema_owner(MANIFEST_SCHEMA))
+    write_file_set({manifest: manifest_text("demo", [])}, {manifest: claim})
     return created if new else None
 
 
