@@ -158,15 +158,16 @@ def demo(out: Path, root: Path | None, dataset: str | None, split_family: str | 
 
 def _pipeline(out: Path, root: Path | None, dataset: str | None, split_family: str | None, n_images: int, size: int,
               model: str, epochs: int, imgsz: int, device: str, seed: int, outputs: _Outputs) -> tuple[str, str, str]:
-    """The demo's steps; each output is recorded in ``outputs`` as soon as its step wrote it.
+    """The demo's steps; each output is recorded in ``outputs`` before its step runs (a step that
+    fails midway, a training with checkpoints say, is removed too).
 
     Returns the test split, the val split and the comparison table.
     """
     if root is None:
         root = out / "data"
+        outputs.folder(root)
         _run(["synth", "--out", str(root), "--n-images", str(n_images), "--size", str(size), "--seed", str(seed),
               "--force"])
-        outputs.folder(root)
         dataset = dataset or "nudt"
         split_family = split_family or "split_synth"
     from irstd_bench.datasets import open_dataset
@@ -177,8 +178,8 @@ def _pipeline(out: Path, root: Path | None, dataset: str | None, split_family: s
     test_split = ds.family_split(family, "test") or "test"
     ds_args = ["--dataset", dataset, "--root", str(root)]
 
-    _run(["convert", str(root), "--dataset", dataset, "--out", str(out / "boxes"), "--resize-masks", "--force"])
     outputs.folder(out / "boxes")
+    _run(["convert", str(root), "--dataset", dataset, "--out", str(out / "boxes"), "--resize-masks", "--force"])
 
     val_split = ds.family_split(family, "val") or test_split
     match = ["--match", "centroid:3", "--resize-masks", "--force"]
@@ -186,14 +187,14 @@ def _pipeline(out: Path, root: Path | None, dataset: str | None, split_family: s
     def evaluate(name: str, val_preds: Path, test_preds: Path) -> str:
         """Eval on val, take the threshold of the best val F1, apply it on test (never select on test)."""
         val_result = out / "results" / "val" / f"{name}.json"
+        outputs.results(val_result)
         _run(["eval", str(val_preds), *ds_args, "--split", val_split, *match, "--conf", "0.5", "--name", name,
               "--out", str(val_result)])
-        outputs.results(val_result)
         threshold = json.loads(val_result.read_text())["metrics"]["best_f1_threshold"] or 0.5
         result = out / "results" / f"{name}.json"
+        outputs.results(result)
         _run(["eval", str(test_preds), *ds_args, "--split", test_split, *match, "--conf", f"{threshold:.6g}",
               "--name", name, "--out", str(result)])
-        outputs.results(result)
         return str(result)
 
     results: list[str] = []
@@ -201,12 +202,13 @@ def _pipeline(out: Path, root: Path | None, dataset: str | None, split_family: s
         preds = {}
         for part, split in (("val", val_split), ("test", test_split)):
             preds[part] = out / "preds" / f"{method}-{part}"
+            outputs.folder(preds[part])
             _run(["baseline", method, *ds_args, "--split", split, "--out", str(preds[part]), "--save", "scoremaps",
                   "--force"])
-            outputs.folder(preds[part])
         results.append(evaluate(method, preds["val"] / "scoremaps", preds["test"] / "scoremaps"))
 
     run_dir = out / "runs" / model
+    outputs.folder(run_dir)
     _run(["train", *ds_args, "--split", family, "--model", model, "--epochs", str(epochs), "--imgsz", str(imgsz),
           "--batch", "8", "--device", device, "--seed", str(seed), "--out", str(run_dir), "--val-every", "5",
           "--optimizer", "adamw", "--lr", "0.002", "--resize-masks", "--force",
@@ -215,17 +217,16 @@ def _pipeline(out: Path, root: Path | None, dataset: str | None, split_family: s
           # of 128 px that jitter slowed learning (val F1 at IoU 0.5, epoch 20: 0.09 with it,
           # 0.22 without it, 0.16 with no augmentation at all).
           "--crop", "0.5", "--crop-min-side", "0.6", "--scale", "0", "--translate", "0"])
-    outputs.folder(run_dir)
     preds = {}
     for part, split in (("val", val_split), ("test", test_split)):
         preds[part] = out / "preds" / f"{model}-{part}.json"
+        outputs.predictions(preds[part])
         _run(["predict", "--weights", str(run_dir / "best.pt"), *ds_args, "--split", split, "--out",
               str(preds[part]), "--format", "coco", "--imgsz", str(imgsz), "--device", device, "--force"])
-        outputs.predictions(preds[part])
     results.append(evaluate(model, preds["val"], preds["test"]))
 
-    _run(["report", *results, "--out", str(out / "report"), "--title", "irstd-bench demo", "--force"])
     outputs.folder(out / "report")
+    _run(["report", *results, "--out", str(out / "report"), "--title", "irstd-bench demo", "--force"])
     from irstd_bench.report import format_terminal_table
 
     return test_split, val_split, format_terminal_table(results)
