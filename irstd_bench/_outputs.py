@@ -462,7 +462,7 @@ def _claim(path: Path, folder: bool, force: bool, option: str, problem: Callable
     if message is not None:
         raise InputError(message)
     if _identity(path) != before:
-        raise InputError(f"{option} {path}: changed while it was checked (another run?); nothing was written")
+        raise InputError(f"{option} {path}: changed while this command ran (another run?); nothing was written")
     return Claim(Path(path), folder, force, option, before)
 
 
