@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import click
 
 from irstd_bench import __version__
+from irstd_bench._cli_options import check_utf8_arguments
 from irstd_bench._warnings import one_line_warnings
 from irstd_bench.errors import InputError
 
@@ -84,6 +85,7 @@ def terminate_as_interrupt() -> Iterator[None]:
 class _Main(LazyGroup):
     def invoke(self, ctx: click.Context):
         try:
+            check_utf8_arguments(ctx.args)  # before any command reads or writes a path
             with one_line_warnings(), terminate_as_interrupt():
                 return super().invoke(ctx)
         except InputError as exc:

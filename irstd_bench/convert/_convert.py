@@ -19,7 +19,7 @@ from irstd_bench.convert._records import ConvertSettings, ImageRecord, convert_c
 from irstd_bench.convert._summary import defects_report, split_file_name, split_statistics
 from irstd_bench.datasets import Dataset, Sample, dataset_image_ids, open_dataset, read_split_file
 from irstd_bench.errors import DatasetDefectWarning, InputError
-from irstd_bench.targets import CONNECTIVITY_STRUCTURES, DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD
+from irstd_bench.targets import CONNECTIVITY_STRUCTURES, DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, check_threshold
 
 #: Output formats, in the order they are written.
 FORMATS = ("coco", "yolo", "voc")
@@ -144,8 +144,7 @@ def convert_dataset(
     formats = _check_formats(formats)
     if connectivity not in CONNECTIVITY_STRUCTURES:
         raise InputError(f"connectivity must be 4 or 8, got {connectivity}")
-    if not math.isfinite(float(threshold)):
-        raise InputError(f"threshold must be a finite number, got {threshold}")
+    check_threshold(threshold)
     if workers is not None and workers < 1:
         raise InputError(f"workers must be at least 1, got {workers}")
     emit = warn or (lambda message: warnings.warn(message, DatasetDefectWarning, stacklevel=3))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
 
-from irstd_bench._cli_options import max_pixels_option, skip_defects_option
+from irstd_bench._cli_options import CONFIDENCE, MASK_THRESHOLD, WORKERS, max_pixels_option, skip_defects_option
 from irstd_bench._io import pixel_limit
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate._bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
@@ -49,7 +48,8 @@ def check_results_out(out: Path, force: bool, inputs) -> dict:
     from irstd_bench._outputs import refuse_inside_inputs
     from irstd_bench.evaluate._results_io import results_claims
 
-    for path in result_files(out):
+    image_csv, target_csv, _ = result_files(out)
+    for path in (out, image_csv, target_csv):  # the --out typed is named first
         refuse_inside_inputs(path, inputs, folder=False)
     return results_claims(out, force=force)
 
@@ -122,8 +122,8 @@ def _warnings(counts: dict) -> list[str]:
     "--conf",
     default=0.5,
     show_default=True,
-    type=float,
-    help="Confidence threshold: boxes with score >= conf, map pixels >= conf.",
+    type=CONFIDENCE,
+    help="Confidence threshold in (0, 1]: boxes with score >= conf, map pixels >= conf.",
 )
 @click.option("--name", "method", default=None, help="Method name stored in the results.")
 @click.option(
@@ -157,7 +157,7 @@ def _warnings(counts: dict) -> list[str]:
     "--threshold",
     default=DEFAULT_THRESHOLD,
     show_default=True,
-    type=float,
+    type=MASK_THRESHOLD,
     help="Ground-truth mask binarisation: foreground where value > threshold.",
 )
 @click.option(
@@ -184,7 +184,7 @@ def _warnings(counts: dict) -> list[str]:
     type=click.IntRange(min=0),
     help="Seed of the resamples (the same seed gives the same intervals on any machine).",
 )
-@click.option("--workers", default=None, type=int, help="Worker processes (default: all CPUs).")
+@click.option("--workers", default=None, type=WORKERS, help="Worker processes (default: all CPUs).")
 @click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
 @click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
 @click.option("--mask-suffix", default="", help="--dataset custom: mask name = stem + suffix + .png.")
@@ -241,12 +241,6 @@ def _eval(
 ):
     """``eval`` itself, run under its ``--max-pixels`` limit."""
     connectivity = int(connectivity)
-    if workers is not None and workers < 1:
-        raise InputError(f"--workers must be >= 1, got {workers}")
-    if not math.isfinite(threshold):
-        raise InputError(f"--threshold {threshold}: must be a finite number")
-    if not math.isfinite(conf):
-        raise InputError(f"--conf {conf}: must be a finite number")
     meta = {"method": method or (preds.stem if preds.is_file() else preds.name)}
     config = _method_config(config_items, config_from)
     if config:
@@ -377,7 +371,7 @@ def _method_config(items: tuple[str, ...], config_from: Path | None) -> dict:
     if config_from is not None:
         from reference_model.engine.checkpoint import load_checkpoint, resolve_weights
 
-        checkpoint = load_checkpoint(resolve_weights(str(config_from)))
+        checkpoint = load_checkpoint(resolve_weights(str(config_from), option="--config-from"))
         config["model"] = checkpoint["model_name"]
         for key, value in dict(checkpoint["model_config"]).items():
             config[key] = list(value) if isinstance(value, tuple) else value

@@ -8,15 +8,17 @@ settings the user gave explicitly (an explicit option always wins).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from irstd_bench._cli_options import MAX_WORKERS
 from irstd_bench.errors import InputError
 
 from .checkpoint import checked_model_name, load_checkpoint
 from .draws import AugmentConfig, check_augment
 from .schedule import SCHEDULE_STEPS, SCHEDULES
-from .transforms import check_input_size
+from .transforms import MAX_INPUT_SIZE, check_input_size
 
 #: Default base learning rate and weight decay per optimizer.
 DEFAULT_LR = {"sgd": 0.01, "adamw": 0.001, "adagrad": 0.05}
@@ -30,6 +32,8 @@ DEFAULT_MAX_DET = 100
 #: Settings of a resumed run that may differ from the saved ones.
 RESUME_MAY_CHANGE = ("epochs", "device", "workers", "resume", "out", "progress", "memory_fraction", "threads",
                      "compile")
+#: ``--threads`` at most this many per CPU: more only multiplies OpenMP threads that wait.
+MAX_THREADS_PER_CPU = 4
 #: Name of a run's last checkpoint in its folder.
 LAST_NAME = "last.pt"
 #: Engine settings that no authors' code base of our recipes has: a recipe that does not name one
@@ -215,7 +219,16 @@ crop_min_side, mosaic9, mosaic_style, window_style, min_box_side, mixup_beta, mi
     threads: int | None = None
 
     def check(self) -> None:
-        """Raise :class:`InputError` for a value out of range."""
+        """Raise :class:`InputError` for a value out of range or a missing ``model``/``root``."""
+        self.check_values()
+        if not self.model:
+            raise InputError("--model is required (or --resume a run)")
+        if not self.root:
+            raise InputError("--root is required (or --resume a run)")
+
+    def check_values(self) -> None:
+        """Raise :class:`InputError` for a value out of range: the one check of ``train``'s options,
+        run before anything else (a resumed run's saved settings are checked again by :meth:`check`)."""
         if self.epochs < 1:
             raise InputError(f"--epochs {self.epochs}: must be >= 1")
         if self.batch < 1:
@@ -224,8 +237,11 @@ crop_min_side, mosaic9, mosaic_style, window_style, min_box_side, mixup_beta, mi
             check_input_size(self.imgsz)
         except ValueError as exc:
             raise InputError(f"--imgsz {self.imgsz}: {exc}") from None
-        if self.base_size is not None and self.base_size < 1:
-            raise InputError(f"--base-size {self.base_size}: must be >= 1")
+        if self.base_size is not None and not self.imgsz <= self.base_size <= MAX_INPUT_SIZE:
+            raise InputError(
+                f"--base-size {self.base_size}: must be in [--imgsz {self.imgsz}, {MAX_INPUT_SIZE}] "
+                "(--imgsz windows are cut from the --base-size canvas)"
+            )
         if self.val_every < 1:
             raise InputError(f"--val-every {self.val_every}: must be >= 1")
         if self.optimizer not in DEFAULT_LR:
@@ -274,16 +290,19 @@ crop_min_side, mosaic9, mosaic_style, window_style, min_box_side, mixup_beta, mi
             raise InputError(f"--{name.replace('_', '-')} {rest}") from None
         if not 0.0 < self.val_conf <= 1.0:
             raise InputError(f"--val-conf {self.val_conf}: must be in (0, 1]")
-        if self.workers < 0:
-            raise InputError(f"--workers {self.workers}: must be >= 0")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise InputError(f"--workers {self.workers}: must be in [0, {MAX_WORKERS}]")
         if self.memory_fraction is not None and not 0.0 < self.memory_fraction <= 1.0:
             raise InputError(f"--memory-fraction {self.memory_fraction}: must be in (0, 1]")
-        if self.threads is not None and self.threads < 1:
-            raise InputError(f"--threads {self.threads}: must be >= 1")
-        if not self.model:
-            raise InputError("--model is required (or --resume a run)")
-        if not self.root:
-            raise InputError("--root is required (or --resume a run)")
+        most_threads = MAX_THREADS_PER_CPU * (os.cpu_count() or 1)
+        if self.threads is not None and not 1 <= self.threads <= most_threads:
+            raise InputError(f"--threads {self.threads}: must be in [1, {most_threads}] "
+                             f"({MAX_THREADS_PER_CPU} per CPU of this machine)")
+
+    def with_absolute_root(self) -> TrainConfig:
+        """This config with ``root`` made absolute (what a run records: its resume must find the
+        same dataset from any working folder)."""
+        return replace(self, root=str(Path(self.root).resolve())) if self.root else self
 
     @property
     def base_lr(self) -> float:
@@ -404,4 +423,31 @@ def resume_config(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig,
             merged[name] = getattr(config, name)
     merged["resume"] = str(config.resume)
     merged["out"] = str(config.out) if "out" in explicit and config.out else str(path.parent)
+    merged["root"] = resumed_root(saved.get("root"), config.root if "root" in explicit else None, path)
     return TrainConfig(**merged), checkpoint, path
+
+
+def resumed_root(recorded: str | None, given: str | None, checkpoint: Path) -> str:
+    """The dataset root a resumed run trains on, absolute.
+
+    New runs record their root absolute (:meth:`TrainConfig.with_absolute_root`), so resuming
+    from another working folder trains on the same data. The recorded root is used when it is
+    found; ``given`` (``--root``) only locates a root that is not (a dataset moved, or a run that
+    recorded a relative root without saying relative to what), and may not switch a run to
+    other data. Otherwise :class:`InputError`.
+    """
+    saved = Path(str(recorded or ""))
+    if recorded and saved.is_absolute() and saved.is_dir():
+        if given and Path(given).resolve() != saved.resolve():
+            raise InputError(f"--root {given}: {checkpoint} was trained on {saved}; a resumed run keeps its dataset")
+        return str(saved)
+    if given:
+        if not Path(given).is_dir():
+            raise InputError(f"--root {given}: dataset root not found")
+        return str(Path(given).resolve())
+    if recorded and not saved.is_absolute():
+        raise InputError(
+            f"{checkpoint}: the run recorded its dataset root as {recorded!r}, relative to a working folder it did "
+            "not record; give the dataset again with --root"
+        )
+    raise InputError(f"{checkpoint}: the run's dataset root {recorded!r} is not found (moved?); give it with --root")

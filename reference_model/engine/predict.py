@@ -31,7 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from irstd_bench._csv import csv_cell
-from irstd_bench._io import IMAGE_SUFFIXES
+from irstd_bench._io import IMAGE_SUFFIXES, listed_name
 from irstd_bench._outputs import (
     MANIFEST_SCHEMA,
     Claim,
@@ -195,6 +195,7 @@ def image_samples(source: Path) -> list[Sample]:
     samples: dict[str, Sample] = {}
     for path in sorted(source.iterdir()):
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+            listed_name(path)
             if path.stem in samples:
                 raise InputError(
                     f"--source {source}: two images with stem {path.stem!r} "

@@ -115,6 +115,7 @@ class Trainer:
         else:
             asked = config.recipe
             config, self.recipe = apply_recipe(config, given)
+            config = config.with_absolute_root()
         config.check()
         self.recipe_line = None
         if self.checkpoint is None:
@@ -445,6 +446,7 @@ def train(
         Bad settings or data, a checkpoint that does not fit, CUDA asked for but absent, or
         running out of GPU memory (with advice).
     """
+    config.check_values()  # before anything changes: threads, devices, folders
     with torch_settings(config):
         ctx = init_distributed(config.device)
         try:

@@ -15,6 +15,7 @@ process by :mod:`._jobs`.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -161,6 +162,43 @@ def _claim_outputs(config: ReproduceConfig) -> None:
         if path.exists() and (path.is_symlink() or not path.is_dir() or any(path.iterdir())):
             raise InputError(f"{option} {path}: exists and is not an empty folder (reproduce writes a new one)")
         check_folder_replaceable(path, force=False, option=option)  # absent or empty
+
+
+class NothingScored(RuntimeError):
+    """A reproduce call ran to its end but scored no training (RUNS.md says why for each)."""
+
+
+def check_settings(config: ReproduceConfig) -> tuple[list[RunUnit], list[LeftOut]]:
+    """Check every setting of a reproduce call before any work; return the plan resolved
+    (:func:`~._plan.resolve_plan`: the runnable trainings and the entries left out).
+
+    A bad value would otherwise surface only after the trainings (``--match``), make the
+    command train on nothing (``--only`` naming no model of the plan), or run on another device
+    than asked (``--device cuda`` without a GPU): each is an :class:`InputError` naming the
+    option and value, raised before anything is written.
+    """
+    from irstd_bench.evaluate import parse_matcher
+    from reference_model.engine.distributed import resolve_device
+
+    budget = config.budget_s
+    if not math.isfinite(budget) or budget <= config.phases.after_training_s:
+        raise InputError(f"--budget-s {budget:g}: must be finite and must exceed the "
+                         f"{config.phases.after_training_s:g} s kept for predicting, scoring and the report")
+    parse_matcher(config.matcher)
+    resolve_device(config.device)
+    planned = sorted({spec.model for spec in config.plan})
+    for model in config.only:
+        if model not in planned:
+            raise InputError(f"--only {model}: not a model of the plan (plan: {', '.join(planned)})")
+    units, left_out = resolve_plan(
+        config.plan, registry_models(), max_seeds=config.max_seeds,
+        only=(lambda m: m in config.only) if config.only else None,
+        train_has_recipe="recipe" in command_params("train"),
+    )
+    if not units:
+        reasons = sorted({entry.reason for entry in left_out})
+        raise InputError(f"no training of the plan can run ({'; '.join(reasons) or 'empty plan'})")
+    return units, left_out
 
 
 def _smoke_sample(out: Path) -> Path:
@@ -481,21 +519,20 @@ def reproduce(config: ReproduceConfig):
     Raises
     ------
     InputError
-        ``out`` not empty, no root, a split family without train/val/test.
+        A bad setting (:func:`check_settings`, before anything is written), ``out`` not empty,
+        no root, a split family without train/val/test.
+    NothingScored
+        The phases ran but no training was scored (RUNS.md and the pack are written first).
     """
     from ._write import write_outputs
 
     started = time.monotonic()
+    units, left_out = check_settings(config)
     (root, dataset, family), created = _set_up(config)
     session = Session(config, root, dataset, family, started, started + config.budget_s,
-                      config.out / "work", config.out / "report")
+                      config.out / "work", config.out / "report", left_out=left_out)
     try:  # a failure before the first phase leaves nothing behind
         session.report.mkdir(parents=True, exist_ok=True)
-        units, session.left_out = resolve_plan(
-            config.plan, registry_models(), max_seeds=config.max_seeds,
-            only=(lambda m: m in config.only) if config.only else None,
-            train_has_recipe="recipe" in command_params("train"),
-        )
         session.log(f"{len(units)} trainings runnable, {len(session.left_out)} plan entries left out; "
                     f"budget {config.budget_s:.0f} s on {config.device}")
         session.log(f"process server ready in {start_server():.1f} s")
@@ -520,4 +557,7 @@ def reproduce(config: ReproduceConfig):
     outcome = write_outputs(session, commit=_commit(config), device=device_description(config.device))
     if failure is not None:
         raise failure
+    if not any(record.status == "scored" for record in session.records):
+        statuses = sorted({record.status for record in session.records}) or ["no training was planned"]
+        raise NothingScored(f"no run was scored ({'; '.join(statuses)[:300]}); see {outcome.runs_md}")
     return outcome
