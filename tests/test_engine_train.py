@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 from test_engine_models import TINY_DETECTOR, TINY_SEGMENTER, make_nuaa_like
 
+from irstd_bench._outputs import TEMP_MARK
 from irstd_bench.cli import cli
 from reference_model.engine import TrainConfig, load_checkpoint, train
 from reference_model.engine.checkpoint import save_checkpoint
@@ -528,7 +529,8 @@ def test_checkpoint_save_is_used_for_every_epoch(data_root, tmp_path, monkeypatc
     monkeypatch.setattr(
         trainer,
         "save_checkpoint",
-        lambda path, ck: (saved.append(Path(path).name), save_checkpoint(path, ck)),
+        # written to a hidden temporary ``.<name>.irstd-tmp-...`` that then becomes ``<name>``
+        lambda path, ck: (saved.append(Path(path).name.split(TEMP_MARK)[0][1:]), save_checkpoint(path, ck)),
     )
     train(_config(data_root, tmp_path / "r", epochs=2, val_every=2))
     # last.pt every epoch; best.pt only when validated (epoch 2 is both validated and the last).

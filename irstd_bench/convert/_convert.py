@@ -159,7 +159,7 @@ def convert_dataset(
     )
     out = Path(out)
     refuse_inside_inputs(out, [("dataset root", ds.root)])
-    check_folder_replaceable(out, force=force)
+    claim = check_folder_replaceable(out, force=force)  # checked again when written
 
     split_names = _canonical_splits(ds, splits)
     split_samples, missing = _collect_samples(ds, split_names, skip_missing)
@@ -184,7 +184,7 @@ def convert_dataset(
     )
     summary["settings"]["skip_defects"] = bool(skip_defects)
     summary["defects"]["left_out_by_skip_defects"] = left_out
-    _write(out, ds, formats, written, records, summary, link_images, force)
+    _write(out, ds, formats, written, records, summary, link_images, force, claim)
     return ConversionResult(out=out, summary=summary, records=records, splits=written)
 
 
@@ -422,8 +422,8 @@ def _yolo_families(ds: Dataset, names: list[str]) -> dict[str, dict[str, str | N
     return out
 
 
-def _write(out, ds, formats, written, records, summary, link_images, force) -> None:
-    with output_folder(out, "convert", force=force, inputs=[("dataset root", ds.root)]) as tmp:
+def _write(out, ds, formats, written, records, summary, link_images, force, claim) -> None:
+    with output_folder(out, "convert", force=force, inputs=[("dataset root", ds.root)], claim=claim) as tmp:
         kept = sorted((r for r in records.values() if not r.skipped), key=lambda r: r.stem)
         if "coco" in formats:
             folder = tmp / "coco"

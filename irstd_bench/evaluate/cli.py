@@ -36,40 +36,22 @@ TABLE_ROWS = (
 )
 
 
-#: Schema of the results JSON (a file of ours when it carries it).
-RESULTS_SCHEMA = "irstd-bench/results"
-
-
 def result_files(out: Path) -> tuple[Path, Path, Path]:
     """The set ``eval --out`` writes: the per-image CSV, the per-target CSV and the results JSON."""
     base = out.name[: -len(out.suffix)] if out.suffix else out.name
     return out.parent / f"{base}.per_image.csv", out.parent / f"{base}.per_target.csv", out
 
 
-def check_results_out(out: Path, force: bool, inputs) -> None:
-    """Refuse an ``--out`` set that would overwrite an input or a file irstd-bench did not write.
+def check_results_out(out: Path, force: bool, inputs) -> dict:
+    """Refuse an ``--out`` set that would overwrite an input or a file irstd-bench did not write;
+    return the claims to write the set with (:func:`~irstd_bench.evaluate._results_io.results_claims`)."""
+    from irstd_bench._outputs import refuse_inside_inputs
+    from irstd_bench.evaluate._results_io import results_claims
 
-    The JSON is ours when it carries our results ``schema``; a CSV is ours when the results JSON
-    of the set is ours and names it (``per_image_csv`` / ``per_target_csv``).
-    """
-    from irstd_bench._outputs import check_file_replaceable, json_schema_owner, refuse_inside_inputs
-
-    json_owned = json_schema_owner(RESULTS_SCHEMA)
     image_csv, target_csv, _ = result_files(out)
-
-    def csv_owned(path: Path) -> bool:
-        if not json_owned(out):
-            return False
-        import json
-
-        data = json.loads(out.read_text(encoding="utf-8"))
-        return path.name in (data.get("per_image_csv"), data.get("per_target_csv"))
-
     for path in (out, image_csv, target_csv):  # the --out typed is named first
         refuse_inside_inputs(path, inputs, folder=False)
-    for path in (image_csv, target_csv):
-        check_file_replaceable(path, force=force, owned=csv_owned)
-    check_file_replaceable(out, force=force, owned=json_owned)
+    return results_claims(out, force=force)
 
 
 def _default_out(preds: Path) -> Path:
@@ -307,8 +289,7 @@ def _eval(
     if root is not None:
         inputs.append(("dataset root", Path(root)))
     to_stdout = str(out) == STDOUT
-    if not to_stdout:
-        check_results_out(out, force, inputs)
+    claims = None if to_stdout else check_results_out(out, force, inputs)
     pset = open_predictions(preds, pred_format, stems=[stem for stem, _ in items], image_names=image_names)
     result = evaluate_split(
         items,
@@ -328,7 +309,7 @@ def _eval(
         progress=progress,
     )
     if not to_stdout:
-        result.write(out)
+        result.write(out, claims=claims)  # refused if anything at --out changed meanwhile
     title = (
         f"{meta['method']} on {meta.get('dataset')} {meta.get('split')} ({pset.format}, {result.matcher}, "
         f"conf {result.conf:g})"

@@ -424,7 +424,7 @@ def predict(
         )
         samples = [ds.sample(stem) for stem in ds.stems(split)]
     inputs = [("image folder", source), ("dataset root", root), ("weights", path)]
-    check_predictions_out(out, fmt, force=force, inputs=inputs)  # before the (long) inference
+    claims = check_predictions_out(out, fmt, force=force, inputs=inputs)  # before the (long) inference
     amp = amp_dtype_for(dev, True)  # predict has no --amp option: CUDA inference always autocasts
     try:
         with pixel_limit(max_pixels):
@@ -438,7 +438,8 @@ def predict(
         raise InputError(
             f"out of memory on {dev} with --batch {batch} --imgsz {size}; try smaller values"
         ) from None
-    written = write_predictions(items, out, fmt, mask_threshold=mask_threshold, force=force, inputs=inputs)
+    written = write_predictions(items, out, fmt, mask_threshold=mask_threshold, force=force, inputs=inputs,
+                                claims=claims)
     n_targets = sum(len(i.prediction.boxes) for i in items) if model.task == "detect" else None
     what = f", {n_targets} boxes" if n_targets is not None else ""
     click.echo(f"{checkpoint['model_name']} ({path}): {len(items)} images{what} -> {written} ({fmt})")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import shutil
 import subprocess
 import time
 from dataclasses import MISSING, dataclass, field, fields
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import click
 
-from irstd_bench._outputs import check_folder_replaceable
+from irstd_bench._outputs import check_folder_replaceable, missing_ancestors, remove_empty, remove_output
 from irstd_bench.errors import InputError
 from reference_model.recipe import NO_RECIPE
 
@@ -161,6 +160,32 @@ def _last_line(log: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------- set-up
+def _claim_outputs(config: ReproduceConfig):
+    """Refuse (before anything is created) an ``--out`` or ``--pack-dir`` that is not absent or
+    empty, or that is, lies inside or holds the dataset root. Both are checked again when written.
+
+    ``--resume``: ``--out`` must hold an earlier ``--protocol`` call's ``work/runs``; its report
+    folder is replaced, so it must be wholly ours. Returns that folder's claim (``None`` otherwise).
+    """
+    from irstd_bench._outputs import refuse_inside_inputs
+
+    inputs = [] if config.smoke else [("dataset root", config.root)]
+    for option, path in (("--out", config.out), ("--pack-dir", config.pack_dir)):
+        if path is None:
+            continue
+        refuse_inside_inputs(path, inputs, option=option)
+        if option == "--out" and config.resume:
+            if not (path / "work" / "runs").is_dir():
+                raise InputError(f"--out {path}: no earlier reproduce --protocol output to resume (no work/runs)")
+            continue
+        if path.exists() and (path.is_symlink() or not path.is_dir() or any(path.iterdir())):
+            raise InputError(f"{option} {path}: exists and is not an empty folder (reproduce writes a new one)")
+        check_folder_replaceable(path, force=False, option=option)  # absent or empty
+    if config.resume and (config.out / "report").exists():  # rewritten by this call: wholly ours, or refused
+        return check_folder_replaceable(config.out / "report", force=True, option="report folder")
+    return None
+
+
 class NothingScored(RuntimeError):
     """A reproduce call ran to its end but scored no training (RUNS.md says why for each)."""
 
@@ -198,17 +223,6 @@ def check_settings(config: ReproduceConfig) -> tuple[list[RunUnit], list[LeftOut
     return units, left_out
 
 
-def _check_out(out: Path, *, resume: bool = False) -> None:
-    if resume:
-        if not (out / "work" / "runs").is_dir():
-            raise InputError(f"--out {out}: no earlier reproduce --protocol output to resume (no work/runs)")
-        check_folder_replaceable(out / "report", force=True, option="report folder")
-        return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"--out {out}: exists and is not an empty folder (reproduce writes a fresh one; "
-                         "--resume continues an earlier --protocol run)")
-
-
 def _smoke_sample(out: Path) -> Path:
     from irstd_bench.cli import cli
 
@@ -221,15 +235,12 @@ def _smoke_sample(out: Path) -> Path:
 
 
 def _open(config: ReproduceConfig) -> tuple[Path, str, str]:
+    """The dataset root, layout name and split family, checked (train, val and test exist)."""
     from irstd_bench.datasets import open_dataset
 
     root, dataset, family = config.root, config.dataset, config.family
     if config.smoke:
-        if config.resume and (config.out / "data").is_dir():  # the sample of the call being resumed
-            root = config.out / "data"
-        else:
-            root = _smoke_sample(config.out)
-        dataset, family = SMOKE_DATASET, SMOKE_FAMILY
+        root, dataset, family = config.out / "data", SMOKE_DATASET, SMOKE_FAMILY
     if root is None:
         raise InputError("--root is required (or --smoke)")
     ds = open_dataset(root, dataset)
@@ -237,6 +248,47 @@ def _open(config: ReproduceConfig) -> tuple[Path, str, str]:
         if ds.family_split(family, part) is None:
             raise InputError(f"{ds.root}: split family {family!r} has no {part} split (reproduce needs all three)")
     return Path(root), ds.name, family
+
+
+def _set_up(config: ReproduceConfig) -> tuple[tuple[Path, str, str], list[Path]]:
+    """Check the outputs and the data, then create ``--out`` (and the smoke sample in it).
+
+    Everything that can be checked is checked before anything is created. Returns the dataset
+    (root, layout, split family) and the folders created (deepest first) for :func:`_undo_set_up`.
+    """
+    report = _claim_outputs(config)
+    if config.resume:  # --out is an earlier call's (its smoke sample included): only the report is replaced
+        opened = _open(config)
+        if report is not None:
+            remove_output(report)
+        return opened, []
+    if not config.smoke:
+        opened = _open(config)
+    created = ([config.out.absolute()] if not config.out.exists() else []) + missing_ancestors(config.out)
+    try:
+        config.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {config.out}: cannot create the folder ({exc.strerror or exc})") from None
+    if not config.smoke:
+        return opened, created
+    try:
+        _smoke_sample(config.out)
+        return _open(config), created
+    except BaseException:
+        _undo_set_up(config, created)
+        raise
+
+
+def _undo_set_up(config: ReproduceConfig, created: list[Path]) -> None:
+    """Remove what a reproduction that failed before its first phase created: the smoke sample
+    (only if wholly the sample's, :func:`irstd_bench._outputs.remove_output`), empty folders."""
+    sample = config.out / "data"
+    if config.smoke and sample.exists():
+        try:
+            remove_output(check_folder_replaceable(sample, force=True))
+        except InputError:
+            pass  # not wholly the sample's: left as it is
+    remove_empty([config.out / "report", config.out / "work", *created])
 
 
 def _train_defaults() -> dict:
@@ -554,17 +606,17 @@ def reproduce(config: ReproduceConfig):
     if config.resume and not config.protocol:
         raise InputError("--resume continues a --protocol run (give the same --protocol)")
     units, left_out = check_settings(config)
-    _check_out(config.out, resume=config.resume)
-    if config.resume and (config.out / "report").exists():
-        shutil.rmtree(config.out / "report")  # our own report (its manifest was checked just now)
-    config.out.mkdir(parents=True, exist_ok=True)
-    root, dataset, family = _open(config)
+    (root, dataset, family), created = _set_up(config)
     session = Session(config, root, dataset, family, started, started + config.budget_s,
                       config.out / "work", config.out / "report", left_out=left_out)
-    session.report.mkdir(parents=True, exist_ok=True)
-    session.log(f"{len(units)} trainings runnable, {len(session.left_out)} plan entries left out; "
-                f"budget {config.budget_s:.0f} s on {config.device}")
-    session.log(f"process server ready in {start_server():.1f} s")
+    try:  # a failure before the first phase leaves nothing behind
+        session.report.mkdir(parents=True, exist_ok=True)
+        session.log(f"{len(units)} trainings runnable, {len(session.left_out)} plan entries left out; "
+                    f"budget {config.budget_s:.0f} s on {config.device}")
+        session.log(f"process server ready in {start_server():.1f} s")
+    except BaseException:
+        _undo_set_up(config, created)
+        raise
     failure = None
     training = (("train", lambda: _train_full(session, units)),) if config.protocol else (
         ("probe", lambda: _probe(session, units)), ("train", lambda: _train(session, _plan_runs(session, units))))
