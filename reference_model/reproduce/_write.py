@@ -188,8 +188,8 @@ def runs_markdown(summary: dict, seeds_md: str) -> str:
     if s.get("protocol"):
         p = s["protocol"]
         out += [f"- **Protocol {md_code(p['name'])}** ({p['title']}): {p['description']} Every run keeps its "
-                "recipe's full schedule; the trainings are a queue that `--resume` continues from each run's last checkpoint "
-                "(the epochs done are per run below; only runs that finished are scored)."]
+                "recipe's full schedule; the trainings are a queue that `--resume` continues from each run's last "
+                "checkpoint (the epochs done are per run below; only runs that finished are scored)."]
     else:
         out += ["- Every training ran at the same time as the others on the one device, with its recipe's schedule "
                 "compressed to the epochs that fit (warm-up scaled by the same factor; both listed per run)."]
