@@ -179,7 +179,8 @@ def _claim_outputs(config: ReproduceConfig):
                 raise InputError(f"--out {path}: no earlier reproduce --protocol output to resume (no work/runs)")
             continue
         if path.exists() and (path.is_symlink() or not path.is_dir() or any(path.iterdir())):
-            raise InputError(f"{option} {path}: exists and is not an empty folder (reproduce writes a new one)")
+            hint = "; --resume continues an earlier --protocol run" if option == "--out" and config.protocol else ""
+            raise InputError(f"{option} {path}: exists and is not an empty folder (reproduce writes a new one{hint})")
         check_folder_replaceable(path, force=False, option=option)  # absent or empty
     if config.resume and (config.out / "report").exists():  # rewritten by this call: wholly ours, or refused
         return check_folder_replaceable(config.out / "report", force=True, option="report folder")
