@@ -73,6 +73,8 @@ def test_run_state_continues_only_the_same_run(tmp_path):
     folder = tmp_path / "acm-authors-s0"
     assert run_state(folder, _unit(), 3, {}) == RunState(0, 3, False)
     folder.mkdir()
+    # an empty folder (a run killed before it wrote anything) is started, not refused
+    assert run_state(folder, _unit(), 3, {}) == RunState(0, 3, False)
     (folder / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="not an irstd-bench training folder"):
         run_state(folder, _unit(), 3, {})

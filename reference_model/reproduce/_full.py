@@ -74,7 +74,8 @@ def run_state(folder: Path, unit: RunUnit, epochs: int, expected: dict) -> RunSt
 
     ``expected`` holds the ``args.json`` values of :data:`MATCHED_ARGS` plus ``root`` (resolved).
     """
-    if not folder.exists():
+    if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+        # absent, or an empty folder left by a run killed before it wrote anything: start it
         return RunState(0, epochs, False)
     manifest = read_manifest(folder) if folder.is_dir() else None
     if manifest is None or manifest.get("command") != "train":
