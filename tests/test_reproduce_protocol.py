@@ -135,3 +135,15 @@ def test_reproduce_protocol_trains_full_schedules_and_resume_continues_them(tmp_
                                        "--out", str(out)])
     assert refused.exit_code == 2 and "mine.txt" in refused.output
     assert (out / "report" / "mine.txt").read_text() == "keep"
+
+
+def test_protocol_plan_caps_eflnet_n_at_150_epochs_and_keeps_the_recipes_schedule_elsewhere():
+    from reference_model.reproduce._full import PROTOCOL_PLAN, full_epochs
+    from reference_model.reproduce._plan import registry_models, resolve_plan
+
+    units, left_out = resolve_plan(PROTOCOL_PLAN, registry_models(), train_has_recipe=True)
+    assert not left_out
+    epochs = {u.run_id: full_epochs(u, {"epochs": 100}) for u in units}
+    assert epochs["eflnet-n-authors-s0"] == 150
+    assert epochs["acm-authors-s0"] == epochs["acm-authors-s2"] == 300
+    assert full_epochs(units[0], {}, cap=7) == 7
