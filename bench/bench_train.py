@@ -15,7 +15,8 @@ Examples::
 synchronisation so its time is its own: ``prepare`` (``prepare_batch``: draws, batched augmentation
 on the device, targets), ``forward`` (the network), ``loss`` (``compute_loss``: decoding, label
 assignment, loss terms), ``backward``, ``optimizer`` (``optimizer_step``: clip, step, zero),
-``ema`` and ``schedule``. These are the statements of ``Trainer.forward_backward`` run one by one.
+``ema`` and ``schedule``. These are the statements of ``Trainer.forward_backward`` run one by one,
+under the run's torch settings (``torch_settings``: deterministic algorithms, as ``irstd-bench train``).
 *Overhead* is everything but forward, loss, backward and the optimizer. The share is
 ``overhead / step`` summed over ``--iters`` iterations; the figure printed is the median of
 ``--runs`` runs (goal: under 5 % on the CPU). ``--validate`` also times one validation pass
@@ -222,7 +223,7 @@ def train_config(args, name: str, root: str, split: str | None, out: Path) -> Tr
         return TrainConfig(**common, epochs=args.epochs)
     return TrainConfig(
         **common, epochs=1, workers=0, mosaic=args.mosaic, mixup=args.mixup, amp=args.amp, compile=args.compile,
-        channels_last=args.channels_last, deterministic=False,
+        channels_last=args.channels_last,
     )
 
 

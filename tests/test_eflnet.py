@@ -12,6 +12,8 @@ from torchvision.ops import box_iou, deform_conv2d, nms
 from reference_model.eflnet import SCALES, build_eflnet
 from reference_model.eflnet.assigner import BACKGROUND, TaskAlignedAssigner
 from reference_model.eflnet.dyhead import (
+    DYRELU_INTERCEPT_RANGE,
+    DYRELU_SLOPE_RANGE,
     DyHead,
     DyHeadBlock,
     DyReLU,
@@ -85,6 +87,42 @@ def test_sparse_deform_conv_on_a_map_larger_than_int16_pixel_indices():
         torch.testing.assert_close(a.grad, b.grad)
 
 
+@pytest.mark.parametrize("images_per_chunk", [1, 2])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("needs_grad", ["all", "offset_mask"])
+def test_sparse_deform_conv_in_chunks_of_images(monkeypatch, images_per_chunk, stride, needs_grad):
+    """Images split over chunks (3 images in chunks of 1 or 2: a short last chunk) give torchvision's
+    outputs and gradients, with channels-last input, offsets and mask sliced from one map as the
+    dynamic head passes them, and only the gradients asked for."""
+    import reference_model.eflnet.dyhead as dyhead
+
+    b, c, h, w = 3, 5, 11, 9
+    h_out, w_out = (h - 1) // stride + 1, (w - 1) // stride + 1
+    monkeypatch.setattr(dyhead, "SPARSE_CHUNK_VALUES", images_per_chunk * 9 * c * h_out * w_out)
+    assert dyhead._images_per_chunk(9, c, h_out * w_out) == images_per_chunk
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(b, c, h, w, generator=g, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(4, c, 3, 3, generator=g, dtype=torch.float64)
+    offset_mask = torch.randn(b, 27, h_out, w_out, generator=g, dtype=torch.float64)
+    offset = 2.0 * offset_mask[:, :18]  # a few pixels, some samples outside the map
+    mask = offset_mask[:, 18:].sigmoid()
+    grads = {"all": (True, True, True, True), "offset_mask": (False, True, True, False)}[needs_grad]
+    inputs = [t.detach().clone().requires_grad_(r) for t, r in zip((x, offset, mask, weight), grads, strict=True)]
+    ours = deform_conv2d_sparse(*inputs, stride=stride, padding=1)
+    reference_inputs = [t.detach().clone().requires_grad_(r)
+                        for t, r in zip((x, offset, mask, weight), grads, strict=True)]
+    rx, ro, rm, rw = reference_inputs
+    reference = deform_conv2d(rx, ro, rw, stride=stride, padding=1, mask=rm)
+    torch.testing.assert_close(ours, reference)
+    upstream = torch.randn(reference.shape, generator=g, dtype=torch.float64)
+    (ours * upstream).sum().backward()
+    (reference * upstream).sum().backward()
+    for a, r, needed in zip(inputs, reference_inputs, grads, strict=True):
+        assert (a.grad is not None) == needed
+        if needed:
+            torch.testing.assert_close(a.grad, r.grad)
+
+
 def _loss_and_gradients(model, images, targets):
     model.zero_grad()
     losses = model.compute_loss(model(images), targets)
@@ -105,6 +143,19 @@ def test_training_loss_on_a_fixed_batch_equals_the_torchvision_deformable_convol
     deform_convs = [m for m in model.modules() if isinstance(m, ModulatedDeformConv)]
     assert {m.resolved_backend(images) for m in deform_convs} == {"sparse"}
     losses, grads = _loss_and_gradients(model, images, targets)
+    # the engine turns off torch's NaN fill of new tensors (reference_model.engine.runtime.torch_settings):
+    # with that fill on, every value is unchanged, so no kernel of the step reads memory it did not write
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.utils.deterministic.fill_uninitialized_memory)
+    try:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = True
+        filled_losses, filled_grads = _loss_and_gradients(model, images, targets)
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.utils.deterministic.fill_uninitialized_memory = saved[2]
+    assert all(torch.equal(filled_losses[name], value) for name, value in losses.items())
+    assert all(torch.equal(filled_grads[name], grad) for name, grad in grads.items())
     for conv in deform_convs:
         conv.backend = "torchvision"
     reference_losses, reference_grads = _loss_and_gradients(model, images, targets)
@@ -172,6 +223,29 @@ def test_dyrelu_starts_as_relu_and_is_input_dependent():
     a, b = act(x), F.relu(x)
     assert not torch.allclose(a, b)
 
+
+
+def test_dyrelu_is_the_maximum_of_its_two_lines_with_gradients():
+    """Eq. 20 written out with torch.maximum: same values and gradients (x, MLP) as the module's selection."""
+    torch.manual_seed(1)
+    act = DyReLU(8)
+    torch.nn.init.normal_(act.mlp[2].weight)
+    x = (torch.randn(3, 8, 5, 5, dtype=torch.float64) + 0.3).requires_grad_()
+    act = act.double()
+    upstream = torch.randn(3, 8, 5, 5, dtype=torch.float64)
+    (act(x) * upstream).sum().backward()
+    grads = [x.grad.clone()] + [p.grad.clone() for p in act.parameters()]
+    x.grad = None
+    act.zero_grad()
+    theta = (2 * F.hardsigmoid(act.mlp(x.mean(dim=(2, 3)))) - 1).reshape(3, 4, 8, 1, 1)
+    a1, b1 = 1 + DYRELU_SLOPE_RANGE * theta[:, 0], DYRELU_INTERCEPT_RANGE * theta[:, 1]
+    a2, b2 = DYRELU_SLOPE_RANGE * theta[:, 2], DYRELU_INTERCEPT_RANGE * theta[:, 3]
+    expected = torch.maximum(a1 * x + b1, a2 * x + b2)
+    assert ((a1 * x + b1) < (a2 * x + b2)).any() and ((a1 * x + b1) > (a2 * x + b2)).any()  # both lines used
+    torch.testing.assert_close(act(x), expected)
+    (expected * upstream).sum().backward()
+    for ours, reference in zip(grads, [x.grad] + [p.grad for p in act.parameters()], strict=True):
+        torch.testing.assert_close(ours, reference)
 
 # ---------------------------------------------------------------- anchors, decoding, assigner
 

@@ -433,7 +433,10 @@ class DyReLU(nn.Module):
         b1 = DYRELU_INTERCEPT_RANGE * theta[:, 1]
         a2 = DYRELU_SLOPE_RANGE * theta[:, 2]
         b2 = DYRELU_INTERCEPT_RANGE * theta[:, 3]
-        return torch.maximum(a1 * x + b1, a2 * x + b2)
+        first, second = a1 * x + b1, a2 * x + b2
+        # the maximum, by a selection: its backward is one mask where torch.maximum's splits ties in
+        # halves (several passes over the map; exact ties are as rare as x at the crossing point)
+        return torch.where(first >= second, first, second)
 
 
 def _memory_format(x: torch.Tensor) -> torch.memory_format:
