@@ -159,11 +159,9 @@ def test_training_leaves_torch_settings_and_environment_as_it_found_them(data_ro
             assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
             assert os.environ["CUBLAS_WORKSPACE_CONFIG"] and torch.get_num_threads() == 2
             assert torch.are_deterministic_algorithms_enabled()
-            assert not torch.utils.deterministic.fill_uninitialized_memory  # no NaN fill of every new tensor
         assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) == (True, False)
         assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ and torch.get_num_threads() == threads
         assert not torch.are_deterministic_algorithms_enabled()
-        assert torch.utils.deterministic.fill_uninitialized_memory  # torch's default, restored
         with pytest.raises(InputError):
             train(_config(data_root, tmp_path / "bad", recipe="typo"))
         train(_config(data_root, tmp_path / "ok", epochs=1, augment=False))

@@ -25,25 +25,18 @@ def torch_settings(config: TrainConfig):
     Deterministic algorithms (``config.deterministic``), cuDNN ``deterministic=True`` and
     ``benchmark=False``, ``CUBLAS_WORKSPACE_CONFIG`` (needed by deterministic cuBLAS GEMMs; only
     effective when CUDA starts inside the run) and the thread count (``config.threads``).
-
-    Deterministic mode leaves uninitialised memory as it is
-    (``torch.utils.deterministic.fill_uninitialized_memory = False``): torch's default fills every
-    new tensor with NaN there, a debugging aid that changes no result of a kernel writing its whole
-    output and cost a tenth of an EFLNet-n CPU training step (``bench/bench_train.py``).
     """
     saved_env = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     saved_det = torch.are_deterministic_algorithms_enabled()
     saved_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     saved_cudnn = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     saved_threads = torch.get_num_threads()
-    saved_fill = torch.utils.deterministic.fill_uninitialized_memory
     try:
         if saved_env is None:
             os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
         torch.use_deterministic_algorithms(bool(config.deterministic), warn_only=True)
         torch.backends.cudnn.benchmark = not config.deterministic
         torch.backends.cudnn.deterministic = bool(config.deterministic)
-        torch.utils.deterministic.fill_uninitialized_memory = False
         if config.threads is not None:
             torch.set_num_threads(int(config.threads))
         yield
@@ -53,7 +46,6 @@ def torch_settings(config: TrainConfig):
         torch.use_deterministic_algorithms(saved_det, warn_only=saved_warn)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved_cudnn
         torch.set_num_threads(saved_threads)
-        torch.utils.deterministic.fill_uninitialized_memory = saved_fill
 
 
 def amp_dtype_for(device: torch.device, amp: bool) -> torch.dtype | None:
