@@ -192,14 +192,14 @@ class Dataset:
            authors' ``split_EFLNet`` lists and box labels name them) when that image exists;
         3. else the name as it is: :meth:`sample` refuses it, naming it.
         """
-        if self._image_file(entry) is not None:
+        if self.image_file(entry) is not None:
             return entry
         padded = padded_image_id(entry, self.layout.image_id_digits)
-        if padded is not None and self._image_file(padded) is not None:
+        if padded is not None and self.image_file(padded) is not None:
             return padded
         return entry
 
-    def _image_file(self, stem: str) -> Path | None:
+    def image_file(self, stem: str) -> Path | None:
         """The image file of ``stem`` (``.png`` first, then ``.bmp``/``.jpg``/``.tif``), if any."""
         image = self.image_dir / f"{stem}.png"
         if image.is_file():
@@ -209,7 +209,7 @@ class Dataset:
 
     def sample(self, stem: str) -> Sample:
         """The sample of an image stem; raises if the image file does not exist."""
-        image = self._image_file(stem)
+        image = self.image_file(stem)
         if image is None:
             padded = padded_image_id(stem, self.layout.image_id_digits)
             also = f" (nor {padded}.png, the {self.layout.title} name of id {stem!r})" if padded else ""
