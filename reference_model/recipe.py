@@ -75,11 +75,16 @@ def recipes_table(*recipes: Recipe) -> Mapping[str, Recipe]:
     return MappingProxyType(table)
 
 
-def recipes_for(model_name: str) -> Mapping[str, Recipe]:
-    """The ``RECIPES`` of a model's module (empty when it has none).
+#: ``--recipe`` value asking for the engine's generic defaults instead of the model's default recipe.
+NO_RECIPE = "none"
+#: Name of a model module's attribute naming the recipe a run uses when none is asked for.
+DEFAULT_RECIPE_ATTR = "DEFAULT_RECIPE"
 
-    ``model_name`` is a registry name (its module is the registry's entry) or
-    ``package.module:builder`` (that module); it comes from the command line, never from a file.
+
+def _model_module(model_name: str):
+    """The module that defines a model: the registry's entry, or ``package.module`` of ``module:builder``.
+
+    ``model_name`` comes from the command line or from code, never from a file.
     """
     if ":" in model_name:
         module_name = model_name.partition(":")[0]
@@ -90,11 +95,44 @@ def recipes_for(model_name: str) -> Mapping[str, Recipe]:
             raise InputError(f"unknown model {model_name!r} (known: {', '.join(MODELS)})")
         module_name = MODELS[model_name][0]
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ImportError as exc:
         raise InputError(f"model {model_name!r}: cannot import module {module_name!r} ({exc})") from None
-    table = getattr(module, "RECIPES", None)
+
+
+def recipes_for(model_name: str) -> Mapping[str, Recipe]:
+    """The ``RECIPES`` of a model's module (empty when it has none).
+
+    ``model_name`` is a registry name (its module is the registry's entry) or
+    ``package.module:builder`` (that module); it comes from the command line, never from a file.
+    """
+    table = getattr(_model_module(model_name), "RECIPES", None)
     return table if isinstance(table, Mapping) else MappingProxyType({})
+
+
+def default_recipe_name(model_name: str) -> str | None:
+    """The recipe a run of ``model_name`` uses when none is asked for (its module's ``DEFAULT_RECIPE``).
+
+    ``None`` when the module names none (or names one its ``RECIPES`` lacks): the engine's defaults.
+    """
+    module = _model_module(model_name)
+    default = getattr(module, DEFAULT_RECIPE_ATTR, None)
+    default = getattr(default, "name", default)  # a Recipe object or its name
+    return default if isinstance(default, str) and default in recipes_for(model_name) else None
+
+
+def resolve_recipe_name(model_name: str, requested: str | None) -> str | None:
+    """The one rule for which recipe a run uses (``train`` and ``reproduce`` alike).
+
+    ``requested`` is what the user asked for: a recipe name, :data:`NO_RECIPE` (``"none"``: the
+    engine's generic defaults) or ``None`` (nothing asked: the model's default recipe, see
+    :func:`default_recipe_name`, else the engine's defaults). Returns the recipe name or ``None``.
+    """
+    if requested == NO_RECIPE:
+        return None
+    if requested:
+        return requested
+    return default_recipe_name(model_name)
 
 
 def find_recipe(model_name: str, name: str) -> Recipe:
@@ -102,5 +140,6 @@ def find_recipe(model_name: str, name: str) -> Recipe:
     table = recipes_for(model_name)
     if name not in table:
         known = ", ".join(sorted(table)) or "none"
-        raise InputError(f"--recipe {name!r}: model {model_name} has no such recipe (known: {known})")
+        raise InputError(f"--recipe {name!r}: model {model_name} has no such recipe (known: {known}; "
+                         f"{NO_RECIPE!r}: the engine's defaults)")
     return table[name]

@@ -249,7 +249,7 @@ _COMMON_NOTES = (
     "Warm-up of the bias learning rate from 0.1 and of the momentum from 0.8 (YOLOv7 warm-up) is not "
     "reproduced; all groups warm up from 0.",
     "paste_in 0.15 (YOLOv7's copy-paste augmentation) is not reproduced.",
-    "Gradients are clipped to norm 10 by the engine; the authors' code does not clip.",
+    "No gradient clipping, as the authors' code (the engine's default clipping is off under a recipe).",
 )
 RECIPES = recipes_table(
     Recipe(

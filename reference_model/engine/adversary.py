@@ -70,12 +70,13 @@ class Adversary:
         scaler: torch.amp.GradScaler,
         device: torch.device,
         amp_dtype: torch.dtype | None,
-        max_grad_norm: float,
+        max_grad_norm: float | None,
         where: str,
     ) -> dict[str, torch.Tensor]:
         """One discriminator step on ``model.adversary_loss(outputs, targets)``; its terms, detached.
 
-        The gradient is clipped to ``max_grad_norm``; the scaler's ``update()`` is left to the
+        The gradient is clipped to ``max_grad_norm`` (the run's ``grad_clip``; ``None``: not
+        clipped); the scaler's ``update()`` is left to the
         generators' step of the same iteration (one update per iteration).
         """
         self.optimizer.zero_grad(set_to_none=True)
@@ -83,8 +84,9 @@ class Adversary:
             terms = self.model.adversary_loss(outputs, targets)
         loss = finite_sum(terms, where)
         scaler.scale(loss).backward()
-        scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.module.parameters(), max_grad_norm)
+        if max_grad_norm is not None:
+            scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), max_grad_norm)
         scaler.step(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
         return {k: v.detach() for k, v in terms.items()}

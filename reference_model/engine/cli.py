@@ -81,7 +81,7 @@ def _explicit(ctx: click.Context) -> set[str]:
     "--recipe",
     default=None,
     help="Named recipe of the model (paper, authors...): its model options and training settings; "
-    "options given here win.",
+    "options given here win. Default: the model's default recipe where it has one; 'none': the engine's defaults.",
 )
 @click.option(
     "--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "adamw", "adagrad"])
@@ -109,6 +109,10 @@ def _explicit(ctx: click.Context) -> set[str]:
     help="best.pt by: f1 (val F1 at --val-conf), ap (0.1 AP50 + 0.9 AP50:95), iou (segmenters).",
 )
 @click.option(
+    "--grad-clip", default="10", show_default=True, callback=lambda _c, _p, v: _grad_clip(v),
+    help="Largest gradient norm of an optimizer step; 'none': no clipping.",
+)
+@click.option(
     "--ema/--no-ema", default=True, show_default=True, help="EMA weights for validation and saving."
 )
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
@@ -128,6 +132,9 @@ def _explicit(ctx: click.Context) -> set[str]:
 @click.option("--hsv-h", default=0.0, show_default=True, type=float, help="Hue gain (no effect on gray IR).")
 @click.option("--hsv-s", default=0.0, show_default=True, type=float, help="Saturation gain (no effect on gray IR).")
 @click.option("--hsv-v", default=0.0, show_default=True, type=float, help="Value (brightness) gain.")
+@click.option("--brightness", default=0.1, show_default=True, type=float, help="Brightness offset: +- this.")
+@click.option("--contrast", default=0.2, show_default=True, type=float, help="Contrast factor: 1 +- this.")
+@click.option("--noise", default=0.02, show_default=True, type=float, help="Largest Gaussian noise sigma.")
 @click.option("--fliplr", default=0.5, show_default=True, type=float, help="Left-right flip probability.")
 @click.option("--flipud", default=0.5, show_default=True, type=float, help="Up-down flip probability.")
 @click.option(
@@ -211,6 +218,16 @@ def train(ctx: click.Context, **opts) -> None:
             f"done: {result.out} (best fitness {result.best_fitness[0]:.4f} at epoch "
             f"{result.best_metrics.get('epoch')})"
         )
+
+
+def _grad_clip(value: str | float | None) -> float | None:
+    """``--grad-clip``: a number, or ``none`` for no clipping."""
+    if value is None or str(value).strip().lower() == "none":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: a number or 'none'") from None
 
 
 @click.command("predict")

@@ -7,6 +7,7 @@ settings the user gave explicitly (an explicit option always wins).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -27,10 +28,13 @@ RESUME_MAY_CHANGE = ("epochs", "device", "workers", "resume", "out", "progress",
                      "compile")
 #: Name of a run's last checkpoint in its folder.
 LAST_NAME = "last.pt"
+#: Engine settings that no authors' code base of our recipes has: a recipe that does not name one
+#: gets this value instead of the engine default, so it trains as its authors do. The target-keeping
+#: crop; the photometric jitter (brightness, contrast, Gaussian noise: sigma 0.02 is about 5 grey
+#: levels, the contrast of a faint target); gradient clipping (EFLNet's and MDvsFA's code do not
+#: clip, docs/models/; no segmenter recipe's source names clipping).
+RECIPE_UNNAMED_SETTINGS = {"crop": 0.0, "brightness": 0.0, "contrast": 0.0, "noise": 0.0, "grad_clip": None}
 #: ``TrainConfig`` fields a recipe may not set (where and how a run executes, not what it trains).
-#: Engine augmentations newer than the authors' recipes: a recipe that does not name one gets this
-#: value instead of the engine default, so it keeps reproducing its authors' augmentation.
-RECIPE_UNNAMED_AUGMENTATION = {"crop": 0.0}
 NOT_RECIPE_FIELDS = ("root", "dataset", "split", "model", "model_overrides", "device", "out", "resume",
                      "recipe", "progress", "image_dir", "mask_dir", "mask_suffix", "workers", "skip_defects")
 
@@ -62,10 +66,16 @@ class TrainConfig:
         Gradient accumulation: one optimizer step per ``round(nominal_batch / (batch x processes))``
         batches (at least 1), weight decay scaled by ``batch x processes x steps / nominal_batch``
         (as the YOLO code bases do); ``None``: one step per batch.
-    mosaic, mixup, scale, translate, hsv_h, hsv_s, hsv_v, fliplr, flipud, crop, crop_min_side : float
-        Augmentation (:class:`~.augment.AugmentConfig`); ignored with ``augment=False``. ``crop``:
+    mosaic, mixup, scale, translate, hsv_h, hsv_s, hsv_v, brightness, contrast, noise, fliplr, flipud, crop, \
+crop_min_side : float
+        Augmentation (:class:`~.augment.AugmentConfig`); ignored with ``augment=False``. ``brightness``
+        (additive, in [0, 1] image units), ``contrast`` (factor ``1 +- contrast``), ``noise`` (largest
+        Gaussian sigma): the engine's photometric jitter, off in every recipe that does not name it. ``crop``:
         probability of a target-keeping crop (every target kept whole, zoomed in by up to
         ``1 / crop_min_side``) instead of the scale/translate jitter.
+    grad_clip : float or None
+        Largest gradient norm of an optimizer step (``None``: no clipping, as in every recipe that does
+        not name it).
     base_size : int or None
         Images are letterboxed onto a ``base_size`` canvas and random ``imgsz`` windows are cut
         from it (``None``: letterboxed to ``imgsz``).
@@ -73,7 +83,10 @@ class TrainConfig:
         What selects ``best.pt``: ``f1`` (validation F1 at ``val_conf``, ties by AP50 or IoU),
         ``ap`` (``0.1 AP50 + 0.9 AP50:95``), ``iou`` (segmenters' pixel IoU, ties by F1).
     recipe : str or None
-        Name of the model's recipe applied to this run (recorded in ``args.json`` and checkpoints).
+        Recipe asked for: a name of the model's ``RECIPES``, ``"none"`` (the engine's defaults) or
+        ``None`` (the model's ``DEFAULT_RECIPE`` where it has one;
+        :func:`reference_model.recipe.resolve_recipe_name`). After :func:`apply_recipe`: the recipe
+        applied, or ``None`` (recorded in ``args.json`` and checkpoints).
     workers : int
         Processes decoding the images once at the start (training batches are made on the device).
     val_every : int
@@ -129,10 +142,14 @@ class TrainConfig:
     hsv_h: float = 0.0
     hsv_s: float = 0.0
     hsv_v: float = 0.0
+    brightness: float = 0.1
+    contrast: float = 0.2
+    noise: float = 0.02
     fliplr: float = 0.5
     flipud: float = 0.5
     crop: float = 0.5
     crop_min_side: float = 0.6
+    grad_clip: float | None = 10.0
     base_size: int | None = None
     fitness: str = "f1"
     recipe: str | None = None
@@ -182,6 +199,8 @@ class TrainConfig:
             raise InputError(f"--poly-power {self.poly_power}: must be > 0")
         if not (self.warmup_epochs >= 0 and self.warmup_iters >= 0):
             raise InputError(f"warm-up {self.warmup_epochs} epochs / {self.warmup_iters} iterations: must be >= 0")
+        if self.grad_clip is not None and not (self.grad_clip > 0 and math.isfinite(self.grad_clip)):
+            raise InputError(f"--grad-clip {self.grad_clip}: must be a finite number > 0 (or none)")
         if self.nominal_batch is not None and self.nominal_batch < 1:
             raise InputError(f"--nominal-batch {self.nominal_batch}: must be >= 1")
         try:
@@ -213,8 +232,8 @@ class TrainConfig:
         """The augmentation of this run (:meth:`AugmentConfig.off` with ``augment=False``)."""
         if not self.augment:
             return AugmentConfig.off()
-        names = ("fliplr", "flipud", "scale", "translate", "mosaic", "mixup", "hsv_h", "hsv_s", "hsv_v", "crop",
-                 "crop_min_side")
+        names = ("fliplr", "flipud", "scale", "translate", "mosaic", "mixup", "hsv_h", "hsv_s", "hsv_v", "brightness",
+                 "contrast", "noise", "crop", "crop_min_side")
         return AugmentConfig(**{name: float(getattr(self, name)) for name in names})
 
 
@@ -229,12 +248,15 @@ def changed_fields(config: TrainConfig) -> set[str]:
 
 
 def apply_recipe(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, dict | None]:
-    """``config`` with its model's ``RECIPES[config.recipe]`` applied, and the recipe's record.
+    """``config`` with its model's recipe applied, and the recipe's record.
 
-    Recipe training settings fill every field not in ``explicit``; an augmentation of
-    :data:`RECIPE_UNNAMED_AUGMENTATION` the recipe does not name is off (unless explicit); recipe
-    model options are builder keywords under ``config.model_overrides`` (explicit switches win).
-    Returns ``(config, None)`` without a recipe.
+    Which recipe: :func:`reference_model.recipe.resolve_recipe_name` (the one rule of ``train`` and
+    ``reproduce``): ``config.recipe`` if named, the model's ``DEFAULT_RECIPE`` if ``None``, no recipe
+    for ``"none"``. Recipe training settings fill every field not in ``explicit``; a setting of
+    :data:`RECIPE_UNNAMED_SETTINGS` the recipe does not name gets that value (unless explicit);
+    recipe model options are builder keywords under ``config.model_overrides`` (explicit switches
+    win). The returned config's ``recipe`` is the recipe applied (``None``: the engine's defaults),
+    and its record is ``None`` then.
 
     Raises
     ------
@@ -242,13 +264,16 @@ def apply_recipe(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, 
         Unknown recipe, or a recipe naming a field ``TrainConfig`` does not have (or one a recipe
         may not set, :data:`NOT_RECIPE_FIELDS`).
     """
-    if not config.recipe:
-        return config, None
-    if not config.model:
-        raise InputError("--recipe needs --model")
-    from reference_model.recipe import find_recipe
+    from reference_model.recipe import NO_RECIPE, find_recipe, resolve_recipe_name
 
-    recipe = find_recipe(config.model, config.recipe)
+    if not config.model:
+        if config.recipe and config.recipe != NO_RECIPE:
+            raise InputError("--recipe needs --model")
+        return replace(config, recipe=None), None
+    name = resolve_recipe_name(config.model, config.recipe)
+    if name is None:
+        return replace(config, recipe=None), None
+    recipe = find_recipe(config.model, name)
     known = config_fields()
     unknown = sorted(set(recipe.train) - known)
     if unknown:
@@ -259,10 +284,34 @@ def apply_recipe(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, 
     forbidden = sorted(set(recipe.train) & set(NOT_RECIPE_FIELDS))
     if forbidden:
         raise InputError(f"recipe {recipe.name!r} of {config.model}: may not set {', '.join(forbidden)}")
-    settings = {**RECIPE_UNNAMED_AUGMENTATION, **recipe.train}
+    settings = {**RECIPE_UNNAMED_SETTINGS, **recipe.train}
     updates = {k: v for k, v in settings.items() if k not in explicit}
     overrides = {**dict(recipe.model_options), **dict(config.model_overrides)}
-    return replace(config, **updates, model_overrides=overrides), recipe.to_dict()
+    return replace(config, **updates, recipe=name, model_overrides=overrides), recipe.to_dict()
+
+
+def recipe_summary(config: TrainConfig, record: dict | None, explicit: set[str], *, asked: str | None) -> str:
+    """One line saying which recipe a run uses and which of its values the command line overrode.
+
+    ``config`` is the applied config, ``record`` :func:`apply_recipe`'s, ``asked`` the ``--recipe`` given.
+    """
+    if record is None:
+        why = "--recipe none" if asked else f"{config.model} has no default recipe"
+        return f"recipe: none (the engine's defaults; {why})"
+    how = "asked with --recipe" if asked else f"default of {config.model}; --recipe none for the engine's defaults"
+    settings = {**RECIPE_UNNAMED_SETTINGS, **record["train"]}
+    overridden = [
+        f"{k}={getattr(config, k)!r} (recipe {v!r})"
+        for k, v in sorted(settings.items())
+        if k in explicit and getattr(config, k) != v
+    ]
+    overridden += [
+        f"{k}={config.model_overrides[k]!r} (recipe {v!r})"
+        for k, v in sorted(record["model_options"].items())
+        if k in config.model_overrides and config.model_overrides[k] != v
+    ]
+    tail = f"; overridden on the command line: {', '.join(overridden)}" if overridden else ""
+    return f"recipe: {record['name']} ({how}){tail}"
 
 
 def resume_config(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, dict, Path]:

@@ -56,7 +56,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import LAST_NAME, TrainConfig, apply_recipe, changed_fields, resume_config
+from .config import LAST_NAME, TrainConfig, apply_recipe, changed_fields, recipe_summary, resume_config
 from .distributed import DistContext, init_distributed, shutdown_distributed
 from .fitness import fitness
 from .predict import autocast_context
@@ -73,9 +73,6 @@ from .run_files import (
 from .run_setup import build_optimization, load_run_data, restore_optimization, resumed_progress
 from .runtime import finite_sum, torch_settings
 from .validation import validation_metrics
-
-#: Gradients are clipped to this global L2 norm.
-MAX_GRAD_NORM = 10.0
 
 
 @dataclass
@@ -118,8 +115,12 @@ class Trainer:
             config, self.checkpoint, self.resume_path = resume_config(config, given)
             self.recipe = self.checkpoint.get("recipe")
         else:
+            asked = config.recipe
             config, self.recipe = apply_recipe(config, given)
         config.check()
+        self.recipe_line = None
+        if self.checkpoint is None:
+            self.recipe_line = recipe_summary(config, self.recipe, given, asked=asked)
         self.config = config
         self.out = Path(config.out or Path("runs") / "train")
         # A new run never writes over a user's files, nor over an earlier run without --force.
@@ -214,7 +215,7 @@ class Trainer:
                 scaler=self.scaler,
                 device=self.device,
                 amp_dtype=self.amp_dtype,
-                max_grad_norm=MAX_GRAD_NORM,
+                max_grad_norm=self.config.grad_clip,
                 where=where,
             )
             with autocast_context(self.device, self.amp_dtype):
@@ -231,9 +232,10 @@ class Trainer:
         return {**{k: v.detach() for k, v in terms.items()}, "loss": loss.detach(), **adversary_terms}
 
     def optimizer_step(self) -> None:
-        """Clip, step, zero the gradients."""
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.raw.parameters(), MAX_GRAD_NORM)
+        """Clip (``grad_clip``, if set), step, zero the gradients."""
+        if self.config.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.raw.parameters(), self.config.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -345,6 +347,8 @@ class Trainer:
     def run(self) -> TrainResult:
         new_run = self.checkpoint is None
         self.setup()
+        if self.recipe_line:
+            _log(self.ctx, self.recipe_line)  # after set-up: a bad input's error stays the only line
         created: list[Path] = []
         if self.ctx.is_main:
             created = open_run_folder(self.out, replace_earlier=self.replace_earlier)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from reference_model.recipe import default_recipe_name
+
 #: Title of each registry model in tables (the registry key where absent).
 METHOD_TITLES = MappingProxyType(
     {
@@ -31,8 +33,6 @@ METHOD_TITLES = MappingProxyType(
         "mshnet": "MSHNet",
     }
 )
-#: Name of a model module's attribute naming the recipe a run uses when none is asked for.
-DEFAULT_RECIPE_ATTR = "DEFAULT_RECIPE"
 #: Run folder label of a run without a recipe.
 NO_RECIPE_LABEL = "default"
 
@@ -164,9 +164,8 @@ def registry_models() -> dict[str, ModelInfo]:
         recipes = {}
         if isinstance(table, Mapping):
             recipes = {key: dict(getattr(recipe, "train", {}) or {}) for key, recipe in table.items()}
-        default = getattr(module, DEFAULT_RECIPE_ATTR, None)
-        default = getattr(default, "name", default)  # a Recipe object or its name
-        out[name] = ModelInfo(recipes=recipes, default_recipe=default if default in recipes else None)
+        # The one rule of train and reproduce: the module's DEFAULT_RECIPE where it names one of RECIPES.
+        out[name] = ModelInfo(recipes=recipes, default_recipe=default_recipe_name(name))
     return out
 
 

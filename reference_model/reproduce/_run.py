@@ -25,6 +25,7 @@ from pathlib import Path
 import click
 
 from irstd_bench.errors import InputError
+from reference_model.recipe import NO_RECIPE
 
 from ._budget import (
     PhaseBudget,
@@ -189,7 +190,7 @@ def _train_settings(session: Session, unit: RunUnit, out: Path, epochs: int, val
     cfg = session.config
     settings = {
         "dataset": session.dataset, "root": str(session.root), "split": session.family, "model": unit.model,
-        "recipe": unit.recipe, "epochs": epochs, "seed": unit.seed, "device": cfg.device, "out": str(out),
+        "recipe": unit.recipe or NO_RECIPE, "epochs": epochs, "seed": unit.seed, "device": cfg.device, "out": str(out),
         "val_every": val_every, "workers": cfg.workers, "progress": False,
         "deterministic": False, "resize_masks": True,
     }

@@ -282,7 +282,7 @@ _NOTES = (
     "(the engine's linear schedule to a final ratio of 1).",
     "One generator step updates G1 and G2 together after the D step (one Adam over both, each "
     "generator's gradient that of its own loss); the authors step G1, then G2 with G1 already updated.",
-    "Gradients are clipped to norm 10 by the engine (the authors do not clip).",
+    "No gradient clipping, as the authors (the engine's default clipping is off under a recipe).",
     "D's batch norms after its dense layers train as batch norms; in the TensorFlow code "
     "(tf.layers.batch_normalization(net, True): True is the axis) they stay in inference mode.",
     "D max-pools its input to 32 x 32 (adaptive max pooling): the authors' two 2x2 max-pools for their "
