@@ -16,6 +16,7 @@ NUAA_REPORTS = REPORTS / "nuaa-sirst"
 sys.path.insert(0, str(REPORTS / "generator"))
 import make_reports  # noqa: E402  (a script folder, not a package)
 import report_sets  # noqa: E402
+import score_classical  # noqa: E402
 
 RS = report_sets.NUAA
 
@@ -129,3 +130,15 @@ def test_one_generator_per_result_set(results: Path, tmp_path: Path) -> None:
     assert "*0.870*" in nuaa_table and "*0.947*" in nudt_table and "*0.870*" not in nudt_table
     assert "NUDT-SIRST column" in make_reports.family_heading(rows, nudt, FAMILY)
     assert make_reports.collect(nudt, "50_50", tmp_path / "none") == []
+
+
+def test_score_classical_commands_of_a_baseline_and_of_bundled_weights(tmp_path: Path) -> None:
+    nudt = report_sets.NUDT
+    out = report_sets.REPO / "reports" / "nudt-sirst" / "work" / "50_50" / "x"
+    cmd, read = score_classical.predictions("tophat", nudt, "50_50/train", out, "1")
+    assert cmd[:2] == ["baseline", "tophat"] and read == out / "scoremaps"
+    assert cmd[cmd.index("--split") + 1] == "50_50/train" and cmd[cmd.index("--root") + 1] == nudt.data_arg
+    assert cmd[cmd.index("--out") + 1] == "reports/nudt-sirst/work/50_50/x"
+    cmd, read = score_classical.predictions("weights:nuaa-eflnet-n", nudt, "split_EFLNet/val", out, "1")
+    assert cmd[:3] == ["predict", "--weights", "nuaa-eflnet-n"] and read == out
+    assert cmd[cmd.index("--format") + 1] == "coco" and "--dataset" in cmd and "nudt" in cmd
