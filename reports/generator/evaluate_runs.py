@@ -63,6 +63,9 @@ def main() -> None:
     log.write_text("")
     ds = rs.dataset_args()
     val_split = rs.threshold_split(fam)
+    if val_split == f"{fam}/train":  # held out for untrained methods only: the networks trained on it
+        raise SystemExit(f"{rs.title} {fam}: thresholds are chosen on {val_split}, which the networks trained on; "
+                         "choose a held-out part of train for them first")
 
     # (method label, prediction path for val, for test)
     methods: list[tuple[str, Path, Path, list[str]]] = []
