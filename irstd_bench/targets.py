@@ -2,7 +2,9 @@
 
 This is the one place where pixels become targets. ``convert`` (ground truth boxes), the
 evaluator (mask and score-map predictions) and training validation all call
-:func:`mask_to_targets`.
+:func:`mask_to_targets`; every centroid of a set of pixels (mask targets, score-map components at
+each curve level, COCO segmentations read back, the synthetic sample's records) is
+:func:`pixel_centroids`, so the same pixels give the same float64 centroid, bit for bit, by any route.
 
 Coordinate convention (pixel edges)
 -----------------------------------
@@ -36,6 +38,9 @@ CONNECTIVITY_STRUCTURES = {
 
 #: Default binarisation: a mask pixel is foreground when its value is > 127.
 DEFAULT_THRESHOLD = 127
+#: Masks hold integer values below this (8- or 16-bit); a binarisation threshold lies in
+#: ``[0, MASK_VALUE_LIMIT)``: a negative one makes every pixel a target, a larger one none.
+MASK_VALUE_LIMIT = 65535
 DEFAULT_CONNECTIVITY = 8
 
 #: Target size bins by pixel area ``(name, min_area_px, max_area_px)``; areas above 81 px go
@@ -122,11 +127,28 @@ class Targets:
         )
 
 
+def check_threshold(threshold: float, mask_dtype: np.dtype | None = None) -> float:
+    """A mask binarisation threshold, checked: finite, in ``[0, MASK_VALUE_LIMIT)`` and, for an
+    integer ``mask_dtype``, below its largest value (``--threshold 300`` on 8-bit masks would
+    leave every target out without a word). Raises :class:`InputError` naming ``--threshold``.
+    """
+    value = float(threshold)
+    if not np.isfinite(value) or not 0 <= value < MASK_VALUE_LIMIT:
+        raise InputError(f"--threshold {threshold:g}: must be a finite number in [0, {MASK_VALUE_LIMIT})")
+    if mask_dtype is not None and np.issubdtype(mask_dtype, np.integer) and value >= np.iinfo(mask_dtype).max:
+        bits = np.iinfo(mask_dtype).bits
+        raise InputError(
+            f"--threshold {threshold:g}: no value of {bits}-bit masks exceeds it (foreground is value > threshold; "
+            f"use [0, {np.iinfo(mask_dtype).max}))"
+        )
+    return value
+
+
 def binarize(mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
-    """Foreground where ``mask > threshold``; boolean masks pass through unchanged."""
+    """Foreground where ``mask > threshold`` (:func:`check_threshold`); boolean masks pass through unchanged."""
     if mask.dtype == bool:
         return mask
-    return mask > threshold
+    return mask > check_threshold(threshold, mask.dtype)
 
 
 def mask_to_targets(
@@ -218,11 +240,38 @@ def targets_from_pixels(
     return _with_pixel_stats(boxes, pixels, pixel_labels, rows, cols, count, (h, w))
 
 
-def _with_pixel_stats(boxes, pixels, pixel_labels, rows, cols, count, image_size) -> Targets:
-    area = np.bincount(pixel_labels, minlength=count + 1)[1:].astype(np.int64)
+def pixel_centroids(pixel_labels: np.ndarray, rows: np.ndarray, cols: np.ndarray, count: int) -> np.ndarray:
+    """Centroids ``(count, 2)`` float64 ``(x, y)`` px of labels ``1..count``: the mean pixel centre.
+
+    ``x = sum(column) / area + 0.5`` and ``y = sum(row) / area + 0.5`` (pixel-edge frame) over the
+    pixels of each label; NaN for a label without pixels. The one centroid formula of irstd-bench:
+    the sums run in the order the pixels are given (raster order at every caller), so the same
+    pixels give the same centroid to the last bit whichever route they come by (a mask, a score
+    map's level stack, a COCO RLE).
+
+    Parameters
+    ----------
+    pixel_labels : ndarray (K,) int
+        Label ``1..count`` of each pixel (0: ignored).
+    rows, cols : ndarray (K,) int
+        Absolute row and column of each pixel, in pixels.
+    count : int
+
+    Examples
+    --------
+    >>> pixel_centroids(np.array([1, 1, 2]), np.array([0, 0, 3]), np.array([4, 5, 1]), 2).tolist()
+    [[5.0, 0.5], [1.5, 3.5]]
+    """
+    area = np.bincount(pixel_labels, minlength=count + 1)[1:]
     sum_x = np.bincount(pixel_labels, weights=cols, minlength=count + 1)[1:]
     sum_y = np.bincount(pixel_labels, weights=rows, minlength=count + 1)[1:]
-    centroids = np.stack([sum_x / area + 0.5, sum_y / area + 0.5], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.stack([sum_x / area + 0.5, sum_y / area + 0.5], axis=1)
+
+
+def _with_pixel_stats(boxes, pixels, pixel_labels, rows, cols, count, image_size) -> Targets:
+    area = np.bincount(pixel_labels, minlength=count + 1)[1:].astype(np.int64)
+    centroids = pixel_centroids(pixel_labels, rows, cols, count)
     return Targets(
         boxes=boxes.astype(np.int64),
         area_px=area,

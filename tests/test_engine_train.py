@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 from test_engine_models import TINY_DETECTOR, TINY_SEGMENTER, make_nuaa_like
 
+from irstd_bench._outputs import TEMP_MARK
 from irstd_bench.cli import cli
 from reference_model.engine import TrainConfig, load_checkpoint, train
 from reference_model.engine.checkpoint import save_checkpoint
@@ -83,8 +84,8 @@ def test_resume_after_one_epoch_equals_an_uninterrupted_run(data_root, tmp_path)
         assert torch.equal(value, b["ema"]["module"][key]), key
     assert int(b["model"]["epochs_seen"]) == 2  # model buffers (EFLNet's ATFL state) carried over
     assert a["scheduler"] == b["scheduler"] and a["ema"]["updates"] == b["ema"]["updates"]
-    strip = [{k: v for k, v in row.items() if k != "time_s"} for row in whole.history]
-    assert strip == [{k: v for k, v in row.items() if k != "time_s"} for row in resumed.history]
+    strip = [{k: v for k, v in row.items() if k not in ("time_s", "cpu_s")} for row in whole.history]
+    assert strip == [{k: v for k, v in row.items() if k not in ("time_s", "cpu_s")} for row in resumed.history]
     assert whole.best_fitness == resumed.best_fitness
     rows = list(csv.DictReader((tmp_path / "cut" / "results.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[0]["train/heat"]) > 0
@@ -329,14 +330,31 @@ def test_resume_errors_exit_2(finished_run, tmp_path):
     assert "corrupt or unreadable checkpoint" in result.stderr
 
 
-def test_resume_with_more_epochs_continues(finished_run, tmp_path):
+def test_resume_with_more_epochs_continues_and_stretches_the_schedule(finished_run, tmp_path):
+    """A 1-epoch run resumed to 3 epochs: the learning-rate curve becomes the 3-epoch one (decay from
+    the end of warm-up to epoch 3), not the finished 1-epoch curve held at its final rate."""
     import shutil
+
+    from reference_model.engine.schedule import WarmupSchedule
 
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
-    run_cli("train", "--resume", run, "--model", TINY_DETECTOR, "--epochs", 2, "--device", "cpu", "--no-progress")
-    assert load_checkpoint(run / "last.pt")["epoch"] == 2
-    assert len((run / "results.csv").read_text().splitlines()) == 3
+    before = load_checkpoint(run / "last.pt")["scheduler"]
+    per_epoch = before["step_count"]
+    assert before["total_steps"] == per_epoch  # one epoch, its schedule finished
+    run_cli("train", "--resume", run, "--model", TINY_DETECTOR, "--epochs", 3, "--device", "cpu", "--no-progress")
+    after = load_checkpoint(run / "last.pt")
+    assert after["epoch"] == 3
+    assert after["scheduler"] == {"step_count": 3 * per_epoch, "total_steps": 3 * per_epoch,
+                                  "warmup_steps": before["warmup_steps"]}  # fmt: skip
+    rows = list(csv.DictReader((run / "results.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    lr = [float(r["lr"]) for r in rows]  # each logged at the end of its epoch
+    param = torch.nn.Parameter(torch.zeros(1))
+    curve = WarmupSchedule(torch.optim.SGD([param], lr=1.0), 3 * per_epoch, before["warmup_steps"])
+    base = lr[2] / curve.factor(3 * per_epoch)  # the final rate gives the base rate
+    assert lr[1] == pytest.approx(base * curve.factor(2 * per_epoch), rel=1e-9)
+    assert lr[1] > 2 * lr[2]  # epoch 2 is mid-decay, well above the final rate
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -511,7 +529,8 @@ def test_checkpoint_save_is_used_for_every_epoch(data_root, tmp_path, monkeypatc
     monkeypatch.setattr(
         trainer,
         "save_checkpoint",
-        lambda path, ck: (saved.append(Path(path).name), save_checkpoint(path, ck)),
+        # written to a hidden temporary ``.<name>.irstd-tmp-...`` that then becomes ``<name>``
+        lambda path, ck: (saved.append(Path(path).name.split(TEMP_MARK)[0][1:]), save_checkpoint(path, ck)),
     )
     train(_config(data_root, tmp_path / "r", epochs=2, val_every=2))
     # last.pt every epoch; best.pt only when validated (epoch 2 is both validated and the last).

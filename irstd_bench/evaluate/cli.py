@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
 
-from irstd_bench._cli_options import max_pixels_option, skip_defects_option
+from irstd_bench._cli_options import CONFIDENCE, MASK_THRESHOLD, WORKERS, max_pixels_option, skip_defects_option
 from irstd_bench._io import pixel_limit
 from irstd_bench.errors import InputError
+from irstd_bench.evaluate._bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
 from irstd_bench.evaluate._evaluator import default_workers, evaluate_split
 from irstd_bench.evaluate._ground_truth import read_coco_ground_truth
 from irstd_bench.evaluate._prediction_set import FORMATS, open_predictions
@@ -28,16 +28,12 @@ TABLE_ROWS = (
     ("best_f1", "best F1"),
     ("best_f1_threshold", "  at threshold"),
     ("ap50", "AP50 (COCO, IoU 0.5)"),
-    ("ap", "AP (matcher rule)"),
+    ("ap", "AP ({matcher})"),
     ("iou", "IoU (split)"),
     ("niou", "nIoU"),
     ("pd", "Pd (3 px)"),
     ("fa_e6", "Fa (x1e-6)"),
 )
-
-
-#: Schema of the results JSON (a file of ours when it carries it).
-RESULTS_SCHEMA = "irstd-bench/results"
 
 
 def result_files(out: Path) -> tuple[Path, Path, Path]:
@@ -46,30 +42,16 @@ def result_files(out: Path) -> tuple[Path, Path, Path]:
     return out.parent / f"{base}.per_image.csv", out.parent / f"{base}.per_target.csv", out
 
 
-def check_results_out(out: Path, force: bool, inputs) -> None:
-    """Refuse an ``--out`` set that would overwrite an input or a file irstd-bench did not write.
+def check_results_out(out: Path, force: bool, inputs) -> dict:
+    """Refuse an ``--out`` set that would overwrite an input or a file irstd-bench did not write;
+    return the claims to write the set with (:func:`~irstd_bench.evaluate._results_io.results_claims`)."""
+    from irstd_bench._outputs import refuse_inside_inputs
+    from irstd_bench.evaluate._results_io import results_claims
 
-    The JSON is ours when it carries our results ``schema``; a CSV is ours when the results JSON
-    of the set is ours and names it (``per_image_csv`` / ``per_target_csv``).
-    """
-    from irstd_bench._outputs import check_file_replaceable, json_schema_owner, refuse_inside_inputs
-
-    json_owned = json_schema_owner(RESULTS_SCHEMA)
     image_csv, target_csv, _ = result_files(out)
-
-    def csv_owned(path: Path) -> bool:
-        if not json_owned(out):
-            return False
-        import json
-
-        data = json.loads(out.read_text(encoding="utf-8"))
-        return path.name in (data.get("per_image_csv"), data.get("per_target_csv"))
-
-    for path in (image_csv, target_csv, out):
+    for path in (out, image_csv, target_csv):  # the --out typed is named first
         refuse_inside_inputs(path, inputs, folder=False)
-    for path in (image_csv, target_csv):
-        check_file_replaceable(path, force=force, owned=csv_owned)
-    check_file_replaceable(out, force=force, owned=json_owned)
+    return results_claims(out, force=force)
 
 
 def _default_out(preds: Path) -> Path:
@@ -78,19 +60,36 @@ def _default_out(preds: Path) -> Path:
 
 
 def format_table(result: EvaluationResult, title: str) -> str:
-    """The plain-text table ``eval`` prints."""
+    """The plain-text table ``eval`` prints; a metric with a bootstrap interval shows it after
+    its value (``0.7410  95% [0.690, 0.790]``)."""
     lines = [title, "-" * len(title)]
+    intervals = result.metrics.get("ci95") or {}
+    undefined = result.settings.get("ap", {}).get("ap50_undefined")
     for key, label in TABLE_ROWS:
         value = result.metrics.get(key)
+        if key == "ap50" and value is None and undefined:
+            lines.append(f"{label:<24}{'-*':>10}")
+            continue
         if value is None:
             continue
         text = f"{value:.4f}" if isinstance(value, float) else str(value)
-        lines.append(f"{label:<24}{text:>10}")
+        interval = intervals.get(key)
+        digits = 2 if key == "fa_e6" else 3
+        ci = f"  95% [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else ""
+        lines.append(f"{label.format(matcher=result.matcher):<24}{text:>10}{ci}")
     lines.append("size bins (area px)     recall  precision")
     for b in result.size_bins:
         rec = "-" if b["recall"] is None else f"{b['recall']:.3f}"
         prec = "-" if b["precision"] is None else f"{b['precision']:.3f}"
         lines.append(f"  {b['name']:<8} gt {b['gt']:>5}  {rec:>7}  {prec:>9}")
+    if undefined:
+        lines.append(f"* {undefined}")
+    resampling = result.settings.get("bootstrap") or {}
+    if intervals and resampling.get("resamples"):
+        lines.append(
+            f"95% intervals: bootstrap over images, {resampling['resamples']} resamples, seed {resampling['seed']} "
+            "(percentile)"
+        )
     return "\n".join(lines)
 
 
@@ -123,8 +122,8 @@ def _warnings(counts: dict) -> list[str]:
     "--conf",
     default=0.5,
     show_default=True,
-    type=float,
-    help="Confidence threshold: boxes with score >= conf, map pixels >= conf.",
+    type=CONFIDENCE,
+    help="Confidence threshold in (0, 1]: boxes with score >= conf, map pixels >= conf.",
 )
 @click.option("--name", "method", default=None, help="Method name stored in the results.")
 @click.option(
@@ -158,7 +157,7 @@ def _warnings(counts: dict) -> list[str]:
     "--threshold",
     default=DEFAULT_THRESHOLD,
     show_default=True,
-    type=float,
+    type=MASK_THRESHOLD,
     help="Ground-truth mask binarisation: foreground where value > threshold.",
 )
 @click.option(
@@ -171,7 +170,21 @@ def _warnings(counts: dict) -> list[str]:
     help="AP only: count each image's N highest-scored detections (pycocotools' maxDets; "
     "100 gives its default AP50). Default: every detection.",
 )
-@click.option("--workers", default=None, type=int, help="Worker processes (default: all CPUs).")
+@click.option(
+    "--bootstrap",
+    default=DEFAULT_RESAMPLES,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Resamples of the images for the 95% intervals of P, R, F1, AP50 (and IoU, nIoU, Pd, Fa); 0: none.",
+)
+@click.option(
+    "--bootstrap-seed",
+    default=DEFAULT_SEED,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed of the resamples (the same seed gives the same intervals on any machine).",
+)
+@click.option("--workers", default=None, type=WORKERS, help="Worker processes (default: all CPUs).")
 @click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
 @click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
 @click.option("--mask-suffix", default="", help="--dataset custom: mask name = stem + suffix + .png.")
@@ -216,6 +229,8 @@ def _eval(
     threshold,
     connectivity,
     max_dets,
+    bootstrap,
+    bootstrap_seed,
     workers,
     image_dir,
     mask_dir,
@@ -226,12 +241,6 @@ def _eval(
 ):
     """``eval`` itself, run under its ``--max-pixels`` limit."""
     connectivity = int(connectivity)
-    if workers is not None and workers < 1:
-        raise InputError(f"--workers must be >= 1, got {workers}")
-    if not math.isfinite(threshold):
-        raise InputError(f"--threshold {threshold}: must be a finite number")
-    if not math.isfinite(conf):
-        raise InputError(f"--conf {conf}: must be a finite number")
     meta = {"method": method or (preds.stem if preds.is_file() else preds.name)}
     config = _method_config(config_items, config_from)
     if config:
@@ -280,8 +289,7 @@ def _eval(
     if root is not None:
         inputs.append(("dataset root", Path(root)))
     to_stdout = str(out) == STDOUT
-    if not to_stdout:
-        check_results_out(out, force, inputs)
+    claims = None if to_stdout else check_results_out(out, force, inputs)
     pset = open_predictions(preds, pred_format, stems=[stem for stem, _ in items], image_names=image_names)
     result = evaluate_split(
         items,
@@ -294,12 +302,14 @@ def _eval(
         threshold=threshold,
         connectivity=connectivity,
         max_dets=max_dets,
+        bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
         workers=workers or default_workers(),
         meta=meta,
         progress=progress,
     )
     if not to_stdout:
-        result.write(out)
+        result.write(out, claims=claims)  # refused if anything at --out changed meanwhile
     title = (
         f"{meta['method']} on {meta.get('dataset')} {meta.get('split')} ({pset.format}, {result.matcher}, "
         f"conf {result.conf:g})"
@@ -324,11 +334,9 @@ STDOUT = "-"
 
 def results_json_text(result: EvaluationResult) -> str:
     """The results JSON of ``result`` as ``write`` stores it, without CSV file names."""
-    import json
+    from irstd_bench.evaluate._results_io import json_text
 
-    from irstd_bench.evaluate._results_io import _jsonable
-
-    return json.dumps(_jsonable(result.to_dict()), indent=2, allow_nan=False) + "\n"
+    return json_text(result.to_dict())
 
 
 def coco_image_ids(gt_coco: Path | None, ds) -> dict[int, str]:
@@ -363,7 +371,7 @@ def _method_config(items: tuple[str, ...], config_from: Path | None) -> dict:
     if config_from is not None:
         from reference_model.engine.checkpoint import load_checkpoint, resolve_weights
 
-        checkpoint = load_checkpoint(resolve_weights(str(config_from)))
+        checkpoint = load_checkpoint(resolve_weights(str(config_from), option="--config-from"))
         config["model"] = checkpoint["model_name"]
         for key, value in dict(checkpoint["model_config"]).items():
             config[key] = list(value) if isinstance(value, tuple) else value

@@ -10,9 +10,13 @@ from pathlib import Path
 
 import click
 
-from irstd_bench._cli_options import max_pixels_option, skip_defects_option
+from irstd_bench._cli_options import UNIT_INTERVAL, Number, count, max_pixels_option, skip_defects_option
 from irstd_bench._io import check_pixels, image_size, pixel_limit
 from irstd_bench.errors import InputError
+from reference_model.engine.transforms import MAX_INPUT_SIZE, SIZE_DIVISOR
+
+#: ``predict --imgsz`` for a checkpoint that does not record its training size, px.
+DEFAULT_INPUT_SIZE = 512
 
 #: Model switches of ``train`` -> EFLNet builder keywords (``docs/CONTRACTS.md``, Models).
 EFLNET_SWITCHES = ("use_atfl", "use_nwd", "atfl_lambda", "nwd_constant", "dyhead_blocks", "strides")
@@ -84,6 +88,10 @@ def _explicit(ctx: click.Context) -> set[str]:
     "options given here win. Default: the model's default recipe where it has one; 'none': the engine's defaults.",
 )
 @click.option(
+    "--protocol", default=None,
+    help="Named comparison protocol (cpu-native-256, authors-sizes): settings applied over the recipe's.",
+)
+@click.option(
     "--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "adamw", "adagrad"])
 )
 @click.option("--lr", default=None, type=float, help="Default: sgd 0.01, adamw 0.001, adagrad 0.05.")
@@ -91,7 +99,12 @@ def _explicit(ctx: click.Context) -> set[str]:
 @click.option("--momentum", default=0.937, show_default=True, type=float, help="SGD momentum / AdamW beta1.")
 @click.option(
     "--schedule", default="cosine", show_default=True, type=click.Choice(["cosine", "poly", "linear"]),
-    help="Learning-rate decay after warm-up (per iteration).",
+    help="Learning-rate decay shape.",
+)
+@click.option(
+    "--schedule-step", default="iteration", show_default=True, type=click.Choice(["iteration", "epoch"]),
+    help="iteration: decay after warm-up, every iteration; epoch: per epoch from epoch 0, warm-up rising to it "
+    "(YOLOv7).",
 )
 @click.option("--lr-final-ratio", default=0.01, show_default=True, type=float, help="Final lr / lr.")
 @click.option("--poly-power", default=0.9, show_default=True, type=float, help="Exponent of --schedule poly.")
@@ -101,16 +114,41 @@ def _explicit(ctx: click.Context) -> set[str]:
     help="Warm-up lasts max(warmup-epochs x iterations per epoch, this) iterations.",
 )
 @click.option(
+    "--warmup-start-ratio", default=0.01, show_default=True, type=float,
+    help="Learning rate at the start of warm-up, fraction of --lr (YOLOv7: 0).",
+)
+@click.option(
+    "--warmup-bias-lr", default="none", show_default=True, callback=lambda _c, _p, v: _number_or_none(v),
+    help="Biases' learning rate at the start of warm-up, falling to --lr (YOLOv7: 0.1); 'none': as the rest.",
+)
+@click.option(
+    "--warmup-momentum", default="none", show_default=True, callback=lambda _c, _p, v: _number_or_none(v),
+    help="SGD momentum at the start of warm-up, rising to --momentum (YOLOv7: 0.8); 'none': constant.",
+)
+@click.option(
     "--nominal-batch", default=None, type=int,
     help="Accumulate gradients to this many images per optimizer step (default: one step per batch).",
+)
+@click.option(
+    "--accumulate-ramp/--no-accumulate-ramp", default=False, show_default=True,
+    help="Batches per optimizer step rise from 1 to the nominal number over the warm-up (YOLOv7).",
+)
+@click.option(
+    "--weight-decay-rule", default="ndim", show_default=True, type=click.Choice(["ndim", "yolov7"]),
+    help="ndim: decay on parameters of more than one dimension; yolov7: on every module's weight but "
+    "BatchNorm's (GroupNorm scales included).",
 )
 @click.option(
     "--fitness", default="f1", show_default=True, type=click.Choice(["f1", "ap", "iou"]),
     help="best.pt by: f1 (val F1 at --val-conf), ap (0.1 AP50 + 0.9 AP50:95), iou (segmenters).",
 )
 @click.option(
-    "--grad-clip", default="10", show_default=True, callback=lambda _c, _p, v: _grad_clip(v),
+    "--grad-clip", default="10", show_default=True, callback=lambda _c, _p, v: _number_or_none(v),
     help="Largest gradient norm of an optimizer step; 'none': no clipping.",
+)
+@click.option(
+    "--max-det", default=100, show_default=True, type=int,
+    help="Detections kept per image after NMS in validation (and, from the checkpoint, predict).",
 )
 @click.option(
     "--ema/--no-ema", default=True, show_default=True, help="EMA weights for validation and saving."
@@ -126,9 +164,36 @@ def _explicit(ctx: click.Context) -> set[str]:
     "--augment/--no-augment", default=True, show_default=True, help="Flips, scale/crop, mosaic, mixup, jitter."
 )
 @click.option("--mosaic", default=0.0, show_default=True, type=float, help="Mosaic probability.")
+@click.option(
+    "--mosaic9", default=0.0, show_default=True, type=float, help="Probability of a 9-image mosaic among mosaics."
+)
+@click.option(
+    "--mosaic-style", default="grid", show_default=True, type=click.Choice(["grid", "yolov7"]),
+    help="grid: letterboxed tiles on a fixed grid; yolov7: the images around a random centre, gaps --pad-value.",
+)
 @click.option("--mixup", default=0.0, show_default=True, type=float, help="Mixup probability.")
+@click.option(
+    "--mixup-beta", default=32.0, show_default=True, type=float, help="Mixup ratio ~ Beta(this, this) (YOLOv7: 8)."
+)
+@click.option(
+    "--mixup-partner", default="batch", show_default=True, type=click.Choice(["batch", "fresh"]),
+    help="Image blended in: another of the batch, or a fresh mosaic/window of a random image (YOLOv7).",
+)
 @click.option("--scale", default=0.3, show_default=True, type=float, help="Scale jitter: 1 +- this.")
 @click.option("--translate", default=0.1, show_default=True, type=float, help="Translation, fraction of imgsz.")
+@click.option(
+    "--window-style", default="canvas", show_default=True, type=click.Choice(["canvas", "yolov7"]),
+    help="canvas: windows reach the whole canvas; yolov7: scale in [1 - scale, 1.1 + scale] about the canvas "
+    "centre, shifted by --translate.",
+)
+@click.option(
+    "--min-box-side", default=0.0, show_default=True, type=float,
+    help="Drop augmented boxes not wider and higher than this, px (YOLOv7: 2).",
+)
+@click.option(
+    "--pad-value", default=0.0, show_default=True, type=float,
+    help="Letterbox padding and mosaic gap value in [0, 1] (YOLOv7: 114/255); predict reads it from the run.",
+)
 @click.option("--hsv-h", default=0.0, show_default=True, type=float, help="Hue gain (no effect on gray IR).")
 @click.option("--hsv-s", default=0.0, show_default=True, type=float, help="Saturation gain (no effect on gray IR).")
 @click.option("--hsv-v", default=0.0, show_default=True, type=float, help="Value (brightness) gain.")
@@ -150,6 +215,10 @@ def _explicit(ctx: click.Context) -> set[str]:
     help="Letterbox onto this side and cut random --imgsz windows (default: letterbox to --imgsz).",
 )
 @click.option(
+    "--eval-size", default=None, type=int,
+    help="Side of the validation input and predict's default --imgsz (default: --imgsz).",
+)
+@click.option(
     "--channels-last/--no-channels-last", default=True, show_default=True, help="Channels-last memory format."
 )
 @click.option("--compile", is_flag=True, help="torch.compile the forward pass.")
@@ -169,7 +238,12 @@ def _explicit(ctx: click.Context) -> set[str]:
 @click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
 @click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
 @click.option("--mask-suffix", default="", help="--dataset custom: mask name = stem + suffix + .png.")
-@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help="Progress bar on stderr (when a terminal; one line per epoch either way).",
+)
 @click.option(
     "--deterministic/--no-deterministic",
     default=True,
@@ -210,6 +284,8 @@ def train(ctx: click.Context, **opts) -> None:
         )
     if opts["resume"] and opts["recipe"]:
         raise InputError("--recipe cannot change a resumed run (it keeps the recipe it was started with)")
+    if opts["resume"] and opts["protocol"]:
+        raise InputError("--protocol cannot change a resumed run (it keeps the protocol it was started with)")
     config = TrainConfig(model_overrides=overrides, **opts)
     with pixel_limit(max_pixels):
         result = run_training(config, explicit=explicit, force=force)
@@ -220,8 +296,8 @@ def train(ctx: click.Context, **opts) -> None:
         )
 
 
-def _grad_clip(value: str | float | None) -> float | None:
-    """``--grad-clip``: a number, or ``none`` for no clipping."""
+def _number_or_none(value: str | float | None) -> float | None:
+    """An option that takes a number or ``none`` (``--grad-clip``, ``--warmup-bias-lr``...)."""
     if value is None or str(value).strip().lower() == "none":
         return None
     try:
@@ -256,13 +332,23 @@ def _grad_clip(value: str | float | None) -> float | None:
     type=click.Choice(["coco", "yolo", "csv", "scoremaps", "masks"]),
     help="Detectors: coco (default), yolo, csv. Segmenters: scoremaps (default), masks.",
 )
-@click.option("--conf", default=0.001, show_default=True, type=float, help="Detector score threshold.")
+@click.option("--conf", default=0.001, show_default=True, type=UNIT_INTERVAL, help="Detector score threshold.")
+@click.option(
+    "--max-det", default=None, type=count(1),
+    help="Detections kept per image after NMS (default: the run's max_det, in its checkpoint; else 100).",
+)
 @max_pixels_option
 @skip_defects_option
 @click.option("--force", is_flag=True, help="Replace an earlier predict output at --out (only what predict wrote).")
-@click.option("--mask-threshold", default=0.5, show_default=True, type=float, help="masks: score >= this.")
-@click.option("--imgsz", default=None, type=int, help="Input side, px (default: the training size).")
-@click.option("--batch", default=8, show_default=True, type=int)
+@click.option(
+    "--mask-threshold", default=0.5, show_default=True, type=Number(float, 0, 1, low_open=True),
+    help="masks: score >= this.",
+)
+@click.option(
+    "--imgsz", default=None, type=count(SIZE_DIVISOR, MAX_INPUT_SIZE),
+    help=f"Input side, px, a multiple of {SIZE_DIVISOR} (default: the training size).",
+)
+@click.option("--batch", default=8, show_default=True, type=count(1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
 @click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
@@ -280,6 +366,7 @@ def predict(
     out,
     fmt,
     conf,
+    max_det,
     max_pixels,
     skip_defects,
     force,
@@ -299,6 +386,7 @@ def predict(
     from reference_model.engine.predict import (
         check_format,
         check_predictions_out,
+        inference_settings,
         load_for_inference,
         predict_samples,
         write_predictions,
@@ -308,21 +396,17 @@ def predict(
 
     if (source is None) == (root is None):
         raise InputError("give the images: --source FOLDER or --root DATA_ROOT (with --dataset, --split)")
-    if not 0.0 <= conf <= 1.0:
-        raise InputError(f"--conf {conf}: must be in [0, 1]")
-    if not 0.0 < mask_threshold <= 1.0:
-        raise InputError(f"--mask-threshold {mask_threshold}: must be in (0, 1]")
-    if batch < 1:
-        raise InputError(f"--batch {batch}: must be >= 1")
+    if imgsz is not None:
+        try:
+            check_input_size(imgsz)
+        except ValueError as exc:
+            raise InputError(f"--imgsz {imgsz}: {exc}") from None
     dev = resolve_device(device)
     model, checkpoint, path = load_for_inference(weights, dev, cli_model)
+    pad_value, trained_max_det = inference_settings(checkpoint, path)  # the letterbox the model was trained on
     fmt = fmt or ("coco" if model.task == "detect" else "scoremaps")
     check_format(model.task, fmt)
-    size = imgsz if imgsz is not None else int(checkpoint.get("input_size") or 512)
-    try:
-        check_input_size(size)
-    except ValueError as exc:
-        raise InputError(f"--imgsz {size}: {exc}") from None
+    size = imgsz if imgsz is not None else checkpoint.get("input_size") or DEFAULT_INPUT_SIZE
     if source is not None:
         from reference_model.engine.predict import image_samples
 
@@ -340,20 +424,22 @@ def predict(
         )
         samples = [ds.sample(stem) for stem in ds.stems(split)]
     inputs = [("image folder", source), ("dataset root", root), ("weights", path)]
-    check_predictions_out(out, fmt, force=force, inputs=inputs)  # before the (long) inference
+    claims = check_predictions_out(out, fmt, force=force, inputs=inputs)  # before the (long) inference
     amp = amp_dtype_for(dev, True)  # predict has no --amp option: CUDA inference always autocasts
     try:
         with pixel_limit(max_pixels):
             for sample in samples:  # a decompression bomb is refused before the network sees it
                 check_pixels(sample.image_path, image_size(sample.image_path))
             items = predict_samples(
-                model, samples, size, dev, conf=conf, batch=batch, amp_dtype=amp, progress=progress
+                model, samples, size, dev, conf=conf, batch=batch, amp_dtype=amp, progress=progress,
+                pad_value=pad_value, max_det=max_det or trained_max_det,
             )
     except torch.OutOfMemoryError:
         raise InputError(
             f"out of memory on {dev} with --batch {batch} --imgsz {size}; try smaller values"
         ) from None
-    written = write_predictions(items, out, fmt, mask_threshold=mask_threshold, force=force, inputs=inputs)
+    written = write_predictions(items, out, fmt, mask_threshold=mask_threshold, force=force, inputs=inputs,
+                                claims=claims)
     n_targets = sum(len(i.prediction.boxes) for i in items) if model.task == "detect" else None
     what = f", {n_targets} boxes" if n_targets is not None else ""
     click.echo(f"{checkpoint['model_name']} ({path}): {len(items)} images{what} -> {written} ({fmt})")

@@ -8,24 +8,32 @@ settings the user gave explicitly (an explicit option always wins).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from irstd_bench._cli_options import MAX_WORKERS
 from irstd_bench.errors import InputError
 
-from .augment import AugmentConfig, check_augment
 from .checkpoint import checked_model_name, load_checkpoint
-from .schedule import SCHEDULES
-from .transforms import check_input_size
+from .draws import AugmentConfig, check_augment
+from .schedule import SCHEDULE_STEPS, SCHEDULES
+from .transforms import MAX_INPUT_SIZE, check_input_size
 
 #: Default base learning rate and weight decay per optimizer.
 DEFAULT_LR = {"sgd": 0.01, "adamw": 0.001, "adagrad": 0.05}
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05, "adagrad": 1e-4}
 #: Validation fitness rules (see :func:`.fitness.fitness`).
 FITNESS_RULES = ("f1", "ap", "iou")
+#: Which parameters get weight decay (``weight_decay_rule``; :func:`.runtime.param_groups`).
+WEIGHT_DECAY_RULES = ("ndim", "yolov7")
+#: Default number of detections kept per image after NMS (validation and ``predict``).
+DEFAULT_MAX_DET = 100
 #: Settings of a resumed run that may differ from the saved ones.
 RESUME_MAY_CHANGE = ("epochs", "device", "workers", "resume", "out", "progress", "memory_fraction", "threads",
                      "compile")
+#: ``--threads`` at most this many per CPU: more only multiplies OpenMP threads that wait.
+MAX_THREADS_PER_CPU = 4
 #: Name of a run's last checkpoint in its folder.
 LAST_NAME = "last.pt"
 #: Engine settings that no authors' code base of our recipes has: a recipe that does not name one
@@ -36,7 +44,8 @@ LAST_NAME = "last.pt"
 RECIPE_UNNAMED_SETTINGS = {"crop": 0.0, "brightness": 0.0, "contrast": 0.0, "noise": 0.0, "grad_clip": None}
 #: ``TrainConfig`` fields a recipe may not set (where and how a run executes, not what it trains).
 NOT_RECIPE_FIELDS = ("root", "dataset", "split", "model", "model_overrides", "device", "out", "resume",
-                     "recipe", "progress", "image_dir", "mask_dir", "mask_suffix", "workers", "skip_defects")
+                     "recipe", "protocol", "progress", "image_dir", "mask_dir", "mask_suffix", "workers",
+                     "skip_defects")
 
 
 @dataclass
@@ -59,23 +68,55 @@ class TrainConfig:
     momentum : float
         SGD momentum (Nesterov), or AdamW's beta1 (Adagrad ignores it).
     schedule : {"cosine", "poly", "linear"}
-        Decay after warm-up, per iteration, to ``lr_final_ratio x lr``; ``poly_power`` its exponent.
+        Decay to ``lr_final_ratio x lr``; ``poly_power`` its exponent.
+    schedule_step : {"iteration", "epoch"}
+        ``iteration``: the decay starts after warm-up and advances every iteration; ``epoch``: the
+        factor of epoch ``e`` is the decay at ``e / epochs`` from epoch 0, and the warm-up rises to
+        it (YOLOv5/v7's ``LambdaLR``, :mod:`.schedule`).
     warmup_epochs, warmup_iters : float, int
         Linear warm-up over ``max(warmup_epochs x iterations per epoch, warmup_iters)`` iterations.
+    warmup_start_ratio : float
+        Learning rate at the start of warm-up over the base rate (YOLOv7: 0).
+    warmup_bias_lr : float or None
+        Learning rate of the biases at the start of warm-up, falling to the base rate (YOLOv7:
+        0.1); ``None``: biases warm up as the other parameters.
+    warmup_momentum : float or None
+        SGD momentum at the start of warm-up, rising to ``momentum`` (YOLOv7: 0.8); ``None``: constant.
     nominal_batch : int or None
         Gradient accumulation: one optimizer step per ``round(nominal_batch / (batch x processes))``
         batches (at least 1), weight decay scaled by ``batch x processes x steps / nominal_batch``
         (as the YOLO code bases do); ``None``: one step per batch.
+    accumulate_ramp : bool
+        The batches per step rise from 1 to the nominal number over the warm-up (YOLOv7;
+        :class:`.schedule.Accumulation`).
+    weight_decay_rule : {"ndim", "yolov7"}
+        What decays: parameters of more than one dimension, or every module's ``weight`` but
+        BatchNorm's (GroupNorm scales included; YOLOv7) (:func:`.runtime.param_groups`).
     mosaic, mixup, scale, translate, hsv_h, hsv_s, hsv_v, brightness, contrast, noise, fliplr, flipud, crop, \
-crop_min_side : float
-        Augmentation (:class:`~.augment.AugmentConfig`); ignored with ``augment=False``. ``brightness``
+crop_min_side, mosaic9, mosaic_style, window_style, min_box_side, mixup_beta, mixup_partner : float or str
+        Augmentation (:class:`~.augment.AugmentConfig`); ignored with ``augment=False``. ``mosaic9``:
+        probability of a 9-image mosaic among mosaics; ``mosaic_style`` ``grid`` (letterboxed tiles on
+        a fixed grid) or ``yolov7`` (tiles' contents around a random centre, :mod:`.mosaic`);
+        ``window_style`` ``canvas`` or ``yolov7`` (scale in ``[1 - scale, 1.1 + scale]``, centre
+        around the canvas centre only); ``min_box_side``: boxes not wider and higher than this (px)
+        are dropped; ``mixup_beta``: ``a`` of the ratio ``Beta(a, a)``; ``mixup_partner`` ``batch``
+        or ``fresh``. ``brightness``
         (additive, in [0, 1] image units), ``contrast`` (factor ``1 +- contrast``), ``noise`` (largest
         Gaussian sigma): the engine's photometric jitter, off in every recipe that does not name it. ``crop``:
         probability of a target-keeping crop (every target kept whole, zoomed in by up to
         ``1 / crop_min_side``) instead of the scale/translate jitter.
+    eval_size : int or None
+        Side of the letterboxed validation input and the default of ``predict --imgsz`` (``None``:
+        ``imgsz``). Set by a protocol that trains on windows of the authors' canvas.
     grad_clip : float or None
         Largest gradient norm of an optimizer step (``None``: no clipping, as in every recipe that does
         not name it).
+    pad_value : float
+        Image value of the letterbox padding (training, validation and ``predict``, which reads it
+        from the checkpoint) and of mosaic gaps and pixels outside the canvas, in [0, 1] (YOLOv7:
+        114 / 255).
+    max_det : int
+        Detections kept per image after NMS, in validation and (read from the checkpoint) ``predict``.
     base_size : int or None
         Images are letterboxed onto a ``base_size`` canvas and random ``imgsz`` windows are cut
         from it (``None``: letterboxed to ``imgsz``).
@@ -87,6 +128,9 @@ crop_min_side : float
         ``None`` (the model's ``DEFAULT_RECIPE`` where it has one;
         :func:`reference_model.recipe.resolve_recipe_name`). After :func:`apply_recipe`: the recipe
         applied, or ``None`` (recorded in ``args.json`` and checkpoints).
+    protocol : str or None
+        Name of a :data:`reference_model.protocol.PROTOCOLS` entry whose settings are applied over
+        the recipe's (explicit options still win); recorded in ``args.json`` and checkpoints.
     workers : int
         Processes decoding the images once at the start (training batches are made on the device).
     val_every : int
@@ -127,7 +171,13 @@ crop_min_side : float
     poly_power: float = 0.9
     warmup_epochs: float = 3.0
     warmup_iters: int = 0
+    warmup_start_ratio: float = 0.01
+    warmup_bias_lr: float | None = None
+    warmup_momentum: float | None = None
+    schedule_step: str = "iteration"
     nominal_batch: int | None = None
+    accumulate_ramp: bool = False
+    weight_decay_rule: str = "ndim"
     ema: bool = True
     ema_decay: float = 0.9999
     amp: bool = True
@@ -149,10 +199,20 @@ crop_min_side : float
     flipud: float = 0.5
     crop: float = 0.5
     crop_min_side: float = 0.6
+    mosaic9: float = 0.0
+    mosaic_style: str = "grid"
+    window_style: str = "canvas"
+    min_box_side: float = 0.0
+    mixup_beta: float = 32.0
+    mixup_partner: str = "batch"
+    pad_value: float = 0.0
+    max_det: int = DEFAULT_MAX_DET
     grad_clip: float | None = 10.0
     base_size: int | None = None
+    eval_size: int | None = None
     fitness: str = "f1"
     recipe: str | None = None
+    protocol: str | None = None
     val_conf: float = 0.5
     matcher: str = "iou:0.5"
     resize_masks: bool = False
@@ -168,7 +228,16 @@ crop_min_side : float
     threads: int | None = None
 
     def check(self) -> None:
-        """Raise :class:`InputError` for a value out of range."""
+        """Raise :class:`InputError` for a value out of range or a missing ``model``/``root``."""
+        self.check_values()
+        if not self.model:
+            raise InputError("--model is required (or --resume a run)")
+        if not self.root:
+            raise InputError("--root is required (or --resume a run)")
+
+    def check_values(self) -> None:
+        """Raise :class:`InputError` for a value out of range: the one check of ``train``'s options,
+        run before anything else (a resumed run's saved settings are checked again by :meth:`check`)."""
         if self.epochs < 1:
             raise InputError(f"--epochs {self.epochs}: must be >= 1")
         if self.batch < 1:
@@ -177,14 +246,28 @@ crop_min_side : float
             check_input_size(self.imgsz)
         except ValueError as exc:
             raise InputError(f"--imgsz {self.imgsz}: {exc}") from None
-        if self.base_size is not None and self.base_size < 1:
-            raise InputError(f"--base-size {self.base_size}: must be >= 1")
+        if self.base_size is not None and not self.imgsz <= self.base_size <= MAX_INPUT_SIZE:
+            raise InputError(
+                f"--base-size {self.base_size}: must be in [--imgsz {self.imgsz}, {MAX_INPUT_SIZE}] "
+                "(--imgsz windows are cut from the --base-size canvas)"
+            )
+        if self.eval_size is not None:
+            try:
+                check_input_size(self.eval_size)
+            except ValueError as exc:
+                raise InputError(f"--eval-size {self.eval_size}: {exc}") from None
         if self.val_every < 1:
             raise InputError(f"--val-every {self.val_every}: must be >= 1")
         if self.optimizer not in DEFAULT_LR:
             raise InputError(f"--optimizer {self.optimizer!r}: expected {', '.join(DEFAULT_LR)}")
         if self.schedule not in SCHEDULES:
             raise InputError(f"--schedule {self.schedule!r}: expected {', '.join(SCHEDULES)}")
+        if self.schedule_step not in SCHEDULE_STEPS:
+            raise InputError(f"--schedule-step {self.schedule_step!r}: expected {', '.join(SCHEDULE_STEPS)}")
+        if self.weight_decay_rule not in WEIGHT_DECAY_RULES:
+            raise InputError(
+                f"--weight-decay-rule {self.weight_decay_rule!r}: expected {', '.join(WEIGHT_DECAY_RULES)}"
+            )
         if self.fitness not in FITNESS_RULES:
             raise InputError(f"--fitness {self.fitness!r}: expected {', '.join(FITNESS_RULES)}")
         if self.lr is not None and not self.lr > 0:
@@ -199,6 +282,17 @@ crop_min_side : float
             raise InputError(f"--poly-power {self.poly_power}: must be > 0")
         if not (self.warmup_epochs >= 0 and self.warmup_iters >= 0):
             raise InputError(f"warm-up {self.warmup_epochs} epochs / {self.warmup_iters} iterations: must be >= 0")
+        if not 0.0 <= self.warmup_start_ratio <= 1.0:
+            raise InputError(f"--warmup-start-ratio {self.warmup_start_ratio}: must be in [0, 1]")
+        if self.warmup_bias_lr is not None and not (self.warmup_bias_lr >= 0 and math.isfinite(self.warmup_bias_lr)):
+            raise InputError(f"--warmup-bias-lr {self.warmup_bias_lr}: must be a finite number >= 0 (or none)")
+        if self.warmup_momentum is not None:
+            if not 0.0 <= self.warmup_momentum < 1.0:
+                raise InputError(f"--warmup-momentum {self.warmup_momentum}: must be in [0, 1) (or none)")
+            if self.optimizer != "sgd":
+                raise InputError(f"--warmup-momentum applies to SGD's momentum, not --optimizer {self.optimizer}")
+        if self.max_det < 1:
+            raise InputError(f"--max-det {self.max_det}: must be >= 1")
         if self.grad_clip is not None and not (self.grad_clip > 0 and math.isfinite(self.grad_clip)):
             raise InputError(f"--grad-clip {self.grad_clip}: must be a finite number > 0 (or none)")
         if self.nominal_batch is not None and self.nominal_batch < 1:
@@ -206,19 +300,28 @@ crop_min_side : float
         try:
             check_augment(self.augment_config())
         except ValueError as exc:
-            raise InputError(f"--{str(exc).replace('_', '-')}") from None
+            name, _, rest = str(exc).partition(" ")
+            raise InputError(f"--{name.replace('_', '-')} {rest}") from None
         if not 0.0 < self.val_conf <= 1.0:
             raise InputError(f"--val-conf {self.val_conf}: must be in (0, 1]")
-        if self.workers < 0:
-            raise InputError(f"--workers {self.workers}: must be >= 0")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise InputError(f"--workers {self.workers}: must be in [0, {MAX_WORKERS}]")
         if self.memory_fraction is not None and not 0.0 < self.memory_fraction <= 1.0:
             raise InputError(f"--memory-fraction {self.memory_fraction}: must be in (0, 1]")
-        if self.threads is not None and self.threads < 1:
-            raise InputError(f"--threads {self.threads}: must be >= 1")
-        if not self.model:
-            raise InputError("--model is required (or --resume a run)")
-        if not self.root:
-            raise InputError("--root is required (or --resume a run)")
+        most_threads = MAX_THREADS_PER_CPU * (os.cpu_count() or 1)
+        if self.threads is not None and not 1 <= self.threads <= most_threads:
+            raise InputError(f"--threads {self.threads}: must be in [1, {most_threads}] "
+                             f"({MAX_THREADS_PER_CPU} per CPU of this machine)")
+
+    def with_absolute_root(self) -> TrainConfig:
+        """This config with ``root`` made absolute (what a run records: its resume must find the
+        same dataset from any working folder)."""
+        return replace(self, root=str(Path(self.root).resolve())) if self.root else self
+
+    @property
+    def eval_side(self) -> int:
+        """Side of the validation input and of the checkpoint's ``input_size`` (predict's default)."""
+        return int(self.eval_size or self.imgsz)
 
     @property
     def base_lr(self) -> float:
@@ -231,10 +334,15 @@ crop_min_side : float
     def augment_config(self) -> AugmentConfig:
         """The augmentation of this run (:meth:`AugmentConfig.off` with ``augment=False``)."""
         if not self.augment:
-            return AugmentConfig.off()
+            return AugmentConfig.off(pad_value=float(self.pad_value))
         names = ("fliplr", "flipud", "scale", "translate", "mosaic", "mixup", "hsv_h", "hsv_s", "hsv_v", "brightness",
-                 "contrast", "noise", "crop", "crop_min_side")
-        return AugmentConfig(**{name: float(getattr(self, name)) for name in names})
+                 "contrast", "noise", "crop", "crop_min_side", "mosaic9", "min_box_side", "mixup_beta")
+        styles = ("mosaic_style", "window_style", "mixup_partner")
+        return AugmentConfig(
+            **{name: float(getattr(self, name)) for name in names},
+            **{name: getattr(self, name) for name in styles},
+            pad_value=float(self.pad_value),
+        )
 
 
 def config_fields() -> set[str]:
@@ -272,7 +380,9 @@ def apply_recipe(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, 
         return replace(config, recipe=None), None
     name = resolve_recipe_name(config.model, config.recipe)
     if name is None:
-        return replace(config, recipe=None), None
+        protocol = _protocol_settings(config.protocol, {"imgsz": config.imgsz, "base_size": config.base_size})
+        updates = {k: v for k, v in protocol.items() if k not in explicit}
+        return replace(config, **updates, recipe=None), None
     recipe = find_recipe(config.model, name)
     known = config_fields()
     unknown = sorted(set(recipe.train) - known)
@@ -285,9 +395,21 @@ def apply_recipe(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, 
     if forbidden:
         raise InputError(f"recipe {recipe.name!r} of {config.model}: may not set {', '.join(forbidden)}")
     settings = {**RECIPE_UNNAMED_SETTINGS, **recipe.train}
+    sizes = {k: v for k, v in settings.items() if k in ("imgsz", "base_size") and k not in explicit}
+    sizes = {"imgsz": config.imgsz, "base_size": config.base_size, **sizes}
+    settings.update(_protocol_settings(config.protocol, sizes))
     updates = {k: v for k, v in settings.items() if k not in explicit}
     overrides = {**dict(recipe.model_options), **dict(config.model_overrides)}
     return replace(config, **updates, recipe=name, model_overrides=overrides), recipe.to_dict()
+
+
+def _protocol_settings(name: str | None, sizes: dict) -> dict:
+    """The ``TrainConfig`` settings of protocol ``name`` for a run of these ``imgsz``/``base_size``."""
+    if not name:
+        return {}
+    from reference_model.protocol import find_protocol
+
+    return find_protocol(name).settings(sizes)
 
 
 def recipe_summary(config: TrainConfig, record: dict | None, explicit: set[str], *, asked: str | None) -> str:
@@ -295,9 +417,12 @@ def recipe_summary(config: TrainConfig, record: dict | None, explicit: set[str],
 
     ``config`` is the applied config, ``record`` :func:`apply_recipe`'s, ``asked`` the ``--recipe`` given.
     """
+    protocol = {k: getattr(config, k) for k in ("imgsz", "base_size", "eval_size")} if config.protocol else {}
+    by_protocol = [f"{k}={v!r}" for k, v in sorted(protocol.items()) if k not in explicit]
+    under = f" under protocol {config.protocol} ({', '.join(by_protocol) or 'no change'})" if config.protocol else ""
     if record is None:
         why = "--recipe none" if asked else f"{config.model} has no default recipe"
-        return f"recipe: none (the engine's defaults; {why})"
+        return f"recipe: none (the engine's defaults; {why}){under}"
     how = "asked with --recipe" if asked else f"default of {config.model}; --recipe none for the engine's defaults"
     settings = {**RECIPE_UNNAMED_SETTINGS, **record["train"]}
     overridden = [
@@ -311,7 +436,7 @@ def recipe_summary(config: TrainConfig, record: dict | None, explicit: set[str],
         if k in config.model_overrides and config.model_overrides[k] != v
     ]
     tail = f"; overridden on the command line: {', '.join(overridden)}" if overridden else ""
-    return f"recipe: {record['name']} ({how}){tail}"
+    return f"recipe: {record['name']} ({how}){under}{tail}"
 
 
 def resume_config(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, dict, Path]:
@@ -334,4 +459,31 @@ def resume_config(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig,
             merged[name] = getattr(config, name)
     merged["resume"] = str(config.resume)
     merged["out"] = str(config.out) if "out" in explicit and config.out else str(path.parent)
+    merged["root"] = resumed_root(saved.get("root"), config.root if "root" in explicit else None, path)
     return TrainConfig(**merged), checkpoint, path
+
+
+def resumed_root(recorded: str | None, given: str | None, checkpoint: Path) -> str:
+    """The dataset root a resumed run trains on, absolute.
+
+    New runs record their root absolute (:meth:`TrainConfig.with_absolute_root`), so resuming
+    from another working folder trains on the same data. The recorded root is used when it is
+    found; ``given`` (``--root``) only locates a root that is not (a dataset moved, or a run that
+    recorded a relative root without saying relative to what), and may not switch a run to
+    other data. Otherwise :class:`InputError`.
+    """
+    saved = Path(str(recorded or ""))
+    if recorded and saved.is_absolute() and saved.is_dir():
+        if given and Path(given).resolve() != saved.resolve():
+            raise InputError(f"--root {given}: {checkpoint} was trained on {saved}; a resumed run keeps its dataset")
+        return str(saved)
+    if given:
+        if not Path(given).is_dir():
+            raise InputError(f"--root {given}: dataset root not found")
+        return str(Path(given).resolve())
+    if recorded and not saved.is_absolute():
+        raise InputError(
+            f"{checkpoint}: the run recorded its dataset root as {recorded!r}, relative to a working folder it did "
+            "not record; give the dataset again with --root"
+        )
+    raise InputError(f"{checkpoint}: the run's dataset root {recorded!r} is not found (moved?); give it with --root")
