@@ -336,3 +336,14 @@ def test_real_nudt_perturbed_labels_show_exactly_the_perturbations(nudt_yolo, tm
                      holed: ["nested_box"]}
     assert {r["image"]: r["label_name"] for r in data["records"]}[drop] == drop[2:]
     assert s["edge_mismatch_patterns"] == {"x1+1": 1}
+
+
+def test_audit_threshold_is_checked_before_any_work(tmp_path):
+    from click.testing import CliRunner
+
+    from irstd_bench.cli import cli
+
+    result = CliRunner().invoke(cli, ["audit", str(tmp_path / "absent"), "--labels", str(tmp_path), "--format",
+                                      "yolo", "--out", str(tmp_path / "a.json"), "--threshold", "-1"])
+    assert result.exit_code == 2 and "--threshold" in result.output
+    assert not (tmp_path / "a.json").exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from irstd_bench._cli_options import max_pixels_option, skip_defects_option
+from irstd_bench._cli_options import MASK_THRESHOLD, max_pixels_option, skip_defects_option
 from irstd_bench._io import pixel_limit
 from irstd_bench.audit._audit import AUDIT_SCHEMA, EXAMPLES, AuditResult, audit_box_version
 from irstd_bench.audit._labels import LABEL_FORMATS, open_box_version
@@ -15,11 +15,12 @@ from irstd_bench.errors import InputError
 from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD
 
 
-def check_audit_out(out: Path, csv_path: Path | None, force: bool, inputs) -> None:
-    """Refuse outputs that are inputs or files irstd-bench did not write.
+def check_audit_out(out: Path, csv_path: Path | None, force: bool, inputs) -> dict:
+    """Refuse outputs that are inputs or files irstd-bench did not write; the claims of the outputs.
 
     The JSON is ours when it carries the audit ``schema``; the CSV is ours when that JSON is
-    ours and names it (its ``csv`` key).
+    ours and names it (its ``csv`` key). The claims (path -> :class:`~irstd_bench._outputs.Claim`)
+    go to :func:`~irstd_bench._outputs.write_file_set`, which checks them again when it writes.
     """
     from irstd_bench._outputs import check_file_replaceable, json_schema_owner, refuse_inside_inputs
 
@@ -34,13 +35,15 @@ def check_audit_out(out: Path, csv_path: Path | None, force: bool, inputs) -> No
         named_path = Path(named) if Path(named).is_absolute() else out.absolute().parent / named
         return named_path.absolute() == Path(path).absolute()
 
+    claims = {}
     if csv_path is not None:
         if Path(csv_path).absolute() == Path(out).absolute():
             raise InputError(f"--csv {csv_path}: is the --out file; give the table another name")
         refuse_inside_inputs(csv_path, inputs, option="--csv", folder=False)
-        check_file_replaceable(csv_path, force=force, owned=csv_owned, option="--csv")
+        claims[Path(csv_path)] = check_file_replaceable(csv_path, force=force, owned=csv_owned, option="--csv")
     refuse_inside_inputs(out, inputs, folder=False)
-    check_file_replaceable(out, force=force, owned=json_owned)
+    claims[Path(out)] = check_file_replaceable(out, force=force, owned=json_owned)
+    return claims
 
 
 def summary_text(result: AuditResult) -> str:
@@ -87,7 +90,7 @@ def summary_text(result: AuditResult) -> str:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Audit JSON.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None,
               help="Also a table: one row per difference.")
-@click.option("--threshold", default=DEFAULT_THRESHOLD, show_default=True, type=float,
+@click.option("--threshold", default=DEFAULT_THRESHOLD, show_default=True, type=MASK_THRESHOLD,
               help="Mask binarisation: foreground where value > threshold.")
 @click.option("--connectivity", default=str(DEFAULT_CONNECTIVITY), show_default=True, type=click.Choice(["4", "8"]))
 @click.option("--resize-masks", is_flag=True, help="Resize masks of another size than their image.")
@@ -112,7 +115,7 @@ def audit(root, dataset, labels, fmt, split, out, csv_path, threshold, connectiv
     with pixel_limit(max_pixels):
         ds = open_dataset(root, dataset, skip_defects=skip_defects)
         inputs = [("dataset root", ds.root), ("labels", labels)]
-        check_audit_out(out, csv_path, force, inputs)
+        claims = check_audit_out(out, csv_path, force, inputs)
         version = open_box_version(labels, fmt, ds)
         result = audit_box_version(
             ds, split, version, threshold=threshold, connectivity=int(connectivity),
@@ -121,7 +124,6 @@ def audit(root, dataset, labels, fmt, split, out, csv_path, threshold, connectiv
     if not result.images:
         raise InputError(f"split {split!r} has no images")
     texts = result.texts(out, csv_path)
-    check_audit_out(out, csv_path, force, inputs)  # something may have appeared meanwhile
-    write_file_set(texts)
+    write_file_set(texts, {Path(p): claims[Path(p)] for p in texts})  # each claim checked again there
     click.echo(summary_text(result))
     click.echo(f"wrote {out}" + (f" and {csv_path}" if csv_path else ""))
