@@ -27,6 +27,7 @@ own code (``irstd_bench.report._intervals``) from each run's per-image data.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import sys
@@ -45,7 +46,7 @@ from irstd_bench.report._tables import main_table
 #: A trained network's results file: ``<method>-seed<N>.json``.
 TRAINED_STEM = re.compile(r"-seed\d+$")
 #: Order of the trained networks in the tables (others follow, alphabetically).
-TRAINED_ORDER = ("EFLNet-n", "EFLNet-s", "DNANet", "ACM")
+TRAINED_ORDER = ("EFLNet-n", "EFLNet-s", "DNANet", "ALCNet", "ACM", "ISNet", "MSHNet", "AGPCNet", "MDvsFA")
 #: Score-map pixel metrics are taken at the fixed level ``PIXEL_THRESHOLD`` since commit 01a8deb
 #: (issue 15, committed at this time); earlier evaluators took them at the run's ``conf``. Results
 #: files record the level as ``settings.pixel_threshold`` (``null`` for boxes, no pixel metrics);
@@ -187,10 +188,37 @@ def cell(row: Row, key: str, tables: dict[str, Table] | None = None) -> str:
     return text
 
 
+def published_runs(rs: ReportSet, family: str) -> dict[str, list[dict]]:
+    """Network title -> the facts of its runs published by ``publish_protocol_runs.py`` on ``family``
+    (``predictions/<protocol>/runs.json``: protocol, recipe, epochs, training wall and CPU seconds)."""
+    from publish_protocol_runs import RUNS_FILE
+
+    from reference_model.reproduce._plan import METHOD_TITLES
+
+    found: dict[str, list[dict]] = {}
+    for path in sorted((rs.here / "predictions").glob(f"*/{RUNS_FILE}")):
+        data = json.loads(path.read_text())
+        if data.get("family") != family:
+            continue
+        for facts in data["runs"]:
+            found.setdefault(METHOD_TITLES.get(facts["model"], facts["model"]), []).append(facts)
+    return found
+
+
+def run_note(runs: list[dict]) -> str:
+    """``cpu-windows-256, authors recipe, 300 epochs, 0.9 CPU-h per seed`` (the mean over seeds)."""
+    first = runs[0]
+    cpu_h = statistics.mean(r["train_cpu_s"] for r in runs) / 3600
+    epochs = sorted({r["epochs"] for r in runs})
+    return (f"{first['protocol']}, {first['recipe'] or 'default'} recipe, {'/'.join(map(str, epochs))} epochs, "
+            f"{cpu_h:.1f} CPU-h per seed")
+
+
 def label(row: Row, rs: ReportSet, family: str) -> str:
     text = row.method
     if row.trained:
-        parts = ["ours", rs.trained_notes.get((family, row.method))]
+        runs = published_runs(rs, family).get(row.method)
+        parts = ["ours", run_note(runs) if runs else rs.trained_notes.get((family, row.method))]
         parts.append(f"{row.seeds} seeds" if row.seeds > 1 else "seed " + seed_of(row))
         text = f"{row.method} ({', '.join(p for p in parts if p)})"
     return text + (f" {OLDER_MARK}" if row.older_evaluator else "")
