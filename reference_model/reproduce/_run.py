@@ -25,7 +25,14 @@ from pathlib import Path
 
 import click
 
-from irstd_bench._outputs import check_folder_replaceable, missing_ancestors, remove_empty, remove_output
+from irstd_bench._outputs import (
+    MANIFEST_NAME,
+    check_folder_replaceable,
+    missing_ancestors,
+    remove_empty,
+    remove_output,
+    write_manifest,
+)
 from irstd_bench.errors import InputError
 from reference_model.recipe import NO_RECIPE
 
@@ -612,10 +619,16 @@ def reproduce(config: ReproduceConfig):
                       config.out / "work", config.out / "report", left_out=left_out)
     try:  # a failure before the first phase leaves nothing behind
         session.report.mkdir(parents=True, exist_ok=True)
+        # Claimed at once and after each phase (every file in it is this call's: an earlier report
+        # was replaced), so that a call killed midway leaves a folder the next --resume replaces.
+        (session.report / "commands.txt").touch()
+        write_manifest(session.report, "reproduce")
         session.log(f"{len(units)} trainings runnable, {len(session.left_out)} plan entries left out; "
                     f"budget {config.budget_s:.0f} s on {config.device}")
         session.log(f"process server ready in {start_server():.1f} s")
     except BaseException:
+        for name in ("commands.txt", MANIFEST_NAME):  # this call's claim of its new report folder
+            (session.report / name).unlink(missing_ok=True)
         _undo_set_up(config, created)
         raise
     failure = None
@@ -634,6 +647,7 @@ def reproduce(config: ReproduceConfig):
             break
         finally:
             session.phase_s[name] = time.monotonic() - begun
+            write_manifest(session.report, "reproduce")
     outcome = write_outputs(session, commit=_commit(config), device=device_description(config.device))
     if failure is not None:
         raise failure
