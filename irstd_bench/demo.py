@@ -68,9 +68,11 @@ def _claim_out(out: Path, root: Path | None) -> None:
 @click.option("--epochs", default=40, show_default=True, help="Training epochs (a short CPU schedule).")
 @click.option("--imgsz", default=128, show_default=True, help="Training/inference image size.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the synthetic sample and of the training run.")
+@click.option("--train-seed", default=None, type=int,
+              help="Seed of the training run alone (default: --seed); the data stay those of --seed.")
 def demo(out: Path, root: Path | None, dataset: str | None, split_family: str | None, n_images: int, size: int,
-         model: str, epochs: int, imgsz: int, device: str, seed: int) -> None:
+         model: str, epochs: int, imgsz: int, device: str, seed: int, train_seed: int | None) -> None:
     """Run the whole pipeline end to end and print the comparison table."""
     started = time.perf_counter()
     if root is not None and not root.is_dir():
@@ -116,8 +118,9 @@ def demo(out: Path, root: Path | None, dataset: str | None, split_family: str | 
         results.append(evaluate(method, preds["val"] / "scoremaps", preds["test"] / "scoremaps"))
 
     run_dir = out / "runs" / model
+    train_seed = seed if train_seed is None else train_seed
     _run(["train", *ds_args, "--split", family, "--model", model, "--epochs", str(epochs), "--imgsz", str(imgsz),
-          "--batch", "8", "--device", device, "--seed", str(seed), "--out", str(run_dir), "--val-every", "5",
+          "--batch", "8", "--device", device, "--seed", str(train_seed), "--out", str(run_dir), "--val-every", "5",
           "--optimizer", "adamw", "--lr", "0.002", "--resize-masks", "--force",
           # Flips, photometric jitter and target-keeping crops (half the batches, zoom-in up to
           # 1 / 0.6), without the default scale/translate jitter: in 40 short epochs on 48 frames

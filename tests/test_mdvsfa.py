@@ -229,10 +229,15 @@ EPOCHS = 15
 def overfit_root(tmp_path_factory):
     """4 images, 3 targets each; ``split_EFLNet`` rewritten so that validation sees the training images."""
     root = make_nuaa_like(tmp_path_factory.mktemp("mdvsfa") / "nuaa_like", SIZES, seed=3, targets_per_image=3)
+    _use_training_images_everywhere(root)
+    return root
+
+
+def _use_training_images_everywhere(root) -> None:
+    """Rewrite ``root``'s ``split_EFLNet`` so that every part lists the 4 images."""
     stems = "".join(f"Misc_{i + 1}\n" for i in range(len(SIZES)))
     for part in ("train", "val", "test"):
         (root / "split_EFLNet" / f"{part}.txt").write_text(stems)
-    return root
 
 
 def _config(root, out, **kw) -> TrainConfig:
@@ -257,23 +262,46 @@ def _kill_after(epoch_index: int):
     return hook
 
 
+def _overfit(root, out, seed: int = 0):
+    """The ``paper`` recipe (tiny widths, lr 3e-3) on the 4 images of ``root``, run ``seed``."""
+    return train(_config(root, out, seed=seed), explicit={"epochs", "imgsz", "batch", "lr", "val_every", "grad_clip"})
+
+
+def _overfit_outcome(result) -> dict[str, float]:
+    """Best of the last three epochs' supervised (MD/FA) loss over the first epoch's, and the best pixel IoU.
+
+    The adversarial terms are a game and need not fall; epoch means of 2 batches are noisy as D moves,
+    hence the best of the last three epochs.
+    """
+    data = [row["train/g1_data"] + row["train/g2_data"] for row in result.history]
+    return {"data_ratio": min(data[-3:]) / data[0], "iou": result.best_metrics["iou"]}
+
+
+def outcome_adversarial_overfit(seed: int, work) -> dict[str, float]:
+    """:func:`_overfit_outcome` of run ``seed`` on this module's 4-image tree."""
+    root = make_nuaa_like(work / "nuaa_like", SIZES, seed=3, targets_per_image=3)
+    _use_training_images_everywhere(root)
+    return _overfit_outcome(_overfit(root, work / "run", seed))
+
+
 @pytest.fixture(scope="module")
 def overfit_run(overfit_root, tmp_path_factory):
-    """``(result, run folder)`` of the ``paper`` recipe (tiny widths, lr 3e-3) on the 4 images."""
+    """``(result, run folder)`` of :func:`_overfit` (seed 0)."""
     out = tmp_path_factory.mktemp("mdvsfa_run") / "run"
-    return train(_config(overfit_root, out), explicit={"epochs", "imgsz", "batch", "lr", "val_every", "grad_clip"}), out
+    return _overfit(overfit_root, out), out
 
 
+@pytest.mark.train
 def test_adversarial_training_overfits_and_checkpoints_both_optimizers(overfit_run, tmp_path):
     result, run = overfit_run
-    rows = result.history
-    first = rows[0]
+    first = result.history[0]
     assert {"train/g1_data", "train/g2_data", "train/g1_adv", "train/g2_consistency", "train/disc"} <= set(first)
-    # The supervised (MD/FA) terms fall clearly; the adversarial terms are a game and need not
-    # (epoch means of 2 batches: noisy as D moves, hence the best of the last three epochs).
-    data = [row["train/g1_data"] + row["train/g2_data"] for row in rows]
-    assert min(data[-3:]) < 0.2 * data[0], data
-    assert result.best_metrics["iou"] > IOU_OVERFIT, result.best_metrics
+    # The supervised terms fall clearly and validation segments the targets. Measured over seeds 0-9 x
+    # {1, 2} threads: MARGIN_MDVSFA
+    # bench/test_margins.py --seeds 10 --threads 1 2 tests/test_mdvsfa.py::outcome_adversarial_overfit
+    outcome = _overfit_outcome(result)
+    assert outcome["data_ratio"] < 0.2, result.history
+    assert outcome["iou"] > IOU_OVERFIT, result.best_metrics
     ckpt = load_checkpoint(run / "last.pt")
     adversary = ckpt["adversary"]
     assert adversary["scheduler"]["step_count"] == ckpt["scheduler"]["step_count"] == EPOCHS * 2
