@@ -12,8 +12,8 @@ Each ``(probe, seed, threads)`` runs in a fresh process with ``OMP_NUM_THREADS``
 Examples::
 
     .venv/bin/python bench/test_margins.py --list
-    nice -n 5 .venv/bin/python bench/test_margins.py --seeds 10 --threads 1 2 \\
-        tests/test_segmentation.py::outcome_small_acm_overfit --json /tmp/margins.json
+    nice -n 5 .venv/bin/python bench/test_margins.py tests/test_segmentation.py::outcome_small_acm_overfit \\
+        --seeds 10 --threads 1 2 --json /tmp/margins.json     # (10 and 1 2 are the defaults)
 """
 
 from __future__ import annotations

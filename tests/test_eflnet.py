@@ -460,7 +460,7 @@ def outcome_overfit_synthetic(seed: int, work=None) -> dict[str, float]:
 @pytest.mark.train
 def test_overfits_synthetic_tiny_targets():
     # Measured over seeds 0-9 x {1, 2} threads: MARGIN_EFLNET
-    # bench/test_margins.py --seeds 10 --threads 1 2 tests/test_eflnet.py::outcome_overfit_synthetic
+    # bench/test_margins.py tests/test_eflnet.py::outcome_overfit_synthetic
     outcome = outcome_overfit_synthetic(0)
     assert 0.5 < outcome["p_hat"] < 1  # p_hat followed the rising confidence on targets
     assert outcome["f1"] >= 0.9

@@ -223,6 +223,6 @@ def outcome_loss_falls(seed: int, work=None) -> dict[str, float]:
 def test_loss_falls_when_fitting_two_synthetic_images():
     # objectness learns the four targets within a few steps; the last steps average well below the first.
     # Measured over seeds 0-9 x {1, 2} threads: MARGIN_YOLOV7
-    # bench/test_margins.py --seeds 10 --threads 1 2 tests/test_eflnet_yolov7.py::outcome_loss_falls
+    # bench/test_margins.py tests/test_eflnet_yolov7.py::outcome_loss_falls
     outcome = outcome_loss_falls(0)
     assert outcome["mean_last3"] < 0.7 and outcome["min_last3"] < 0.5, outcome

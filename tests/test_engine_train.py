@@ -224,7 +224,7 @@ def test_segmenter_learns_and_files_score_like_validation(data_root, tmp_path):
     result = _train_tiny_segmenter(data_root, out, seed=0)
     # A bright-target toy problem: the segmenter must learn it. Measured best F1 over seeds 0-9 x {1, 2}
     # threads: MARGIN_TINYSEG
-    # bench/test_margins.py --seeds 10 --threads 1 2 tests/test_engine_train.py::outcome_tiny_segmenter_learns
+    # bench/test_margins.py tests/test_engine_train.py::outcome_tiny_segmenter_learns
     assert result.best_fitness[0] > 0.5
     best = load_checkpoint(out / "best.pt")
     for fmt in ("scoremaps", "masks"):

@@ -298,7 +298,7 @@ def test_adversarial_training_overfits_and_checkpoints_both_optimizers(overfit_r
     assert {"train/g1_data", "train/g2_data", "train/g1_adv", "train/g2_consistency", "train/disc"} <= set(first)
     # The supervised terms fall clearly and validation segments the targets. Measured over seeds 0-9 x
     # {1, 2} threads: MARGIN_MDVSFA
-    # bench/test_margins.py --seeds 10 --threads 1 2 tests/test_mdvsfa.py::outcome_adversarial_overfit
+    # bench/test_margins.py tests/test_mdvsfa.py::outcome_adversarial_overfit
     outcome = _overfit_outcome(result)
     assert outcome["data_ratio"] < 0.2, result.history
     assert outcome["iou"] > IOU_OVERFIT, result.best_metrics

@@ -158,7 +158,7 @@ def outcome_small_acm_overfit(seed: int, work=None) -> dict[str, float]:
 @pytest.mark.train
 def test_small_acm_overfits_synthetic_targets():
     # Measured F1 over seeds 0-9 x {1, 2} threads: MARGIN_ACM
-    # bench/test_margins.py --seeds 10 --threads 1 2 \
+    # bench/test_margins.py \
     #     tests/test_segmentation.py::outcome_small_acm_overfit
     assert outcome_small_acm_overfit(0)["f1"] >= 0.9
 
