@@ -6,8 +6,9 @@ measured here. A *probe* is a function ``outcome_*(seed: int, work: Path) -> dic
 in a test module (``tests/``); the test calls it with seed 0 and asserts bounds on its values,
 stating in a comment the range this script measured and the command that measured it.
 
-Each ``(probe, seed, threads)`` runs in a fresh process with ``OMP_NUM_THREADS`` and
-``torch.set_num_threads`` set, as ``make test`` runs the tests (``IRSTD_TEST_THREADS``).
+Each ``(probe, threads)`` pair runs its seeds in one fresh process with ``OMP_NUM_THREADS`` and
+``torch.set_num_threads`` set, as ``make test`` runs the tests (``IRSTD_TEST_THREADS``); each
+probe call seeds what it draws itself and gets a new empty work folder.
 
 Examples::
 
@@ -45,11 +46,8 @@ def find_probes() -> list[str]:
     return specs
 
 
-def run_one(spec: str, seed: int, threads: int, work: Path) -> dict[str, float]:
-    """Import the probe's test module (``tests/`` on the path, as pytest puts it) and call the probe."""
-    import torch
-
-    torch.set_num_threads(threads)
+def load_probe(spec: str):
+    """Import the probe's test module (``tests/`` on the path, as pytest puts it); the probe function."""
     sys.path.insert(0, str(TESTS))
     sys.path.insert(0, str(ROOT))
     file, name = spec.split("::")
@@ -58,24 +56,35 @@ def run_one(spec: str, seed: int, threads: int, work: Path) -> dict[str, float]:
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[path.stem] = module
     module_spec.loader.exec_module(module)
-    return getattr(module, name)(seed, work)
+    return getattr(module, name)
 
 
-def measure(spec: str, seed: int, threads: int) -> dict:
-    """One probe run in a fresh process; its values and the process's wall and CPU time (s)."""
+def run_seeds(spec: str, seeds: list[int], threads: int) -> None:
+    """The child process: the probe once per seed, one JSON line each (values, wall and CPU seconds)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    probe = load_probe(spec)
+    for seed in seeds:
+        with tempfile.TemporaryDirectory(prefix="margins-") as work:
+            wall, cpu = time.perf_counter(), time.process_time()
+            values = probe(seed, Path(work))
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        row = {"spec": spec, "seed": seed, "threads": threads, "values": values, "wall_s": round(wall, 1),
+               "cpu_s": round(cpu, 1)}  # fmt: skip
+        print(json.dumps(row), flush=True)
+
+
+def measure(spec: str, seeds: list[int], threads: int):
+    """Yield one row per seed from a fresh process running the probe with ``threads`` torch threads."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    with tempfile.TemporaryDirectory(prefix="margins-") as work:
-        cmd = [sys.executable, __file__, "--one", spec, "--seed", str(seed), "--threads", str(threads), "--work", work]
-        started, cpu0 = time.perf_counter(), os.times()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        cpu1 = os.times()
+    cmd = [sys.executable, __file__, "--one", spec, "--seed-list", ",".join(map(str, seeds)), "--threads", str(threads)]
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) as proc:
+        for line in proc.stdout:
+            yield json.loads(line)
     if proc.returncode != 0:
-        raise SystemExit(f"{spec} seed {seed} threads {threads} failed:\n{proc.stderr[-3000:]}")
-    values = json.loads(proc.stdout.strip().splitlines()[-1])
-    cpu = (cpu1.children_user - cpu0.children_user) + (cpu1.children_system - cpu0.children_system)
-    return {"spec": spec, "seed": seed, "threads": threads, "values": values,
-            "wall_s": round(time.perf_counter() - started, 1), "cpu_s": round(cpu, 1)}  # fmt: skip
+        raise SystemExit(f"{spec} ({threads} threads) failed with exit code {proc.returncode}")
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -101,11 +110,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="Write every run and the summary here.")
     parser.add_argument("--list", action="store_true", help="List the probes and exit.")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--seed-list", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.one:  # the child process of one measurement
-        print(json.dumps(run_one(args.one, args.seed, args.threads[0], args.work)))
+    if args.one:  # the child process of one probe and thread count
+        run_seeds(args.one, [int(s) for s in args.seed_list.split(",")], args.threads[0])
         return
     specs = args.specs or find_probes()
     if args.list:
@@ -114,8 +122,7 @@ def main() -> None:
     rows = []
     for spec in specs:
         for threads in args.threads:
-            for seed in range(args.first_seed, args.first_seed + args.seeds):
-                row = measure(spec, seed, threads)
+            for row in measure(spec, list(range(args.first_seed, args.first_seed + args.seeds)), threads):
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 if args.json:  # after every run: a long measurement stopped half-way keeps what it measured
