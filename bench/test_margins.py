@@ -78,6 +78,9 @@ def run_seeds(spec: str, seeds: list[int], threads: int) -> None:
 def measure(spec: str, seeds: list[int], threads: int):
     """Yield one row per seed from a fresh process running the probe with ``threads`` torch threads."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    # Idle OpenMP threads sleep instead of spinning: on a loaded machine spinning threads burn the CPU
+    # the measurement needs (the wait policy changes no result).
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     cmd = [sys.executable, __file__, "--one", spec, "--seed-list", ",".join(map(str, seeds)), "--threads", str(threads)]
     with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) as proc:
