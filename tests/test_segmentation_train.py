@@ -38,7 +38,7 @@ SIDE = 128
 WINDOW = 5
 LEFT = 0.95
 #: Largest number of epochs (= steps) each model may take to leave the plateau.
-MAX_EPOCHS = {"acm": 400, "alcnet": 400, "dnanet": 400}
+MAX_EPOCHS = {"acm": 400, "alcnet": 120, "dnanet": 120}
 
 
 class _Stop(Exception):
