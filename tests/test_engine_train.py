@@ -212,50 +212,52 @@ def _train_tiny_segmenter(root, out, seed: int):
     )
 
 
+def _segmenter_files_scored(root, run, work) -> dict[str, dict]:
+    """``predict`` of ``run``'s best weights on ``root``'s val split in both segmenter formats, each scored
+    by ``eval``: ``{format: (prediction folder, results)}``."""
+    scored = {}
+    for fmt in ("scoremaps", "masks"):
+        target = work / fmt
+        run_cli("predict", "--model", TINY_SEGMENTER, "--weights", run, "--dataset", "nuaa", "--root", root,
+                "--split", "split_EFLNet/val", "--out", target, "--format", fmt, "--device", "cpu")  # fmt: skip
+        scored[fmt] = (target, _eval(target, root, "split_EFLNet/val", work / f"{fmt}.json"))
+    return scored
+
+
+def _largest_difference(scored: dict, metrics: dict) -> float:
+    """Largest difference between the scored files' F1, IoU, Pd and the validation's ``metrics``."""
+    return max(abs(res["metrics"][k] - metrics[k]) for _, res in scored.values() for k in ("f1", "iou", "pd"))
+
+
 def outcome_tiny_segmenter_learns(seed: int, work: Path) -> dict[str, float]:
-    """Best validation F1 of :func:`_train_tiny_segmenter` (run ``seed``) on this module's 8-image tree."""
+    """Best validation F1 of :func:`_train_tiny_segmenter` (run ``seed``) on this module's 8-image tree, and
+    the largest difference between its predicted-and-scored files' metrics and the validation's."""
     root = make_nuaa_like(work / "nuaa_like", SIZES, seed=1, targets_per_image=3)
-    return {"best_f1": _train_tiny_segmenter(root, work / "seg", seed).best_fitness[0]}
+    result = _train_tiny_segmenter(root, work / "seg", seed)
+    scored = _segmenter_files_scored(root, work / "seg", work)
+    best = load_checkpoint(work / "seg" / "best.pt")["metrics"]
+    return {"best_f1": result.best_fitness[0], "files_vs_validation": _largest_difference(scored, best)}
 
 
 @pytest.mark.train
 def test_segmenter_learns_and_files_score_like_validation(data_root, tmp_path):
     out = tmp_path / "seg"
     result = _train_tiny_segmenter(data_root, out, seed=0)
-    # A bright-target toy problem: the segmenter must learn it. Measured best F1 over seeds 0-9 x {1, 2}
+    # A bright-target toy problem: the segmenter must learn it. Measured over seeds 0-9 x {1, 2}
     # threads: MARGIN_TINYSEG
     # bench/test_margins.py tests/test_engine_train.py::outcome_tiny_segmenter_learns
     assert result.best_fitness[0] > 0.5
     best = load_checkpoint(out / "best.pt")
-    for fmt in ("scoremaps", "masks"):
-        target = tmp_path / fmt
-        run_cli(
-            "predict",
-            "--model",
-            TINY_SEGMENTER,
-            "--weights",
-            out,
-            "--dataset",
-            "nuaa",
-            "--root",
-            data_root,
-            "--split",
-            "split_EFLNet/val",
-            "--out",
-            target,
-            "--format",
-            fmt,
-            "--device",
-            "cpu",
-        )
+    scored = _segmenter_files_scored(data_root, out, tmp_path)
+    for fmt, (target, res) in scored.items():
         suffix = ".npy" if fmt == "scoremaps" else ".png"
         # plus the hidden manifest that marks the folder as predict's (eval ignores hidden files)
         assert sorted(p.suffix for p in target.iterdir() if not p.name.startswith(".")) == [suffix] * 4
         assert (target / ".irstd-bench-output.json").is_file()
-        res = _eval(target, data_root, "split_EFLNet/val", tmp_path / f"{fmt}.json")
         assert res["kind"] in ("masks", "scoremaps")
-        for key in ("f1", "iou", "pd"):
-            assert res["metrics"][key] == pytest.approx(best["metrics"][key], abs=1e-12), (fmt, key)
+    # predict folds BatchNorm and batches otherwise than validation: scores differ in the last bits, which
+    # moves no pixel across the threshold here (the measured largest difference above).
+    assert _largest_difference(scored, best["metrics"]) <= 1e-12
 
 
 def test_family_without_val_validates_on_test_with_a_warning(data_root, tmp_path):
