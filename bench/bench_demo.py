@@ -31,6 +31,8 @@ def run_demo(work: Path, train_seed: int, threads: int) -> dict:
     """One default demo run in a fresh process; its per-method test F1 and wall time (s)."""
     out = work / f"demo-s{train_seed}-t{threads}"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    # Idle OpenMP threads sleep instead of spinning (a loaded machine; the wait policy changes no result).
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     cmd = [sys.executable, "-m", "irstd_bench", "demo", "--out", str(out), "--device", "cpu",
            "--train-seed", str(train_seed)]  # fmt: skip
     started = time.perf_counter()
