@@ -68,6 +68,7 @@ def test_sampled_deform_conv_equals_torchvision_with_gradients(implementation, s
         torch.testing.assert_close(a.grad, b.grad)
 
 
+@pytest.mark.train
 def test_dyhead_runs_in_bf16_under_autocast_and_matches_float32():
     """Under bf16 autocast every deformable convolution samples and contracts in bf16 (the offsets
     stay float32); the head's output equals the float32 one within bf16 precision."""

@@ -67,6 +67,7 @@ def _kill_after_first_epoch(epoch: int, metrics: dict) -> None:
         raise Killed
 
 
+@pytest.mark.train
 def test_resume_after_one_epoch_equals_an_uninterrupted_run(data_root, tmp_path):
     settings = dict(mosaic=0.5, mixup=0.5, nominal_batch=4, base_size=96, hsv_v=0.3)
     whole = train(_config(data_root, tmp_path / "whole", **settings))
@@ -512,6 +513,7 @@ def test_checkpoint_save_is_used_for_every_epoch(data_root, tmp_path, monkeypatc
     assert saved == ["last.pt", "last.pt", "best.pt"]
 
 
+@pytest.mark.train
 def test_loader_workers_do_not_change_the_run(data_root, tmp_path):
     a = train(_config(data_root, tmp_path / "w0", epochs=1, workers=0))
     b = train(_config(data_root, tmp_path / "w1", epochs=1, workers=1))

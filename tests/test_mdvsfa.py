@@ -316,6 +316,7 @@ def test_adversarial_training_overfits_and_checkpoints_both_optimizers(overfit_r
     assert released["adversary"] is None and released["optimizer"] is None
 
 
+@pytest.mark.train
 def test_predict_and_eval_score_like_validation(overfit_run, overfit_root, tmp_path):
     """``predict`` (eval-mode forward: the fused map) and ``eval`` give the validation's numbers."""
     _, run = overfit_run
@@ -328,6 +329,7 @@ def test_predict_and_eval_score_like_validation(overfit_run, overfit_root, tmp_p
         assert res["metrics"][key] == pytest.approx(best[key], abs=1e-12), key
 
 
+@pytest.mark.train
 def test_resume_is_bit_exact_and_needs_the_discriminator_state(overfit_root, tmp_path):
     explicit = {"epochs", "imgsz", "batch", "lr", "val_every"}
     short = {"epochs": 3, "val_every": 1}
