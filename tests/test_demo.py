@@ -34,3 +34,12 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     # It ends with the comparison table in the terminal.
     last_row = result.output.rstrip().splitlines()[-1]
     assert last_row.startswith("eflnet-n") and "|" in last_row
+
+
+def test_expected_range_line_states_every_method_and_the_runs_behind_it():
+    from irstd_bench.demo import DEMO_BASELINES, EXPECTED_F1, EXPECTED_RUNS, expected_range_line
+
+    line = expected_range_line()
+    assert set(EXPECTED_F1) == {*DEMO_BASELINES, "eflnet-n"} and EXPECTED_RUNS in line
+    for name, (lo, hi) in EXPECTED_F1.items():
+        assert 0 < lo <= hi <= 1 and name in line
