@@ -20,5 +20,6 @@ lint: setup
 bench: setup
 	.venv/bin/python bench/bench_convert.py
 	.venv/bin/python bench/bench_eval.py
+	OMP_NUM_THREADS=1 .venv/bin/python bench/bench_bootstrap.py --root ../shared/datasets/NUDT-SIRST
 	.venv/bin/python bench/bench_classical.py
 	.venv/bin/python bench/bench_eflnet.py

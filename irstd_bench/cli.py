@@ -26,6 +26,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "predict": ("reference_model.engine.cli", "predict", "Run a trained model and write predictions."),
     "baseline": ("reference_model.classical.cli", "baseline", "Run a classical (training-free) method."),
     "report": ("irstd_bench.report.cli", "report", "Tables and plots from eval results."),
+    "compare": (
+        "irstd_bench.compare.cli",
+        "compare",
+        "Paired bootstrap of F1/AP50 differences between results (interval, p-value).",
+    ),
     "demo": ("irstd_bench.demo", "demo", "The whole pipeline end to end on the synthetic sample."),
     "reproduce": (
         "reference_model.reproduce.cli",

@@ -2,7 +2,9 @@
 
 This is the one place where pixels become targets. ``convert`` (ground truth boxes), the
 evaluator (mask and score-map predictions) and training validation all call
-:func:`mask_to_targets`.
+:func:`mask_to_targets`; every centroid of a set of pixels (mask targets, score-map components at
+each curve level, COCO segmentations read back, the synthetic sample's records) is
+:func:`pixel_centroids`, so the same pixels give the same float64 centroid, bit for bit, by any route.
 
 Coordinate convention (pixel edges)
 -----------------------------------
@@ -218,11 +220,38 @@ def targets_from_pixels(
     return _with_pixel_stats(boxes, pixels, pixel_labels, rows, cols, count, (h, w))
 
 
-def _with_pixel_stats(boxes, pixels, pixel_labels, rows, cols, count, image_size) -> Targets:
-    area = np.bincount(pixel_labels, minlength=count + 1)[1:].astype(np.int64)
+def pixel_centroids(pixel_labels: np.ndarray, rows: np.ndarray, cols: np.ndarray, count: int) -> np.ndarray:
+    """Centroids ``(count, 2)`` float64 ``(x, y)`` px of labels ``1..count``: the mean pixel centre.
+
+    ``x = sum(column) / area + 0.5`` and ``y = sum(row) / area + 0.5`` (pixel-edge frame) over the
+    pixels of each label; NaN for a label without pixels. The one centroid formula of irstd-bench:
+    the sums run in the order the pixels are given (raster order at every caller), so the same
+    pixels give the same centroid to the last bit whichever route they come by (a mask, a score
+    map's level stack, a COCO RLE).
+
+    Parameters
+    ----------
+    pixel_labels : ndarray (K,) int
+        Label ``1..count`` of each pixel (0: ignored).
+    rows, cols : ndarray (K,) int
+        Absolute row and column of each pixel, in pixels.
+    count : int
+
+    Examples
+    --------
+    >>> pixel_centroids(np.array([1, 1, 2]), np.array([0, 0, 3]), np.array([4, 5, 1]), 2).tolist()
+    [[5.0, 0.5], [1.5, 3.5]]
+    """
+    area = np.bincount(pixel_labels, minlength=count + 1)[1:]
     sum_x = np.bincount(pixel_labels, weights=cols, minlength=count + 1)[1:]
     sum_y = np.bincount(pixel_labels, weights=rows, minlength=count + 1)[1:]
-    centroids = np.stack([sum_x / area + 0.5, sum_y / area + 0.5], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.stack([sum_x / area + 0.5, sum_y / area + 0.5], axis=1)
+
+
+def _with_pixel_stats(boxes, pixels, pixel_labels, rows, cols, count, image_size) -> Targets:
+    area = np.bincount(pixel_labels, minlength=count + 1)[1:].astype(np.int64)
+    centroids = pixel_centroids(pixel_labels, rows, cols, count)
     return Targets(
         boxes=boxes.astype(np.int64),
         area_px=area,

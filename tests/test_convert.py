@@ -192,7 +192,9 @@ def test_nuaa_round_trips_coco_yolo_voc(nuaa_skip):
             assert voc[stem].boxes.tolist() == targets.boxes.tolist()
             assert targets.area_px.tolist() == list(rec.area_px) == voc[stem].area_px.tolist()
             assert targets.image_size == yolo[stem].image_size == voc[stem].image_size
-            np.testing.assert_allclose(targets.centroids, np.array(rec.centroids).reshape(-1, 2), atol=1e-6)
+            # Centroids exact by every route (COCO from the RLE, VOC in full precision), never rounded.
+            np.testing.assert_array_equal(targets.centroids, np.array(rec.centroids).reshape(-1, 2))
+            np.testing.assert_array_equal(voc[stem].centroids, targets.centroids)
 
 
 def test_nuaa_yolo_tree_is_usable(nuaa_skip):

@@ -17,6 +17,9 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
          "--device", "cpu"],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
+    # Not a terminal (a log, CI): no progress bar from any step, training's included.
+    assert "\r" not in result.stdout and "\r" not in result.stderr
+    assert "epoch 2/2 " in result.stderr
     # Every stage left its product: boxes, predictions of three methods, their results, the report.
     assert (out / "boxes" / "summary.json").is_file()
     methods = ["tophat", "mpcm", "eflnet-n"]
@@ -31,9 +34,14 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     assert args["augment"] is True and args["crop"] == 0.5 and args["fliplr"] > 0 and args["scale"] == 0
     table = (out / "report" / "tables" / "main.md").read_text()
     assert all(method in table for method in methods)
-    # It ends with the comparison table in the terminal.
-    last_row = result.output.rstrip().splitlines()[-1]
-    assert last_row.startswith("eflnet-n") and "|" in last_row
+    # It ends with the comparison table in the terminal: the matcher of each column above it; the
+    # classical methods' AP50 (score maps at a centroid-chosen threshold) a dash with its footnote.
+    lines = result.stdout.rstrip().splitlines()
+    table = lines[next(i for i, ln in enumerate(lines) if ln.startswith("Matching: ")) :]
+    assert "centroid:3 (centroid distance < 3 px)" in table[0] and "AP50: box IoU >= 0.5" in table[0]
+    rows = {ln.split("|")[0].strip(): ln.split("|")[1].split() for ln in table if "|" in ln}
+    assert rows["tophat"][-1] == rows["mpcm"][-1] == "-*" and rows["eflnet-n"][-1].startswith("0.")
+    assert table[-1].startswith("* AP50 undefined for score maps scored under centroid:3")
 
 
 def test_expected_range_line_states_every_method_and_the_runs_behind_it():

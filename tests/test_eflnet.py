@@ -190,6 +190,37 @@ def test_assigner_gives_an_anchor_wanted_by_two_targets_to_the_better_fitting_on
     assert int(result.positive.sum()) == 1  # the other target's only pick was taken
 
 
+def test_assigner_ranks_more_candidates_than_topk_by_score_alpha_times_quality_beta():
+    """One target with 17 candidate anchors and topk 3: the positives are the three largest
+    ``score ** alpha * quality ** beta`` (alpha 0.5, beta 6, TOOD's), not the largest scores, nor
+    the largest qualities, nor the exponents swapped."""
+    from reference_model.eflnet.losses import box_quality
+
+    points, strides = _grid()
+    gt = torch.tensor([[8.0, 8.0, 12.0, 12.0]])
+    assigner = TaskAlignedAssigner(topk=3, alpha=0.5, beta=6.0)
+    candidates = torch.nonzero(assigner.candidates(points, strides, gt)[0]).flatten()
+    assert len(candidates) > 3 * 4  # many more candidates than topk
+    pred = torch.tensor([[100.0, 100.0, 104.0, 104.0]]).repeat(len(points), 1)
+    scores = torch.zeros(len(points))
+    # Candidate k predicts the target moved by 0.35 k px (quality falls with k) and scores 0.04 + 0.056 k
+    # (score rises with k): score and quality pull the ranking apart.
+    for k, anchor in enumerate(candidates.tolist()):
+        pred[anchor] = gt[0] + 0.35 * k * torch.tensor([1.0, 0.5, 1.0, 0.5])
+        scores[anchor] = 0.04 + 0.056 * k
+    quality = box_quality(gt, pred, use_nwd=True, nwd_constant=assigner.nwd_constant, pairwise=True)[0]
+
+    def top3(metric: torch.Tensor) -> set[int]:
+        return set(candidates[metric[candidates].topk(3).indices].tolist())
+
+    expected = top3(scores**0.5 * quality**6.0)
+    for other in (scores**6.0 * quality**0.5, scores, quality, scores * quality):
+        assert top3(other) != expected  # the fixture tells these rankings apart
+    result = assigner(scores, pred, points, strides, gt)
+    assert set(torch.nonzero(result.positive).flatten().tolist()) == expected
+    assert (result.gt_index[result.positive] == 0).all()
+
+
 def test_postprocess_nms_and_the_confidence_rule():
     """Two predictions of one box: NMS keeps the higher score; a score equal to conf is kept (>=)."""
     model = build_eflnet("n", strides=(8, 16, 32), dyhead_blocks=0).eval()

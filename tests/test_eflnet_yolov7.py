@@ -21,6 +21,10 @@ TRAIN_FIELDS = {
     "epochs", "imgsz", "batch", "optimizer", "lr", "weight_decay", "momentum", "schedule", "lr_final_ratio",
     "poly_power", "warmup_epochs", "warmup_iters", "nominal_batch", "mosaic", "mixup", "scale", "translate",
     "hsv_h", "hsv_s", "hsv_v", "fliplr", "flipud", "base_size", "fitness", "recipe",
+    # issue 22: YOLOv7's training as engine settings
+    "accumulate_ramp", "weight_decay_rule", "schedule_step", "warmup_start_ratio", "warmup_bias_lr",
+    "warmup_momentum", "mosaic9", "mosaic_style", "mixup_beta", "mixup_partner", "window_style", "min_box_side",
+    "pad_value", "max_det",
 }  # fmt: skip
 
 
@@ -184,11 +188,39 @@ def test_recipes_hold_the_values_of_issue_13():
     assert (train["warmup_epochs"], train["warmup_iters"]) == (3.0, 1000)
     assert (train["mosaic"], train["mixup"], train["scale"], train["translate"]) == (1.0, 0.15, 0.9, 0.2)
     assert (train["hsv_h"], train["hsv_s"], train["hsv_v"], train["fitness"]) == (0.015, 0.7, 0.4, "ap")
+    # issue 22: what the authors' train.py / datasets.py / test.py do beyond hyp.scratch.p5.yaml
+    assert (train["warmup_start_ratio"], train["warmup_bias_lr"], train["warmup_momentum"]) == (0.0, 0.1, 0.8)
+    assert (train["accumulate_ramp"], train["schedule_step"], train["weight_decay_rule"]) == (True, "epoch", "yolov7")
+    assert (train["mosaic9"], train["mosaic_style"], train["window_style"], train["min_box_side"]) == (
+        0.2, "yolov7", "yolov7", 2.0
+    )
+    assert (train["mixup_beta"], train["mixup_partner"], train["max_det"]) == (8.0, "fresh", 300)
+    assert train["pad_value"] == 114 / 255 and "grad_clip" not in train  # not named: no clipping
     assert dict(paper.train) == {**train, "epochs": 400}
     for recipe in RECIPES.values():
         assert set(recipe.train) <= TRAIN_FIELDS
         YOLOv7Config(**recipe.model_options)  # every option is a valid setting
         assert recipe.notes and recipe.to_dict()["name"] == recipe.name
+
+
+@pytest.mark.parametrize("model", ["eflnet-n", "eflnet-s"])
+def test_small_scales_have_the_authors_and_paper_training_without_a_default_recipe(model):
+    from reference_model.recipe import default_recipe_name, recipes_for
+
+    recipes = recipes_for(model)
+    assert set(recipes) == {"authors", "paper"} and default_recipe_name(model) is None
+    assert dict(recipes["authors"].train) == dict(RECIPES["authors"].train)
+    assert dict(recipes["paper"].train) == dict(RECIPES["paper"].train)
+    authors, paper = dict(recipes["authors"].model_options), dict(recipes["paper"].model_options)
+    assert (authors["atfl_lambda"], authors["atfl_mode"], authors["dyhead_blocks"]) == (1.5, "batch", 3)
+    assert (paper["atfl_lambda"], paper["atfl_mode"], paper["dyhead_blocks"], paper["nwd_constant"]) == (
+        3.5, "epoch", 4, 11.0
+    )
+    assert authors["strides"] == paper["strides"] == [8, 16, 32]
+    for recipe in recipes.values():
+        model_built = build_model(model, **recipe.model_options)  # every option exists for these scales
+        assert model_built.config["strides"] == [8, 16, 32]
+        assert any("No DEFAULT_RECIPE" in note for note in recipe.notes)
 
 
 def synthetic_pair(size: int = 64) -> tuple[torch.Tensor, list[dict]]:

@@ -324,14 +324,31 @@ def test_resume_errors_exit_2(finished_run, tmp_path):
     assert "corrupt or unreadable checkpoint" in result.stderr
 
 
-def test_resume_with_more_epochs_continues(finished_run, tmp_path):
+def test_resume_with_more_epochs_continues_and_stretches_the_schedule(finished_run, tmp_path):
+    """A 1-epoch run resumed to 3 epochs: the learning-rate curve becomes the 3-epoch one (decay from
+    the end of warm-up to epoch 3), not the finished 1-epoch curve held at its final rate."""
     import shutil
+
+    from reference_model.engine.schedule import WarmupSchedule
 
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
-    run_cli("train", "--resume", run, "--model", TINY_DETECTOR, "--epochs", 2, "--device", "cpu", "--no-progress")
-    assert load_checkpoint(run / "last.pt")["epoch"] == 2
-    assert len((run / "results.csv").read_text().splitlines()) == 3
+    before = load_checkpoint(run / "last.pt")["scheduler"]
+    per_epoch = before["step_count"]
+    assert before["total_steps"] == per_epoch  # one epoch, its schedule finished
+    run_cli("train", "--resume", run, "--model", TINY_DETECTOR, "--epochs", 3, "--device", "cpu", "--no-progress")
+    after = load_checkpoint(run / "last.pt")
+    assert after["epoch"] == 3
+    assert after["scheduler"] == {"step_count": 3 * per_epoch, "total_steps": 3 * per_epoch,
+                                  "warmup_steps": before["warmup_steps"]}  # fmt: skip
+    rows = list(csv.DictReader((run / "results.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    lr = [float(r["lr"]) for r in rows]  # each logged at the end of its epoch
+    param = torch.nn.Parameter(torch.zeros(1))
+    curve = WarmupSchedule(torch.optim.SGD([param], lr=1.0), 3 * per_epoch, before["warmup_steps"])
+    base = lr[2] / curve.factor(3 * per_epoch)  # the final rate gives the base rate
+    assert lr[1] == pytest.approx(base * curve.factor(2 * per_epoch), rel=1e-9)
+    assert lr[1] > 2 * lr[2]  # epoch 2 is mid-decay, well above the final rate
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -103,6 +103,7 @@ def test_results_state_the_ap_conventions(tmp_path):
         "max_dets": 100,
         "ap50_iou": 0.5,
         "assignment": "greedy by decreasing score (pycocotools)",
+        "ap50_undefined": None,  # boxes: AP50 means something under any matcher
     }
     assert uncapped["settings"]["ap"]["max_dets"] is None
 
@@ -114,3 +115,34 @@ def test_max_dets_must_be_a_positive_integer(tmp_path, value):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and "--max-dets" in result.output
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_tie_between_equally_overlapped_targets_is_broken_as_pycocotools_does(tmp_path):
+    """Detection A overlaps targets G1 and G2 equally (IoU 1/3 each); the lower-scored B overlaps
+    G1 only. pycocotools gives A the last of the equal targets (G2), so B still finds G1: AP at
+    IoU 0.3 is 1.0. Taking the first (G1) would leave B unmatched: AP 51/101 = 0.505."""
+    images = [{"id": 1, "file_name": "a.png", "width": 32, "height": 32}]
+    g1, g2 = [8, 10, 4, 4], [12, 10, 4, 4]  # [x, y, w, h]
+    annotations = [
+        {"id": k + 1, "image_id": 1, "category_id": 1, "bbox": box, "area": 16, "iscrowd": 0}
+        for k, box in enumerate([g1, g2])
+    ]
+    results = [
+        {"image_id": 1, "category_id": 1, "bbox": [10, 10, 4, 4], "score": 0.9},  # A: IoU 1/3 with each
+        {"image_id": 1, "category_id": 1, "bbox": [7, 10, 4, 4], "score": 0.8},  # B: IoU 0.6 with G1, 0 with G2
+    ]
+    gt_path, res_path = tmp_path / "gt.json", tmp_path / "dets.json"
+    gt_path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1}]}))
+    res_path.write_text(json.dumps(results))
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_path))
+        ev = COCOeval(gt, gt.loadRes(results), "bbox")
+        ev.params.iouThrs = np.array([0.3])
+        ev.evaluate()
+        ev.accumulate()
+    precision = ev.eval["precision"][0, :, 0, 0, 2]
+    reference = float(np.mean(precision[precision > -1]))
+    assert reference == pytest.approx(1.0)
+    ours = _eval(tmp_path, gt_path, res_path, "--match", "iou:0.3")["metrics"]
+    assert ours["ap"] == pytest.approx(reference, abs=1e-12)
+    assert (ours["tp"], ours["fp"]) == (2, 0)  # the optimal assignment at conf agrees

@@ -317,3 +317,31 @@ def test_box_slightly_outside_is_clipped_and_reported(data, tmp_path):
     result = run("eval", preds, "--dataset", "nudt", "--root", data, "--workers", "1", "--out", out)
     assert result.exit_code == 0 and "warning: 1 boxes" in result.output
     assert json.loads(out.read_text())["counts"]["boxes_clipped"] == 1
+
+
+def test_bootstrap_options_write_ci95_per_image_and_print_intervals(data, tmp_path):
+    folder = tmp_path / "masks_pred"
+    folder.mkdir()
+    for stem in STEMS:
+        Image.fromarray(_mask(PRED_BOXES[stem])).save(folder / f"{stem}.png")
+    out = tmp_path / "res.json"
+    done = run("eval", folder, "--dataset", "nudt", "--root", data, "--workers", "1", "--out", out,
+               "--bootstrap", "300", "--bootstrap-seed", "4")
+    assert done.exit_code == 0, done.output
+    res = json.loads(out.read_text())
+    assert res["settings"]["bootstrap"] == {"resamples": 300, "seed": 4, "unit": "image", "method": "percentile",
+                                            "level": 0.95}
+    ci = res["metrics"]["ci95"]
+    assert set(ci) == {"precision", "recall", "f1", "ap50", "iou", "niou", "pd", "fa_e6"}
+    assert all(ci[m][0] <= res["metrics"][m] <= ci[m][1] for m in ci)
+    assert res["per_image"]["image"] == list(STEMS) and res["per_image"]["tp"] == [2, 0, 0]
+    assert "\"tp\": [2, 0, 0]" in out.read_text()  # a column on one line: compact
+    assert res["per_image"]["pixels"]["intersection"] == [13, 0, 0]
+    f1_line = next(line for line in done.output.splitlines() if line.startswith("F1 "))
+    lo, hi = ci["f1"]
+    assert f1_line.endswith(f"95% [{lo:.3f}, {hi:.3f}]")
+    assert "bootstrap over images, 300 resamples, seed 4" in done.output
+    off = evaluate_ok(data, folder, "--bootstrap", "0")
+    assert "ci95" not in off["metrics"] and off["settings"]["bootstrap"]["resamples"] == 0
+    assert off["per_image"]["tp"] == [2, 0, 0]  # compare still works without intervals
+    assert run("eval", folder, "--dataset", "nudt", "--root", data, "--bootstrap", "-1").exit_code == 2

@@ -16,6 +16,7 @@ from irstd_bench.convert import convert_dataset
 from irstd_bench.convert import read_coco_ground_truth as convert_reader
 from irstd_bench.datasets import load_ground_truth, open_dataset
 from irstd_bench.evaluate import read_coco_ground_truth
+from irstd_bench.targets import mask_to_targets
 
 H, W = 40, 48
 SHIFT_PX = 2.6  # from the pixel centroid: a hit under centroid:3
@@ -96,7 +97,7 @@ def test_the_reader_keeps_convert_centroids_not_box_centres(data, tmp_path):
         from_coco = read_coco_ground_truth(coco)[sample.stem]
         np.testing.assert_array_equal(from_coco.boxes, from_mask.boxes)
         np.testing.assert_array_equal(from_coco.area_px, from_mask.area_px)
-        np.testing.assert_allclose(from_coco.centroids, from_mask.centroids, atol=1e-6)
+        np.testing.assert_array_equal(from_coco.centroids, from_mask.centroids)  # to the last bit
         np.testing.assert_array_equal(from_coco.pixels, from_mask.pixels)  # convert writes each target's RLE
     box_centre = (from_mask.boxes[0, :2] + from_mask.boxes[0, 2:]) / 2
     assert np.hypot(*(from_mask.centroids[0] - box_centre)) > 1.9  # the L's centroid is not its box centre
@@ -179,3 +180,101 @@ def test_polygon_segmentation_and_overlap_refusal(tmp_path):
     assert targets.centroids.tolist() == [[5.0, 6.0]]  # from the pixels: no centroid field
     with pytest.raises(InputError, match="share pixels"):
         read_coco_ground_truth(write([square, {**square, "id": 2}]))
+
+
+def _shifted_masks(label_images: dict, shift: tuple[int, int], folder: Path) -> Path:
+    """Mask predictions: every target's pixels moved by ``shift = (dx, dy)`` (its centroid too, by
+    exactly that much), each image's prediction one PNG."""
+    folder.mkdir()
+    dx, dy = shift
+    for stem, labels in label_images.items():
+        rows, cols = np.nonzero(labels)
+        moved = np.zeros(labels.shape, np.uint8)
+        moved[rows + dy, cols + dx] = 255
+        Image.fromarray(moved).save(folder / f"{stem}.png")
+    return folder
+
+
+def test_a_tie_at_the_centroid_threshold_is_one_verdict_by_both_routes(data, tmp_path):
+    """A prediction exactly 3 px from a target: a miss under centroid:3 (distance < 3 px) against
+    the masks and against convert's COCO alike. The L's centroid x is 10 + 21/13: rounded to 6
+    decimals, as convert once wrote it, it moved 3.8e-7 px towards the prediction (a hit)."""
+    convert_dataset(data, tmp_path / "conv", splits=["50_50/test"], formats=["coco"], workers=1)
+    coco = tmp_path / "conv" / "coco" / "50_50__test.json"
+    ds = open_dataset(data, "nudt")
+    gt = {s.stem: load_ground_truth(s).targets for s in ds.samples("50_50/test")}
+    preds = _shifted_masks({stem: t.label_image for stem, t in gt.items()}, (3, 0), tmp_path / "masks")
+    # The fixture is a tie: exactly 3.0 px by the evaluator's own centroids; below 3 with 6 decimals.
+    l_target = gt["000001"].centroids[0]
+    moved = mask_to_targets(np.asarray(Image.open(preds / "000001.png"))).centroids[0]
+    assert np.hypot(*(moved - l_target)) == 3.0 and np.hypot(*(moved - np.round(l_target, 6))) < 3.0
+    by_masks = _eval(tmp_path, preds, "--root", str(data), "--dataset", "nudt", "--split", "50_50/test")
+    by_coco = _eval(tmp_path, preds, "--gt-coco", str(coco))
+    assert by_masks["metrics"]["tp"] == by_coco["metrics"]["tp"] == 0  # every target is a tie
+    assert by_masks["metrics"] == by_coco["metrics"]
+    stored = json.loads(coco.read_text())["annotations"][0]["centroid"]
+    assert stored == l_target.tolist()  # written in full precision
+    # A COCO file with the old 6-decimal centroids and the segmentation: the pixels decide, exactly.
+    doc = json.loads(coco.read_text())
+    for ann in doc["annotations"]:
+        ann["centroid"] = [round(v, 6) for v in ann["centroid"]]
+    rounded = tmp_path / "rounded.json"
+    rounded.write_text(json.dumps(doc))
+    assert _eval(tmp_path, preds, "--gt-coco", str(rounded))["metrics"] == by_masks["metrics"]
+    # Without a segmentation the stored centroid is all there is: full precision keeps the verdict.
+    full = json.loads(coco.read_text())["annotations"]
+    for ann, written in zip(doc["annotations"], full, strict=True):
+        del ann["segmentation"]
+        ann["centroid"] = written["centroid"]
+    boxes_only = tmp_path / "boxes_only.json"
+    boxes_only.write_text(json.dumps(doc))
+    assert _eval(tmp_path, preds, "--gt-coco", str(boxes_only))["metrics"]["tp"] == 0
+
+
+def test_a_stored_centroid_that_is_not_its_segmentations_is_named(data, tmp_path):
+    convert_dataset(data, tmp_path / "conv", splits=["50_50/test"], formats=["coco"], workers=1)
+    doc = json.loads((tmp_path / "conv" / "coco" / "50_50__test.json").read_text())
+    exact = doc["annotations"][0]["centroid"]
+    doc["annotations"][0]["centroid"] = [exact[0] + 0.5, exact[1]]
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(doc))
+    from irstd_bench.errors import DatasetDefectWarning
+
+    with pytest.warns(DatasetDefectWarning, match=r"annotations\[0\]: centroid .* lies 0.5 px from its segmentation"):
+        targets = read_coco_ground_truth(path)
+    assert targets["000001"].centroids[0].tolist() == exact
+
+
+def test_nuaa_exact_distance_ties_are_one_verdict_by_both_routes(nuaa_root, tmp_path):
+    """NUAA-SIRST idx_427/test, every target's pixels moved 3 px left (right where the image ends):
+    each prediction lies exactly 3 px from its target. With convert's old 6-decimal centroids the
+    COCO route counted some as hits (Misc_263: 2.9999996 px); now both routes give the same TP."""
+    convert_dataset(
+        nuaa_root, tmp_path / "conv", splits=["idx_427/test"], formats=["coco"], resize_masks=True, workers=1
+    )
+    coco = tmp_path / "conv" / "coco" / "idx_427__test.json"
+    ds = open_dataset(nuaa_root, "nuaa")
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    flips = []
+    for sample in ds.samples("idx_427/test"):
+        targets = load_ground_truth(sample, resize_masks=True).targets
+        rows, cols = np.nonzero(targets.label_image)
+        dx = -3 if cols.size == 0 or cols.min() >= 3 else 3
+        moved = np.zeros(targets.image_size, np.uint8)
+        moved[rows, cols + dx] = 255
+        Image.fromarray(moved).save(folder / f"{sample.stem}.png")
+        for label, centroid in enumerate(targets.centroids, start=1):
+            one = np.zeros(targets.image_size, bool)
+            r, c = np.nonzero(targets.label_image == label)
+            one[r, c + dx] = True
+            shifted = mask_to_targets(one).centroids[0]
+            if np.hypot(*(shifted - np.round(centroid, 6))) < 3.0 == np.hypot(*(shifted - centroid)):
+                flips.append(sample.stem)
+    assert "Misc_263" in flips  # the fixture holds ties that 6 decimals turned into hits
+    common = ("--root", str(nuaa_root), "--dataset", "nuaa", "--split", "idx_427/test", "--resize-masks")
+    by_masks = _eval(tmp_path, folder, *common)
+    by_coco = _eval(tmp_path, folder, "--gt-coco", str(coco))
+    assert by_masks["counts"]["images"] == by_coco["counts"]["images"] == 86
+    assert by_masks["metrics"]["tp"] == by_coco["metrics"]["tp"]
+    assert by_masks["metrics"] == by_coco["metrics"]

@@ -200,7 +200,7 @@ def test_level_components_equal_mask_to_targets_at_every_level():
                 sel = comps.level == k
                 assert comps.boxes[sel].tolist() == ref.boxes.tolist()
                 assert comps.area_px[sel].tolist() == ref.area_px.tolist()
-                np.testing.assert_allclose(comps.centroids[sel], ref.centroids)
+                np.testing.assert_array_equal(comps.centroids[sel], ref.centroids)  # one centroid formula
 
 
 def test_score_map_curve_at_conf_agrees_with_operating_point():
@@ -346,3 +346,115 @@ def test_image_records_survive_pickling_exactly():
             np.testing.assert_array_equal(ours, theirs)
         else:
             assert ours == theirs, f.name
+
+
+def test_ap50_of_a_score_map_is_undefined_under_a_non_iou_matcher():
+    """What AP50 0.000 next to a good F1 came from, and the rule that replaces it.
+
+    A score map's AP candidates are its components at ``conf``. At the high threshold a
+    centroid matcher picks, each component is the target's peak pixel: its centroid is the
+    target's (a hit at ``centroid:3``), its 1 x 1 box has IoU 1/25 with the 5 x 5 target, so
+    box AP50 would be 0 by construction. Under a non-IoU matcher the evaluator writes ``null``
+    and the reason; under ``iou:T``, and for masks and boxes, AP50 stays a number.
+    """
+    from irstd_bench.evaluate import ap50_undefined
+
+    gt_mask = np.zeros((20, 20), np.uint8)
+    gt_mask[5:10, 5:10] = 255
+    score_map = np.zeros((20, 20), np.float32)
+    score_map[5:10, 5:10] = 0.6
+    score_map[7, 7] = 0.95  # the peak, at the target's centroid
+    gt = [_gt(gt_mask)]
+    peak = evaluate(gt, [Prediction.from_score_map("a", score_map)], matcher="centroid:3", conf=0.9)
+    assert (peak.metrics["tp"], peak.metrics["fp"]) == (1, 0) and peak.records[0].pred_area.tolist() == [1]
+    assert peak.metrics["ap"] == pytest.approx(1.0) and peak.records[0].ap50_hits.tolist() == [False]  # what gave 0.000
+    assert peak.metrics["ap50"] is None
+    assert peak.settings["ap"]["ap50_undefined"] == ap50_undefined("scoremaps", "centroid:3")
+    assert "centroid:3" in peak.settings["ap"]["ap50_undefined"]
+    for matcher in ("legacy-pd", "nwd:0.5"):
+        assert evaluate(gt, [Prediction.from_score_map("a", score_map)], matcher=matcher, conf=0.9).metrics[
+            "ap50"
+        ] is None
+    # Under IoU the threshold is chosen for extents: AP50 is a number (here the whole 5 x 5 blob at 0.5).
+    blob = evaluate(gt, [Prediction.from_score_map("a", score_map)], matcher="iou:0.5", conf=0.5)
+    assert blob.metrics["ap50"] == pytest.approx(1.0) and blob.settings["ap"]["ap50_undefined"] is None
+    # Masks and boxes have their extents whatever conf is: a number under any matcher.
+    mask = evaluate(gt, [Prediction.from_score_map("a", score_map >= 0.9)], matcher="centroid:3")
+    assert mask.kind == "masks" and mask.metrics["ap50"] == 0.0
+    boxes = evaluate(
+        gt, [Prediction.from_boxes("a", [[5, 5, 10, 10]], [0.9], (20, 20))], matcher="centroid:3", conf=0.5
+    )
+    assert boxes.metrics["ap50"] == pytest.approx(1.0)
+    assert [ap50_undefined(k, "centroid:3") is None for k in ("boxes", "masks", "scoremaps")] == [True, True, False]
+    assert ap50_undefined("scoremaps", "iou:0.3") is None
+
+
+def test_a_score_map_component_scores_the_maximum_of_its_own_pixels_when_components_share_rows():
+    """Two components side by side on the same rows: raster order interleaves their pixels, and
+    each must still score the maximum of its own pixels (left 0.9 on its second row, right 0.7)."""
+    from irstd_bench.targets import component_max
+
+    gt_mask = np.zeros((8, 12), np.uint8)
+    gt_mask[2:4, 2:4] = 255
+    gt_mask[2:4, 7:9] = 255
+    score_map = np.zeros((8, 12), np.float32)
+    score_map[2:4, 2:4] = [[0.55, 0.55], [0.9, 0.55]]  # left: its maximum on the second row
+    score_map[2:4, 7:9] = [[0.7, 0.6], [0.6, 0.6]]  # right: its maximum on the first row
+    targets = mask_to_targets(score_map >= 0.5)
+    assert len(targets) == 2 and targets.boxes[:, 0].tolist() == [2, 7]
+    assert component_max(targets, score_map).tolist() == pytest.approx([0.9, 0.7])
+    r = evaluate([_gt(gt_mask)], [Prediction.from_score_map("a", score_map)], matcher="centroid:3", conf=0.5)
+    assert r.records[0].pred_scores.tolist() == pytest.approx([0.9, 0.7])
+    # The scores rank the AP candidates: at a threshold between 0.7 and 0.9 only the left one is kept.
+    assert r.records[0].ap_scores.tolist() == pytest.approx([0.9, 0.7])
+
+
+def test_size_bin_precision_counts_each_prediction_in_the_bin_of_its_own_area():
+    """A 4 x 4 prediction (area 16, bin 10-36) hits a 2 x 2 target (area 4, bin <=9) by centroid;
+    a false 2 x 2 prediction lies elsewhere. Precision per bin follows the predictions' areas."""
+    gt_boxes = np.array([[10, 10, 12, 12], [40, 40, 47, 47]])  # areas 4 (<=9) and 49 (37-81)
+    pred_boxes = np.array([[9, 9, 13, 13], [60, 0, 62, 2]])  # areas 16 (10-36, the hit) and 4 (<=9, false)
+    r = evaluate(
+        [("a", boxes_to_targets(gt_boxes, (80, 80)))],
+        [Prediction.from_boxes("a", pred_boxes, [0.9, 0.8], (80, 80))],
+        matcher="centroid:3",
+    )
+    assert (r.metrics["tp"], r.metrics["fp"]) == (1, 1)
+    bins = {b["name"]: b for b in r.size_bins}
+    assert (bins["<=9"]["gt"], bins["<=9"]["tp"], bins["<=9"]["recall"]) == (1, 1, 1.0)
+    assert (bins["<=9"]["pred"], bins["<=9"]["pred_tp"], bins["<=9"]["precision"]) == (1, 0, 0.0)
+    assert (bins["10-36"]["gt"], bins["10-36"]["pred"], bins["10-36"]["pred_tp"]) == (0, 1, 1)
+    assert bins["10-36"]["precision"] == 1.0 and bins["10-36"]["recall"] is None
+    assert (bins["37-81"]["gt"], bins["37-81"]["tp"], bins["37-81"]["pred"]) == (1, 0, 0)
+
+
+@pytest.mark.parametrize("conf", [0.3, 0.5, 0.7])
+def test_score_map_pixels_at_exactly_half_are_foreground_whatever_the_threshold(conf):
+    """The pixel metrics take a score map's pixels ``>= 0.5``: a target whose pixels score exactly
+    0.5 (its centre 0.9) is all foreground at every ``conf``, and so is a component at conf 0.5."""
+    gt_mask = np.zeros((12, 12), np.uint8)
+    gt_mask[4:7, 4:7] = 255
+    score_map = np.zeros((12, 12), np.float32)
+    score_map[4:7, 4:7] = 0.5
+    score_map[5, 5] = 0.9
+    m = evaluate([_gt(gt_mask)], [Prediction.from_score_map("a", score_map)], matcher="centroid:3", conf=conf).metrics
+    assert m["iou"] == 1.0 and m["niou"] == 1.0 and m["pd"] == 1.0 and m["fa_e6"] == 0.0
+    assert m["tp"] == 1
+    if conf <= 0.5:  # the kept component is the whole 3 x 3 target, its 0.5 pixels included
+        iou_run = evaluate([_gt(gt_mask)], [Prediction.from_score_map("a", score_map)], matcher="iou:1", conf=conf)
+        assert iou_run.metrics["tp"] == 1 and iou_run.records[0].pred_area.tolist() == [9]
+
+
+def test_ap50_under_a_centroid_matcher_pairs_boxes_at_iou_half_only():
+    """Boxes under centroid:3: the first prediction is a centroid hit with IoU 0.36, the second a
+    centroid miss (exactly 3 px) with IoU 0.74. ``ap`` follows the matcher, ``ap50`` box IoU alone."""
+    gt_boxes = np.array([[5, 5, 10, 10], [20, 20, 40, 40]])
+    pred_boxes = np.array([[5, 5, 8, 8], [20, 17, 40, 37]])
+    r = evaluate(
+        [("a", boxes_to_targets(gt_boxes, (64, 64)))],
+        [Prediction.from_boxes("a", pred_boxes, [0.9, 0.8], (64, 64))],
+        matcher="centroid:3",
+    )
+    assert r.records[0].ap_hits.tolist() == [True, False] and r.records[0].ap50_hits.tolist() == [False, True]
+    assert r.metrics["ap"] == pytest.approx(51 / 101)  # precision 1 up to recall 0.5
+    assert r.metrics["ap50"] == pytest.approx(51 * 0.5 / 101)  # the hit comes second: precision 0.5

@@ -476,11 +476,54 @@ def test_terminal_table_is_plain_text_with_all_numbers(suite):
     text = format_terminal_table(suite["paths"])
     assert text.isascii()
     lines = text.splitlines()
-    assert "NUDT-SIRST" in lines[0] and "IRSTD-1k" in lines[0]
+    # The line above the table says which matcher each column uses.
+    assert lines[0] == ("Matching: P, R, F1 (val thr.), F1 (best on test): iou:0.5 (box IoU >= 0.5); "
+                        "AP50: box IoU >= 0.5 (COCO AP), whatever the matcher.")  # fmt: skip
+    assert "NUDT-SIRST" in lines[1] and "IRSTD-1k" in lines[1]
     efl = next(ln for ln in lines if ln.startswith("EFLNet-n"))
     assert "0.941" in efl and "0.889" in efl and "0.914" in efl and "0.901" in efl
     acm = next(ln for ln in lines if ln.startswith("ACM"))
     assert acm.split("|")[1].split() == ["0.800", "0.923", "0.857", "-", "-"]
+
+
+def test_undefined_ap50_is_a_dash_with_its_footnote_in_every_table(tmp_path):
+    """AP50 of a score map under a centroid matcher: an older file's 0.000 and a newer file's null
+    both print as a dash with a footnote saying why; a detector's AP50 on the same dataset stays."""
+    from irstd_bench.evaluate import ap50_undefined
+
+    reason = ap50_undefined("scoremaps", "centroid:3")
+    folder = tmp_path / "runs"
+    common = dict(matcher="centroid:3", kind="scoremaps")
+    paths = [
+        write_run(folder, "tophat_old", method="Top-Hat", metrics={"f1": 0.392, "ap50": 0.0}, **common),
+        write_run(folder, "mpcm_s0", method="MPCM (seed 0)", metrics={"f1": 0.29, "ap50": None},
+                  settings={"ap": {"ap50_undefined": reason}}, **common),
+        write_run(folder, "mpcm_s1", method="MPCM (seed 1)", metrics={"f1": 0.31, "ap50": None}, **common),
+        write_run(folder, "efl", method="EFLNet-n", matcher="centroid:3", metrics={"f1": 0.5, "ap50": 0.25}),
+    ]  # fmt: skip
+    runs = load_runs(paths)
+    assert runs[0].metrics["ap50"] is None and runs[0].undefined == {"ap50": reason}
+    assert runs[3].metrics["ap50"] == 0.25 and runs[3].undefined == {}
+    result = CliRunner().invoke(cli, ["report", *map(str, paths), "--out", str(tmp_path / "rep"), "--qualitative", "0"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == ("Matching: P, R, F1 (val thr.): centroid:3 (centroid distance < 3 px); "
+                        "AP50: box IoU >= 0.5 (COCO AP), whatever the matcher.")  # fmt: skip
+    row = {ln.split("|")[0].strip(): ln.split("|")[1].split() for ln in lines if "|" in ln}
+    assert row["Top-Hat"][-1] == "-*" and row["MPCM (2 seeds)"][-1] == "-*" and row["EFLNet-n"][-1] == "0.250"
+    assert f"* {reason}" in lines and result.output.isascii()
+    tables = tmp_path / "rep" / "tables"
+    md = (tables / "detailed.md").read_text()
+    assert "| Top-Hat |" in md and "–† |" in md and f"† {reason}" in md and "0.000" not in md
+    assert md.count("–†") == 4  # Top-Hat, MPCM's mean and both seeds
+    assert "Matching: " in md.split("| Method")[0]  # above the table
+    html = (tables / "detailed.html").read_text()
+    assert 'class="note">\u2020 AP50 undefined' in html and "centroid distance &lt; 3 px" in html
+    tex = (tables / "detailed.tex").read_text()
+    assert "centroid distance \\textless{} 3 px" in tex and "IoU \\textgreater{}= 0.5" in tex
+    assert "--\\textsuperscript{\\dag}" in tex and "\\footnotesize\\textsuperscript{\\dag} AP50 undefined" in tex
+    csv_rows = list(csv.DictReader(io.StringIO((tables / "detailed.csv").read_text())))
+    assert [r["nudt/ap50"] for r in csv_rows if r["Method"] in ("Top-Hat", "EFLNet-n")] == ["", "0.25"]
 
 
 # -- ablations --------------------------------------------------------------------------------

@@ -120,6 +120,20 @@ def test_allocate_scales_epochs_to_the_window_with_the_load_of_all_runs():
     assert {s.epochs for s in scheduled} == {7}
 
 
+def test_allocate_never_assumes_runs_faster_than_the_probe_measured():
+    """A probe of four runs at once measured 10 s an epoch. Two runs at once are not assumed to
+    take 5 s (the probe says nothing about a lighter load): 10 s; six runs: 10 x 6 / 4 = 15 s."""
+    units, _ = resolve_plan((RunSpec("acm", seeds=(0, 1, 2, 3, 4, 5)),), MODELS)
+    key = units[0].config_key
+    probes = {key: _probe(key, 10.0, startup_s=5.0, concurrency=4)}
+    usable = WINDOW_SAFETY * 1000.0 - 5.0
+    for n_runs, epoch_s in ((1, 10.0), (2, 10.0), (4, 10.0), (6, 15.0)):
+        scheduled, dropped = allocate(units[:n_runs], probes, window_s=1000.0, default_epochs=10**6, min_epochs=1)
+        assert dropped == [] and len(scheduled) == n_runs
+        assert {s.estimated_epoch_s for s in scheduled} == {epoch_s}, n_runs
+        assert {s.epochs for s in scheduled} == {math.floor(usable / epoch_s)}, n_runs
+
+
 def test_allocate_drops_the_lowest_priority_first_and_says_why():
     units, _ = resolve_plan(
         (RunSpec("eflnet-yolov7", "authors", seeds=(0, 1), extra_seed_priority=9), RunSpec("acm", priority=1),
@@ -292,6 +306,9 @@ def test_smoke_runs_the_whole_path(tmp_path):
          "--commit", "abc1234"],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
+    # No progress bar anywhere: not in the command's own output, not in its steps' logs.
+    logs = sorted((out / "work" / "logs").glob("*.log"))
+    assert logs and all(b"\r" not in p.read_bytes() for p in logs) and "\r" not in result.output
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert summary["schema"] == "irstd-bench/reproduce-summary" and summary["commit"] == "abc1234"
     assert summary["device"].startswith("CPU")

@@ -3,7 +3,9 @@
 One file per split. Boxes are ``bbox = [x, y, w, h]`` in pixels with the pixel-edge convention
 of :mod:`irstd_bench.targets` (``x = x0``, ``w = x1 - x0``; a one-pixel target at column 4 has
 ``x = 4, w = 1``), so ``x + w`` is the exclusive right edge, as COCO tools expect. ``area`` is
-the target's pixel count (not ``w * h``); ``centroid`` (extra field) is its mean pixel centre;
+the target's pixel count (not ``w * h``); ``centroid`` (extra field) is its mean pixel centre, in
+full float precision (a centroid rounded to 6 decimals moved a prediction exactly 3 px from a target
+across ``centroid:3``'s boundary);
 ``segmentation`` is the target's pixels as compressed RLE (``iscrowd`` 0), so instance
 segmentation tools (torchvision ``wrap_dataset_for_transforms_v2``, mmdetection) read masks too.
 
@@ -64,7 +66,7 @@ def coco_document(
                 "bbox": bbox,
                 "area": area,
                 "iscrowd": 0,
-                "centroid": [round(centroid[0], 6), round(centroid[1], 6)],
+                "centroid": [float(centroid[0]), float(centroid[1])],  # full precision (repr), never rounded
             }
             if rle is not None:
                 annotation["segmentation"] = dict(rle)

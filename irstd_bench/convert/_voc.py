@@ -44,7 +44,7 @@ def voc_xml(rec: ImageRecord, folder: str) -> str:
             "    <truncated>0</truncated>\n",
             "    <difficult>0</difficult>\n",
             f"    <area_px>{area}</area_px>\n",
-            f"    <centroid><x>{round(cx, 6)!r}</x><y>{round(cy, 6)!r}</y></centroid>\n",
+            f"    <centroid><x>{float(cx)!r}</x><y>{float(cy)!r}</y></centroid>\n",
             "    <bndbox>\n",
             f"      <xmin>{x0 + 1}</xmin>\n",
             f"      <ymin>{y0 + 1}</ymin>\n",

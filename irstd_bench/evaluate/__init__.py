@@ -12,10 +12,24 @@ How pixels become targets, when a prediction is a hit, and every metric are docu
 - ``_ground_truth``: the COCO ground-truth reader;
 - ``_records``: one image's score (per-kind adapters, one record builder);
 - ``_curves``, ``_metrics``, ``_pixel_metrics``, ``_summary``: the split's metrics;
+- ``_per_image``, ``_bootstrap``: the per-image numbers and the bootstrap over images (intervals,
+  paired differences);
 - ``_results_io``: the results JSON and CSVs;
 - ``_evaluator``: :func:`evaluate` and :func:`evaluate_split` (worker processes).
 """
 
+from irstd_bench.evaluate._bootstrap import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    INTERVAL_METRICS,
+    BootstrapSettings,
+    PairedDifference,
+    bootstrap_intervals,
+    metric_samples,
+    paired_difference,
+    percentile_interval,
+    resample_counts,
+)
 from irstd_bench.evaluate._curves import DEFAULT_CURVE_LEVELS, CurveCounts, level_components
 from irstd_bench.evaluate._evaluator import evaluate, evaluate_split
 from irstd_bench.evaluate._ground_truth import read_coco_ground_truth
@@ -29,17 +43,22 @@ from irstd_bench.evaluate._matching import (
     parse_matcher,
 )
 from irstd_bench.evaluate._metrics import coco_average_precision
+from irstd_bench.evaluate._per_image import PerImageData, align_images, parse_per_image
 from irstd_bench.evaluate._pixel_metrics import PixelStats, legacy_pd_fa, pixel_stats
 from irstd_bench.evaluate._prediction_set import FORMATS, PredictionSet, open_predictions, read_predictions
 from irstd_bench.evaluate._predictions import BOX_TOLERANCE_PX, Prediction
-from irstd_bench.evaluate._records import PIXEL_THRESHOLD, ImageRecord, score_image
+from irstd_bench.evaluate._records import PIXEL_THRESHOLD, ImageRecord, ap50_undefined, score_image
 from irstd_bench.evaluate._results_io import PER_IMAGE_COLUMNS, PER_TARGET_COLUMNS, EvaluationResult
 from irstd_bench.targets import SIZE_BINS
 
 __all__ = [
     "BOX_TOLERANCE_PX",
+    "BootstrapSettings",
     "DEFAULT_CURVE_LEVELS",
+    "DEFAULT_RESAMPLES",
+    "DEFAULT_SEED",
     "FORMATS",
+    "INTERVAL_METRICS",
     "LEGACY_PD_DISTANCE_PX",
     "PER_IMAGE_COLUMNS",
     "PER_TARGET_COLUMNS",
@@ -50,10 +69,15 @@ __all__ = [
     "EvaluationResult",
     "ImageRecord",
     "Matcher",
+    "PairedDifference",
+    "PerImageData",
     "PixelStats",
     "Prediction",
     "PredictionSet",
     "TargetMatch",
+    "align_images",
+    "ap50_undefined",
+    "bootstrap_intervals",
     "coco_average_precision",
     "evaluate",
     "evaluate_split",
@@ -61,10 +85,15 @@ __all__ = [
     "legacy_pd_fa",
     "level_components",
     "match_targets",
+    "metric_samples",
     "open_predictions",
+    "paired_difference",
     "parse_matcher",
+    "parse_per_image",
+    "percentile_interval",
     "pixel_stats",
     "read_coco_ground_truth",
     "read_predictions",
+    "resample_counts",
     "score_image",
 ]

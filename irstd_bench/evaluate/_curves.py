@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from irstd_bench.evaluate._matching import Matcher
 from irstd_bench.evaluate._pixel_metrics import LEGACY_PD, legacy_counts
-from irstd_bench.targets import CONNECTIVITY_STRUCTURES, Targets
+from irstd_bench.targets import CONNECTIVITY_STRUCTURES, Targets, pixel_centroids
 
 #: Default score-map levels of the curves: 0.04, 0.08, ..., 0.96 (the run's ``conf`` is added).
 CURVE_LEVEL_COUNT = 25
@@ -161,13 +161,12 @@ def level_components(score_map: np.ndarray, levels: np.ndarray, connectivity: in
         [[s[2].start + c0, s[1].start + r0, s[2].stop + c0, s[1].stop + r0] for s in slices], np.int64
     )
     flat = labels.ravel()
-    idx = np.flatnonzero(flat)
+    idx = np.flatnonzero(flat)  # level by level, each level in raster order
     lab = flat[idx]
     h, w = crop.shape
     area = np.bincount(lab, minlength=count + 1)[1:]
-    sum_x = np.bincount(lab, weights=idx % w, minlength=count + 1)[1:]
-    sum_y = np.bincount(lab, weights=(idx // w) % h, minlength=count + 1)[1:]
-    centroids = np.stack([sum_x / area + 0.5 + c0, sum_y / area + 0.5 + r0], axis=1)
+    # Absolute rows and columns: the same sums, hence the same centroids, as mask_to_targets.
+    centroids = pixel_centroids(lab, (idx // w) % h + r0, idx % w + c0, count)
     return LevelComponents(level, boxes, centroids, area.astype(np.int64))
 
 

@@ -19,12 +19,13 @@ import numpy as np
 
 from irstd_bench._progress import progress_bar
 from irstd_bench.errors import DatasetDefectWarning, InputError
+from irstd_bench.evaluate._bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, BootstrapSettings
 from irstd_bench.evaluate._curves import DEFAULT_CURVE_LEVELS
 from irstd_bench.evaluate._matching import Matcher, parse_matcher
 from irstd_bench.evaluate._metrics import COCO_RECALL_POINTS
 from irstd_bench.evaluate._prediction_set import PredictionSet, load_task
 from irstd_bench.evaluate._predictions import Prediction
-from irstd_bench.evaluate._records import AP50_IOU, KINDS, PIXEL_THRESHOLD, ImageRecord, score_image
+from irstd_bench.evaluate._records import AP50_IOU, KINDS, PIXEL_THRESHOLD, ImageRecord, ap50_undefined, score_image
 from irstd_bench.evaluate._results_io import EvaluationResult
 from irstd_bench.evaluate._summary import summarise
 from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, Targets
@@ -74,6 +75,8 @@ def evaluate(
     connectivity: int = DEFAULT_CONNECTIVITY,
     levels: Sequence[float] | None = None,
     max_dets: int | None = None,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    bootstrap_seed: int = DEFAULT_SEED,
     meta: dict | None = None,
 ) -> EvaluationResult:
     """Score in-memory predictions against ground truth, image by image.
@@ -100,6 +103,11 @@ def evaluate(
     max_dets : int, optional
         AP only: each image's ``max_dets`` highest-scored detections count (pycocotools'
         ``maxDets``; ``100`` gives its default AP50 exactly). ``None`` (default): every detection.
+    bootstrap : int
+        Resamples of the images for the metrics' 95 % intervals (``metrics["ci95"]``,
+        :mod:`~irstd_bench.evaluate._bootstrap`); 0: none (training validation).
+    bootstrap_seed : int
+        Seed of the resamples: the same seed gives the same intervals on any machine.
 
     Returns
     -------
@@ -109,7 +117,9 @@ def evaluate(
         ``>= 0.5``, greedy by score, every detection unless ``max_dets``); ``ap`` (the same with
         the run's matcher rule);
         for maps ``iou`` (split-summed), ``niou`` (mean per image), ``pd`` and ``fa_e6``
-        (always the legacy 3 px centroid rule; Fa in pixels per million).
+        (always the legacy 3 px centroid rule; Fa in pixels per million); ``ci95``: ``{metric:
+        [lo, hi] or None}`` for P, R, F1, AP50, IoU, nIoU, Pd, Fa (with ``bootstrap``).
+        ``per_image``: the numbers the metrics add up, image by image (the results JSON's).
 
     Examples
     --------
@@ -151,8 +161,16 @@ def evaluate(
         )
         record.gt_resized, record.gt_nonbinary = flags
         records.append(record)
+    resampling = BootstrapSettings(bootstrap, bootstrap_seed)
     summary = summarise(
-        records, conf=conf, kind=run_kind, levels=lv, predictions_not_in_split=not_in_split, max_dets=max_dets
+        records,
+        conf=conf,
+        kind=run_kind,
+        levels=lv,
+        matcher=m,
+        predictions_not_in_split=not_in_split,
+        max_dets=max_dets,
+        bootstrap=resampling,
     )
     settings = {
         "connectivity": connectivity,
@@ -160,7 +178,8 @@ def evaluate(
         "strict": strict,
         "curve_levels": lv.tolist(),
         "pixel_threshold": pixel_threshold_setting(run_kind),
-        "ap": ap_conventions(max_dets),
+        "ap": ap_conventions(max_dets, run_kind, m),
+        "bootstrap": resampling.to_dict(),
     }
     return EvaluationResult(
         **summary,
@@ -189,13 +208,15 @@ def pixel_threshold_setting(kind: str) -> float | None:
     return None if kind == "boxes" else PIXEL_THRESHOLD
 
 
-def ap_conventions(max_dets: int | None) -> dict:
-    """How ``ap50`` and ``ap`` are computed, for the results JSON (``settings.ap``)."""
+def ap_conventions(max_dets: int | None, kind: str, matcher: Matcher) -> dict:
+    """How ``ap50`` and ``ap`` are computed, for the results JSON (``settings.ap``);
+    ``ap50_undefined``: why ``ap50`` is ``null`` for this run (:func:`ap50_undefined`), else ``null``."""
     return {
         "interpolation": f"coco-{len(COCO_RECALL_POINTS)}-point",
         "max_dets": max_dets,
         "ap50_iou": AP50_IOU,
         "assignment": "greedy by decreasing score (pycocotools)",
+        "ap50_undefined": ap50_undefined(kind, matcher),
     }
 
 
@@ -299,6 +320,8 @@ def evaluate_split(
     connectivity: int = DEFAULT_CONNECTIVITY,
     levels: Sequence[float] | None = None,
     max_dets: int | None = None,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    bootstrap_seed: int = DEFAULT_SEED,
     workers: int = 1,
     meta: dict | None = None,
     progress: bool = False,
@@ -322,6 +345,7 @@ def evaluate_split(
     m = parse_matcher(matcher)
     conf = _check_conf(conf)
     max_dets = check_max_dets(max_dets)
+    resampling = BootstrapSettings(bootstrap, bootstrap_seed)
     lv = curve_levels(conf, levels)
     missing = [stem for stem, _ in items if stem not in pset]
     if strict and missing:
@@ -352,8 +376,10 @@ def evaluate_split(
         conf=conf,
         kind=pset.kind,
         levels=lv,
+        matcher=m,
         predictions_not_in_split=len(pset.not_in_split),
         max_dets=max_dets,
+        bootstrap=resampling,
     )
     settings = {
         "threshold": threshold,
@@ -364,7 +390,8 @@ def evaluate_split(
         "curve_levels": lv.tolist(),
         "workers": workers,
         "pixel_threshold": pixel_threshold_setting(pset.kind),
-        "ap": ap_conventions(max_dets),
+        "ap": ap_conventions(max_dets, pset.kind, m),
+        "bootstrap": resampling.to_dict(),
     }
     return EvaluationResult(
         **summary,

@@ -68,6 +68,17 @@ class Matcher:
         return f"{self.kind}:{self.threshold:g}"
 
     @property
+    def description(self) -> str:
+        """The pairing rule in words, e.g. ``centroid distance < 3 px``, ``box IoU >= 0.5``."""
+        if self.kind == "legacy-pd":
+            return f"BasicIRSTD's greedy rule, centroid distance < {self.threshold:g} px"
+        if self.kind == "centroid":
+            return f"centroid distance < {self.threshold:g} px"
+        if self.kind == "nwd":
+            return f"box NWD >= {self.threshold:g} (C = {self.constant:g} px)"
+        return f"box IoU >= {self.threshold:g}"
+
+    @property
     def uses_distance(self) -> bool:
         return self.kind in ("centroid", "legacy-pd")
 

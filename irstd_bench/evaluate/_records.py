@@ -20,7 +20,7 @@ import numpy as np
 
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate._curves import CurveCounts, box_threshold_counts, score_map_level_counts
-from irstd_bench.evaluate._matching import UNMATCHED, Matcher, box_iou_matrix, greedy_by_score
+from irstd_bench.evaluate._matching import UNMATCHED, Matcher, box_iou_matrix, greedy_by_score, parse_matcher
 from irstd_bench.evaluate._pixel_metrics import PixelStats, pixel_stats
 from irstd_bench.evaluate._predictions import Prediction, clip_boxes, resize_nearest
 from irstd_bench.targets import DEFAULT_CONNECTIVITY, Targets, boxes_to_targets, component_max, mask_to_targets
@@ -31,6 +31,30 @@ from irstd_bench.targets import DEFAULT_CONNECTIVITY, Targets, boxes_to_targets,
 PIXEL_THRESHOLD = 0.5
 #: IoU threshold of ``ap50`` (COCO AP at IoU 0.5, whatever the run's matcher).
 AP50_IOU = 0.5
+
+
+def ap50_undefined(kind: str, matcher: Matcher | str) -> str | None:
+    """Why ``ap50`` means nothing for a run of ``kind`` scored with ``matcher``; ``None`` when it does.
+
+    The one rule, used by the evaluator (which then writes ``ap50: null`` and this text as
+    ``settings.ap.ap50_undefined``) and by ``report`` (``–`` with this footnote, for older files too).
+
+    ``ap50`` pairs predicted *boxes* with the targets' boxes at IoU ``>= 0.5``. Boxes and masks
+    have their extents whatever ``conf`` is. A score map's AP candidates are its components at
+    the run's ``conf``, so their extents are set by ``conf``, and ``conf`` is the operating point
+    of the run's matcher (chosen on val for it). Under an IoU matcher that choice weighs the
+    extents; under ``centroid``, ``legacy-pd`` or ``nwd`` it does not (a centroid-chosen level is
+    often so high that each component is a peak of one to a few pixels, whose box cannot reach
+    IoU 0.5 with a 3 x 3 px or larger target: AP50 0 by construction, next to a good F1).
+    """
+    m = parse_matcher(matcher)
+    if kind != "scoremaps" or m.kind == "iou":
+        return None
+    return (
+        f"AP50 undefined for score maps scored under {m.spec}: their AP candidates are the map's components at "
+        f"the run's threshold, chosen for {m.spec}, which fixes centroids, not extents (at a high threshold, peaks "
+        "of a few pixels whose boxes cannot reach IoU 0.5); use --match iou:0.5 for an AP50"
+    )
 
 #: Kinds of a run.
 KINDS = ("boxes", "masks", "scoremaps")

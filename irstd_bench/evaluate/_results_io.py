@@ -21,6 +21,7 @@ from irstd_bench import __version__
 from irstd_bench._csv import csv_cell
 from irstd_bench._outputs import write_file_set
 from irstd_bench.evaluate._matching import UNMATCHED
+from irstd_bench.evaluate._per_image import PerImageData
 from irstd_bench.evaluate._records import ImageRecord
 
 SCHEMA = "irstd-bench/results"
@@ -41,7 +42,8 @@ class EvaluationResult:
     ----------
     metrics : dict
         ``tp fp fn precision recall f1 best_f1 best_f1_threshold ap50 ap iou niou pd fa_e6``;
-        ``None`` where undefined or not applicable (pixel metrics for boxes).
+        ``None`` where undefined or not applicable (pixel metrics for boxes); ``ci95`` (with the
+        bootstrap): ``{metric: [lo, hi] or None}``.
     counts : dict
     size_bins : list of dict
     curves : dict
@@ -49,7 +51,9 @@ class EvaluationResult:
     records : list of ImageRecord
     settings : dict
         How the run was scored, including the ``ap`` conventions (``interpolation``,
-        ``max_dets``, ``ap50_iou``).
+        ``max_dets``, ``ap50_iou``) and the ``bootstrap`` settings.
+    per_image : PerImageData or None
+        The numbers the metrics add up, image by image (the JSON's ``per_image``).
     """
 
     metrics: dict
@@ -63,6 +67,7 @@ class EvaluationResult:
     pred_format: str = "memory"
     settings: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    per_image: PerImageData | None = field(default=None, repr=False)
 
     def to_dict(self, *, per_image_csv: str | None = None, per_target_csv: str | None = None) -> dict:
         """The results JSON (``docs/CONTRACTS.md``)."""
@@ -85,6 +90,7 @@ class EvaluationResult:
             "curves": self.curves,
             "per_image_csv": per_image_csv,
             "per_target_csv": per_target_csv,
+            "per_image": None if self.per_image is None else self.per_image.to_json(),
             "settings": dict(self.settings),
             **({"config": meta["config"]} if "config" in meta else {}),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -142,7 +148,7 @@ def results_texts(result: EvaluationResult, out: str | Path) -> tuple[dict, dict
     texts = {
         out.parent / image_csv: _csv_text(PER_IMAGE_COLUMNS, result.per_image_rows()),
         out.parent / target_csv: _csv_text(PER_TARGET_COLUMNS, result.per_target_rows()),
-        out: json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n",
+        out: json_text(data),
     }
     return data, texts
 
@@ -184,6 +190,22 @@ def _csv_text(columns, rows) -> str:
     writer.writeheader()
     writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)  # no formulas
     return buffer.getvalue()
+
+
+def json_text(data: dict) -> str:
+    """The results JSON text: objects indented by 2, each list of numbers or strings on one line
+    (the per-image columns and curves stay compact: one line each, not one line per value)."""
+    return _dump(_jsonable(data), 0) + "\n"
+
+
+def _dump(value, depth: int) -> str:
+    pad, inner = "  " * depth, "  " * (depth + 1)
+    if isinstance(value, dict) and value:
+        items = ",\n".join(f"{inner}{json.dumps(k)}: {_dump(v, depth + 1)}" for k, v in value.items())
+        return "{\n" + items + "\n" + pad + "}"
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        return "[\n" + ",\n".join(inner + _dump(v, depth + 1) for v in value) + "\n" + pad + "]"
+    return json.dumps(value, allow_nan=False)
 
 
 def _jsonable(value):

@@ -3,7 +3,8 @@
 :func:`summarise` calls, in turn, :func:`counting_metrics` (TP/FP/FN, precision, recall, F1 at
 ``conf``), :func:`best_f1` (over the PR curve), :func:`average_precisions` (``ap50`` and ``ap``),
 :func:`pixel_metrics` (IoU, nIoU, Pd, Fa), :func:`curves`, :func:`size_bin_table` and
-:func:`counts`.
+:func:`counts`; then the per-image data (:class:`PerImageData`) and, from it, the metrics'
+bootstrap intervals (``metrics["ci95"]``, :func:`~irstd_bench.evaluate._bootstrap.bootstrap_intervals`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from irstd_bench.evaluate._bootstrap import BootstrapSettings, bootstrap_intervals
 from irstd_bench.evaluate._curves import CurveCounts, merge_counts, thin_indices
-from irstd_bench.evaluate._matching import UNMATCHED
+from irstd_bench.evaluate._matching import UNMATCHED, Matcher
 from irstd_bench.evaluate._metrics import coco_average_precision, f1_score, prf, ratio, size_bins
-from irstd_bench.evaluate._records import ImageRecord
+from irstd_bench.evaluate._per_image import PerImageData
+from irstd_bench.evaluate._records import ImageRecord, ap50_undefined
 
 #: Fa is reported per million pixels (``fa_e6``).
 PER_MILLION = 1e6
@@ -52,20 +55,23 @@ def best_f1(pr: CurveCounts, n_gt: int, f1_at_conf: float | None, conf: float) -
     return {"best_f1": f1_at_conf, "best_f1_threshold": conf}
 
 
-def average_precisions(records: Sequence[ImageRecord], n_gt: int, max_dets: int | None = None) -> dict:
+def average_precisions(
+    records: Sequence[ImageRecord], n_gt: int, max_dets: int | None = None, *, with_ap50: bool = True
+) -> dict:
     """``ap50`` (box IoU >= 0.5) and ``ap`` (the run's matcher), COCO 101-point.
 
     ``max_dets`` keeps each image's ``max_dets`` highest-scored candidates (ties: input order),
-    as pycocotools' ``maxDets``; ``None`` keeps every candidate.
+    as pycocotools' ``maxDets``; ``None`` keeps every candidate. ``with_ap50=False``: ``ap50`` is
+    ``None`` (undefined for the run, :func:`~irstd_bench.evaluate._records.ap50_undefined`).
     """
     if not records:
         return {"ap50": None, "ap": None}
     cap = slice(None) if max_dets is None else slice(0, int(max_dets))
     scores = np.concatenate([r.ap_scores[cap] for r in records])
-    return {
-        "ap50": coco_average_precision(scores, np.concatenate([r.ap50_hits[cap] for r in records]), n_gt),
-        "ap": coco_average_precision(scores, np.concatenate([r.ap_hits[cap] for r in records]), n_gt),
-    }
+    ap50 = None
+    if with_ap50:
+        ap50 = coco_average_precision(scores, np.concatenate([r.ap50_hits[cap] for r in records]), n_gt)
+    return {"ap50": ap50, "ap": coco_average_precision(scores, np.concatenate([r.ap_hits[cap] for r in records]), n_gt)}
 
 
 def pixel_metrics(records: Sequence[ImageRecord], n_gt: int) -> dict:
@@ -147,18 +153,26 @@ def summarise(
     conf: float,
     kind: str,
     levels: np.ndarray,
+    matcher: Matcher,
     predictions_not_in_split: int = 0,
     max_dets: int | None = None,
+    bootstrap: BootstrapSettings | None = None,
 ) -> dict:
-    """Split metrics, counts, size bins and curves from per-image records."""
+    """Split metrics, counts, size bins, curves and the per-image data from per-image records
+    (scored with ``matcher``); ``metrics["ci95"]`` when ``bootstrap`` has resamples."""
     n_gt = int(sum(len(r.gt_boxes) for r in records))
     metrics = counting_metrics(records)
     pr = pr_counts(records, kind)
     metrics.update(best_f1(pr, n_gt, metrics["f1"], conf))
-    metrics.update(average_precisions(records, n_gt, max_dets))
+    with_ap50 = ap50_undefined(kind, matcher) is None
+    metrics.update(average_precisions(records, n_gt, max_dets, with_ap50=with_ap50))
     metrics.update(pixel_metrics(records, n_gt))
+    per_image = PerImageData.from_records(records, max_dets, with_ap50=with_ap50)
+    if bootstrap is not None and bootstrap.resamples:
+        metrics["ci95"] = bootstrap_intervals(per_image, metrics, bootstrap)
     return {
         "metrics": metrics,
+        "per_image": per_image,
         "counts": counts(records, predictions_not_in_split),
         "size_bins": size_bin_table(records),
         "curves": curves(records, pr, kind, levels, n_gt),

@@ -10,6 +10,7 @@ import click
 from irstd_bench._cli_options import max_pixels_option, skip_defects_option
 from irstd_bench._io import pixel_limit
 from irstd_bench.errors import InputError
+from irstd_bench.evaluate._bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
 from irstd_bench.evaluate._evaluator import default_workers, evaluate_split
 from irstd_bench.evaluate._ground_truth import read_coco_ground_truth
 from irstd_bench.evaluate._prediction_set import FORMATS, open_predictions
@@ -28,7 +29,7 @@ TABLE_ROWS = (
     ("best_f1", "best F1"),
     ("best_f1_threshold", "  at threshold"),
     ("ap50", "AP50 (COCO, IoU 0.5)"),
-    ("ap", "AP (matcher rule)"),
+    ("ap", "AP ({matcher})"),
     ("iou", "IoU (split)"),
     ("niou", "nIoU"),
     ("pd", "Pd (3 px)"),
@@ -78,19 +79,36 @@ def _default_out(preds: Path) -> Path:
 
 
 def format_table(result: EvaluationResult, title: str) -> str:
-    """The plain-text table ``eval`` prints."""
+    """The plain-text table ``eval`` prints; a metric with a bootstrap interval shows it after
+    its value (``0.7410  95% [0.690, 0.790]``)."""
     lines = [title, "-" * len(title)]
+    intervals = result.metrics.get("ci95") or {}
+    undefined = result.settings.get("ap", {}).get("ap50_undefined")
     for key, label in TABLE_ROWS:
         value = result.metrics.get(key)
+        if key == "ap50" and value is None and undefined:
+            lines.append(f"{label:<24}{'-*':>10}")
+            continue
         if value is None:
             continue
         text = f"{value:.4f}" if isinstance(value, float) else str(value)
-        lines.append(f"{label:<24}{text:>10}")
+        interval = intervals.get(key)
+        digits = 2 if key == "fa_e6" else 3
+        ci = f"  95% [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else ""
+        lines.append(f"{label.format(matcher=result.matcher):<24}{text:>10}{ci}")
     lines.append("size bins (area px)     recall  precision")
     for b in result.size_bins:
         rec = "-" if b["recall"] is None else f"{b['recall']:.3f}"
         prec = "-" if b["precision"] is None else f"{b['precision']:.3f}"
         lines.append(f"  {b['name']:<8} gt {b['gt']:>5}  {rec:>7}  {prec:>9}")
+    if undefined:
+        lines.append(f"* {undefined}")
+    resampling = result.settings.get("bootstrap") or {}
+    if intervals and resampling.get("resamples"):
+        lines.append(
+            f"95% intervals: bootstrap over images, {resampling['resamples']} resamples, seed {resampling['seed']} "
+            "(percentile)"
+        )
     return "\n".join(lines)
 
 
@@ -171,6 +189,20 @@ def _warnings(counts: dict) -> list[str]:
     help="AP only: count each image's N highest-scored detections (pycocotools' maxDets; "
     "100 gives its default AP50). Default: every detection.",
 )
+@click.option(
+    "--bootstrap",
+    default=DEFAULT_RESAMPLES,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Resamples of the images for the 95% intervals of P, R, F1, AP50 (and IoU, nIoU, Pd, Fa); 0: none.",
+)
+@click.option(
+    "--bootstrap-seed",
+    default=DEFAULT_SEED,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed of the resamples (the same seed gives the same intervals on any machine).",
+)
 @click.option("--workers", default=None, type=int, help="Worker processes (default: all CPUs).")
 @click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
 @click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
@@ -216,6 +248,8 @@ def _eval(
     threshold,
     connectivity,
     max_dets,
+    bootstrap,
+    bootstrap_seed,
     workers,
     image_dir,
     mask_dir,
@@ -294,6 +328,8 @@ def _eval(
         threshold=threshold,
         connectivity=connectivity,
         max_dets=max_dets,
+        bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
         workers=workers or default_workers(),
         meta=meta,
         progress=progress,
@@ -324,11 +360,9 @@ STDOUT = "-"
 
 def results_json_text(result: EvaluationResult) -> str:
     """The results JSON of ``result`` as ``write`` stores it, without CSV file names."""
-    import json
+    from irstd_bench.evaluate._results_io import json_text
 
-    from irstd_bench.evaluate._results_io import _jsonable
-
-    return json.dumps(_jsonable(result.to_dict()), indent=2, allow_nan=False) + "\n"
+    return json_text(result.to_dict())
 
 
 def coco_image_ids(gt_coco: Path | None, ds) -> dict[int, str]:

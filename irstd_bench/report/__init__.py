@@ -9,7 +9,8 @@ A report folder holds::
     index.html               everything, self-contained (figures embedded)
     report.json              what was built from what (.irstd-bench-output.json marks the folder as ours)
     tables/main.{md,tex,csv,html}       methods x datasets: P, R, F1 (val thr.), F1 (best on test);
-                                        several seeds: mean ± std
+                                        several seeds: mean ± std; 95 % intervals over images
+                                        [lo, hi] and ≈ (not significantly different from the best)
     tables/detailed.{...}               both F1 protocols, AP50, IoU, nIoU, Pd, Fa; every seed
     tables/ablation_<family>_<key>.{...}
     figures/*.png, *.pdf                PR, Pd-Fa, recall by size, metric bars, qualitative grids
@@ -30,8 +31,10 @@ from pathlib import Path
 from irstd_bench import __version__
 from irstd_bench._outputs import check_folder_replaceable, output_folder, refuse_inside_inputs
 from irstd_bench.errors import InputError
+from irstd_bench.evaluate import DEFAULT_RESAMPLES, DEFAULT_SEED, BootstrapSettings
 from irstd_bench.report._ablation import ablation_tables
 from irstd_bench.report._html import render_index
+from irstd_bench.report._intervals import attach_intervals, resample_runs
 from irstd_bench.report._load import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -53,6 +56,7 @@ from irstd_bench.report._plots import (
 )
 from irstd_bench.report._qualitative import QualitativeGrid, grid_size_px, qualitative_figures
 from irstd_bench.report._seeds import run_label
+from irstd_bench.report._selection import DEFAULT_BEST, first_seeds, select_methods
 from irstd_bench.report._tables import (
     METRICS,
     Table,
@@ -111,6 +115,11 @@ def default_command(
     metric: str,
     qualitative: int,
     group_by: str | None,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    bootstrap_seed: int = DEFAULT_SEED,
+    intervals: bool = True,
+    best: int = DEFAULT_BEST,
+    methods: Sequence[str] = (),
 ) -> str:
     """The ``irstd-bench report`` command line that builds this report."""
     args = [
@@ -128,6 +137,16 @@ def default_command(
         args += ["--qualitative", str(qualitative)]
     if group_by:
         args += ["--group-by", group_by]
+    if bootstrap != DEFAULT_RESAMPLES:
+        args += ["--bootstrap", str(bootstrap)]
+    if bootstrap_seed != DEFAULT_SEED:
+        args += ["--bootstrap-seed", str(bootstrap_seed)]
+    if not intervals:
+        args += ["--no-intervals"]
+    if best != DEFAULT_BEST:
+        args += ["--best", str(best)]
+    for name in methods:
+        args += ["--methods", name]
     return shlex.join(args)
 
 
@@ -151,6 +170,11 @@ def build_report(
     group_by: str | None = None,
     command: str | None = None,
     force: bool = False,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    bootstrap_seed: int = DEFAULT_SEED,
+    intervals: bool = True,
+    best: int = DEFAULT_BEST,
+    methods: Sequence[str] = (),
 ) -> Report:
     """Build a report folder from results JSON files.
 
@@ -174,6 +198,14 @@ def build_report(
         The command shown on the page; default: the equivalent ``irstd-bench report`` line.
     force : bool
         Replace an earlier irstd-bench output at ``out_dir`` (only files irstd-bench wrote).
+    bootstrap, bootstrap_seed : int
+        Resamples of each dataset's images for the tables' 95 % intervals and the marks of rows
+        not significantly different from the best (:mod:`irstd_bench.report._intervals`); 0: none.
+    intervals : bool
+        Print the intervals in the tables (``False``: paste-ready numbers, marks kept).
+    best, methods :
+        The figures draw the ``best`` methods by ``metric`` plus those named in ``methods``
+        (``["all"]``: every method; :mod:`irstd_bench.report._selection`); tables list every method.
 
     Raises
     ------
@@ -198,12 +230,26 @@ def build_report(
         metric=metric,
         qualitative=qualitative,
         group_by=group_by,
+        bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
+        intervals=intervals,
+        best=best,
+        methods=methods,
+    )
+    metric_label, _, _, better = METRICS[metric]
+    selection = select_methods(
+        runs, metric, metric_label, lower_is_better=better == "min", best=best, methods=methods
     )
 
     tables = [main_table(runs)]
     detailed = detailed_table(runs)
     if detailed is not None:
         tables.append(detailed)
+    resampled = resample_runs(runs, BootstrapSettings(bootstrap, bootstrap_seed))
+    for table in tables:
+        attach_intervals(table, resampled, show=intervals)
+    if resampled.notes:
+        tables[0].caption += " " + " ".join(f"Note: {n}." for n in resampled.notes)
     ablations = ablation_tables(runs, group_by)
     methods = list(dict.fromkeys(run_label(r) for r in runs))
     colors = method_colors(methods)
@@ -213,13 +259,15 @@ def build_report(
         table_dir, figure_dir = tmp / "tables", tmp / "figures"
         table_files = [p for t in tables + ablations for p in t.write(table_dir)]
         figures: list[FigureFile] = []
-        bars = metric_bar_figure(runs, figure_dir, colors, metric)
+        shown = selection.runs
+        bars = metric_bar_figure(shown, figure_dir, colors, metric, selection)
         if bars is not None:
             figures.append(bars)
-        figures += pr_curve_figures(runs, figure_dir, colors)
-        figures += pd_fa_figures(runs, figure_dir, colors)
-        figures += size_bin_figures(runs, figure_dir, colors)
-        grids = qualitative_figures(runs, figure_dir, qualitative)
+        figures += pr_curve_figures(shown, figure_dir, colors, selection)
+        figures += pd_fa_figures(shown, figure_dir, colors, selection)
+        figures += size_bin_figures(shown, figure_dir, colors, selection)
+        subtitle = selection.subtitle() + ("" if len(first_seeds(shown)) == len(shown) else ", first seed of each")
+        grids = qualitative_figures(first_seeds(shown), figure_dir, qualitative, subtitle)
         page = render_index(
             title=title,
             command=command,
@@ -249,6 +297,8 @@ def build_report(
                 for r in runs
             ],
             "metric": metric,
+            "bootstrap": resampled.settings.to_dict(),
+            "figure_methods": selection.methods,
             "files": sorted(str(p.relative_to(tmp)) for p in table_files)
             + sorted(
                 str(p.relative_to(tmp)) for f in figures + [g.figure for g in grids] for p in (f.png, f.pdf)

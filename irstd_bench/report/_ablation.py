@@ -9,7 +9,7 @@ from typing import Any
 
 from irstd_bench.errors import InputError
 from irstd_bench.report._load import RunResult, unique_in_order
-from irstd_bench.report._tables import ABLATION_METRICS, Table, _grid
+from irstd_bench.report._tables import ABLATION_METRICS, Table, _grid, shown_metrics
 
 
 def method_family(run: RunResult) -> str:
@@ -133,7 +133,7 @@ def _ablation_table(
         taken.add((label, run.dataset_key))
         labels[id(run)] = label
     rows = unique_in_order(labels[id(r)] for r in ordered)
-    metrics = [m for m in ABLATION_METRICS if any(r.metrics.get(m) is not None for r in part)]
+    metrics = shown_metrics(part, ABLATION_METRICS)
     fixed_text = ", ".join(f"{k}={_setting_text(v)}" for k, v in fixed)
     caption = f"Ablation of {key} ({family}" + (f"; fixed: {fixed_text})" if fixed_text else ")")
     name = f"ablation_{_slug(family)}_{_slug(key)}"

@@ -33,6 +33,8 @@ thead tr:last-child th { border-bottom: 1px solid #222; }
 th.group { border-bottom: 1px solid #999; text-align: center; }
 tbody tr:last-child th, tbody tr:last-child td { border-bottom: 2px solid #222; }
 td.missing { color: #999; }
+td.note { text-align: left; font-size: 0.85em; color: #555; }
+caption .matching { font-style: normal; font-size: 0.9em; }
 td.best { background: #eef6ee; }
 figure { margin: 1.2em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from irstd_bench.errors import InputError
+from irstd_bench.evaluate._bootstrap import INTERVAL_METRICS
+from irstd_bench.evaluate._per_image import PerImageData, parse_per_image, read_per_image_csv
 
 SCHEMA = "irstd-bench/results"
 SCHEMA_VERSION = 1
@@ -89,11 +91,23 @@ class RunResult:
         ``{"pr": {...}, "pd_fa": {...}}`` with lists of floats; either may be missing.
     config : dict
         The run's model configuration (``{}`` when absent), used for ablation tables.
-    per_target_csv : Path or None
-        Absolute path of the per-target CSV, resolved against the results file's folder.
+    per_target_csv, per_image_csv : Path or None
+        Absolute paths of the CSVs, resolved against the results file's folder.
+    intervals : dict
+        ``metrics.ci95`` (metric -> ``[lo, hi]`` or ``None``); ``{}`` in files without it (older
+        evaluators, ``--bootstrap 0``).
+    per_image : PerImageData or None
+        The results' ``per_image`` numbers (``None`` in files of older evaluators: see
+        :func:`load_per_image`).
     settings : dict
         The evaluator's free-form settings (``pixel_threshold``, when present, is checked to be
         a number in [0, 1] or ``null``).
+    kind : str or None
+        ``boxes``, ``masks`` or ``scoremaps`` (``None`` where the file does not say).
+    undefined : dict
+        Metric name -> why it means nothing for this run (its value in ``metrics`` is ``None``):
+        ``ap50`` of a score map under a non-IoU matcher
+        (:func:`irstd_bench.evaluate.ap50_undefined`, applied to older files' numbers too).
     data : dict
         The parsed JSON as read.
     """
@@ -111,8 +125,13 @@ class RunResult:
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     per_target_csv: Path | None = None
+    per_image_csv: Path | None = None
+    intervals: dict[str, list[float] | None] = field(default_factory=dict)
+    per_image: PerImageData | None = field(default=None, repr=False)
     settings: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    kind: str | None = None
+    undefined: dict[str, str] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -201,16 +220,14 @@ def parse_results(data: Any, source: str, path: Path | None = None) -> RunResult
     if not isinstance(settings, Mapping):
         raise InputError(f"{source}: 'settings' must be an object, got {type(settings).__name__}")
     _check_pixel_threshold(settings.get(PIXEL_THRESHOLD_KEY), source)
-    per_target = data.get("per_target_csv")
-    if per_target is not None and not isinstance(per_target, str):
-        raise InputError(f"{source}: 'per_target_csv' must be a path string, got {per_target!r}")
-    per_target_path = None
-    if per_target:
-        per_target_path = Path(per_target)
-        if not per_target_path.is_absolute():
-            per_target_path = (path.parent if path is not None else Path.cwd()) / per_target_path
+    per_image = data.get("per_image")
+    per_image = None if per_image is None else parse_per_image(per_image, source)
     root = data.get("root")
     title = data.get("dataset_title")
+    kind = data.get("kind") if isinstance(data.get("kind"), str) else None
+    undefined = _undefined_metrics(kind, data["matcher"])
+    for name in undefined:
+        metrics[name] = None  # an older evaluator's number there (0.000) means nothing either
     return RunResult(
         source=source,
         method=data["method"].strip(),
@@ -224,11 +241,72 @@ def parse_results(data: Any, source: str, path: Path | None = None) -> RunResult
         size_bins=size_bins,
         curves=curves,
         config=dict(config),
-        per_target_csv=per_target_path,
+        per_target_csv=_csv_path(data, "per_target_csv", source, path),
+        per_image_csv=_csv_path(data, "per_image_csv", source, path),
+        intervals=_parse_intervals(metrics_in.get("ci95"), source),
+        per_image=per_image,
         settings=dict(settings),
         path=path,
+        kind=kind,
+        undefined=undefined,
         data=dict(data),
     )
+
+
+def _csv_path(data: Mapping, key: str, source: str, path: Path | None) -> Path | None:
+    """A CSV named by the results (``per_target_csv``, ``per_image_csv``), resolved against the
+    results file's folder."""
+    name = data.get(key)
+    if name is not None and not isinstance(name, str):
+        raise InputError(f"{source}: {key!r} must be a path string, got {name!r}")
+    if not name:
+        return None
+    out = Path(name)
+    return out if out.is_absolute() else (path.parent if path is not None else Path.cwd()) / out
+
+
+def _parse_intervals(value: Any, source: str) -> dict[str, list[float] | None]:
+    """``metrics.ci95``: absent (older files), or metric -> ``null`` or ``[lo, hi]`` with lo <= hi."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InputError(f"{source}: metrics.ci95 must be an object")
+    out: dict[str, list[float] | None] = {}
+    for name in INTERVAL_METRICS:
+        bounds = value.get(name)
+        if bounds is None:
+            out[name] = None
+            continue
+        try:
+            lo, hi = (_number(v) for v in bounds)
+        except (TypeError, ValueError):
+            raise InputError(f"{source}: metrics.ci95.{name} must be [lo, hi] (numbers) or null") from None
+        if lo is None or hi is None or lo > hi:
+            raise InputError(f"{source}: metrics.ci95.{name} = {bounds!r} is not an interval [lo, hi]")
+        out[name] = [lo, hi]
+    return out
+
+
+def load_per_image(run: RunResult) -> PerImageData | None:
+    """The per-image numbers of a run: its results' ``per_image``; for files of older evaluators,
+    the counts of its per-image CSV (P, R and F1 only: no AP candidates, no pixel counts);
+    ``None`` when neither is there."""
+    if run.per_image is not None:
+        return run.per_image
+    if run.per_image_csv is None or not run.per_image_csv.is_file():
+        return None
+    return read_per_image_csv(run.per_image_csv)
+
+
+def _undefined_metrics(kind: str | None, matcher: str) -> dict[str, str]:
+    """``{metric: why}`` for the metrics that mean nothing for a run of ``kind`` under ``matcher``."""
+    from irstd_bench.evaluate import ap50_undefined
+
+    try:
+        reason = ap50_undefined(kind or "", matcher)
+    except InputError:  # a matcher this version does not know: nothing to judge
+        return {}
+    return {"ap50": reason} if reason else {}
 
 
 def _check_pixel_threshold(value: Any, source: str) -> None:

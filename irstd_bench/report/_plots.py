@@ -2,7 +2,9 @@
 
 Every figure is written twice, as PNG (``FIGURE_SIZE_IN`` at ``DPI``: always
 ``FIGURE_SIZE_PX`` pixels) and as PDF. Figures are drawn on the Agg canvas directly, without
-pyplot, so nothing here depends on or changes the user's matplotlib backend.
+pyplot, so nothing here depends on or changes the user's matplotlib backend. Titles say what is
+plotted (which dataset, split and matcher, and how many of the methods: a crowded report draws
+the best few, :mod:`irstd_bench.report._selection`); legends sit beside the axes, never on the data.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from irstd_bench.report._load import RunResult, unique_in_order
-from irstd_bench.report._seeds import run_label
+from irstd_bench.report._seeds import base_method, run_label
+from irstd_bench.report._selection import FigureSelection
 from irstd_bench.report._tables import METRICS
 
 DPI = 150
@@ -69,10 +72,38 @@ def _slug(key: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in key).strip("_").lower() or "dataset"
 
 
-def _legend(ax, **kwargs) -> None:
+def _legend(ax, title: str | None = None) -> None:
+    """The legend beside the axes (right), where it covers no data."""
     handles, _ = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(fontsize="small", frameon=False, **kwargs)
+        ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            borderaxespad=0.0,
+            fontsize="small",
+            title=title,
+            title_fontsize="small",
+            frameon=False,
+        )
+
+
+def _title(ax, what: str, selection: FigureSelection | None, drawn: Sequence[RunResult]) -> str:
+    """Two-line title: what is plotted, then which methods (``6 of 16 methods, best by F1``; the
+    methods drawn first when some of those have nothing to draw here). Returns it on one line
+    (the figure's title on the report page)."""
+    n = len(drawn)
+    subtitle = f"{n} run{'s' * (n != 1)}"
+    if selection is not None:
+        subtitle = selection.subtitle()
+        methods = len(unique_in_order(base_method(r) for r in drawn))
+        if methods < len(selection.methods):
+            subtitle = f"{methods} with data of the {subtitle}"
+    ax.set_title(f"{what}\n{subtitle}", fontsize="medium")
+    return f"{what}: {subtitle}"
+
+
+def _selection_caption(selection: FigureSelection | None) -> str:
+    return "" if selection is None else selection.caption()
 
 
 def matcher_ap(run: RunResult) -> float | None:
@@ -87,10 +118,12 @@ def matcher_ap(run: RunResult) -> float | None:
     return float(value)
 
 
-def pr_curve_figures(runs: Sequence[RunResult], folder: Path, colors: dict[str, tuple]) -> list[FigureFile]:
+def pr_curve_figures(
+    runs: Sequence[RunResult], folder: Path, colors: dict[str, tuple], selection: FigureSelection | None = None
+) -> list[FigureFile]:
     """One precision-recall figure per dataset (methods with a PR curve); dots mark operating points."""
     out = []
-    for key, label, group in _by_dataset(runs):
+    for key, dataset_label, group in _by_dataset(runs):
         with_curve = [r for r in group if r.curves.get("pr") and r.curves["pr"]["recall"]]
         if not with_curve:
             continue
@@ -108,7 +141,7 @@ def pr_curve_figures(runs: Sequence[RunResult], folder: Path, colors: dict[str, 
             recall, precision = np.array(pairs).T
             label = run_label(run)
             ap = matcher_ap(run)
-            name = label + (f" (AP {run.matcher} {ap:.3f})" if ap is not None else "")
+            name = label + (f", {ap:.3f}" if ap is not None else "")
             ax.plot(recall, precision, color=colors[label], linewidth=1.6, label=name)
             ax.plot(
                 [run.metrics["recall"]],
@@ -117,23 +150,19 @@ def pr_curve_figures(runs: Sequence[RunResult], folder: Path, colors: dict[str, 
                 color=colors[label],
                 markersize=5,
             )
-        ax.set(
-            xlim=(0, 1.02),
-            ylim=(0, 1.02),
-            xlabel="Recall",
-            ylabel="Precision",
-            title=f"Precision-recall, {label} ({group[0].split}, {group[0].matcher})",
-        )
+        ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="Recall", ylabel="Precision")
+        split, matcher = group[0].split, group[0].matcher
+        title = _title(ax, f"Precision-recall, {dataset_label} ({split}, {matcher})", selection, with_curve)
         ax.grid(True, alpha=0.3)
-        _legend(ax, loc="lower left")
+        _legend(ax, title=f"method, AP ({matcher})")
         name = f"pr_{_slug(key)}"
         png, pdf = save_figure(fig, folder, name)
         out.append(
             FigureFile(
                 name,
-                f"Precision-recall curves, {label}",
+                title,
                 "Dots: operating point (P, R at the run's confidence threshold). Legend: AP under the "
-                "matcher of the curve (the area it draws).",
+                "matcher of the curve (the area it draws)." + _selection_caption(selection),
                 png,
                 pdf,
             )
@@ -141,7 +170,9 @@ def pr_curve_figures(runs: Sequence[RunResult], folder: Path, colors: dict[str, 
     return out
 
 
-def pd_fa_figures(runs: Sequence[RunResult], folder: Path, colors: dict[str, tuple]) -> list[FigureFile]:
+def pd_fa_figures(
+    runs: Sequence[RunResult], folder: Path, colors: dict[str, tuple], selection: FigureSelection | None = None
+) -> list[FigureFile]:
     """One Pd-Fa (ROC) figure per dataset for methods with a ``pd_fa`` curve; Fa on a log axis.
 
     Points with Fa = 0 cannot sit on a log axis and are left out.
@@ -167,21 +198,18 @@ def pd_fa_figures(runs: Sequence[RunResult], folder: Path, colors: dict[str, tup
         for run, (fa, pd) in series:
             ax.plot(fa, pd, color=colors[run_label(run)], linewidth=1.6, label=run_label(run))
         ax.set_xscale("log")
-        ax.set(
-            ylim=(0, 1.02),
-            xlabel="Fa (false alarm pixels per $10^6$ pixels, log)",
-            ylabel="Pd",
-            title=f"Pd-Fa, {label} ({group[0].split})",
-        )
+        ax.set(ylim=(0, 1.02), xlabel="Fa (false alarm pixels per $10^6$ pixels, log)", ylabel="Pd")
+        title = _title(ax, f"Pd-Fa (3 px centroid rule), {label} ({group[0].split})", selection, [r for r, _ in series])
         ax.grid(True, which="both", alpha=0.3)
-        _legend(ax, loc="lower right")
+        _legend(ax)
         name = f"pdfa_{_slug(key)}"
         png, pdf = save_figure(fig, folder, name)
         out.append(
             FigureFile(
                 name,
-                f"Pd-Fa curves, {label}",
-                "Probability of detection against false alarm rate, over score thresholds.",
+                title,
+                "Probability of detection against false alarm rate, over score thresholds."
+                + _selection_caption(selection),
                 png,
                 pdf,
             )
@@ -221,7 +249,9 @@ def _grouped_bars(
     ax.set_xticks(x, groups)
 
 
-def size_bin_figures(runs: Sequence[RunResult], folder: Path, colors: dict[str, tuple]) -> list[FigureFile]:
+def size_bin_figures(
+    runs: Sequence[RunResult], folder: Path, colors: dict[str, tuple], selection: FigureSelection | None = None
+) -> list[FigureFile]:
     """Recall by target size bin, grouped bars (bins x methods), one figure per dataset."""
     out = []
     for key, label, group in _by_dataset(runs):
@@ -241,16 +271,19 @@ def size_bin_figures(runs: Sequence[RunResult], folder: Path, colors: dict[str, 
         fig = new_figure()
         ax = fig.add_subplot()
         _grouped_bars(ax, tick, series, colors, annotate=len(series) * len(bins) <= 24)
-        ax.set(ylim=(0, 1.15), ylabel="Recall", xlabel="Target area", title=f"Recall by target size, {label}")
+        ax.set(ylim=(0, 1.15), ylabel="Recall", xlabel="Target area")
+        matcher = with_bins[0].matcher
+        title = _title(ax, f"Recall by target size, {label} ({with_bins[0].split}, {matcher})", selection, with_bins)
         ax.grid(True, axis="y", alpha=0.3)
-        _legend(ax, loc="upper left", ncols=min(len(series), 4))
+        _legend(ax)
         name = f"size_recall_{_slug(key)}"
         png, pdf = save_figure(fig, folder, name)
         out.append(
             FigureFile(
                 name,
-                f"Recall by target size, {label}",
-                "Share of ground-truth targets found, by target area in pixels (n = targets).",
+                title,
+                "Share of ground-truth targets found, by target area in pixels (n = targets)."
+                + _selection_caption(selection),
                 png,
                 pdf,
             )
@@ -259,7 +292,11 @@ def size_bin_figures(runs: Sequence[RunResult], folder: Path, colors: dict[str, 
 
 
 def metric_bar_figure(
-    runs: Sequence[RunResult], folder: Path, colors: dict[str, tuple], metric: str = "f1"
+    runs: Sequence[RunResult],
+    folder: Path,
+    colors: dict[str, tuple],
+    metric: str = "f1",
+    selection: FigureSelection | None = None,
 ) -> FigureFile | None:
     """Grouped bars of ``metric``: groups = datasets, bars = methods. ``None`` if no run has it."""
     if not any(r.metrics.get(metric) is not None for r in runs):
@@ -284,14 +321,12 @@ def metric_bar_figure(
         ax.set_ylim(0, 1.18)
     else:
         ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
-    ax.set(
-        ylabel=label,
-        title=f"{label} by method and dataset" + (" (lower is better)" if better == "min" else ""),
-    )
+    ax.set(ylabel=label)
+    what = f"{label} by method and dataset" + (" (lower is better)" if better == "min" else "")
+    title = _title(ax, what, selection, [r for r in runs if r.metrics.get(metric) is not None])
     ax.grid(True, axis="y", alpha=0.3)
-    _legend(ax, loc="upper left", ncols=min(len(methods), 4))
+    _legend(ax)
     name = f"bars_{metric}"
     png, pdf = save_figure(fig, folder, name)
-    return FigureFile(
-        name, f"{label} by method and dataset", f"{label} of every method on every dataset.", png, pdf
-    )
+    caption = f"{label} of each method on every dataset." + _selection_caption(selection)
+    return FigureFile(name, title, caption, png, pdf)

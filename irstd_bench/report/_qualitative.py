@@ -9,13 +9,16 @@ crop around where most targets and detections are, the same crop across the row)
 - purple: missed target (``fn``, at the ground truth),
 - green (ground-truth column): the ground-truth targets.
 
-Images are chosen where methods disagree most (see :func:`choose_images`).
+Images are chosen where methods disagree most (see :func:`choose_images`). Text is sized to stay
+readable once the grid is scaled to a page's width: the report draws at most a few methods here
+(:mod:`irstd_bench.report._selection`, one seed each), not every run.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,7 @@ from irstd_bench.datasets import load_ground_truth, open_dataset
 from irstd_bench.errors import InputError
 from irstd_bench.report._load import RunResult, unique_in_order
 from irstd_bench.report._plots import DPI, PDF_METADATA, FigureFile, new_figure
+from irstd_bench.report._seeds import run_label
 
 TP_COLOR = "#ff0000"
 FP_COLOR = "#ff9900"
@@ -51,7 +55,10 @@ CIRCLE_LINEWIDTH = 1.5
 TILE_IN = 1.8
 PAD_IN = 0.04
 LEFT_IN = 0.3
-TOP_IN = 0.6
+TOP_IN = 0.9
+#: Text sizes, points: the title, column titles (wrapped at ``TITLE_WRAP`` characters), row labels, legend.
+TITLE_PT, COLUMN_PT, ROW_PT, LEGEND_PT = 12, 10, 8, 10
+TITLE_WRAP = 18
 BOTTOM_IN = 0.4
 
 
@@ -194,7 +201,7 @@ def draw_grid(
     width_px, height_px = grid_size_px(n_rows, n_cols)
     width_in, height_in = width_px / DPI, height_px / DPI
     fig = new_figure((width_in, height_in), layout=None)
-    fig.text(0.5, 1 - 0.12 / height_in, title, ha="center", va="top", fontsize=9, weight="bold")
+    fig.text(0.5, 1 - 0.08 / height_in, title, ha="center", va="top", fontsize=TITLE_PT, weight="bold")
     drawn: list[tuple[int, int, str, object, float, float, float]] = []
     titles = ["Ground truth"] + [method for method, _ in columns]
     for i, (stem, rgb, gt_cells) in enumerate(images):
@@ -213,7 +220,7 @@ def draw_grid(
             rotation=90,
             ha="center",
             va="center",
-            fontsize=7,
+            fontsize=ROW_PT,
         )
         for j in range(n_cols):
             rect = (
@@ -228,7 +235,7 @@ def draw_grid(
             ax.set_ylim(y1, y0)
             ax.set_axis_off()
             if i == 0:
-                ax.set_title(titles[j], fontsize=7, pad=3)
+                ax.set_title(textwrap.fill(titles[j], TITLE_WRAP), fontsize=COLUMN_PT, pad=3)
             if j == 0:
                 cells = gt_cells
             else:
@@ -269,7 +276,7 @@ def draw_grid(
         )
     ]
     fig.legend(
-        handles=handles, loc="lower center", ncols=4, frameon=False, fontsize=7, bbox_to_anchor=(0.5, 0.0)
+        handles=handles, loc="lower center", ncols=4, frameon=False, fontsize=LEGEND_PT, bbox_to_anchor=(0.5, 0.0)
     )
     folder.mkdir(parents=True, exist_ok=True)
     png, pdf = folder / f"{name}.png", folder / f"{name}.pdf"
@@ -314,8 +321,11 @@ def _open_run_dataset(run: RunResult):
         ) from None
 
 
-def qualitative_figures(runs: Sequence[RunResult], folder: Path, n_images: int = 4) -> list[QualitativeGrid]:
-    """One grid per dataset, from the runs that name a per-target CSV; ``[]`` when ``n_images`` is 0."""
+def qualitative_figures(
+    runs: Sequence[RunResult], folder: Path, n_images: int = 4, subtitle: str = ""
+) -> list[QualitativeGrid]:
+    """One grid per dataset, from the runs that name a per-target CSV; ``[]`` when ``n_images`` is 0.
+    ``subtitle`` (which methods the columns are) follows the title."""
     if n_images <= 0:
         return []
     grids = []
@@ -347,11 +357,12 @@ def qualitative_figures(runs: Sequence[RunResult], folder: Path, n_images: int =
             ]
             images.append((stem, rgb, gt_cells))
         slug = "".join(ch if ch.isalnum() else "_" for ch in key).strip("_").lower()
-        title = f"Qualitative results, {group[0].dataset_label} ({group[0].split})"
+        title = f"Qualitative results, {group[0].dataset_label} ({group[0].split}, {group[0].matcher})"
+        title += f": {subtitle}" if subtitle else ""
         grids.append(
             draw_grid(
                 images,
-                [(r.method, rows) for r, rows in zip(group, per_run, strict=True)],
+                [(run_label(r), rows) for r, rows in zip(group, per_run, strict=True)],
                 folder,
                 f"qualitative_{slug}",
                 title,

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from irstd_bench.report._load import load_runs
-from irstd_bench.report._tables import ASCII_PLUS_MINUS, MISSING, Table, main_table
+from irstd_bench.report._tables import ASCII_NOTE_MARKS, ASCII_PLUS_MINUS, MISSING, Table, main_table
 
 
 def format_terminal_table(
@@ -16,11 +16,14 @@ def format_terminal_table(
     """A plain-text table of ``results`` (runs, results dicts or results file paths).
 
     Rows are methods (several seeds: ``mean+-std``), column groups datasets, sub-columns the
-    ``metrics`` (3 decimals, Fa 2; ``-`` where missing). Only ASCII characters, for any terminal.
+    ``metrics`` (3 decimals, Fa 2; ``-`` where missing). Above it, the line that says which matcher
+    each column uses; under it, a footnote for each kind of value that cannot mean anything for
+    its row (``-*``). Only ASCII characters, for any terminal.
     """
     table = main_table(load_runs(results), metrics)
     texts = [
-        [table.formatted(i, j, ASCII_PLUS_MINUS) for j in range(len(table.columns))] for i in range(len(table.rows))
+        [table.formatted(i, j, ASCII_PLUS_MINUS, ASCII_NOTE_MARKS) for j in range(len(table.columns))]
+        for i in range(len(table.rows))
     ]
     cell_w = max(6, *(len(c.label) for c in table.columns), *(len(t) for row in texts for t in row))
     label_w = max(len(table.row_header), *(len(r) for r in table.rows))
@@ -31,11 +34,23 @@ def format_terminal_table(
     header2 += [c.label.rjust(cell_w) for c in table.columns]
     body = []
     for i, label in enumerate(table.rows):
-        cells = [label.ljust(label_w)] + [("-" if t == MISSING else t).rjust(cell_w) for t in texts[i]]
+        cells = [label.ljust(label_w)] + [_ascii_missing(t).rjust(cell_w) for t in texts[i]]
         body.append(_join_groups(cells, table))
     lines = [_join_groups(header1, table, grouped=True), _join_groups(header2, table)]
     rule = "-" * len(lines[1])
-    return "\n".join([lines[0], lines[1], rule, *body]) + "\n"
+    above = [_ascii(table.matching)] if table.matching else []
+    below = [_ascii(line) for line in table.footnote_lines(ASCII_NOTE_MARKS)]
+    return "\n".join([*above, lines[0], lines[1], rule, *body, *below]) + "\n"
+
+
+def _ascii_missing(text: str) -> str:
+    """A cell: the en dash of a missing value as ``-`` (its footnote mark kept)."""
+    return "-" + text[len(MISSING) :] if text.startswith(MISSING) else text
+
+
+def _ascii(text: str) -> str:
+    """A line in ASCII: ``>=`` and ``<=`` stay, any other non-ASCII character becomes ``?``."""
+    return text.replace("\u2265", ">=").replace("\u2264", "<=").encode("ascii", "replace").decode("ascii")
 
 
 def _join_groups(cells: list[str], table: Table, grouped: bool = False) -> str:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from irstd_bench.evaluate import DEFAULT_RESAMPLES, DEFAULT_SEED
 from irstd_bench.report import BAR_METRICS, build_report, default_command, format_terminal_table
+from irstd_bench.report._selection import DEFAULT_BEST
 
 
 @click.command("report")
@@ -39,6 +41,40 @@ from irstd_bench.report import BAR_METRICS, build_report, default_command, forma
     metavar="KEY",
     help="Config key for ablation tables (default: every key that varies within a method family).",
 )
+@click.option(
+    "--bootstrap",
+    default=DEFAULT_RESAMPLES,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Resamples of the images for the tables' 95% intervals and the marks of rows not significantly "
+    "different from the best (paired); 0: none.",
+)
+@click.option(
+    "--bootstrap-seed",
+    default=DEFAULT_SEED,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed of the resamples.",
+)
+@click.option(
+    "--intervals/--no-intervals",
+    default=True,
+    show_default=True,
+    help="Print the intervals in the tables (--no-intervals: paste-ready numbers; the marks stay).",
+)
+@click.option(
+    "--best",
+    default=DEFAULT_BEST,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Figures draw the best N methods by --metric (tables list every method).",
+)
+@click.option(
+    "--methods",
+    multiple=True,
+    metavar="NAME",
+    help="A method the figures draw besides the best (repeatable); 'all': every method.",
+)
 @click.option("--force", is_flag=True, help="Replace an earlier irstd-bench output at --out (only files it wrote).")
 def report(
     results: tuple[Path, ...],
@@ -47,6 +83,11 @@ def report(
     metric: str,
     qualitative: int,
     group_by: str | None,
+    bootstrap: int,
+    bootstrap_seed: int,
+    intervals: bool,
+    best: int,
+    methods: tuple[str, ...],
     force: bool,
 ) -> None:
     """Build a report from results JSON files written by ``irstd-bench eval``.
@@ -55,8 +96,15 @@ def report(
     qualitative grid and a self-contained index.html. Runs on one dataset must share the split
     and matcher; each (method, dataset) pair may appear once.
     """
+    options = {
+        "bootstrap": bootstrap,
+        "bootstrap_seed": bootstrap_seed,
+        "intervals": intervals,
+        "best": best,
+        "methods": methods,
+    }
     command = default_command(
-        list(results), out_dir, title=title, metric=metric, qualitative=qualitative, group_by=group_by
+        list(results), out_dir, title=title, metric=metric, qualitative=qualitative, group_by=group_by, **options
     )
     result = build_report(
         list(results),
@@ -67,6 +115,7 @@ def report(
         group_by=group_by,
         command=command,
         force=force,
+        **options,
     )
     click.echo(format_terminal_table(result.runs), nl=False)
     click.echo(

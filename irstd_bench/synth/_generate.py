@@ -28,6 +28,7 @@ from irstd_bench.synth._targets import (
     local_background_box,
     place_targets,
 )
+from irstd_bench.targets import pixel_centroids
 
 SCHEMA = "irstd-bench/synth"
 SCHEMA_VERSION = 1
@@ -161,7 +162,7 @@ def _measure(placed: PlacedTarget, image: np.ndarray, occupied: np.ndarray) -> t
     target = SynthTarget(
         box=(int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1),
         area_px=int(rows.size),
-        centroid=(float(cols.mean()) + 0.5, float(rows.mean()) + 0.5),
+        centroid=tuple(float(v) for v in pixel_centroids(np.ones(rows.size, np.int64), rows, cols, 1)[0]),
         peak=(int(px), int(py)),
         support_box=tuple(int(v) for v in placed.support_box),
         scr=float(scr),

@@ -21,12 +21,15 @@ from torchvision.ops import nms
 
 from irstd_bench.boxes import DEFAULT_NWD_CONSTANT
 
+from ..recipe import Recipe, recipes_table
 from .assigner import TaskAlignedAssigner
 from .backbone import BACKBONE_STRIDES, ConvBNAct, CSPBackbone, scaled_channels, scaled_depths
 from .dyhead import DyHead
 from .head import BOX_SLICE, LOGIT_INDEX, DecoupledHead, anchor_points, decode_boxes, flatten_levels
 from .losses import AdaptiveThresholdFocalLoss, box_regression_loss
 from .neck import FPNPAN
+from .yolov7 import COMMON_NOTES
+from .yolov7 import RECIPES as yolov7_recipes
 
 #: width/depth multipliers, channel cap and head width per scale. ``l`` has 38.9 M parameters with
 #: the default strides (4, 8, 16) and 4 DyHead blocks (paper: 38.5 M).
@@ -267,3 +270,37 @@ def build_eflnet(scale: str = "n", **options) -> EFLNet:
     if unknown:
         raise TypeError(f"unknown EFLNet option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     return EFLNet(EFLNetConfig(scale=scale, **options))
+
+
+#: What carries over to the n/s/m/l family from the authors' code and paper, and what does not.
+_FAMILY_NOTES = (
+    "The n/s/m/l network is this toolkit's anchor-free design (strides 4/8/16, task-aligned assigner, "
+    "decoupled head), not the authors' YOLOv7 network (eflnet-yolov7): what the recipe takes from the "
+    "authors is their training (optimizer, schedule, warm-up, accumulation, augmentation, padding, "
+    "max_det) and the options this network has (output strides 8/16/32 as the authors' P3-P5 heads, "
+    "dynamic-head blocks, ATFL lambda and mode, NWD).",
+    "NWD's C stays 11 px: this network has no grid units (the authors' C is 12 cells of each level).",
+    "The loss is a mean over the batch, not YOLOv7's loss x batch size, so the same learning rate "
+    "takes smaller steps than in eflnet-yolov7.",
+    "No DEFAULT_RECIPE: without --recipe these scales train with the engine's defaults.",
+)
+RECIPES = recipes_table(
+    Recipe(
+        name="authors",
+        description="the training of the authors' released code (YOLOv7 train.py, hyp.scratch.p5.yaml) with "
+        "their ATFL (lambda 1.5, per batch) and 3 dynamic-head blocks, on this network",
+        model_options={"strides": [8, 16, 32], "dyhead_blocks": 3, "atfl_lambda": 1.5, "atfl_mode": "batch",
+                       "use_atfl": True, "use_nwd": True},
+        train=yolov7_recipes["authors"].train,
+        notes=(*_FAMILY_NOTES, *COMMON_NOTES),
+    ),
+    Recipe(
+        name="paper",
+        description="the paper's text (Yang et al., TGRS 2024, Sec. IV: lambda 3.5, Eq. 6, C = 11 px, 4 blocks, "
+        "400 epochs), else the authors' training, on this network",
+        model_options={"strides": [8, 16, 32], "dyhead_blocks": 4, "atfl_lambda": 3.5, "atfl_mode": "epoch",
+                       "nwd_constant": DEFAULT_NWD_CONSTANT, "use_atfl": True, "use_nwd": True},
+        train=yolov7_recipes["paper"].train,
+        notes=(*_FAMILY_NOTES, *yolov7_recipes["paper"].notes),
+    ),
+)

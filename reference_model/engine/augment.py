@@ -4,23 +4,32 @@ The training set lives as tensors on the training device (:class:`~.data.Letterb
 every image letterboxed once onto a square *base canvas* of side ``Sb`` (``base_size``, else
 the input side ``S``), its binary mask, and its target boxes. One batch is augmented at once:
 
-1. **mosaic** (probability ``mosaic`` per image): four training images at full resolution on a
-   ``2 Sb x 2 Sb`` canvas (the drawn image top-left, three random others);
+1. **mosaic** (probability ``mosaic`` per image; a 9-image mosaic with probability ``mosaic9``
+   among mosaics, else 4 images): training images on a ``2 Sb x 2 Sb`` canvas, the drawn image
+   first (:mod:`.mosaic`: ``mosaic_style`` ``grid``, a fixed grid of the letterboxed squares, or
+   ``yolov7``, the images' contents around a random centre, the rest filled with ``pad_value``);
 2. **window** (every image): a square window of the canvas is resampled onto the ``S x S``
    input with pixel scale ``a`` (output px per canvas px), then flipped left-right / up-down with
    probabilities ``fliplr`` / ``flipud``. With probability ``crop`` the window is a
    **target-keeping crop** (side ``f S``, ``f`` in ``[crop_min_side, 1]``, grown to hold the union
    box of the image's targets and placed so that it holds it: every target stays whole, zoomed
-   in by ``a = S / side``); otherwise it is the scale/translate jitter (``a`` drawn from
-   ``[1 - scale, 1 + scale]``, centre moved by up to ``translate`` of the window; targets may
-   leave it). :mod:`.crop` computes both;
-3. **mixup** (probability ``mixup``): the image blended with another image of the batch with a
-   ratio ``r ~ Beta(32, 32)`` (as the YOLO code bases draw it), the masks united and the boxes joined;
+   in by ``a = S / side``); otherwise it is the scale/translate jitter: ``a`` drawn from
+   ``[1 - scale, 1 + scale]`` (``window_style="yolov7"``: ``[1 - scale, 1.1 + scale]``, YOLOv7's
+   ``random_perspective``), the centre moved by up to ``translate`` of the window (``canvas``: and
+   over the whole canvas where the window is smaller; ``yolov7``: around the canvas centre only);
+   targets may leave it. :mod:`.crop` computes both. Pixels outside the canvas read ``pad_value``;
+   a box narrower or lower than ``min_box_side`` input px is dropped (YOLOv7: 2 px);
+3. **mixup** (probability ``mixup``): the image blended with a partner with a ratio
+   ``r ~ Beta(mixup_beta, mixup_beta)`` (YOLOv5: 32, YOLOv7: 8), the masks united and the boxes
+   joined. The partner (``mixup_partner``) is another image of the batch (``batch``) or a fresh
+   training sample (``fresh``: a random image through its own mosaic and window, flipped as the
+   image it joins, as YOLOv7 blends two mosaics and then flips the blend);
 4. **photometric**: HSV value gain ``v`` from ``[1 - hsv_v, 1 + hsv_v]``; contrast, brightness and
-   Gaussian noise; the result clipped to [0, 1]. IR frames are gray (three equal channels), so a
-   hue or saturation change is the identity on them: ``hsv_h`` and ``hsv_s`` are accepted for
-   recipes written for colour data and change nothing (exactly what an HSV jitter does to a
-   gray image).
+   Gaussian noise; the result clipped to [0, 1]. The images are one channel (the luminance of
+   the file, :mod:`.data`), replicated to three: a hue or saturation change is the identity on
+   a gray image, so ``hsv_h`` and ``hsv_s`` are accepted for recipes written for colour data and
+   change nothing (exactly what an HSV jitter does to a gray image; IR frames stored with a
+   colour tint lose it when read, see ``docs/models/eflnet-yolov7.md``).
 
 Geometry in continuous pixel-edge coordinates: a canvas edge coordinate ``x`` lands at
 ``u = a (x - c) + S / 2`` (flipped: ``S - u``). Boxes are mapped with that formula exactly and
@@ -34,178 +43,42 @@ survives, and it grows by under one output pixel). A window at
 ``a = 1`` lies on whole canvas pixels: the identity window (no mosaic, scale 1, centred, no
 flip) copies the pixels exactly, a translated one shifts them exactly.
 
-All random draws of one batch come from one ``numpy`` generator seeded by
-``(seed, epoch, iteration, rank)`` (:func:`batch_generator`): the augmentation is a function of
-those numbers alone (the same draws on the CPU and the GPU), so a resumed run repeats it exactly.
+The settings (:class:`~.draws.AugmentConfig`) and every random draw of one batch are :mod:`.draws`'s:
+one ``numpy`` generator seeded by ``(seed, epoch, iteration, rank)`` and its spawned children, so the
+augmentation is a function of those numbers alone (the same draws on the CPU and the GPU) and a
+resumed run repeats it exactly.
 """
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .crop import crop_windows, jitter_windows
+from .draws import (
+    MIXUP_BETA,
+    MIXUP_PARTNERS,
+    MOSAIC_OTHERS,
+    YOLOV7_SCALE_EXTRA,
+    AugmentConfig,
+    BatchDraws,
+    batch_generator,
+    check_augment,
+    draw,
+    pixel_scale_bounds,
+)
+from .mosaic import four_tile_origins, mosaic_canvas, mosaic_centre, nine_offset, nine_tile_origins
 from .resample import area_prefilter, sample_mask
+from .transforms import PAD_VALUE
 
-#: Beta distribution parameter of the mixup ratio (``r ~ Beta(MIXUP_BETA, MIXUP_BETA)``).
-MIXUP_BETA = 32.0
 #: A box cut by the input's border is kept when at least this fraction of its area is inside
 #: (the YOLO code bases' rule; slivers of a target would otherwise become boxes without pixels).
 MIN_VISIBLE_FRACTION = 0.1
-#: Value of pixels outside the canvas (the images are in [0, 1]; 0 = no signal, never a target).
-PAD_VALUE = 0.0
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Training augmentation settings (probabilities and gains; ``TrainConfig`` fields of the same name).
-
-    Attributes
-    ----------
-    fliplr, flipud : float
-        Probability of a left-right / up-down flip.
-    scale : float
-        Pixel-scale jitter: ``a`` drawn from ``[1 - scale, 1 + scale]`` (in [0, 1)).
-    translate : float
-        Window-centre jitter as a fraction of the input side.
-    mosaic, mixup : float
-        Probability of a 4-image mosaic / of blending with another image of the batch.
-    hsv_h, hsv_s, hsv_v : float
-        HSV gains (``hsv_h``/``hsv_s`` have no effect on gray IR frames, see the module docstring).
-    brightness : float
-        Additive offset drawn from ``[-brightness, brightness]``.
-    contrast : float
-        Contrast factor drawn from ``[1 - contrast, 1 + contrast]``, about each image's mean.
-    noise : float
-        Largest standard deviation of added Gaussian noise; drawn from ``[0, noise]``.
-    crop : float
-        Probability of a target-keeping crop window instead of the scale/translate jitter.
-    crop_min_side : float
-        Smallest crop side as a fraction of the input side (in (0, 1]): a crop zooms in by up to
-        ``1 / crop_min_side``.
-    """
-
-    fliplr: float = 0.5
-    flipud: float = 0.5
-    scale: float = 0.3
-    translate: float = 0.1
-    mosaic: float = 0.0
-    mixup: float = 0.0
-    hsv_h: float = 0.0
-    hsv_s: float = 0.0
-    hsv_v: float = 0.0
-    brightness: float = 0.1
-    contrast: float = 0.2
-    noise: float = 0.02
-    crop: float = 0.5
-    crop_min_side: float = 0.6
-
-    @classmethod
-    def off(cls) -> AugmentConfig:
-        """No augmentation: the letterboxed image as it is."""
-        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, crop=0.0, crop_min_side=1.0)
-
-
-@dataclass(frozen=True)
-class BatchDraws:
-    """The random numbers of one batch (``B`` images), drawn on the CPU.
-
-    Attributes
-    ----------
-    mosaic : ndarray (B,) bool; ``mosaic_others``: ndarray (B, 3) int (indices into the training set)
-    scale : ndarray (B,) float, pixel scale ``a``; ``centre``: ndarray (B, 2) in ``[-1, 1]``
-    fliplr, flipud : ndarray (B,) bool
-    mixup : ndarray (B,) bool; ``mixup_partner``: ndarray (B,) int (index in the batch); ``mixup_ratio``: (B,)
-    value_gain, contrast, brightness, noise_sigma : ndarray (B,) float
-    noise_seed : int (seed of the noise tensor's torch generator)
-    crop : ndarray (B,) bool; ``crop_side``: ndarray (B,) float, crop side over the input side
-        (the crop's position is ``(centre + 1) / 2``: a crop image has no jitter centre)
-    """
-
-    mosaic: np.ndarray
-    mosaic_others: np.ndarray
-    scale: np.ndarray
-    centre: np.ndarray
-    fliplr: np.ndarray
-    flipud: np.ndarray
-    mixup: np.ndarray
-    mixup_partner: np.ndarray
-    mixup_ratio: np.ndarray
-    value_gain: np.ndarray
-    contrast: np.ndarray
-    brightness: np.ndarray
-    noise_sigma: np.ndarray
-    noise_seed: int
-    crop: np.ndarray
-    crop_side: np.ndarray
-
-
-def batch_generator(seed: int, epoch: int, iteration: int, rank: int = 0) -> np.random.Generator:
-    """The generator of one batch's draws, a function of its four numbers alone."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch, iteration, rank])))
-
-
-def draw(rng: np.random.Generator, batch: int, dataset_size: int, config: AugmentConfig) -> BatchDraws:
-    """Draw every random number the augmentation of a batch of ``batch`` images needs."""
-    b = int(batch)
-    uniform = rng.random((13, b))  # one fixed block of draws: a setting never shifts another's stream
-    mosaic = (uniform[0] < config.mosaic) & (dataset_size > 1)
-    others = rng.integers(0, max(dataset_size, 1), size=(b, 3))
-    offsets = rng.integers(1, max(b, 2), size=b)
-    ratio = rng.beta(MIXUP_BETA, MIXUP_BETA, size=b)
-    return BatchDraws(
-        mosaic=mosaic,
-        mosaic_others=others,
-        scale=1.0 + config.scale * (2.0 * uniform[1] - 1.0),
-        centre=np.stack([2.0 * uniform[2] - 1.0, 2.0 * uniform[3] - 1.0], axis=1),
-        fliplr=uniform[4] < config.fliplr,
-        flipud=uniform[5] < config.flipud,
-        mixup=(uniform[6] < config.mixup) & (b > 1),
-        mixup_partner=(np.arange(b) + offsets) % max(b, 1),
-        mixup_ratio=ratio,
-        value_gain=1.0 + config.hsv_v * (2.0 * uniform[7] - 1.0),
-        contrast=1.0 + config.contrast * (2.0 * uniform[8] - 1.0),
-        brightness=config.brightness * (2.0 * uniform[9] - 1.0),
-        noise_sigma=config.noise * uniform[10],
-        noise_seed=int(rng.integers(0, 2**62)),
-        crop=uniform[11] < config.crop,
-        crop_side=config.crop_min_side + (1.0 - config.crop_min_side) * uniform[12],
-    )
 
 
 # --------------------------------------------------------------------------------------------
 # Geometry
-
-
-def mosaic_canvas(
-    images: torch.Tensor, masks: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Four tiles per mosaic -> one ``2 Sb`` canvas.
-
-    Parameters
-    ----------
-    images, masks : Tensor (M, 4, 1, Sb, Sb)
-        Tiles in the order top-left, top-right, bottom-left, bottom-right.
-    boxes : Tensor (M, 4, T, 4); valid : Tensor (M, 4, T) bool
-
-    Returns
-    -------
-    images, masks : Tensor (M, 1, 2 Sb, 2 Sb); boxes : Tensor (M, 4 T, 4); valid : Tensor (M, 4 T)
-    """
-    m, _, c, side, _ = images.shape
-
-    def tile(x: torch.Tensor) -> torch.Tensor:  # (M, 4, C, Sb, Sb) -> (M, C, 2Sb, 2Sb)
-        x = x.reshape(m, 2, 2, c, side, side).permute(0, 3, 1, 4, 2, 5)
-        return x.reshape(m, c, 2 * side, 2 * side)
-
-    shift = torch.tensor([[0, 0], [1, 0], [0, 1], [1, 1]], dtype=boxes.dtype, device=boxes.device) * side
-    shifted = boxes + shift.repeat(1, 2)[None, :, None, :]
-    t = boxes.shape[2]
-    return tile(images), tile(masks), shifted.reshape(m, 4 * t, 4), valid.reshape(m, 4 * t)
 
 
 def _affine_theta(scale, centre_px, canvas: int, out: int, fliplr, flipud) -> torch.Tensor:
@@ -219,15 +92,21 @@ def _affine_theta(scale, centre_px, canvas: int, out: int, fliplr, flipud) -> to
 
 
 def window_geometry(
-    draws: BatchDraws, rows: np.ndarray, union: np.ndarray, canvas: int, out_size: int, translate: float
+    draws: BatchDraws,
+    rows: np.ndarray,
+    union: np.ndarray,
+    canvas: int,
+    out_size: int,
+    translate: float,
+    window_style: str = "canvas",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixel scales ``(R,)`` and window centres ``(R, 2)`` canvas px of the images ``rows`` of a batch.
 
     Crop images (``draws.crop``) get :func:`.crop.crop_windows` around ``union`` (their targets'
-    union boxes ``(R, 4)``, canvas px), the others :func:`.crop.jitter_windows`.
+    union boxes ``(R, 4)``, canvas px), the others :func:`.crop.jitter_windows` (``window_style``).
     """
     scale = np.asarray(draws.scale[rows], np.float64)
-    centre_px = jitter_windows(scale, draws.centre[rows], canvas, out_size, translate)
+    centre_px = jitter_windows(scale, draws.centre[rows], canvas, out_size, translate, style=window_style)
     crop = np.asarray(draws.crop[rows], bool)
     if crop.any():
         crop_scale, crop_centre = crop_windows(
@@ -249,6 +128,8 @@ def affine_window(
     fliplr: np.ndarray,
     flipud: np.ndarray,
     out_size: int,
+    fill: float = PAD_VALUE,
+    min_box_side: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Resample a window of each canvas onto the ``S x S`` input (see the module docstring).
 
@@ -261,6 +142,10 @@ def affine_window(
     centre_px : ndarray (B, 2)
         Window centres ``c``, canvas px (:func:`window_geometry`).
     fliplr, flipud : ndarray (B,) bool
+    fill : float
+        Image value outside the canvas (masks: 0).
+    min_box_side : float
+        Boxes not wider and higher than this (input px) are dropped.
 
     Returns
     -------
@@ -272,15 +157,19 @@ def affine_window(
     centre_px = np.asarray(centre_px, np.float64)
     flips = np.any(np.asarray(fliplr, bool)) or np.any(np.asarray(flipud, bool))
     if canvas == out_size and np.all(a == 1.0) and np.all(centre_px == canvas / 2.0) and not flips:
-        return images, masks, boxes, valid  # the identity window: exact, no resampling
+        # the identity window: pixels and boxes exact, no resampling
+        return images, masks, *_kept_boxes(boxes, valid, out_size, min_box_side)
     a_t = torch.as_tensor(a, dtype=torch.float64)
     c_t = torch.as_tensor(centre_px, dtype=torch.float64)
     lr_t, ud_t = torch.as_tensor(np.asarray(fliplr, bool)), torch.as_tensor(np.asarray(flipud, bool))
     theta = _affine_theta(a_t, c_t, canvas, out_size, lr_t, ud_t).to(device, dtype)
     grid = F.affine_grid(theta, [images.shape[0], 1, out_size, out_size], align_corners=False)
-    image_out = F.grid_sample(
-        area_prefilter(images, a), grid, mode="bilinear", padding_mode="zeros", align_corners=False
-    )
+    # grid_sample reads 0 outside the canvas: sampling (image - fill) and adding fill back reads fill there.
+    shifted = images if fill == 0.0 else images - fill
+    image_out = F.grid_sample(area_prefilter(shifted, a), grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=False)
+    if fill != 0.0:
+        image_out = image_out + fill
     mask_out = sample_mask(masks, grid, a)
     # Boxes: u = a (x - c) + S / 2, flipped u -> S - u (and the edges swap).
     a_b = a_t.to(device, boxes.dtype)[:, None]
@@ -291,12 +180,20 @@ def affine_window(
     lr_d, ud_d = lr_t.to(device)[:, None], ud_t.to(device)[:, None]
     x0, x1 = torch.where(lr_d, out_size - x1, x0), torch.where(lr_d, out_size - x0, x1)
     y0, y1 = torch.where(ud_d, out_size - y1, y0), torch.where(ud_d, out_size - y0, y1)
-    unclipped = torch.stack([x0, y0, x1, y1], dim=-1)
+    return image_out, mask_out, *_kept_boxes(torch.stack([x0, y0, x1, y1], dim=-1), valid, out_size, min_box_side)
+
+
+def _kept_boxes(
+    unclipped: torch.Tensor, valid: torch.Tensor, out_size: int, min_box_side: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes ``(B, T, 4)`` in input px clipped to the input, and which are kept: some area left,
+    at least :data:`MIN_VISIBLE_FRACTION` of it, wider and higher than ``min_box_side``."""
     mapped = unclipped.clamp(0.0, float(out_size))
-    area = (mapped[..., 2] - mapped[..., 0]).clamp_min(0) * (mapped[..., 3] - mapped[..., 1]).clamp_min(0)
+    width, height = mapped[..., 2] - mapped[..., 0], mapped[..., 3] - mapped[..., 1]
+    area = width.clamp_min(0) * height.clamp_min(0)
     full = (unclipped[..., 2] - unclipped[..., 0]) * (unclipped[..., 3] - unclipped[..., 1])
-    keep = valid & (area > 0) & (area >= MIN_VISIBLE_FRACTION * full)
-    return image_out, mask_out, mapped, keep
+    keep = valid & (width > min_box_side) & (height > min_box_side) & (area >= MIN_VISIBLE_FRACTION * full)
+    return mapped, keep
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,6 +203,83 @@ def affine_window(
 def _column(values: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     """``(B,)`` numbers -> ``(B, 1, 1, 1)`` tensor on ``like``'s device and dtype."""
     return torch.as_tensor(np.asarray(values, np.float64), dtype=like.dtype).to(like.device).view(-1, 1, 1, 1)
+
+
+def _mosaics(data, indices: np.ndarray, draws: BatchDraws, config: AugmentConfig, rows: np.ndarray, tiles: int):
+    """The ``tiles``-image mosaic canvases of the images ``rows``: ``(images, masks, boxes, valid)``
+    and the canvas position ``(R, 2)`` of each drawn image's square."""
+    device = data.images.device
+    side, t, m = data.images.shape[-1], data.boxes.shape[1], len(rows)
+    members = np.concatenate(
+        [np.asarray(indices)[rows, None], draws.mosaic_others[rows, : MOSAIC_OTHERS[tiles]]], axis=1
+    )  # (R, tiles)
+    if config.mosaic_style == "grid":  # whole squares, letterbox padding included
+        content = np.tile(np.array([0, 0, side, side], np.int64), (m, tiles, 1))
+    else:
+        content = data.tile_content(members.reshape(-1)).reshape(m, tiles, 4)
+    if tiles == 4:
+        origins = four_tile_origins(content, mosaic_centre(draws.mosaic_centre[rows], side, config.mosaic_style))
+    else:
+        offset = nine_offset(draws.mosaic_centre[rows], side, config.mosaic_style)
+        origins = nine_tile_origins(content, offset, side)
+    flat = torch.as_tensor(members.reshape(-1), device=device)
+    canvas = mosaic_canvas(
+        data.images.index_select(0, flat).view(m, tiles, 1, side, side),
+        data.masks.index_select(0, flat).view(m, tiles, 1, side, side),
+        data.boxes.index_select(0, flat).view(m, tiles, t, 4),
+        data.valid.index_select(0, flat).view(m, tiles, t),
+        origins=origins,
+        content=content,
+        fill=config.pad_value,
+    )
+    return canvas, origins[:, 0]
+
+
+def geometry(
+    data, indices: np.ndarray, draws: BatchDraws, config: AugmentConfig, out_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mosaic and window of every image (steps 1 and 2 of the module docstring).
+
+    Returns ``images (B, 1, S, S)``, ``masks (B, 1, S, S)``, ``boxes (B, T', 4)`` input px and
+    ``valid (B, T')`` (``T' = 9 T`` with a 9-image mosaic in the batch, ``4 T`` with a 4-image one).
+    """
+    device = data.images.device
+    b = len(indices)
+    mosaic9 = draws.mosaic9 if draws.mosaic9 is not None else np.zeros(b, bool)
+    parts = []  # (rows, (images, masks, boxes, valid), canvas position of the drawn image's square)
+    for tiles, chosen in ((4, draws.mosaic & ~mosaic9), (9, draws.mosaic & mosaic9)):
+        if chosen.any():
+            rows = np.flatnonzero(chosen)
+            parts.append((rows, *_mosaics(data, indices, draws, config, rows, tiles)))
+    plain = np.flatnonzero(~draws.mosaic)
+    if plain.size:
+        sel = torch.as_tensor(np.asarray(indices)[plain], device=device)
+        tensors = (data.images.index_select(0, sel), data.masks.index_select(0, sel),
+                   data.boxes.index_select(0, sel), data.valid.index_select(0, sel))
+        parts.append((plain, tensors, np.zeros((plain.size, 2), np.int64)))
+    t_out = max(part[1][2].shape[1] for part in parts)
+    out_images = data.images.new_zeros((b, 1, out_size, out_size))
+    out_masks = data.masks.new_zeros((b, 1, out_size, out_size))
+    out_boxes = data.boxes.new_zeros((b, t_out, 4))
+    out_valid = torch.zeros((b, t_out), dtype=torch.bool, device=device)
+    # The drawn image's targets (moved with its square onto a mosaic's canvas) are what a crop keeps.
+    union = data.target_union(indices) if draws.crop.any() else np.full((b, 4), np.nan)
+    for rows, (im, mk, bx, vd), position in parts:
+        canvas = im.shape[-1]
+        kept = np.clip(union[rows] + np.tile(position, 2), 0.0, canvas)
+        scale, centre_px = window_geometry(
+            draws, rows, kept, canvas, out_size, config.translate, config.window_style
+        )
+        im, mk, bx, vd = affine_window(
+            im, mk, bx, vd, scale=scale, centre_px=centre_px, fliplr=draws.fliplr[rows],
+            flipud=draws.flipud[rows], out_size=out_size, fill=config.pad_value, min_box_side=config.min_box_side,
+        )  # fmt: skip
+        sel = torch.as_tensor(rows, device=device)
+        out_images.index_copy_(0, sel, im)
+        out_masks.index_copy_(0, sel, mk)
+        out_boxes[sel, : bx.shape[1]] = bx
+        out_valid[sel, : vd.shape[1]] = vd
+    return out_images, out_masks, out_boxes, out_valid
 
 
 def augment_batch(
@@ -321,7 +295,8 @@ def augment_batch(
     ----------
     data : LetterboxedTensors
         ``images (N, 1, Sb, Sb)``, ``masks (N, 1, Sb, Sb)``, ``boxes (N, T, 4)``, ``valid (N, T)``;
-        ``target_union(indices)``: union boxes ``(B, 4)`` of the images' targets (host ``numpy``).
+        ``target_union(indices)``: union boxes ``(B, 4)`` of the images' targets (host ``numpy``);
+        ``tile_content(indices)``: each image's content rectangle in its square ``(B, 4)``.
     indices : ndarray (B,) int
         Training-set indices of the batch.
     draws : BatchDraws
@@ -333,77 +308,56 @@ def augment_batch(
     -------
     images : Tensor (B, 1, S, S) float in [0, 1]
     masks : Tensor (B, 1, S, S) float in {0, 1}
-    boxes : Tensor (B, T', 4) input px; valid : Tensor (B, T') bool (``T' = 4 T`` with mosaic,
-        doubled again with mixup)
+    boxes : Tensor (B, T', 4) input px; valid : Tensor (B, T') bool (``T' = 4 T`` with a 4-image
+        mosaic, ``9 T`` with a 9-image one, plus the partners' with mixup)
     """
-    device = data.images.device
-    idx = torch.as_tensor(np.asarray(indices, np.int64), device=device)
-    images, masks = data.images.index_select(0, idx), data.masks.index_select(0, idx)
-    boxes, valid = data.boxes.index_select(0, idx), data.valid.index_select(0, idx)
-    t = boxes.shape[1]
-    parts = []
-    if draws.mosaic.any():
-        rows = np.flatnonzero(draws.mosaic)
-        tiles = np.concatenate([np.asarray(indices)[rows, None], draws.mosaic_others[rows]], axis=1)  # (M, 4)
-        flat = torch.as_tensor(tiles.reshape(-1), device=device)
-        m = len(rows)
-        side = data.images.shape[-1]
-        canvas = mosaic_canvas(
-            data.images.index_select(0, flat).view(m, 4, 1, side, side),
-            data.masks.index_select(0, flat).view(m, 4, 1, side, side),
-            data.boxes.index_select(0, flat).view(m, 4, t, 4),
-            data.valid.index_select(0, flat).view(m, 4, t),
-        )
-        parts.append((rows, canvas))
-    plain = np.flatnonzero(~draws.mosaic)
-    if plain.size:
-        sel = torch.as_tensor(plain, device=device)
-        parts.append(
-            (plain, (images.index_select(0, sel), masks.index_select(0, sel), boxes.index_select(0, sel),
-                     valid.index_select(0, sel)))
-        )
-    t_out = 4 * t if draws.mosaic.any() else t
-    b = len(indices)
-    out_images = images.new_zeros((b, 1, out_size, out_size))
-    out_masks = masks.new_zeros((b, 1, out_size, out_size))
-    out_boxes = boxes.new_zeros((b, t_out, 4))
-    out_valid = torch.zeros((b, t_out), dtype=torch.bool, device=device)
-    # The drawn image's targets (a mosaic's top-left tile: same canvas px) are what a crop keeps.
-    union = data.target_union(indices) if draws.crop.any() else np.full((b, 4), np.nan)
-    for rows, (im, mk, bx, vd) in parts:
-        scale, centre_px = window_geometry(draws, rows, union[rows], im.shape[-1], out_size, config.translate)
-        im, mk, bx, vd = affine_window(
-            im,
-            mk,
-            bx,
-            vd,
-            scale=scale,
-            centre_px=centre_px,
-            fliplr=draws.fliplr[rows],
-            flipud=draws.flipud[rows],
-            out_size=out_size,
-        )
-        sel = torch.as_tensor(rows, device=device)
-        out_images.index_copy_(0, sel, im)
-        out_masks.index_copy_(0, sel, mk)
-        out_boxes[sel, : bx.shape[1]] = bx
-        out_valid[sel, : vd.shape[1]] = vd
-    images, masks, boxes, valid = mixup(out_images, out_masks, out_boxes, out_valid, draws)
+    images, masks, boxes, valid = geometry(data, indices, draws, config, out_size)
+    partner = None
+    if draws.mixup.any() and draws.partner is not None:
+        partner = fresh_partners(data, draws, config, out_size, images.shape[0])
+    elif draws.mixup.any():
+        partner = batch_partners(images, masks, boxes, valid, draws)
+    images, masks, boxes, valid = mixup(images, masks, boxes, valid, partner, draws)
     return photometric(images, draws), masks, boxes, valid
 
 
-def mixup(images, masks, boxes, valid, draws: BatchDraws):
-    """Blend the drawn images with their batch partner: ``r x + (1 - r) x_partner``, masks united, boxes joined."""
-    if not draws.mixup.any():
+def batch_partners(images, masks, boxes, valid, draws: BatchDraws) -> tuple:
+    """Each image's batch neighbour ``draws.mixup_partner`` (``mixup_partner="batch"``)."""
+    partner = torch.as_tensor(draws.mixup_partner, device=images.device)
+    return tuple(x.index_select(0, partner) for x in (images, masks, boxes, valid))
+
+
+def fresh_partners(data, draws: BatchDraws, config: AugmentConfig, out_size: int, batch: int) -> tuple:
+    """Fresh training samples for the mixup images (``mixup_partner="fresh"``), batch-aligned.
+
+    Only the rows that mix are built (:func:`geometry` with the partners' own draws); the other
+    rows are empty and unused.
+    """
+    rows = np.flatnonzero(draws.mixup)
+    images, masks, boxes, valid = geometry(data, draws.partner_index[rows], draws.partner.rows(rows), config, out_size)
+    sel = torch.as_tensor(rows, device=images.device)
+    full = []
+    for x in (images, masks, boxes, valid):
+        out = x.new_zeros((batch, *x.shape[1:]))
+        full.append(out.index_copy(0, sel, x))
+    return tuple(full)
+
+
+def mixup(images, masks, boxes, valid, partner, draws: BatchDraws):
+    """Blend the drawn images with their partner: ``r x + (1 - r) x_partner``, masks united, boxes joined.
+
+    ``partner``: batch-aligned ``(images, masks, boxes, valid)`` of the partners
+    (:func:`batch_partners`, :func:`fresh_partners`); ``None`` when no image mixes.
+    """
+    if partner is None or not draws.mixup.any():
         return images, masks, boxes, valid
-    device = images.device
-    partner = torch.as_tensor(draws.mixup_partner, device=device)
-    on = torch.as_tensor(draws.mixup, device=device)
+    p_images, p_masks, p_boxes, p_valid = partner
+    on = torch.as_tensor(draws.mixup, device=images.device)
     ratio = _column(np.where(draws.mixup, draws.mixup_ratio, 1.0), images)
-    images = images * ratio + images.index_select(0, partner) * (1.0 - ratio)
-    masks = torch.maximum(masks, masks.index_select(0, partner) * on.view(-1, 1, 1, 1).to(masks.dtype))
-    boxes = torch.cat([boxes, boxes.index_select(0, partner)], dim=1)
-    valid = torch.cat([valid, valid.index_select(0, partner) & on[:, None]], dim=1)
+    images = images * ratio + p_images * (1.0 - ratio)
+    masks = torch.maximum(masks, p_masks * on.view(-1, 1, 1, 1).to(masks.dtype))
+    boxes = torch.cat([boxes, p_boxes], dim=1)
+    valid = torch.cat([valid, p_valid & on[:, None]], dim=1)
     return images, masks, boxes, valid
 
 
@@ -435,22 +389,24 @@ def split_targets(masks: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor)
     return [{"boxes": packed[i, :n], "masks": masks[i, 0]} for i, n in enumerate(counts)]
 
 
-def pixel_scale_bounds(config: AugmentConfig) -> tuple[float, float]:
-    """Smallest and largest pixel scale ``a`` the settings can draw."""
-    return 1.0 - config.scale, 1.0 + config.scale
-
-
-def check_augment(config: AugmentConfig) -> None:
-    """Raise ``ValueError`` for a setting out of range (probabilities in [0, 1], scale in [0, 1))."""
-    if not 0.0 < config.crop_min_side <= 1.0:
-        raise ValueError(f"crop_min_side {config.crop_min_side}: must be in (0, 1]")
-    for name in ("fliplr", "flipud", "mosaic", "mixup", "crop"):
-        value = getattr(config, name)
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} {value}: must be in [0, 1]")
-    if not 0.0 <= config.scale < 1.0:
-        raise ValueError(f"scale {config.scale}: must be in [0, 1)")
-    for name in ("translate", "hsv_h", "hsv_s", "hsv_v", "brightness", "contrast", "noise"):
-        value = getattr(config, name)
-        if not (value >= 0.0 and math.isfinite(value)):
-            raise ValueError(f"{name} {value}: must be >= 0")
+__all__ = [
+    "MIN_VISIBLE_FRACTION",
+    "MIXUP_BETA",
+    "MIXUP_PARTNERS",
+    "MOSAIC_OTHERS",
+    "YOLOV7_SCALE_EXTRA",
+    "AugmentConfig",
+    "BatchDraws",
+    "affine_window",
+    "augment_batch",
+    "batch_generator",
+    "check_augment",
+    "draw",
+    "geometry",
+    "mixup",
+    "mosaic_canvas",
+    "photometric",
+    "pixel_scale_bounds",
+    "split_targets",
+    "window_geometry",
+]

@@ -18,7 +18,8 @@ strings, lists and dicts only; RNG states are stored as tensors and lists):
 ``epoch``           epochs completed; ``best_fitness``: best validation fitness so far
 ``metrics``         validation metrics of the last validation; ``history``: results.csv rows
 ``rng``             python / numpy / torch (/ cuda) generator states
-``train_args``      the run's settings (as in ``args.json``)
+``train_args``      the run's settings (as in ``args.json``); ``predict`` letterboxes with its
+                    ``pad_value`` and keeps its ``max_det`` detections per image
 ==================  ============================================================================
 """
 

@@ -91,7 +91,12 @@ def _explicit(ctx: click.Context) -> set[str]:
 @click.option("--momentum", default=0.937, show_default=True, type=float, help="SGD momentum / AdamW beta1.")
 @click.option(
     "--schedule", default="cosine", show_default=True, type=click.Choice(["cosine", "poly", "linear"]),
-    help="Learning-rate decay after warm-up (per iteration).",
+    help="Learning-rate decay shape.",
+)
+@click.option(
+    "--schedule-step", default="iteration", show_default=True, type=click.Choice(["iteration", "epoch"]),
+    help="iteration: decay after warm-up, every iteration; epoch: per epoch from epoch 0, warm-up rising to it "
+    "(YOLOv7).",
 )
 @click.option("--lr-final-ratio", default=0.01, show_default=True, type=float, help="Final lr / lr.")
 @click.option("--poly-power", default=0.9, show_default=True, type=float, help="Exponent of --schedule poly.")
@@ -101,16 +106,41 @@ def _explicit(ctx: click.Context) -> set[str]:
     help="Warm-up lasts max(warmup-epochs x iterations per epoch, this) iterations.",
 )
 @click.option(
+    "--warmup-start-ratio", default=0.01, show_default=True, type=float,
+    help="Learning rate at the start of warm-up, fraction of --lr (YOLOv7: 0).",
+)
+@click.option(
+    "--warmup-bias-lr", default="none", show_default=True, callback=lambda _c, _p, v: _number_or_none(v),
+    help="Biases' learning rate at the start of warm-up, falling to --lr (YOLOv7: 0.1); 'none': as the rest.",
+)
+@click.option(
+    "--warmup-momentum", default="none", show_default=True, callback=lambda _c, _p, v: _number_or_none(v),
+    help="SGD momentum at the start of warm-up, rising to --momentum (YOLOv7: 0.8); 'none': constant.",
+)
+@click.option(
     "--nominal-batch", default=None, type=int,
     help="Accumulate gradients to this many images per optimizer step (default: one step per batch).",
+)
+@click.option(
+    "--accumulate-ramp/--no-accumulate-ramp", default=False, show_default=True,
+    help="Batches per optimizer step rise from 1 to the nominal number over the warm-up (YOLOv7).",
+)
+@click.option(
+    "--weight-decay-rule", default="ndim", show_default=True, type=click.Choice(["ndim", "yolov7"]),
+    help="ndim: decay on parameters of more than one dimension; yolov7: on every module's weight but "
+    "BatchNorm's (GroupNorm scales included).",
 )
 @click.option(
     "--fitness", default="f1", show_default=True, type=click.Choice(["f1", "ap", "iou"]),
     help="best.pt by: f1 (val F1 at --val-conf), ap (0.1 AP50 + 0.9 AP50:95), iou (segmenters).",
 )
 @click.option(
-    "--grad-clip", default="10", show_default=True, callback=lambda _c, _p, v: _grad_clip(v),
+    "--grad-clip", default="10", show_default=True, callback=lambda _c, _p, v: _number_or_none(v),
     help="Largest gradient norm of an optimizer step; 'none': no clipping.",
+)
+@click.option(
+    "--max-det", default=100, show_default=True, type=int,
+    help="Detections kept per image after NMS in validation (and, from the checkpoint, predict).",
 )
 @click.option(
     "--ema/--no-ema", default=True, show_default=True, help="EMA weights for validation and saving."
@@ -126,9 +156,36 @@ def _explicit(ctx: click.Context) -> set[str]:
     "--augment/--no-augment", default=True, show_default=True, help="Flips, scale/crop, mosaic, mixup, jitter."
 )
 @click.option("--mosaic", default=0.0, show_default=True, type=float, help="Mosaic probability.")
+@click.option(
+    "--mosaic9", default=0.0, show_default=True, type=float, help="Probability of a 9-image mosaic among mosaics."
+)
+@click.option(
+    "--mosaic-style", default="grid", show_default=True, type=click.Choice(["grid", "yolov7"]),
+    help="grid: letterboxed tiles on a fixed grid; yolov7: the images around a random centre, gaps --pad-value.",
+)
 @click.option("--mixup", default=0.0, show_default=True, type=float, help="Mixup probability.")
+@click.option(
+    "--mixup-beta", default=32.0, show_default=True, type=float, help="Mixup ratio ~ Beta(this, this) (YOLOv7: 8)."
+)
+@click.option(
+    "--mixup-partner", default="batch", show_default=True, type=click.Choice(["batch", "fresh"]),
+    help="Image blended in: another of the batch, or a fresh mosaic/window of a random image (YOLOv7).",
+)
 @click.option("--scale", default=0.3, show_default=True, type=float, help="Scale jitter: 1 +- this.")
 @click.option("--translate", default=0.1, show_default=True, type=float, help="Translation, fraction of imgsz.")
+@click.option(
+    "--window-style", default="canvas", show_default=True, type=click.Choice(["canvas", "yolov7"]),
+    help="canvas: windows reach the whole canvas; yolov7: scale in [1 - scale, 1.1 + scale] about the canvas "
+    "centre, shifted by --translate.",
+)
+@click.option(
+    "--min-box-side", default=0.0, show_default=True, type=float,
+    help="Drop augmented boxes not wider and higher than this, px (YOLOv7: 2).",
+)
+@click.option(
+    "--pad-value", default=0.0, show_default=True, type=float,
+    help="Letterbox padding and mosaic gap value in [0, 1] (YOLOv7: 114/255); predict reads it from the run.",
+)
 @click.option("--hsv-h", default=0.0, show_default=True, type=float, help="Hue gain (no effect on gray IR).")
 @click.option("--hsv-s", default=0.0, show_default=True, type=float, help="Saturation gain (no effect on gray IR).")
 @click.option("--hsv-v", default=0.0, show_default=True, type=float, help="Value (brightness) gain.")
@@ -169,7 +226,12 @@ def _explicit(ctx: click.Context) -> set[str]:
 @click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
 @click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
 @click.option("--mask-suffix", default="", help="--dataset custom: mask name = stem + suffix + .png.")
-@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help="Progress bar on stderr (when a terminal; one line per epoch either way).",
+)
 @click.option(
     "--deterministic/--no-deterministic",
     default=True,
@@ -220,8 +282,8 @@ def train(ctx: click.Context, **opts) -> None:
         )
 
 
-def _grad_clip(value: str | float | None) -> float | None:
-    """``--grad-clip``: a number, or ``none`` for no clipping."""
+def _number_or_none(value: str | float | None) -> float | None:
+    """An option that takes a number or ``none`` (``--grad-clip``, ``--warmup-bias-lr``...)."""
     if value is None or str(value).strip().lower() == "none":
         return None
     try:
@@ -257,6 +319,10 @@ def _grad_clip(value: str | float | None) -> float | None:
     help="Detectors: coco (default), yolo, csv. Segmenters: scoremaps (default), masks.",
 )
 @click.option("--conf", default=0.001, show_default=True, type=float, help="Detector score threshold.")
+@click.option(
+    "--max-det", default=None, type=int,
+    help="Detections kept per image after NMS (default: the run's max_det, in its checkpoint; else 100).",
+)
 @max_pixels_option
 @skip_defects_option
 @click.option("--force", is_flag=True, help="Replace an earlier predict output at --out (only what predict wrote).")
@@ -280,6 +346,7 @@ def predict(
     out,
     fmt,
     conf,
+    max_det,
     max_pixels,
     skip_defects,
     force,
@@ -299,6 +366,7 @@ def predict(
     from reference_model.engine.predict import (
         check_format,
         check_predictions_out,
+        inference_settings,
         load_for_inference,
         predict_samples,
         write_predictions,
@@ -314,8 +382,11 @@ def predict(
         raise InputError(f"--mask-threshold {mask_threshold}: must be in (0, 1]")
     if batch < 1:
         raise InputError(f"--batch {batch}: must be >= 1")
+    if max_det is not None and max_det < 1:
+        raise InputError(f"--max-det {max_det}: must be >= 1")
     dev = resolve_device(device)
     model, checkpoint, path = load_for_inference(weights, dev, cli_model)
+    pad_value, trained_max_det = inference_settings(checkpoint, path)  # the letterbox the model was trained on
     fmt = fmt or ("coco" if model.task == "detect" else "scoremaps")
     check_format(model.task, fmt)
     size = imgsz if imgsz is not None else int(checkpoint.get("input_size") or 512)
@@ -347,7 +418,8 @@ def predict(
             for sample in samples:  # a decompression bomb is refused before the network sees it
                 check_pixels(sample.image_path, image_size(sample.image_path))
             items = predict_samples(
-                model, samples, size, dev, conf=conf, batch=batch, amp_dtype=amp, progress=progress
+                model, samples, size, dev, conf=conf, batch=batch, amp_dtype=amp, progress=progress,
+                pad_value=pad_value, max_det=max_det or trained_max_det,
             )
     except torch.OutOfMemoryError:
         raise InputError(

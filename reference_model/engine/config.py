@@ -13,9 +13,9 @@ from pathlib import Path
 
 from irstd_bench.errors import InputError
 
-from .augment import AugmentConfig, check_augment
 from .checkpoint import checked_model_name, load_checkpoint
-from .schedule import SCHEDULES
+from .draws import AugmentConfig, check_augment
+from .schedule import SCHEDULE_STEPS, SCHEDULES
 from .transforms import check_input_size
 
 #: Default base learning rate and weight decay per optimizer.
@@ -23,6 +23,10 @@ DEFAULT_LR = {"sgd": 0.01, "adamw": 0.001, "adagrad": 0.05}
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05, "adagrad": 1e-4}
 #: Validation fitness rules (see :func:`.fitness.fitness`).
 FITNESS_RULES = ("f1", "ap", "iou")
+#: Which parameters get weight decay (``weight_decay_rule``; :func:`.runtime.param_groups`).
+WEIGHT_DECAY_RULES = ("ndim", "yolov7")
+#: Default number of detections kept per image after NMS (validation and ``predict``).
+DEFAULT_MAX_DET = 100
 #: Settings of a resumed run that may differ from the saved ones.
 RESUME_MAY_CHANGE = ("epochs", "device", "workers", "resume", "out", "progress", "memory_fraction", "threads",
                      "compile")
@@ -59,16 +63,39 @@ class TrainConfig:
     momentum : float
         SGD momentum (Nesterov), or AdamW's beta1 (Adagrad ignores it).
     schedule : {"cosine", "poly", "linear"}
-        Decay after warm-up, per iteration, to ``lr_final_ratio x lr``; ``poly_power`` its exponent.
+        Decay to ``lr_final_ratio x lr``; ``poly_power`` its exponent.
+    schedule_step : {"iteration", "epoch"}
+        ``iteration``: the decay starts after warm-up and advances every iteration; ``epoch``: the
+        factor of epoch ``e`` is the decay at ``e / epochs`` from epoch 0, and the warm-up rises to
+        it (YOLOv5/v7's ``LambdaLR``, :mod:`.schedule`).
     warmup_epochs, warmup_iters : float, int
         Linear warm-up over ``max(warmup_epochs x iterations per epoch, warmup_iters)`` iterations.
+    warmup_start_ratio : float
+        Learning rate at the start of warm-up over the base rate (YOLOv7: 0).
+    warmup_bias_lr : float or None
+        Learning rate of the biases at the start of warm-up, falling to the base rate (YOLOv7:
+        0.1); ``None``: biases warm up as the other parameters.
+    warmup_momentum : float or None
+        SGD momentum at the start of warm-up, rising to ``momentum`` (YOLOv7: 0.8); ``None``: constant.
     nominal_batch : int or None
         Gradient accumulation: one optimizer step per ``round(nominal_batch / (batch x processes))``
         batches (at least 1), weight decay scaled by ``batch x processes x steps / nominal_batch``
         (as the YOLO code bases do); ``None``: one step per batch.
+    accumulate_ramp : bool
+        The batches per step rise from 1 to the nominal number over the warm-up (YOLOv7;
+        :class:`.schedule.Accumulation`).
+    weight_decay_rule : {"ndim", "yolov7"}
+        What decays: parameters of more than one dimension, or every module's ``weight`` but
+        BatchNorm's (GroupNorm scales included; YOLOv7) (:func:`.runtime.param_groups`).
     mosaic, mixup, scale, translate, hsv_h, hsv_s, hsv_v, brightness, contrast, noise, fliplr, flipud, crop, \
-crop_min_side : float
-        Augmentation (:class:`~.augment.AugmentConfig`); ignored with ``augment=False``. ``brightness``
+crop_min_side, mosaic9, mosaic_style, window_style, min_box_side, mixup_beta, mixup_partner : float or str
+        Augmentation (:class:`~.augment.AugmentConfig`); ignored with ``augment=False``. ``mosaic9``:
+        probability of a 9-image mosaic among mosaics; ``mosaic_style`` ``grid`` (letterboxed tiles on
+        a fixed grid) or ``yolov7`` (tiles' contents around a random centre, :mod:`.mosaic`);
+        ``window_style`` ``canvas`` or ``yolov7`` (scale in ``[1 - scale, 1.1 + scale]``, centre
+        around the canvas centre only); ``min_box_side``: boxes not wider and higher than this (px)
+        are dropped; ``mixup_beta``: ``a`` of the ratio ``Beta(a, a)``; ``mixup_partner`` ``batch``
+        or ``fresh``. ``brightness``
         (additive, in [0, 1] image units), ``contrast`` (factor ``1 +- contrast``), ``noise`` (largest
         Gaussian sigma): the engine's photometric jitter, off in every recipe that does not name it. ``crop``:
         probability of a target-keeping crop (every target kept whole, zoomed in by up to
@@ -76,6 +103,12 @@ crop_min_side : float
     grad_clip : float or None
         Largest gradient norm of an optimizer step (``None``: no clipping, as in every recipe that does
         not name it).
+    pad_value : float
+        Image value of the letterbox padding (training, validation and ``predict``, which reads it
+        from the checkpoint) and of mosaic gaps and pixels outside the canvas, in [0, 1] (YOLOv7:
+        114 / 255).
+    max_det : int
+        Detections kept per image after NMS, in validation and (read from the checkpoint) ``predict``.
     base_size : int or None
         Images are letterboxed onto a ``base_size`` canvas and random ``imgsz`` windows are cut
         from it (``None``: letterboxed to ``imgsz``).
@@ -127,7 +160,13 @@ crop_min_side : float
     poly_power: float = 0.9
     warmup_epochs: float = 3.0
     warmup_iters: int = 0
+    warmup_start_ratio: float = 0.01
+    warmup_bias_lr: float | None = None
+    warmup_momentum: float | None = None
+    schedule_step: str = "iteration"
     nominal_batch: int | None = None
+    accumulate_ramp: bool = False
+    weight_decay_rule: str = "ndim"
     ema: bool = True
     ema_decay: float = 0.9999
     amp: bool = True
@@ -149,6 +188,14 @@ crop_min_side : float
     flipud: float = 0.5
     crop: float = 0.5
     crop_min_side: float = 0.6
+    mosaic9: float = 0.0
+    mosaic_style: str = "grid"
+    window_style: str = "canvas"
+    min_box_side: float = 0.0
+    mixup_beta: float = 32.0
+    mixup_partner: str = "batch"
+    pad_value: float = 0.0
+    max_det: int = DEFAULT_MAX_DET
     grad_clip: float | None = 10.0
     base_size: int | None = None
     fitness: str = "f1"
@@ -185,6 +232,12 @@ crop_min_side : float
             raise InputError(f"--optimizer {self.optimizer!r}: expected {', '.join(DEFAULT_LR)}")
         if self.schedule not in SCHEDULES:
             raise InputError(f"--schedule {self.schedule!r}: expected {', '.join(SCHEDULES)}")
+        if self.schedule_step not in SCHEDULE_STEPS:
+            raise InputError(f"--schedule-step {self.schedule_step!r}: expected {', '.join(SCHEDULE_STEPS)}")
+        if self.weight_decay_rule not in WEIGHT_DECAY_RULES:
+            raise InputError(
+                f"--weight-decay-rule {self.weight_decay_rule!r}: expected {', '.join(WEIGHT_DECAY_RULES)}"
+            )
         if self.fitness not in FITNESS_RULES:
             raise InputError(f"--fitness {self.fitness!r}: expected {', '.join(FITNESS_RULES)}")
         if self.lr is not None and not self.lr > 0:
@@ -199,6 +252,17 @@ crop_min_side : float
             raise InputError(f"--poly-power {self.poly_power}: must be > 0")
         if not (self.warmup_epochs >= 0 and self.warmup_iters >= 0):
             raise InputError(f"warm-up {self.warmup_epochs} epochs / {self.warmup_iters} iterations: must be >= 0")
+        if not 0.0 <= self.warmup_start_ratio <= 1.0:
+            raise InputError(f"--warmup-start-ratio {self.warmup_start_ratio}: must be in [0, 1]")
+        if self.warmup_bias_lr is not None and not (self.warmup_bias_lr >= 0 and math.isfinite(self.warmup_bias_lr)):
+            raise InputError(f"--warmup-bias-lr {self.warmup_bias_lr}: must be a finite number >= 0 (or none)")
+        if self.warmup_momentum is not None:
+            if not 0.0 <= self.warmup_momentum < 1.0:
+                raise InputError(f"--warmup-momentum {self.warmup_momentum}: must be in [0, 1) (or none)")
+            if self.optimizer != "sgd":
+                raise InputError(f"--warmup-momentum applies to SGD's momentum, not --optimizer {self.optimizer}")
+        if self.max_det < 1:
+            raise InputError(f"--max-det {self.max_det}: must be >= 1")
         if self.grad_clip is not None and not (self.grad_clip > 0 and math.isfinite(self.grad_clip)):
             raise InputError(f"--grad-clip {self.grad_clip}: must be a finite number > 0 (or none)")
         if self.nominal_batch is not None and self.nominal_batch < 1:
@@ -206,7 +270,8 @@ crop_min_side : float
         try:
             check_augment(self.augment_config())
         except ValueError as exc:
-            raise InputError(f"--{str(exc).replace('_', '-')}") from None
+            name, _, rest = str(exc).partition(" ")
+            raise InputError(f"--{name.replace('_', '-')} {rest}") from None
         if not 0.0 < self.val_conf <= 1.0:
             raise InputError(f"--val-conf {self.val_conf}: must be in (0, 1]")
         if self.workers < 0:
@@ -231,10 +296,15 @@ crop_min_side : float
     def augment_config(self) -> AugmentConfig:
         """The augmentation of this run (:meth:`AugmentConfig.off` with ``augment=False``)."""
         if not self.augment:
-            return AugmentConfig.off()
+            return AugmentConfig.off(pad_value=float(self.pad_value))
         names = ("fliplr", "flipud", "scale", "translate", "mosaic", "mixup", "hsv_h", "hsv_s", "hsv_v", "brightness",
-                 "contrast", "noise", "crop", "crop_min_side")
-        return AugmentConfig(**{name: float(getattr(self, name)) for name in names})
+                 "contrast", "noise", "crop", "crop_min_side", "mosaic9", "min_box_side", "mixup_beta")
+        styles = ("mosaic_style", "window_style", "mixup_partner")
+        return AugmentConfig(
+            **{name: float(getattr(self, name)) for name in names},
+            **{name: getattr(self, name) for name in styles},
+            pad_value=float(self.pad_value),
+        )
 
 
 def config_fields() -> set[str]:

@@ -6,7 +6,10 @@ canvas px) and a window centre ``c`` (canvas px): the window is the canvas squar
 ``S / a`` centred at ``c``, resampled onto the ``S x S`` input.
 
 **Jitter** (:func:`jitter_windows`): ``c = canvas / 2 + u * span`` with ``u`` in ``[-1, 1]`` per
-axis and ``span = max(0, (canvas - S / a) / 2) + translate * S / a``; targets may leave the window.
+axis and ``span = max(0, (canvas - S / a) / 2) + translate * S / a`` (``style="canvas"``: a window
+smaller than the canvas can reach all of it) or ``span = translate * S / a`` (``style="yolov7"``:
+YOLOv7's ``random_perspective``, which shifts the scaled canvas centre by up to ``translate`` of the
+output side); targets may leave the window.
 
 **Target-keeping crop** (:func:`crop_windows`, the old per-sample crop as one batched op): a
 square window of side ``s = max(f S, e)`` canvas px, ``f`` drawn in ``[crop_min_side, 1]`` and
@@ -23,6 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+#: How far a jitter window may move (``window_style``): over the canvas, or around its centre (YOLOv7).
+WINDOW_STYLES = ("canvas", "yolov7")
 
 
 def target_union(boxes: torch.Tensor, valid: torch.Tensor) -> np.ndarray:
@@ -55,17 +61,20 @@ def _snap(origin: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def jitter_windows(
-    scale: np.ndarray, centre: np.ndarray, canvas: int, out_size: int, translate: float
+    scale: np.ndarray, centre: np.ndarray, canvas: int, out_size: int, translate: float, style: str = "canvas"
 ) -> np.ndarray:
     """Window centres ``(B, 2)`` canvas px of the scale/translate jitter (module docstring).
 
-    ``scale``: ``(B,)`` pixel scale ``a``; ``centre``: ``(B, 2)`` draws in ``[-1, 1]``. Where
-    ``a = 1`` the window origin is snapped to a whole pixel (the window stays inside the jitter
-    range), so the pixels are copied, not interpolated.
+    ``scale``: ``(B,)`` pixel scale ``a``; ``centre``: ``(B, 2)`` draws in ``[-1, 1]``; ``style``:
+    one of :data:`WINDOW_STYLES`. Where ``a = 1`` the window origin is snapped to a whole pixel
+    (the window stays inside the jitter range), so the pixels are copied, not interpolated.
     """
+    if style not in WINDOW_STYLES:
+        raise ValueError(f"window style {style!r}: expected {', '.join(WINDOW_STYLES)}")
     a = np.asarray(scale, np.float64)[:, None]
     half = out_size / (2.0 * a)  # half window side, canvas px
-    span = np.maximum(0.0, canvas / 2.0 - half) + translate * 2.0 * half
+    reach = np.maximum(0.0, canvas / 2.0 - half) if style == "canvas" else 0.0
+    span = reach + translate * 2.0 * half
     centre_px = canvas / 2.0 + np.asarray(centre, np.float64) * span
     origin = _snap(centre_px - half, canvas / 2.0 - span - half, canvas / 2.0 + span - half)
     return np.where(a == 1.0, origin + half, centre_px)

@@ -27,7 +27,7 @@ from irstd_bench.errors import InputError
 from irstd_bench.targets import DEFAULT_THRESHOLD, mask_to_targets
 
 from .crop import target_union
-from .transforms import Letterbox
+from .transforms import PAD_VALUE, Letterbox
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,8 @@ class IRDataset(TorchDataset):
         Side ``S`` of the square input, px.
     cache : bool
         Keep decoded native images (as stored) and masks in memory; IRSTD sets are small.
+    pad_value : float
+        Value of the letterbox padding, in [0, 1] (a run's ``pad_value``).
     """
 
     def __init__(
@@ -136,8 +138,10 @@ class IRDataset(TorchDataset):
         dataset: Dataset | None = None,
         resize_masks: bool = False,
         cache: bool = True,
+        pad_value: float = PAD_VALUE,
     ) -> None:
         self.samples = list(samples)
+        self.pad_value = float(pad_value)
         self.input_size = int(input_size)
         self.dataset = dataset
         self.resize_masks = resize_masks
@@ -162,7 +166,7 @@ class IRDataset(TorchDataset):
     def __getitem__(self, index: int) -> dict:
         image, mask = self.native(int(index))
         letterbox = Letterbox.fit(mask.shape, self.input_size)
-        image, mask = letterbox.image_to_input(image), letterbox.mask_to_input(mask)
+        image, mask = letterbox.image_to_input(image, self.pad_value), letterbox.mask_to_input(mask)
         targets = mask_to_targets(mask)
         return {
             "image": to_tensor_image(image),
@@ -188,6 +192,9 @@ class LetterboxedTensors:
     union : ndarray (N, 4) float64 or None
         Union box of each image's targets, input px, on the host (NaN: no target); ``None``:
         computed from ``boxes`` when first asked for (:meth:`target_union`).
+    content : ndarray (N, 4) int64 or None
+        Where each image lies in its square, ``[x0, y0, x1, y1]`` px (the rest is letterbox
+        padding), on the host; ``None``: the whole square (:meth:`tile_content`).
     """
 
     images: torch.Tensor
@@ -196,12 +203,21 @@ class LetterboxedTensors:
     valid: torch.Tensor
     meta: list[dict]
     union: np.ndarray | None = None
+    content: np.ndarray | None = None
 
     def target_union(self, indices: np.ndarray) -> np.ndarray:
         """Union boxes ``(B, 4)`` of the targets of images ``indices`` (host; no device copy once known)."""
         if self.union is None:
             self.union = target_union(self.boxes, self.valid)
         return self.union[np.asarray(indices, np.int64)]
+
+    def tile_content(self, indices: np.ndarray) -> np.ndarray:
+        """Content rectangles ``(B, 4)`` int64 of images ``indices`` in their squares (host)."""
+        indices = np.asarray(indices, np.int64)
+        if self.content is None:
+            side = int(self.images.shape[-1])
+            return np.tile(np.array([0, 0, side, side], np.int64), (len(indices), 1))
+        return self.content[indices]
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -223,12 +239,14 @@ def load_letterboxed(
     dataset: Dataset | None = None,
     resize_masks: bool = False,
     workers: int = 0,
+    pad_value: float = PAD_VALUE,
 ) -> LetterboxedTensors:
-    """Decode ``samples`` (``workers`` loader processes), letterbox them to ``size`` and move them to ``device``.
+    """Decode ``samples`` (``workers`` loader processes), letterbox them to ``size`` (padding
+    ``pad_value``) and move them to ``device``.
 
     Memory: ``8 N S^2`` bytes on ``device`` (NUAA-SIRST's 341 training images at 512 px: 0.7 GB).
     """
-    data = IRDataset(samples, size, dataset=dataset, resize_masks=resize_masks, cache=False)
+    data = IRDataset(samples, size, dataset=dataset, resize_masks=resize_masks, cache=False, pad_value=pad_value)
     loader = torch.utils.data.DataLoader(
         data, batch_size=32, shuffle=False, num_workers=workers, collate_fn=_as_list
     )
@@ -248,6 +266,7 @@ def load_letterboxed(
         valid=valid.to(device),
         meta=[{"stem": it["stem"], "letterbox": it["letterbox"]} for it in items],
         union=target_union(boxes, valid),
+        content=np.array([it["letterbox"].content for it in items], np.int64).reshape(-1, 4),
     )
 
 

@@ -26,7 +26,7 @@ def ap50_95(ground_truth: Sequence, predictions: Sequence, conf: float = 0.5) ->
     ``conf`` only sets the evaluator's F1 operating point; AP uses every prediction.
     """
     values = [
-        evaluate(ground_truth, predictions, matcher=f"iou:{t:g}", conf=conf).metrics["ap"]
+        evaluate(ground_truth, predictions, matcher=f"iou:{t:g}", conf=conf, bootstrap=0).metrics["ap"]
         for t in AP_IOU_THRESHOLDS
     ]
     if any(v is None for v in values):

@@ -48,9 +48,10 @@ from irstd_bench.errors import InputError
 from irstd_bench.evaluate import Prediction
 
 from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_weights
+from .config import DEFAULT_MAX_DET
 from .data import IRDataset, collate
 from .fuse import fuse_batchnorm
-from .transforms import Letterbox
+from .transforms import PAD_VALUE, Letterbox
 
 #: Prediction formats per model task.
 DETECT_FORMATS = ("coco", "yolo", "csv")
@@ -95,7 +96,7 @@ def predict_batch(
     *,
     conf: float = 0.001,
     iou_threshold: float = 0.5,
-    max_det: int = 100,
+    max_det: int = DEFAULT_MAX_DET,
     amp_dtype: torch.dtype | None = None,
 ) -> list[Prediction]:
     """Run ``model`` (in eval mode) on a batch and return native-pixel predictions.
@@ -143,23 +144,45 @@ def predict_samples(
     workers: int = 0,
     amp_dtype: torch.dtype | None = None,
     progress: bool = False,
+    pad_value: float = PAD_VALUE,
+    max_det: int = DEFAULT_MAX_DET,
 ) -> list[ImagePrediction]:
     """Predictions for every sample (its mask, if any, is not read), in sample order.
 
-    ``progress`` shows a bar on stderr (:func:`irstd_bench._progress.progress_bar`).
+    ``pad_value``: the letterbox padding the model was trained with; ``max_det``: detections kept
+    per image (both :func:`inference_settings` of a checkpoint). ``progress`` shows a bar on
+    stderr (:func:`irstd_bench._progress.progress_bar`).
     """
     # Masks are not needed (nor read): a release defect in a mask cannot stop inference.
     images_only = [Sample(stem=s.stem, image_path=s.image_path, mask_path=None) for s in samples]
-    dataset = IRDataset(images_only, input_size, cache=False)
+    dataset = IRDataset(images_only, input_size, cache=False, pad_value=pad_value)
     loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, collate_fn=collate)
     paths = {s.stem: s.image_path for s in samples}
     out: list[ImagePrediction] = []
     with progress_bar(len(samples), "predict", enabled=progress) as bar:
         for images, _, meta in loader:
-            preds = predict_batch(model, images.to(device), meta, conf=conf, amp_dtype=amp_dtype)
+            preds = predict_batch(model, images.to(device), meta, conf=conf, max_det=max_det, amp_dtype=amp_dtype)
             out.extend(ImagePrediction(p, paths[p.stem]) for p in preds)
             bar.update(len(preds))
     return out
+
+
+def inference_settings(checkpoint: dict, source: Path) -> tuple[float, int]:
+    """``(pad_value, max_det)`` a checkpoint's run was trained and validated with.
+
+    Read from its ``train_args`` (numbers only); a checkpoint without them (released weights,
+    runs of earlier versions) gets the engine's defaults. Raises :class:`InputError` naming
+    ``source`` for a value that is not a number in range.
+    """
+    args = checkpoint.get("train_args") or {}
+    if not isinstance(args, dict):
+        raise InputError(f"{source}: checkpoint's train_args is not a mapping")
+    pad_value, max_det = args.get("pad_value", PAD_VALUE), args.get("max_det", DEFAULT_MAX_DET)
+    if isinstance(pad_value, bool) or not isinstance(pad_value, int | float) or not 0.0 <= pad_value <= 1.0:
+        raise InputError(f"{source}: checkpoint's pad_value {pad_value!r} is not a number in [0, 1]")
+    if isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1:
+        raise InputError(f"{source}: checkpoint's max_det {max_det!r} is not a positive integer")
+    return float(pad_value), int(max_det)
 
 
 def image_samples(source: Path) -> list[Sample]:

@@ -29,7 +29,7 @@ from .data import LetterboxedTensors, SplitPlan, ground_truth, load_letterboxed,
 from .distributed import DistContext
 from .ema import ModelEMA
 from .runtime import amp_dtype_for, build_optimizer
-from .schedule import WarmupSchedule
+from .schedule import Accumulation, WarmupSchedule
 
 
 @dataclass
@@ -91,6 +91,7 @@ def load_run_data(cfg: TrainConfig, ctx: DistContext, log: Callable[[str], None]
         dataset=ds,
         resize_masks=cfg.resize_masks,
         workers=cfg.workers,
+        pad_value=cfg.pad_value,
     )
     n_targets = train_data.n_targets
     if n_targets == 0:
@@ -106,7 +107,8 @@ def load_run_data(cfg: TrainConfig, ctx: DistContext, log: Callable[[str], None]
     val_data = val_truth = None
     if ctx.is_main:
         val_data = load_letterboxed(
-            val_samples, cfg.imgsz, ctx.device, dataset=ds, resize_masks=cfg.resize_masks, workers=cfg.workers
+            val_samples, cfg.imgsz, ctx.device, dataset=ds, resize_masks=cfg.resize_masks, workers=cfg.workers,
+            pad_value=cfg.pad_value,
         )
         val_truth = ground_truth(val_samples, ds, cfg.resize_masks)
     log(
@@ -128,7 +130,9 @@ class Optimization:
     forward : callable
         ``model``, compiled when ``config.compile``.
     accumulate : int
-        Batches whose gradients are summed before each optimizer step (``nominal_batch``).
+        Batches whose gradients are summed before each optimizer step once warmed up (``nominal_batch``).
+    accumulation : Accumulation
+        The batches per step at each iteration (``accumulate_ramp``: rising over the warm-up).
     optimizer : torch.optim.Optimizer
     scheduler : WarmupSchedule
     adversary : Adversary or None
@@ -143,6 +147,7 @@ class Optimization:
     model: nn.Module
     forward: Callable
     accumulate: int
+    accumulation: Accumulation
     optimizer: torch.optim.Optimizer
     scheduler: WarmupSchedule
     adversary: Adversary | None
@@ -156,7 +161,8 @@ def build_optimization(
     """DDP wrapper, EMA, optimizer, accumulation, schedule, adversary and AMP of model ``raw``.
 
     ``per_epoch``: iterations per epoch (the schedule runs ``cfg.epochs x per_epoch`` steps).
-    With ``nominal_batch`` the weight decay is scaled by ``images per step / nominal_batch``.
+    With ``nominal_batch`` the weight decay is scaled by ``images per nominal step / nominal_batch``
+    (the nominal step's, also while ``accumulate_ramp`` ramps the steps up, as YOLOv7).
     Raises :class:`InputError` for an adversarial model under torchrun or with accumulation.
     """
     ema = ModelEMA(raw, decay=cfg.ema_decay) if cfg.ema else None
@@ -167,12 +173,14 @@ def build_optimization(
         model = raw
     forward = torch.compile(model) if cfg.compile else model
     images_per_batch = cfg.batch * ctx.world_size
-    accumulate = max(1, round(cfg.nominal_batch / images_per_batch)) if cfg.nominal_batch else 1
+    warmup = max(round(cfg.warmup_epochs * per_epoch), int(cfg.warmup_iters))
+    ratio = cfg.nominal_batch / images_per_batch if cfg.nominal_batch else 1.0
+    accumulation = Accumulation(ratio, warmup, ramp=cfg.accumulate_ramp)
+    accumulate = accumulation.nominal
     weight_decay = cfg.base_weight_decay
     if cfg.nominal_batch:
         weight_decay *= images_per_batch * accumulate / cfg.nominal_batch
     optimizer = build_optimizer(raw, cfg, weight_decay, skip=adversary_of(raw))
-    warmup = max(round(cfg.warmup_epochs * per_epoch), int(cfg.warmup_iters))
 
     def schedule(optimizer: torch.optim.Optimizer) -> WarmupSchedule:
         return WarmupSchedule(
@@ -182,6 +190,10 @@ def build_optimization(
             kind=cfg.schedule,
             final_factor=cfg.lr_final_ratio,
             poly_power=cfg.poly_power,
+            start_factor=cfg.warmup_start_ratio,
+            bias_start_lr=cfg.warmup_bias_lr,
+            start_momentum=cfg.warmup_momentum,
+            steps_per_epoch=per_epoch if cfg.schedule_step == "epoch" else None,
         )
 
     scheduler = schedule(optimizer)
@@ -190,7 +202,9 @@ def build_optimization(
         check_adversarial(model_name, ctx, accumulate, cfg.nominal_batch)
     amp_dtype = amp_dtype_for(ctx.device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    return Optimization(ema, model, forward, accumulate, optimizer, scheduler, adversary, amp_dtype, scaler)
+    return Optimization(
+        ema, model, forward, accumulate, accumulation, optimizer, scheduler, adversary, amp_dtype, scaler
+    )
 
 
 def check_adversarial(model_name: str, ctx: DistContext, accumulate: int, nominal_batch: int | None) -> None:

@@ -11,7 +11,8 @@ import torch.nn as nn
 
 from irstd_bench.errors import InputError
 
-from .config import TrainConfig
+from .config import WEIGHT_DECAY_RULES, TrainConfig
+from .schedule import BIAS_GROUP
 
 #: cuBLAS workspace setting needed for deterministic GEMMs (set during a run, restored after).
 CUBLAS_WORKSPACE = ":4096:8"
@@ -54,25 +55,68 @@ def amp_dtype_for(device: torch.device, amp: bool) -> torch.dtype | None:
     return None
 
 
-def param_groups(model: nn.Module, weight_decay: float, skip: nn.Module | None = None) -> list[dict]:
-    """Weight decay on weight matrices and kernels only, not on biases and norm scales.
+#: Modules whose ``weight`` never decays under the ``yolov7`` rule.
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
+
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    skip: nn.Module | None = None,
+    *,
+    rule: str = "ndim",
+    split_biases: bool = False,
+) -> list[dict]:
+    """Parameter groups ``decay`` (at ``weight_decay``), ``no_decay`` and, with ``split_biases``, ``bias``.
+
+    ``rule`` chooses what decays:
+
+    - ``ndim``: every parameter of more than one dimension (kernels, weight matrices, and YOLO's
+      implicit ``(1, C, 1, 1)`` offsets and scales; not biases nor norm scales);
+    - ``yolov7``: every module's ``weight`` except BatchNorm's (so GroupNorm scales decay too),
+      nothing else (biases, BatchNorm scales, implicit knowledge and any other parameter), as
+      YOLOv7's ``train.py`` groups them.
+
+    ``split_biases``: the modules' ``bias`` parameters form their own group (no decay) named
+    :data:`~.schedule.BIAS_GROUP`, so that the warm-up can start them at ``warmup_bias_lr``.
     ``skip``: a submodule whose parameters are left out (an adversarial model's discriminator,
     which has its own optimizer).
     """
+    if rule not in WEIGHT_DECAY_RULES:
+        raise ValueError(f"weight decay rule {rule!r}: expected {', '.join(WEIGHT_DECAY_RULES)}")
     skipped = {id(p) for p in skip.parameters()} if skip is not None else set()
-    decay, no_decay = [], []
+    decayed, biases = set(), set()
+    for module in model.modules():
+        bias, weight = getattr(module, "bias", None), getattr(module, "weight", None)
+        if isinstance(bias, nn.Parameter):
+            biases.add(id(bias))
+        if rule == "yolov7" and isinstance(weight, nn.Parameter) and not isinstance(module, BATCH_NORMS):
+            decayed.add(id(weight))
+    groups: dict[str, list] = {"decay": [], "no_decay": [], BIAS_GROUP: []}
     for p in model.parameters():
-        if p.requires_grad and id(p) not in skipped:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if not p.requires_grad or id(p) in skipped:
+            continue
+        if split_biases and id(p) in biases:
+            groups[BIAS_GROUP].append(p)
+        elif (id(p) in decayed) if rule == "yolov7" else p.ndim > 1:
+            groups["decay"].append(p)
+        else:
+            groups["no_decay"].append(p)
+    out = [{"params": groups["decay"], "weight_decay": weight_decay, "name": "decay"},
+           {"params": groups["no_decay"], "weight_decay": 0.0, "name": "no_decay"}]
+    if split_biases:
+        out.append({"params": groups[BIAS_GROUP], "weight_decay": 0.0, "name": BIAS_GROUP})
+    return out
 
 
 def build_optimizer(
     model: nn.Module, config: TrainConfig, weight_decay: float, skip: nn.Module | None = None
 ) -> torch.optim.Optimizer:
-    """SGD (Nesterov), AdamW or Adagrad at ``config.base_lr``; decay on weights only (:func:`param_groups`)."""
-    groups = param_groups(model, weight_decay, skip)
+    """SGD (Nesterov), AdamW or Adagrad at ``config.base_lr``; groups and decay by :func:`param_groups`
+    (``weight_decay_rule``; biases apart when ``warmup_bias_lr`` is set)."""
+    groups = param_groups(
+        model, weight_decay, skip, rule=config.weight_decay_rule, split_biases=config.warmup_bias_lr is not None
+    )
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.base_lr, momentum=config.momentum, nesterov=True)
     if config.optimizer == "adagrad":

@@ -1,17 +1,42 @@
-"""Learning-rate schedule: linear warm-up, then cosine, polynomial or linear decay, per iteration."""
+"""Learning-rate schedule (linear warm-up, then cosine, polynomial or linear decay) and gradient accumulation.
+
+Two ways to decay (``schedule_step``):
+
+- ``iteration`` (the engine's default): the decay starts when the warm-up ends and advances every
+  iteration, from 1 to ``final_factor`` at the last iteration;
+- ``epoch`` (YOLOv5/v7's ``LambdaLR`` stepped once per epoch): the factor of epoch ``e`` is the
+  decay at ``e / epochs``, from epoch 0, constant within the epoch; the warm-up rises to the
+  current epoch's factor.
+
+During warm-up (``warmup_steps`` iterations, step ``k``) each parameter group's rate is the
+straight line from its start to its target, ``start + (target - start) k / warmup_steps``: the
+start is ``start_factor x`` its base rate, or ``bias_start_lr`` for the group named ``bias``
+(YOLOv7's ``warmup_bias_lr``: biases start high and fall); SGD momentum rises the same way from
+``start_momentum`` to each group's own momentum (YOLOv7's ``warmup_momentum``).
+
+:class:`Accumulation` says how many batches each optimizer step sums: a fixed number, or a
+number that rises from 1 to the nominal one over the warm-up (YOLOv7:
+``max(1, round(interp(k, [0, warmup], [1, nominal_batch / batch])))``).
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-#: Learning rate at the start of warm-up, as a fraction of the base rate.
+#: Learning rate at the start of warm-up, as a fraction of the base rate (default of ``warmup_start_ratio``).
 WARMUP_START_FACTOR = 0.01
 #: Default learning rate at the end of training, as a fraction of the base rate.
 FINAL_LR_FACTOR = 0.01
 #: Decay shapes after warm-up.
 SCHEDULES = ("cosine", "poly", "linear")
+#: When the decay advances: every iteration after warm-up, or once per epoch from epoch 0.
+SCHEDULE_STEPS = ("iteration", "epoch")
+#: Name of the parameter group of biases (``param_groups`` makes it when ``warmup_bias_lr`` is set).
+BIAS_GROUP = "bias"
 
 
 def decay_factor(kind: str, progress: float, final_factor: float, poly_power: float) -> float:
@@ -34,17 +59,16 @@ def decay_factor(kind: str, progress: float, final_factor: float, poly_power: fl
 
 
 class WarmupSchedule:
-    """Sets each parameter group's ``lr`` from the global iteration ``step``.
+    """Sets each parameter group's ``lr`` (and, with ``start_momentum``, SGD ``momentum``) from the
+    global iteration ``step`` (see the module docstring).
 
-    ``lr(step) = base * f(step)`` with ``f`` rising linearly from :data:`WARMUP_START_FACTOR`
-    to 1 over ``warmup_steps`` iterations, then :func:`decay_factor` of ``kind`` from 1 to
-    ``final_factor`` at ``total_steps``. The state is the step count alone, so a resumed run
-    continues the curve exactly.
+    The state is the step count alone, so a resumed run continues the curve exactly.
 
     Parameters
     ----------
     optimizer : torch.optim.Optimizer
-        Its groups' ``initial_lr`` (set on the first call) is the base rate.
+        Its groups' ``initial_lr`` (and ``initial_momentum``; set on the first call) are the
+        targets; a group whose ``name`` is :data:`BIAS_GROUP` starts at ``bias_start_lr``.
     total_steps : int
         Iterations of the whole run (epochs x iterations per epoch).
     warmup_steps : int
@@ -54,6 +78,15 @@ class WarmupSchedule:
         Final rate over base rate (``lr_final_ratio``).
     poly_power : float
         Exponent of ``poly``.
+    start_factor : float
+        Rate at the start of warm-up over the base rate (``warmup_start_ratio``).
+    bias_start_lr : float or None
+        Rate of the bias group at the start of warm-up (``warmup_bias_lr``; ``None``: as the others).
+    start_momentum : float or None
+        SGD momentum at the start of warm-up (``warmup_momentum``; ``None``: constant).
+    steps_per_epoch : int or None
+        Given: the decay advances per epoch from epoch 0 (``schedule_step="epoch"``); ``None``: per
+        iteration after warm-up.
     """
 
     def __init__(
@@ -64,6 +97,11 @@ class WarmupSchedule:
         kind: str = "cosine",
         final_factor: float = FINAL_LR_FACTOR,
         poly_power: float = 0.9,
+        *,
+        start_factor: float = WARMUP_START_FACTOR,
+        bias_start_lr: float | None = None,
+        start_momentum: float | None = None,
+        steps_per_epoch: int | None = None,
     ) -> None:
         if kind not in SCHEDULES:
             raise ValueError(f"unknown schedule {kind!r} (known: {', '.join(SCHEDULES)})")
@@ -73,22 +111,52 @@ class WarmupSchedule:
         self.warmup_steps = max(0, min(int(warmup_steps), self.total_steps))
         self.final_factor = float(final_factor)
         self.poly_power = float(poly_power)
+        self.start_factor = float(start_factor)
+        self.bias_start_lr = None if bias_start_lr is None else float(bias_start_lr)
+        self.start_momentum = None if start_momentum is None else float(start_momentum)
+        self.steps_per_epoch = None if steps_per_epoch is None else max(1, int(steps_per_epoch))
         self.step_count = 0
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
+            if "momentum" in group:
+                group.setdefault("initial_momentum", group["momentum"])
         self._apply()
 
-    def factor(self, step: int) -> float:
-        """Multiplier of the base rate at iteration ``step``."""
+    def decay(self, step: int) -> float:
+        """The decay's multiplier of the base rate at iteration ``step`` (the warm-up's target)."""
+        if self.steps_per_epoch is not None:
+            epochs = max(1, round(self.total_steps / self.steps_per_epoch))
+            return decay_factor(self.kind, (step // self.steps_per_epoch) / epochs, self.final_factor, self.poly_power)
         if step < self.warmup_steps:
-            return WARMUP_START_FACTOR + (1.0 - WARMUP_START_FACTOR) * step / self.warmup_steps
+            return 1.0
         span = max(1, self.total_steps - self.warmup_steps)
         return decay_factor(self.kind, (step - self.warmup_steps) / span, self.final_factor, self.poly_power)
 
+    def factor(self, step: int, start: float | None = None) -> float:
+        """Multiplier of the base rate at iteration ``step``; ``start``: the warm-up's first one
+        (default ``start_factor``)."""
+        target = self.decay(step)
+        if step >= self.warmup_steps:
+            return target
+        first = self.start_factor if start is None else start
+        return first + (target - first) * step / self.warmup_steps
+
+    def momentum(self, step: int, final: float) -> float:
+        """SGD momentum at iteration ``step`` of a group whose momentum is ``final``."""
+        if self.start_momentum is None or step >= self.warmup_steps:
+            return final
+        return self.start_momentum + (final - self.start_momentum) * step / self.warmup_steps
+
     def _apply(self) -> None:
-        f = self.factor(self.step_count)
+        step = self.step_count
         for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * f
+            base = group["initial_lr"]
+            start = None
+            if self.bias_start_lr is not None and group.get("name") == BIAS_GROUP and base > 0:
+                start = self.bias_start_lr / base
+            group["lr"] = base * self.factor(step, start)
+            if "initial_momentum" in group:
+                group["momentum"] = self.momentum(step, group["initial_momentum"])
 
     def step(self) -> None:
         """Advance one iteration."""
@@ -115,3 +183,40 @@ class WarmupSchedule:
         self.total_steps = int(state["total_steps"])
         self.warmup_steps = int(state["warmup_steps"])
         self._apply()
+
+
+@dataclass(frozen=True)
+class Accumulation:
+    """How many batches each optimizer step sums.
+
+    Attributes
+    ----------
+    ratio : float
+        Nominal batch over images per batch (``nominal_batch / (batch x processes)``; 1 without
+        ``nominal_batch``); the nominal count is ``max(1, round(ratio))``.
+    warmup_steps : int
+        Iterations of the learning-rate warm-up.
+    ramp : bool
+        ``accumulate_ramp``: the count rises from 1 to the nominal one over the warm-up, as
+        YOLOv7's ``max(1, round(interp(step, [0, warmup], [1, ratio])))``.
+    """
+
+    ratio: float = 1.0
+    warmup_steps: int = 0
+    ramp: bool = False
+
+    @property
+    def nominal(self) -> int:
+        return max(1, round(self.ratio))
+
+    def at(self, step: int) -> int:
+        """Batches per optimizer step at global iteration ``step``."""
+        if not self.ramp or step >= self.warmup_steps:
+            return self.nominal
+        return max(1, int(np.round(np.interp(step, [0, self.warmup_steps], [1.0, self.ratio]))))
+
+    def steps_now(self, pending: int, step: int, last_of_epoch: bool) -> bool:
+        """Whether the optimizer steps after iteration ``step``, ``pending`` batches summed since the
+        last step (this one included): when they reach :meth:`at`, and at an epoch's last batch
+        (no gradient crosses a checkpoint)."""
+        return pending >= self.at(step) or last_of_epoch

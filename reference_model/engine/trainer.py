@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -41,9 +40,9 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from irstd_bench._outputs import write_manifest
+from irstd_bench._progress import progress_bar
 from irstd_bench.errors import InputError
 
 from .augment import augment_batch, batch_generator, draw, split_targets
@@ -166,6 +165,7 @@ class Trainer:
         per_epoch = self.iterations_per_epoch()
         opt = build_optimization(self.raw, cfg, self.ctx, per_epoch, self.model_name)
         self.ema, self.model, self.forward, self.accumulate = opt.ema, opt.model, opt.forward, opt.accumulate
+        self.accumulation = opt.accumulation
         self.optimizer, self.scheduler, self.adversary = opt.optimizer, opt.scheduler, opt.adversary
         self.amp_dtype, self.scaler = opt.amp_dtype, opt.scaler
         self.start_epoch, self.best_fitness, self.best_metrics, self.history = 0, None, {}, []
@@ -197,11 +197,14 @@ class Trainer:
         images = images.expand(-1, 3, -1, -1).contiguous(memory_format=self.memory_format)
         return images, split_targets(masks, boxes, valid)
 
-    def forward_backward(self, images: torch.Tensor, targets: list[dict], where: str) -> dict[str, torch.Tensor]:
+    def forward_backward(
+        self, images: torch.Tensor, targets: list[dict], where: str, accumulate: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """Loss terms of one batch (detached) after adding its gradient (averaged or summed over accumulation).
 
-        An adversarial model's discriminator is stepped first (:meth:`.Adversary.step`); its terms
-        are returned too, but ``loss`` is the rest of the model's.
+        ``accumulate``: batches summed by the optimizer step this batch belongs to (default: the
+        nominal :attr:`accumulate`). An adversarial model's discriminator is stepped first
+        (:meth:`.Adversary.step`); its terms are returned too, but ``loss`` is the rest of the model's.
         """
         adversary_terms: dict[str, torch.Tensor] = {}
         with autocast_context(self.device, self.amp_dtype):
@@ -225,7 +228,8 @@ class Trainer:
         # nominal_batch behaves like one batch of that size; a loss that is a *sum* over images
         # (YOLO's ``loss * bs``, declared by ``model.loss_sums_over_images``) is summed, as the
         # YOLO code bases do: both give the gradient of one nominal batch.
-        scale = 1.0 if getattr(self.raw, "loss_sums_over_images", False) else 1.0 / self.accumulate
+        batches = self.accumulate if accumulate is None else accumulate
+        scale = 1.0 if getattr(self.raw, "loss_sums_over_images", False) else 1.0 / batches
         self.scaler.scale(loss * scale).backward()
         if self.adversary is not None:
             self.adversary.drop_gradients()
@@ -251,22 +255,23 @@ class Trainer:
         batches = self.epoch_batches(epoch)
         sums: dict[str, torch.Tensor] = {}
         count = 0
-        bar = tqdm(
-            total=len(batches),
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            file=sys.stderr,
-            disable=not (self.ctx.is_main and cfg.progress),
-            dynamic_ncols=True,
-            leave=False,
+        bar = progress_bar(
+            len(batches), f"epoch {epoch + 1}/{cfg.epochs}", enabled=self.ctx.is_main and cfg.progress, unit="batch"
         )
         self.optimizer.zero_grad(set_to_none=True)
+        pending = 0  # batches summed since the last optimizer step
         for iteration, indices in enumerate(batches):
+            step = epoch * len(batches) + iteration  # global iteration (the schedule's step)
+            accumulate = self.accumulation.at(step)
             images, targets = self.prepare_batch(epoch, iteration, indices)
-            terms = self.forward_backward(images, targets, f"epoch {epoch + 1}, iteration {iteration + 1}")
+            where = f"epoch {epoch + 1}, iteration {iteration + 1}"
+            terms = self.forward_backward(images, targets, where, accumulate=accumulate)
+            pending += 1
             # The last partial accumulation of an epoch is stepped too: no gradient crosses a checkpoint.
-            if (iteration + 1) % self.accumulate == 0 or iteration + 1 == len(batches):
+            if self.accumulation.steps_now(pending, step, iteration + 1 == len(batches)):
                 self.optimizer_step()
                 self.ema_update()
+                pending = 0
             self.scheduler.step()
             if self.adversary is not None:
                 self.adversary.scheduler.step()

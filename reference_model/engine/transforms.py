@@ -10,8 +10,9 @@ Letterbox
 ---------
 An image of native size ``(H, W)`` is scaled by ``r = S / max(H, W)`` to ``(h, w) =
 (round(H r), round(W r))`` (aspect kept) and placed centred on an ``S x S`` canvas (padding
-value :data:`PAD_VALUE`). :class:`Letterbox` records the exact per-axis scale ``w / W``,
-``h / H`` and the padding, so a box maps to the input frame and back without loss::
+value ``fill``: :data:`PAD_VALUE`, or a run's ``pad_value``, recorded in its checkpoint).
+:class:`Letterbox` records the exact per-axis scale ``w / W``, ``h / H`` and the padding, so a
+box maps to the input frame and back without loss::
 
     x_input = x_native * (w / W) + pad_x          x_native = (x_input - pad_x) / (w / W)
 
@@ -89,9 +90,16 @@ class Letterbox:
             out = np.clip(out, 0.0, [w, h, w, h])
         return out
 
-    def image_to_input(self, image: np.ndarray) -> np.ndarray:
-        """Native image ``(H, W)`` float32 -> input ``(S, S)`` float32 (bilinear, padded)."""
-        canvas = np.full((self.input_size, self.input_size), PAD_VALUE, np.float32)
+    @property
+    def content(self) -> tuple[int, int, int, int]:
+        """Where the image lies on the input, ``(x0, y0, x1, y1)`` px (the rest is padding)."""
+        x, y = self.pad
+        h, w = self.resized
+        return x, y, x + w, y + h
+
+    def image_to_input(self, image: np.ndarray, fill: float = PAD_VALUE) -> np.ndarray:
+        """Native image ``(H, W)`` float32 -> input ``(S, S)`` float32 (bilinear, padded with ``fill``)."""
+        canvas = np.full((self.input_size, self.input_size), fill, np.float32)
         x, y = self.pad
         h, w = self.resized
         canvas[y : y + h, x : x + w] = resize_image(image, (h, w))

@@ -52,7 +52,7 @@ def validation_metrics(
     truth : sequence
         Native-pixel ground truth of the same images (:func:`~.data.ground_truth`).
     config : TrainConfig
-        ``batch``, ``matcher``, ``val_conf`` and ``fitness`` (``"ap"`` adds AP50 and AP50:95).
+        ``batch``, ``max_det``, ``matcher``, ``val_conf`` and ``fitness`` (``"ap"`` adds AP50 and AP50:95).
     task : str
         ``"detect"`` or ``"segment"``: which metrics are kept (:data:`VALIDATION_KEYS`).
     memory_format, amp_dtype
@@ -75,11 +75,12 @@ def validation_metrics(
                 images.contiguous(memory_format=memory_format),
                 data.meta[start : start + b],
                 conf=VALIDATION_POSTPROCESS_CONF,
+                max_det=config.max_det,
                 amp_dtype=amp_dtype,
             )
         )
     model.train(was_training)
-    result = evaluate(truth, predictions, matcher=config.matcher, conf=config.val_conf)
+    result = evaluate(truth, predictions, matcher=config.matcher, conf=config.val_conf, bootstrap=0)
     metrics = {k: result.metrics.get(k) for k in VALIDATION_KEYS[task]}
     if config.fitness == "ap":
         metrics["ap50"] = result.metrics.get("ap50")

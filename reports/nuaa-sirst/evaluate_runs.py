@@ -102,24 +102,36 @@ def main() -> None:
 
 
 def summarise_seeds(paths: list[Path], target: Path, matcher: str) -> None:
-    """Mean ± std over seeds of each trained method (P, R, F1, AP50)."""
-    groups: dict[str, list[dict]] = {}
+    """Mean ± std over seeds of each trained method (P, R, F1, AP50).
+
+    The metrics are ``irstd-bench report``'s reading of each file (``load_results``): an AP50 that
+    means nothing for the run (a score map under a non-IoU matcher) is ``–†``, its reason below.
+    """
+    from irstd_bench.report import load_results
+
+    groups: dict[str, list] = {}
     for path in paths:
-        data = json.loads(path.read_text())
-        base = data["method"].split(" (seed")[0]
-        groups.setdefault(base, []).append(data["metrics"])
+        result = load_results(path)
+        groups.setdefault(result.method.split(" (seed")[0], []).append(result)
     lines = [f"| Method ({matcher}) | runs | P | R | F1 | AP50 |", "|---|---|---|---|---|---|"]
+    notes: list[str] = []
     for base, runs in groups.items():
         cells = []
         for key in ("precision", "recall", "f1", "ap50"):
-            values = [r[key] for r in runs if r.get(key) is not None]
-            if not values:
+            values = [r.metrics[key] for r in runs if r.metrics.get(key) is not None]
+            reasons = [r.undefined[key] for r in runs if key in r.undefined]
+            if reasons and len(reasons) == len(runs):
+                notes += [reasons[0]] if reasons[0] not in notes else []
+                cells.append("–" + "†" * (notes.index(reasons[0]) + 1))
+            elif not values:
                 cells.append("–")
             elif len(values) == 1:
                 cells.append(f"{values[0]:.3f}")
             else:
                 cells.append(f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}")
         lines.append(f"| {base} | {len(runs)} | " + " | ".join(cells) + " |")
+    if notes:
+        lines += [""] + [f"{'†' * (k + 1)} {text}  " for k, text in enumerate(notes)]
     target.write_text("\n".join(lines) + "\n")
     print(target.read_text())
 

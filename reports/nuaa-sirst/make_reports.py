@@ -15,6 +15,9 @@ A table row is one method: the runs of a trained network (files ``NAME-seedN.jso
 into ``mean ± std`` over seeds; a model-based method is one file named by its method id. P, R, F1,
 best F1 on test and AP50 are read from the ``iou50`` results, F1 (centroid 3 px) from the
 ``centroid3`` ones, the pixel metrics (IoU, nIoU, Pd, Fa) from the ``centroid3`` ones as well.
+The F1 and AP50 cells carry the 95 % interval over test images and the mark of rows not
+significantly different from the best (:data:`INTERVAL_KEYS`), computed by ``irstd-bench report``'s
+own code (``irstd_bench.report._intervals``) from each run's per-image data.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from pathlib import Path
 
 from evaluate_runs import HERE, MATCHERS, REPO, rel, run, summarise_seeds
 
-from irstd_bench.evaluate import PIXEL_THRESHOLD
-from irstd_bench.report import RunResult, load_results
-from irstd_bench.report._seeds import base_method
+from irstd_bench.evaluate import PIXEL_THRESHOLD, BootstrapSettings
+from irstd_bench.report import RunResult, Table, load_results
+from irstd_bench.report._intervals import attach_intervals, resample_runs
+from irstd_bench.report._seeds import base_method, run_label
+from irstd_bench.report._tables import main_table
 
 FAMILIES = ("split_EFLNet", "idx_427")
 RESULTS = HERE / "results"
@@ -83,6 +88,8 @@ SUMMARY_FAMILY = "split_EFLNet"
 #: Fa at or above this is printed without decimals.
 FA_WHOLE_FROM = 1000.0
 OLDER_MARK = "†"
+#: Cells with the bootstrap interval over images and the not-significant mark (``value [lo, hi] ≈``).
+INTERVAL_KEYS = ("f1", "c:f1", "ap50")
 PIXEL_METRICS = ("iou", "niou", "pd", "fa_e6")
 
 BEGIN = "<!-- BEGIN make_reports.py {key}: generated from results/, do not edit by hand -->"
@@ -154,7 +161,36 @@ def collect(family: str, results: Path = RESULTS) -> list[Row]:
     return sorted(rows.values(), key=order)
 
 
-def cell(row: Row, key: str) -> str:
+def interval_tables(rows: list[Row]) -> dict[str, Table]:
+    """Per matcher, the report's table of F1 and AP50 of these rows, with its intervals and marks."""
+    out = {}
+    for tag in MATCHERS:
+        runs = [r for row in rows for r in row.runs.get(tag, [])]
+        if runs:
+            table = main_table(runs, ("f1", "ap50"))
+            attach_intervals(table, resample_runs(runs, BootstrapSettings()))
+            out[tag] = table
+    return out
+
+
+def interval_cell(row: Row, key: str, tables: dict[str, Table]) -> str | None:
+    """``mean [± std] [lo, hi] [≈]`` of an :data:`INTERVAL_KEYS` cell, as ``report`` prints it."""
+    tag = "centroid3" if key.startswith("c:") else "iou50"
+    table, metric = tables.get(tag), key.removeprefix("c:")
+    if table is None or table.members is None or metric not in [c.metric for c in table.columns]:
+        return None
+    members = [run_label(r) for r in row.runs.get(tag, [])]
+    if members not in table.members:
+        return None
+    i, j = table.members.index(members), [c.metric for c in table.columns].index(metric)
+    return table.formatted(i, j) if table.values[i][j] is not None else None
+
+
+def cell(row: Row, key: str, tables: dict[str, Table] | None = None) -> str:
+    if key in INTERVAL_KEYS and tables:
+        text = interval_cell(row, key, tables)
+        if text is not None:
+            return text
     values = row.values(key)
     if not values:
         return "–"
@@ -184,8 +220,9 @@ def seed_of(row: Row) -> str:
 
 def markdown_table(rows: list[Row], family: str, columns: dict[str, str]) -> str:
     lines = ["| method | " + " | ".join(columns.values()) + " |", "|---" * (len(columns) + 1) + "|"]
+    tables = interval_tables(rows) if any(k in INTERVAL_KEYS for k in columns) else {}
     for row in rows:
-        lines.append(f"| {label(row, family)} | " + " | ".join(cell(row, k) for k in columns) + " |")
+        lines.append(f"| {label(row, family)} | " + " | ".join(cell(row, k, tables) for k in columns) + " |")
     for text, values in PAPER_ROWS.get(family, []):
         cells = [f"*{values[k]:.3f}*" if k in values else "" for k in columns]
         lines.append(f"| *{text}* | " + " | ".join(cells) + " |")
