@@ -307,10 +307,11 @@ def test_adversarial_training_overfits_and_checkpoints_both_optimizers(overfit_r
     first = result.history[0]
     assert {"train/g1_data", "train/g2_data", "train/g1_adv", "train/g2_consistency", "train/disc"} <= set(first)
     # A generator's supervised terms fall clearly and validation segments the targets. Measured over
-    # seeds 0-9 x {1, 2} threads: MARGIN_MDVSFA
+    # seeds 0-9 x {1, 2} threads (20 runs, 2026-12-07, AMD EPYC): data_ratio 0.000-0.145, IoU 0.6375-1.0
+    # (the worse generator's ratio reached 1.0: one of the two may stay dead, so it is not asserted).
     # bench/test_margins.py tests/test_mdvsfa.py::outcome_adversarial_overfit
     outcome = _overfit_outcome(result)
-    assert outcome["data_ratio"] < 0.2, result.history
+    assert outcome["data_ratio"] < 0.3, result.history
     assert outcome["iou"] > IOU_OVERFIT, result.best_metrics
     ckpt = load_checkpoint(run / "last.pt")
     adversary = ckpt["adversary"]
