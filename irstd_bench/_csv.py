@@ -15,6 +15,12 @@ escaping them would turn every negative number into text.
 
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
+
+from irstd_bench.errors import InputError
+
 #: First characters that make a spreadsheet evaluate a cell.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 #: What is put in front of such a cell.
@@ -38,3 +44,37 @@ def read_csv_cell(text: str) -> str:
     if text.startswith(ESCAPE) and text[1:].startswith(FORMULA_PREFIXES):
         return text[1:]
     return text
+
+
+def read_csv_rows(path: str | Path) -> list[tuple[int, list[str]]]:
+    """Every row of a CSV file with its line number, the header row first; UTF-8 (a BOM is dropped).
+
+    The one CSV reader of the files users give (``eval``'s predictions, ``report``'s per-target
+    CSVs): a missing file, a folder, bytes that are not UTF-8 text, NUL bytes (a binary file) and
+    what the ``csv`` module refuses (a field over its 128 KiB limit, a stray quote in strict
+    places) are each one :class:`~irstd_bench.errors.InputError` naming the file and line.
+    """
+    from irstd_bench._io import refuse_special_file
+
+    path = Path(path)
+    refuse_special_file(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a CSV file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if "\x00" in text:
+        raise InputError(f"{path}: holds NUL bytes (a binary file, not CSV text)")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise InputError(f"{path}: line {reader.line_num}: not valid CSV ({exc})") from None
+    return rows

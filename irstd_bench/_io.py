@@ -1,4 +1,15 @@
-"""Reading images and masks, and writing files atomically.
+"""Reading images, masks, ``.npy`` arrays and JSON files, and writing files atomically.
+
+Every command reads its inputs here, so every command applies the same checks:
+
+- images and masks (:func:`read_gray`, :func:`read_rgb`, :func:`read_mask`, :func:`verify_image`):
+  the pixel limit (``--max-pixels``) on the declared size before decoding, every PNG chunk's CRC,
+  and the IDAT stream inflating to exactly the declared size (other formats: a full decode);
+  masks must hold one value per pixel (no colour, no varying alpha);
+- ``.npy`` arrays (:func:`read_array`): the pixel limit on the header's shape before loading,
+  never pickles;
+- JSON (:func:`read_json`): any parse failure (syntax, a 5000-digit integer, deep nesting, a
+  repeated key) is one :class:`~irstd_bench.errors.InputError` naming the file.
 
 Images are decoded with Pillow without any resampling: what a function returns has the
 native size of the file, in pixels.
@@ -8,8 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import math
 import os
 import re
+import stat
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -64,7 +78,30 @@ def pixel_limit(limit: int | None) -> Iterator[None]:
             os.environ[MAX_PIXELS_ENV] = saved
 
 
-def check_pixels(path: Path, hw: tuple[int, int]) -> None:
+def listed_name(path: Path) -> str:
+    """The name of a file found by listing a folder, refused (:class:`InputError`) when it is not
+    UTF-8 text: every file irstd-bench writes (JSON, CSV, Markdown) is UTF-8, so such a name
+    could be neither written nor printed and would stop a command half-way."""
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path.name)
+        raise InputError(f"{path.parent}: file name {shown!r} is not UTF-8 text; rename it") from None
+    return path.name
+
+
+def refuse_special_file(path: Path) -> None:
+    """Refuse a path that is a pipe, a device or a socket: reading ``/dev/zero`` or a FIFO
+    never ends, so every reader of user files checks this before it reads."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: the reader's own open names it
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InputError(f"{path}: not a regular file (a pipe, device or socket)")
+
+
+def check_pixels(path: str | Path, hw: tuple[int, int]) -> None:
     """Refuse an image whose declared size exceeds the pixel limit, naming the file and its size."""
     limit = max_pixels()
     if hw[0] * hw[1] > limit:
@@ -80,6 +117,7 @@ def _bomb_error(path: Path, exc: Exception) -> InputError:
 
 def _read_bytes(path: Path) -> bytes:
     """The whole file, read once (images and masks are small: IRSTD files are kilobytes)."""
+    refuse_special_file(path)
     try:
         with open(path, "rb") as file:
             return file.read()
@@ -99,10 +137,8 @@ def _decode_error(path: Path, exc: Exception) -> InputError:
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
-def _open(path: Path, data: bytes | None = None) -> Image.Image:
-    """Decode an image (``data``: the file's bytes when already read) within the pixel limit."""
-    if data is None:
-        data = _read_bytes(path)
+def _open(path: Path, data: bytes) -> Image.Image:
+    """Decode an image held in memory, fully (every compressed byte is inflated), within the pixel limit."""
     check_pixels(path, _header_size(path, data))
     try:
         with warnings.catch_warnings():
@@ -138,21 +174,65 @@ def _png_header(data: bytes) -> tuple[tuple[int, int], int] | None:
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     bit_depth, colour_type = data[24], data[25]
     depths, channels = _PNG_COLOUR_TYPES.get(colour_type, ((), 0))
-    if not width or not height or bit_depth not in depths:
+    compression, filtering, interlace = data[26], data[27], data[28]
+    if not width or not height or bit_depth not in depths or compression or filtering or interlace not in (0, 1):
         return None
     return (height, width), channels
 
 
-def _check_png_chunks(path: Path, data: bytes) -> None:
-    """Verify every chunk of a PNG held in memory: its CRC, and that none is cut short.
+#: Adam7 interlacing passes: (x offset, y offset, x step, y step), from the PNG specification.
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+#: Most bytes inflated at a time while checking a PNG's compressed data (the output is discarded).
+_INFLATE_STEP = 1 << 20
 
-    The same checks as Pillow's ``verify()`` (every chunk up to ``IEND`` has a valid type and a
-    matching CRC-32 of its type and data; ``IEND``, which carries no data, ends the walk), on
-    the bytes already read, so a file is read once for both the check and the decode. Flipped
-    bytes in an IDAT chunk whose CRC was left stale fail here; so does a truncated file.
+
+def _png_raw_bytes(data: bytes) -> int:
+    """Bytes the IDAT stream of a PNG with a standard header (:func:`_png_header`) inflates to:
+    every pass's rows of ``1 + ceil(width x bits per pixel / 8)`` bytes (a filter byte each)."""
+    (height, width), channels = _png_header(data)
+    bits = data[24] * channels
+    total = 0
+    for x0, y0, dx, dy in _ADAM7 if data[28] == 1 else ((0, 0, 1, 1),):
+        pass_w, pass_h = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
+        if pass_w and pass_h:
+            total += pass_h * (1 + (pass_w * bits + 7) // 8)
+    return total
+
+
+def _check_idat(path: Path, parts: list[memoryview], expected: int) -> None:
+    """The IDAT data, inflated (and discarded, a megabyte at a time), must be one complete zlib
+    stream (its Adler-32 checked) holding exactly the ``expected`` bytes the header declares."""
+    inflater = zlib.decompressobj()
+    total = 0
+    try:
+        for part in parts:
+            while part and total <= expected:
+                total += len(inflater.decompress(part, _INFLATE_STEP))
+                part = inflater.unconsumed_tail
+        total += len(inflater.flush())
+    except zlib.error as exc:
+        raise InputError(f"{path}: cannot decode image (compressed image data does not inflate: {exc})") from None
+    if total != expected or not inflater.eof:
+        ended = "" if inflater.eof else ", and the compressed stream does not end"
+        raise InputError(
+            f"{path}: cannot decode image (compressed image data inflates to {total} bytes{ended}; "
+            f"the header declares {expected})"
+        )
+
+
+def _check_png_chunks(path: Path, data: bytes) -> None:
+    """Verify every chunk of a PNG held in memory, and its compressed image data.
+
+    Every chunk up to ``IEND`` has a valid type and a matching CRC-32 of its type and data (what
+    Pillow's ``verify()`` checks; ``IEND``, which carries no data, ends the walk), none is cut
+    short, and, for a PNG with a standard header, the IDAT data inflates to exactly the bytes
+    the header declares (:func:`_check_idat`): flipped bytes in an IDAT chunk whose CRC was left
+    stale fail, so do a truncated file and an IDAT stream that does not inflate (with a valid
+    CRC). It runs on the bytes already read, so a file is read once for both check and decode.
     """
     view = memoryview(data)
     pos, end = len(_PNG_SIGNATURE), len(data)
+    idat: list[memoryview] = []
     while True:
         if pos + _CHUNK_LENGTH + _CHUNK_TYPE_BYTES > end:
             raise InputError(f"{path}: cannot decode image (truncated PNG file)")
@@ -161,48 +241,69 @@ def _check_png_chunks(path: Path, data: bytes) -> None:
         if not _CHUNK_TYPE.fullmatch(kind):
             raise InputError(f"{path}: cannot decode image (broken PNG file: chunk {kind!r})")
         if kind == b"IEND":
-            return
+            break
         body = pos + _CHUNK_LENGTH
         stop = body + _CHUNK_TYPE_BYTES + length
         if stop + _CHUNK_CRC > end:
             raise InputError(f"{path}: cannot decode image (truncated PNG file in chunk {kind!r})")
         if zlib.crc32(view[body:stop]) != int.from_bytes(view[stop : stop + _CHUNK_CRC], "big"):
             raise InputError(f"{path}: cannot decode image (broken PNG file: bad checksum in chunk {kind!r})")
+        if kind == b"IDAT":
+            idat.append(view[body + _CHUNK_TYPE_BYTES : stop])
         pos = stop + _CHUNK_CRC
+    if _png_header(data) is not None:
+        _check_idat(path, idat, _png_raw_bytes(data))
 
 
-def _inspect(path: Path, data: bytes, *, decode: bool) -> tuple[int, Image.Image | None]:
+def _inspect(path: Path, data: bytes, *, decode: bool = True) -> tuple[int, Image.Image | None]:
     """Verify an image file held in memory; return ``(channels, decoded image or None)``.
 
-    A PNG with a standard header is checked chunk by chunk (:func:`_check_png_chunks`) and
-    decoded only when ``decode``; any other file is decoded by Pillow (that is its check).
+    The one check of every image and mask any command reads: the pixel limit on the declared
+    size (before any decompression), then for a PNG every chunk's CRC and its compressed data
+    inflating to the declared size (:func:`_check_png_chunks`; Pillow skips the CRCs of IDAT
+    chunks and stops inflating once it has its pixels); a PNG is decoded by Pillow only when
+    ``decode``. Any other file is checked by a full decode.
     """
     header = _png_header(data)
     if header is not None:
         check_pixels(path, header[0])
         _check_png_chunks(path, data)
         return header[1], (_open(path, data) if decode else None)
-    image = _open(path, data)  # the pixel limit, and a full decode as the check
+    image = _open(path, data)
     if image.format == "PNG":
         _check_png_chunks(path, data)
     return _BANDS_PER_MODE.get(image.mode, len(image.getbands())), image
 
 
+def _read_image(path: Path) -> Image.Image:
+    """An image file read once, verified and decoded (:func:`_inspect`)."""
+    return _inspect(path, _read_bytes(path))[1]
+
+
 def verify_image(path: Path) -> int:
     """Check that an image file is intact (and within the pixel limit); return its channel count.
 
-    PNG files are verified chunk by chunk without being decompressed: every chunk's CRC is
-    checked, so flipped bytes in an IDAT chunk whose CRC was left stale fail, and so does a
-    truncated file. Other formats are decoded fully. Images and masks go through this same
-    check (:func:`read_mask`). The file is read once.
+    The same check as every reader here (:func:`_inspect`): the pixel limit, every PNG chunk's
+    CRC and its IDAT data inflating to exactly the declared size (flipped bytes under a stale
+    CRC fail, so do a truncated file and an IDAT that does not inflate); other formats are
+    decoded fully. The file is read once.
     """
     return _inspect(path, _read_bytes(path), decode=False)[0]
 
 
 def _header_size(path: Path, data: bytes) -> tuple[int, int]:
-    """``(H, W)`` from a PNG header in memory, else from Pillow (:func:`image_size`)."""
+    """``(H, W)`` declared by an image file held in memory (its header only; nothing is decoded)."""
     header = _png_header(data)
-    return header[0] if header is not None else image_size(path)
+    if header is not None:
+        return header[0]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except _DECODE_ERRORS as exc:
+        raise _decode_error(path, exc) from None
+    return height, width
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -249,18 +350,18 @@ def read_gray(path: Path) -> np.ndarray:
 
     RGB, RGBA, palette, 16-bit and grayscale files all work: colour is converted to luminance
     (ITU-R 601-2, Pillow's ``"L"``), alpha is dropped, palettes are expanded. 16-bit grayscale
-    stays 16-bit (``uint16``).
+    stays 16-bit (``uint16``). The file is verified first (:func:`verify_image`'s checks).
 
     Returns
     -------
     image : ndarray (H, W), uint8 or uint16
     """
-    return _to_gray(_open(path))
+    return _to_gray(_read_image(path))
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """Read an image as 3 channels, uint8 ``(H, W, 3)``; grayscale is replicated."""
-    image = _open(path)
+    """Read an image as 3 channels, uint8 ``(H, W, 3)``; grayscale is replicated (checks of :func:`read_gray`)."""
+    image = _read_image(path)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         gray = np.asarray(image).astype(np.float64)
         gray = (255 * gray / max(gray.max(), 1)).astype(np.uint8)
@@ -268,15 +369,136 @@ def read_rgb(path: Path) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """Read a mask or label image as one channel ``(H, W)``; values are kept as stored.
+#: Pillow modes that carry colour or transparency next to the value a mask needs.
+_COLOUR_MODES = ("P", "PA", "LA", "RGB", "RGBA", "RGBX", "RGBa", "La", "CMYK", "YCbCr", "LAB", "HSV")
 
-    The file is verified first like an image (:func:`verify_image`: PNG chunk CRCs, the pixel
-    limit): a corrupt mask would otherwise decode to wrong pixels, and wrong targets, silently.
-    It is read from disk once; the check and the decode use the same bytes.
+
+def _single_value(path: Path, image: Image.Image) -> np.ndarray:
+    """The one value per pixel of a mask or score-map image stored with colour or alpha bands.
+
+    Such a file is accepted only when it says nothing its gray value does not: red, green and
+    blue equal at every pixel (gray saved as colour) and alpha the same at every pixel. A red
+    target on black, or a target drawn only in the alpha channel, would otherwise be read
+    through the luminance (76 for pure red, nothing for alpha) and scored wrong without a word.
     """
-    _, image = _inspect(path, _read_bytes(path), decode=True)
+    rgba = np.asarray(image.convert("RGBA"))
+    if np.any(rgba[..., 3] != rgba.flat[3]):
+        raise InputError(
+            f"{path}: mask or score map with a varying alpha channel (transparency); "
+            "save it as a grayscale image (one value per pixel)"
+        )
+    if np.any(rgba[..., 0] != rgba[..., 1]) or np.any(rgba[..., 0] != rgba[..., 2]):
+        raise InputError(
+            f"{path}: mask or score map in colour (red, green and blue differ); "
+            "save it as a grayscale image (one value per pixel)"
+        )
+    return np.ascontiguousarray(rgba[..., 0])
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """Read a mask, label image or score-map image as one channel ``(H, W)``; values are kept as stored.
+
+    The file is verified first like an image (:func:`verify_image`: the pixel limit, PNG chunk
+    CRCs, a full decode): a corrupt mask would otherwise decode to wrong pixels, and wrong
+    targets, silently. It is read from disk once; the check and the decode use the same bytes.
+    A file with colour or alpha bands is accepted only when they agree with one gray value
+    per pixel (:func:`_single_value`); otherwise it is an :class:`InputError` naming the file.
+
+    Returns
+    -------
+    mask : ndarray (H, W)
+        ``uint8``, ``uint16`` or ``int32`` as stored; ``float32`` for a float TIFF (finite values).
+    """
+    image = _read_image(path)
+    if image.mode in _COLOUR_MODES:
+        return _single_value(path, image)
+    if image.mode == "F":  # a 32-bit float TIFF: scores as stored (a conversion to 8 bits rounds 0.7 to 1)
+        values = np.asarray(image, np.float32)
+        if not np.isfinite(values).all():
+            raise InputError(f"{path}: mask or score map holds NaN or infinite values")
+        return values
     return _to_gray(image)
+
+
+#: Largest ``.npy`` header read, bytes (numpy's own default).
+_NPY_MAX_HEADER = 10_000
+
+
+def read_array(path: Path) -> np.ndarray:
+    """Read a ``.npy`` array, checking its header before loading anything.
+
+    The header's shape is held to the pixel limit (``--max-pixels``: the product of its
+    dimensions, so ``(1, H, W)`` counts ``H x W``), so a 20000 x 20000 map is refused by name
+    before 1.6 GB are read; object arrays are refused (``allow_pickle=False``).
+    """
+    path = Path(path)
+    refuse_special_file(path)
+    try:
+        with open(path, "rb") as file:
+            version = np.lib.format.read_magic(file)
+            if version == (1, 0):
+                shape, _, _ = np.lib.format.read_array_header_1_0(file, max_header_size=_NPY_MAX_HEADER)
+            elif version == (2, 0):
+                shape, _, _ = np.lib.format.read_array_header_2_0(file, max_header_size=_NPY_MAX_HEADER)
+            else:
+                raise InputError(f"{path}: unsupported .npy format version {version}")
+            pixels = math.prod(shape)
+            if pixels > max_pixels():
+                raise InputError(
+                    f"{path}: .npy declares shape {tuple(shape)} ({pixels} values), over the limit of "
+                    f"{max_pixels()} (raise it with --max-pixels)"
+                )
+            file.seek(0)
+            return np.lib.format.read_array(file, allow_pickle=False, max_header_size=_NPY_MAX_HEADER)
+    except InputError:
+        raise
+    except (FileNotFoundError, IsADirectoryError):
+        raise InputError(f"{path}: file not found") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read .npy ({exc.__class__.__name__}: {exc})") from None
+
+
+#: First characters of the reason a too-long message of the JSON parser is cut to.
+_JSON_REASON_CHARS = 160
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object's members; a key given twice is an error (which value counts is ambiguous)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def read_json(path: Path):
+    """A JSON file's content; any failure to read or parse it is one :class:`InputError` naming it.
+
+    Covers a missing or unreadable file, text that is not UTF-8, a syntax error, an integer
+    beyond Python's digit limit, nesting deeper than the parser's recursion limit, and a key
+    repeated within one object (``{"score": 0.1, "score": 0.9}``: which one counts?).
+    ``NaN``/``Infinity`` literals parse (to floats): value checks downstream name them.
+    """
+    path = Path(path)
+    refuse_special_file(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is dropped
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a JSON file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise InputError(f"{path}: not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # JSONDecodeError, an integer over the digit limit, a repeated key
+        reason = str(exc).split(";")[0]
+        raise InputError(f"{path}: not valid JSON ({reason[:_JSON_REASON_CHARS]})") from None
 
 
 @contextlib.contextmanager

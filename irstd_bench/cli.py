@@ -8,12 +8,17 @@ one-line ``Error: ...`` on stderr and exit code 2; every dataset warning a one-l
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 import click
 
 from irstd_bench import __version__
+from irstd_bench._cli_options import check_utf8_arguments
 from irstd_bench._warnings import one_line_warnings
 from irstd_bench.errors import InputError
 
@@ -58,10 +63,30 @@ class LazyGroup(click.Group):
             formatter.write_dl([(name, help_) for name, (_, _, help_) in COMMANDS.items()])
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``) ends a command like Ctrl-C, so that its clean-up runs:
+    temporaries are removed, a run that wrote nothing yet removes its folder (Python's default
+    would end the process on the spot). A handler the program set itself is left alone."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class _Main(LazyGroup):
     def invoke(self, ctx: click.Context):
         try:
-            with one_line_warnings():
+            check_utf8_arguments(ctx.args)  # before any command reads or writes a path
+            with one_line_warnings(), terminate_as_interrupt():
                 return super().invoke(ctx)
         except InputError as exc:
             click.echo(f"Error: {exc}", err=True)

@@ -38,6 +38,9 @@ CONNECTIVITY_STRUCTURES = {
 
 #: Default binarisation: a mask pixel is foreground when its value is > 127.
 DEFAULT_THRESHOLD = 127
+#: Masks hold integer values below this (8- or 16-bit); a binarisation threshold lies in
+#: ``[0, MASK_VALUE_LIMIT)``: a negative one makes every pixel a target, a larger one none.
+MASK_VALUE_LIMIT = 65535
 DEFAULT_CONNECTIVITY = 8
 
 #: Target size bins by pixel area ``(name, min_area_px, max_area_px)``; areas above 81 px go
@@ -124,11 +127,28 @@ class Targets:
         )
 
 
+def check_threshold(threshold: float, mask_dtype: np.dtype | None = None) -> float:
+    """A mask binarisation threshold, checked: finite, in ``[0, MASK_VALUE_LIMIT)`` and, for an
+    integer ``mask_dtype``, below its largest value (``--threshold 300`` on 8-bit masks would
+    leave every target out without a word). Raises :class:`InputError` naming ``--threshold``.
+    """
+    value = float(threshold)
+    if not np.isfinite(value) or not 0 <= value < MASK_VALUE_LIMIT:
+        raise InputError(f"--threshold {threshold:g}: must be a finite number in [0, {MASK_VALUE_LIMIT})")
+    if mask_dtype is not None and np.issubdtype(mask_dtype, np.integer) and value >= np.iinfo(mask_dtype).max:
+        bits = np.iinfo(mask_dtype).bits
+        raise InputError(
+            f"--threshold {threshold:g}: no value of {bits}-bit masks exceeds it (foreground is value > threshold; "
+            f"use [0, {np.iinfo(mask_dtype).max}))"
+        )
+    return value
+
+
 def binarize(mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
-    """Foreground where ``mask > threshold``; boolean masks pass through unchanged."""
+    """Foreground where ``mask > threshold`` (:func:`check_threshold`); boolean masks pass through unchanged."""
     if mask.dtype == bool:
         return mask
-    return mask > threshold
+    return mask > check_threshold(threshold, mask.dtype)
 
 
 def mask_to_targets(

@@ -208,7 +208,8 @@ def test_image_without_mask_raises_unless_skipped(tmp_path):
 def test_read_split_file_edge_cases(tmp_path):
     path = tmp_path / "s.txt"
     path.write_bytes(b"\xef\xbb\xbfa\r\n\r\n  b.png  \r\nsub\\dir\\c\r\na\r\nd.bmp")
-    assert read_split_file(path) == ["a", "b", "c", "d"]
+    with pytest.warns(DatasetDefectWarning, match=r"line 4: 'sub/dir/c'"):  # folders named, not cut silently
+        assert read_split_file(path) == ["a", "b", "c", "d"]
     path.write_bytes(b"x\ny\n")
     assert read_split_file(path) == ["x", "y"]
 

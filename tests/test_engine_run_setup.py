@@ -8,20 +8,12 @@ import torch
 from test_engine_models import TINY_DETECTOR, TINY_SEGMENTER, make_nuaa_like
 from test_engine_train import SIZES, _config
 
-from irstd_bench._outputs import MANIFEST_NAME, write_manifest
+from irstd_bench._outputs import write_manifest
 from irstd_bench.errors import InputError
 from reference_model.engine import Trainer
 from reference_model.engine.config import LAST_NAME
 from reference_model.engine.distributed import DistContext, init_distributed
-from reference_model.engine.run_files import (
-    ARGS_NAME,
-    CSV_NAME,
-    check_new_run_folder,
-    make_run_folder,
-    open_run_folder,
-    remove_unfinished_run,
-    results_row,
-)
+from reference_model.engine.run_files import ARGS_NAME, CSV_NAME, results_row, run_folder
 from reference_model.engine.run_setup import check_adversarial, resumed_progress
 from reference_model.engine.runtime import amp_dtype_for
 from reference_model.engine.validation import VALIDATION_KEYS, validation_metrics
@@ -33,9 +25,9 @@ def data_root(tmp_path_factory):
 
 
 def test_new_run_folder_absent_or_empty_is_written_without_replacing(tmp_path):
-    assert check_new_run_folder(tmp_path / "absent", force=False) is False
+    assert not run_folder(tmp_path / "absent", force=False, root=None).replaces_earlier
     (tmp_path / "empty").mkdir()
-    assert check_new_run_folder(tmp_path / "empty", force=False) is False
+    assert not run_folder(tmp_path / "empty", force=False, root=None).replaces_earlier
 
 
 def test_new_run_folder_refuses_a_run_without_force_and_a_users_file_always(tmp_path):
@@ -43,14 +35,14 @@ def test_new_run_folder_refuses_a_run_without_force_and_a_users_file_always(tmp_
     run.mkdir()
     (run / LAST_NAME).write_bytes(b"x")
     with pytest.raises(InputError, match=r"already holds a run \(last.pt\); use --resume .*--force or another --out"):
-        check_new_run_folder(run, force=False)
+        run_folder(run, force=False, root=None)
     with pytest.raises(InputError, match="not written by irstd-bench"):
-        check_new_run_folder(run, force=True)  # no manifest: last.pt is not known to be ours
+        run_folder(run, force=True, root=None)  # no manifest: last.pt is not known to be ours
     write_manifest(run, "train")
-    assert check_new_run_folder(run, force=True) is True
+    assert run_folder(run, force=True, root=None).replaces_earlier
     (run / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="notes.txt: not written by irstd-bench"):
-        check_new_run_folder(run, force=True)
+        run_folder(run, force=True, root=None)
 
 
 def test_open_run_folder_replaces_only_an_earlier_run(tmp_path):
@@ -58,34 +50,47 @@ def test_open_run_folder_replaces_only_an_earlier_run(tmp_path):
     run.mkdir()
     (run / ARGS_NAME).write_text("{}")
     write_manifest(run, "train")
-    assert open_run_folder(run, replace_earlier=True) == [run.absolute()]
+    folder = run_folder(run, force=True, root=None)
+    folder.open()
     assert run.is_dir() and not any(run.iterdir())
+    folder.write_text(CSV_NAME, "epoch\n1\n")  # the first file written: the earlier run is gone for good
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
 def test_unfinished_run_leaves_nothing_it_created(tmp_path):
     out = tmp_path / "a" / "b" / "run"
-    created = make_run_folder(out)
-    assert created == [out.absolute(), (tmp_path / "a" / "b").absolute(), (tmp_path / "a").absolute()]
-    for name in (ARGS_NAME, CSV_NAME, MANIFEST_NAME):
-        (out / name).write_text("x")
-    remove_unfinished_run(out, created)
+    folder = run_folder(out, force=False, root=None)
+    folder.open()
+    assert out.is_dir()
+    folder.discard()
     assert not (tmp_path / "a").exists()
+
+
+def test_unfinished_run_puts_back_the_run_it_was_replacing(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ARGS_NAME).write_text("{}")
+    write_manifest(run, "train")
+    folder = run_folder(run, force=True, root=None)
+    folder.open()
+    folder.discard()
+    assert (run / ARGS_NAME).read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
 def test_unfinished_run_keeps_a_folder_that_holds_something_else(tmp_path):
     out = tmp_path / "run"
-    created = make_run_folder(out)
-    (out / ARGS_NAME).write_text("{}")
+    folder = run_folder(out, force=False, root=None)
+    folder.open()
     (out / "other.txt").write_text("x")
-    remove_unfinished_run(out, created)
+    folder.discard()
     assert sorted(p.name for p in out.iterdir()) == ["other.txt"]
 
 
 def test_run_folder_that_cannot_be_created_is_one_input_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(InputError, match=r"--out .*file/run: cannot create the run folder"):
-        make_run_folder(blocker / "run")
+    with pytest.raises(InputError, match=r"--out .*file/run: cannot create the folder"):
+        run_folder(blocker / "run", force=False, root=None).open()
 
 
 def test_results_row_columns_in_order():

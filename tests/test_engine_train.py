@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 from test_engine_models import TINY_DETECTOR, TINY_SEGMENTER, make_nuaa_like
 
+from irstd_bench._outputs import TEMP_MARK
 from irstd_bench.cli import cli
 from reference_model.engine import TrainConfig, load_checkpoint, train
 from reference_model.engine.checkpoint import save_checkpoint
@@ -84,8 +85,8 @@ def test_resume_after_one_epoch_equals_an_uninterrupted_run(data_root, tmp_path)
         assert torch.equal(value, b["ema"]["module"][key]), key
     assert int(b["model"]["epochs_seen"]) == 2  # model buffers (EFLNet's ATFL state) carried over
     assert a["scheduler"] == b["scheduler"] and a["ema"]["updates"] == b["ema"]["updates"]
-    strip = [{k: v for k, v in row.items() if k != "time_s"} for row in whole.history]
-    assert strip == [{k: v for k, v in row.items() if k != "time_s"} for row in resumed.history]
+    strip = [{k: v for k, v in row.items() if k not in ("time_s", "cpu_s")} for row in whole.history]
+    assert strip == [{k: v for k, v in row.items() if k not in ("time_s", "cpu_s")} for row in resumed.history]
     assert whole.best_fitness == resumed.best_fitness
     rows = list(csv.DictReader((tmp_path / "cut" / "results.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[0]["train/heat"]) > 0
@@ -523,7 +524,8 @@ def test_checkpoint_save_is_used_for_every_epoch(data_root, tmp_path, monkeypatc
     monkeypatch.setattr(
         trainer,
         "save_checkpoint",
-        lambda path, ck: (saved.append(Path(path).name), save_checkpoint(path, ck)),
+        # written to a hidden temporary ``.<name>.irstd-tmp-...`` that then becomes ``<name>``
+        lambda path, ck: (saved.append(Path(path).name.split(TEMP_MARK)[0][1:]), save_checkpoint(path, ck)),
     )
     train(_config(data_root, tmp_path / "r", epochs=2, val_every=2))
     # last.pt every epoch; best.pt only when validated (epoch 2 is both validated and the last).

@@ -263,7 +263,7 @@ BAD_CASES = {
         "binary mask",
     ),
     "bad-matcher": (lambda d: _write_masks(d / "p"), ["--match", "giou:0.5"], "unknown matcher"),
-    "bad-conf": (lambda d: _write_masks(d / "p"), ["--conf", "1.5"], "conf must be"),
+    "bad-conf": (lambda d: _write_masks(d / "p"), ["--conf", "1.5"], "--conf 1.5: must be in (0, 1]"),
 }
 
 

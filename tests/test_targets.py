@@ -76,7 +76,9 @@ def test_threshold_decides_irstd1k_value_64():
     mask[3, 3] = 255
     assert len(mask_to_targets(mask)) == 1  # 64 <= 127: background
     assert len(mask_to_targets(mask, threshold=63)) == 2
-    assert len(mask_to_targets(mask, threshold=255)) == 0  # strictly greater than
+    assert len(mask_to_targets(mask, threshold=64)) == 1  # strictly greater than: 64 is background
+    with pytest.raises(InputError, match="--threshold 255: no value of 8-bit masks exceeds it"):
+        mask_to_targets(mask, threshold=255)  # every 8-bit mask would be empty (issue 25, item 15)
 
 
 def test_empty_mask_has_no_targets():

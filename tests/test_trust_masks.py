@@ -137,18 +137,24 @@ def test_corrupt_mask_is_refused_by_read_mask(nuaa_corrupt):
         read_mask(path)
 
 
-def test_corrupt_mask_stops_convert_and_eval_naming_the_file(nuaa_corrupt, tmp_path):
+def test_corrupt_mask_stops_convert_and_eval_naming_the_file(nuaa_corrupt, nuaa_root, tmp_path):
     path = nuaa_corrupt / "masks" / f"{NUAA_STEM}_pixels0.png"
     one_line_error(run("convert", nuaa_corrupt, "--out", tmp_path / "boxes", "--workers", 1), path)
     assert not (tmp_path / "boxes").exists()
     preds = tmp_path / "preds"
     preds.mkdir()
     for stem in (NUAA_STEM, "Misc_102"):
-        (preds / f"{stem}.png").write_bytes((nuaa_corrupt / "masks" / f"{stem}_pixels0.png").read_bytes())
-    # The predictions are the same (corrupt) files: the ground truth is refused first, by name.
+        (preds / f"{stem}.png").write_bytes((nuaa_root / "masks" / f"{stem}_pixels0.png").read_bytes())
+    # Intact predictions: the corrupt ground-truth mask is refused, by name.
     result = run("eval", preds, "--dataset", "nuaa", "--root", nuaa_corrupt, "--split", "idx_427/test",
                  "--workers", 1, "--out", tmp_path / "r.json")
-    one_line_error(result, "_pixels0.png")
+    one_line_error(result, path)
+    assert not (tmp_path / "r.json").exists()
+    # The corrupt file as a prediction is refused by the same reader, by name.
+    (preds / f"{NUAA_STEM}.png").write_bytes(path.read_bytes())
+    result = run("eval", preds, "--dataset", "nuaa", "--root", nuaa_root, "--split", "idx_427/test",
+                 "--workers", 1, "--out", tmp_path / "r.json")
+    one_line_error(result, preds / f"{NUAA_STEM}.png", "bad checksum")
     assert not (tmp_path / "r.json").exists()
 
 

@@ -22,6 +22,7 @@ from PIL import Image
 from irstd_bench._io import write_text_atomic
 from irstd_bench._outputs import (
     MANIFEST_NAME,
+    Claim,
     _host,
     output_folder,
     sweep_stale_temps,
@@ -192,14 +193,16 @@ def test_eval_does_not_overwrite_a_foreign_json_and_needs_force_for_its_own(data
 def test_eval_writes_json_and_csvs_as_one_set(data, tmp_path, monkeypatch):
     preds = masks_as_predictions(data, tmp_path / "preds")
     out = tmp_path / "res.json"
-    real_replace = os.replace
+    from irstd_bench import _outputs
 
-    def failing_replace(src, dst):
+    real_rename = _outputs.rename_noreplace
+
+    def failing_rename(src, dst):
         if str(dst).endswith("res.json"):
             raise OSError(28, "No space left on device")
-        return real_replace(src, dst)
+        return real_rename(src, dst)
 
-    monkeypatch.setattr(os, "replace", failing_replace)
+    monkeypatch.setattr(_outputs, "rename_noreplace", failing_rename)
     result = run(*eval_args(preds, data, out))
     assert result.exit_code != 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nudt", "preds"]  # no CSV, no temporary
@@ -325,7 +328,8 @@ def test_atomic_files_and_folders_get_the_users_umask(tmp_path):
     with output_folder(tmp_path / "d", "test") as tmp:
         (tmp / "f").write_text("y")
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o777 & ~_umask()
-    write_file_set({tmp_path / "s.csv": "a\n", tmp_path / "s.json": "{}"})
+    files = {tmp_path / "s.csv": "a\n", tmp_path / "s.json": "{}"}
+    write_file_set(files, {path: Claim.absent(path) for path in files})
     assert stat.S_IMODE((tmp_path / "s.json").stat().st_mode) == 0o666 & ~_umask()
 
 

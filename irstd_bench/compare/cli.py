@@ -7,16 +7,16 @@ from pathlib import Path
 
 import click
 
-from irstd_bench._outputs import check_file_replaceable, json_schema_owner, refuse_inside_inputs, write_file_set
+from irstd_bench._outputs import Claim, check_file_replaceable, json_schema_owner, refuse_inside_inputs, write_file_set
 from irstd_bench.compare import COMPARE_SCHEMA, compare_runs, comparison_json
 from irstd_bench.evaluate import DEFAULT_RESAMPLES, DEFAULT_SEED
 
 
-def check_compare_out(out: Path, force: bool, inputs: list[tuple[str, Path | None]]) -> None:
+def check_compare_out(out: Path, force: bool, inputs: list[tuple[str, Path | None]]) -> Claim:
     """Refuse an ``--out`` that is an input, or a file irstd-bench did not write (``--force``
-    replaces an earlier ``compare`` output only)."""
+    replaces an earlier ``compare`` output only); the claim is checked again when written."""
     refuse_inside_inputs(out, inputs, folder=False)
-    check_file_replaceable(out, force=force, owned=json_schema_owner(COMPARE_SCHEMA))
+    return check_file_replaceable(out, force=force, owned=json_schema_owner(COMPARE_SCHEMA))
 
 
 @click.command("compare")
@@ -52,12 +52,12 @@ def compare(results: tuple[Path, ...], out: Path | None, all_pairs: bool, resamp
     comparison = compare_runs(results, all_pairs=all_pairs, resamples=resamples, seed=seed)
     if out is not None:
         inputs = [("input", p) for r in comparison.runs for p in (r.path, r.per_image_csv, r.per_target_csv)]
-        check_compare_out(out, force, inputs)
+        claim = check_compare_out(out, force, inputs)
         args = ["irstd-bench", "compare", *map(str, results), "--out", str(out)]
         args += ["--all-pairs"] * all_pairs
         args += [] if resamples == DEFAULT_RESAMPLES else ["--bootstrap", str(resamples)]
         args += [] if seed == DEFAULT_SEED else ["--bootstrap-seed", str(seed)]
-        write_file_set({out: comparison_json(comparison, shlex.join(args))})
+        write_file_set({out: comparison_json(comparison, shlex.join(args))}, {out: claim})
     click.echo(comparison.format_table(), nl=False)
     if out is not None:
         click.echo(f"wrote {out}")

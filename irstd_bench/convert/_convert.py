@@ -19,7 +19,7 @@ from irstd_bench.convert._records import ConvertSettings, ImageRecord, convert_c
 from irstd_bench.convert._summary import defects_report, split_file_name, split_statistics
 from irstd_bench.datasets import Dataset, Sample, dataset_image_ids, open_dataset, read_split_file
 from irstd_bench.errors import DatasetDefectWarning, InputError
-from irstd_bench.targets import CONNECTIVITY_STRUCTURES, DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD
+from irstd_bench.targets import CONNECTIVITY_STRUCTURES, DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, check_threshold
 
 #: Output formats, in the order they are written.
 FORMATS = ("coco", "yolo", "voc")
@@ -144,8 +144,7 @@ def convert_dataset(
     formats = _check_formats(formats)
     if connectivity not in CONNECTIVITY_STRUCTURES:
         raise InputError(f"connectivity must be 4 or 8, got {connectivity}")
-    if not math.isfinite(float(threshold)):
-        raise InputError(f"threshold must be a finite number, got {threshold}")
+    check_threshold(threshold)
     if workers is not None and workers < 1:
         raise InputError(f"workers must be at least 1, got {workers}")
     emit = warn or (lambda message: warnings.warn(message, DatasetDefectWarning, stacklevel=3))
@@ -160,7 +159,7 @@ def convert_dataset(
     )
     out = Path(out)
     refuse_inside_inputs(out, [("dataset root", ds.root)])
-    check_folder_replaceable(out, force=force)
+    claim = check_folder_replaceable(out, force=force)  # checked again when written
 
     split_names = _canonical_splits(ds, splits)
     split_samples, missing = _collect_samples(ds, split_names, skip_missing)
@@ -185,7 +184,7 @@ def convert_dataset(
     )
     summary["settings"]["skip_defects"] = bool(skip_defects)
     summary["defects"]["left_out_by_skip_defects"] = left_out
-    _write(out, ds, formats, written, records, summary, link_images, force)
+    _write(out, ds, formats, written, records, summary, link_images, force, claim)
     return ConversionResult(out=out, summary=summary, records=records, splits=written)
 
 
@@ -423,8 +422,8 @@ def _yolo_families(ds: Dataset, names: list[str]) -> dict[str, dict[str, str | N
     return out
 
 
-def _write(out, ds, formats, written, records, summary, link_images, force) -> None:
-    with output_folder(out, "convert", force=force, inputs=[("dataset root", ds.root)]) as tmp:
+def _write(out, ds, formats, written, records, summary, link_images, force, claim) -> None:
+    with output_folder(out, "convert", force=force, inputs=[("dataset root", ds.root)], claim=claim) as tmp:
         kept = sorted((r for r in records.values() if not r.skipped), key=lambda r: r.stem)
         if "coco" in formats:
             folder = tmp / "coco"

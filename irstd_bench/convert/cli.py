@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from irstd_bench._cli_options import max_pixels_option, skip_defects_option
+from irstd_bench._cli_options import MASK_THRESHOLD, WORKERS, max_pixels_option, skip_defects_option
 from irstd_bench._io import pixel_limit
 from irstd_bench.convert._convert import FORMATS, convert_dataset
 from irstd_bench.convert._summary import render_text
@@ -51,7 +51,7 @@ DATASETS = (*sorted(layout.name for layout in NAMED_LAYOUTS), "custom")
 @click.option("--force", is_flag=True, help="Replace an earlier irstd-bench output at --out (only files it wrote).")
 @click.option(
     "--threshold",
-    type=float,
+    type=MASK_THRESHOLD,
     default=DEFAULT_THRESHOLD,
     show_default=True,
     help="Mask binarisation: foreground where value > threshold.",
@@ -70,7 +70,7 @@ DATASETS = (*sorted(layout.name for layout in NAMED_LAYOUTS), "custom")
 @click.option("--mask-dir", default=None, help="--dataset custom: mask folder under ROOT.")
 @click.option("--mask-suffix", default="", help="--dataset custom: mask file = <stem><suffix>.png.")
 @click.option("--split-dir", default="", help="--dataset custom: folder of split files (default: ROOT).")
-@click.option("--workers", type=int, default=None, help="Worker processes (default: all CPUs).")
+@click.option("--workers", type=WORKERS, default=None, help="Worker processes (default: all CPUs).")
 @click.option(
     "--copy-images",
     is_flag=True,

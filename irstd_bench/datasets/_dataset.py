@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,11 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from irstd_bench._io import check_pixels, image_size, read_mask
+from irstd_bench._io import check_pixels, image_size, listed_name, read_mask
 from irstd_bench.datasets._layouts import NAMED_LAYOUTS, RELEASE_LAYOUTS, Layout, custom_layout
 from irstd_bench.datasets._splits import read_split_file
 from irstd_bench.errors import DatasetDefectWarning, InputError
-from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, Targets, mask_to_targets
+from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, Targets, check_threshold, mask_to_targets
 
 #: Registry of release layouts by name and alias.
 LAYOUTS: dict[str, Layout] = {}
@@ -167,7 +166,7 @@ class Dataset:
         if path is None:
             if not self.image_dir.is_dir():
                 raise InputError(f"{self.image_dir}: image folder not found")
-            stems = sorted(p.stem for p in self.image_dir.iterdir() if p.suffix.lower() == ".png")
+            stems = sorted(Path(listed_name(p)).stem for p in self.image_dir.iterdir() if p.suffix.lower() == ".png")
         else:
             stems = read_split_file(path)
         if self.skip_defects:
@@ -309,7 +308,9 @@ def unit_mask_to_binary(mask: np.ndarray, path: Path | None, warn: Callable[[str
     Such masks (saved as 0/1 instead of 0/255) would lose every target at the default
     threshold 127; they are read as binary instead, with a warning naming the file.
     """
-    if mask.dtype.kind not in "ui" or not mask.size or int(mask.max()) != 1 or int(mask.min()) < 0:
+    if mask.dtype.kind not in "uif" or not mask.size or mask.max() != 1 or mask.min() < 0:
+        return mask
+    if mask.dtype.kind == "f" and not np.all((mask == 0) | (mask == 1)):
         return mask
     (warn or _default_warn)(f"{path}: mask values are all 0 or 1; read as a binary mask (1 = target)")
     return (mask > 0).astype(np.uint8) * 255
@@ -353,8 +354,7 @@ def load_ground_truth(
     ``mask_resized`` says whether it was resized to the image. ``warn`` receives each warning
     line (default: :func:`warnings.warn` with :class:`~irstd_bench.errors.DatasetDefectWarning`).
     """
-    if not math.isfinite(float(threshold)):
-        raise InputError(f"--threshold {threshold}: must be a finite number")
+    check_threshold(threshold)
     image_hw = image_size(sample.image_path)
     check_pixels(sample.image_path, image_hw)  # a decompression bomb is refused by name
     if sample.mask_path is None:

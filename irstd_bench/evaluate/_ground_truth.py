@@ -15,8 +15,9 @@ numbers whether the ground truth is given as masks or as ``convert``'s COCO:
 - ``segmentation`` (COCO RLE or polygons), when every annotation of the file has one, gives
   the targets' pixels, and with them the pixel metrics (IoU, nIoU, Pd, Fa) of map predictions.
 
-Values are checked strictly (integers, finite numbers, positive image sizes, non-negative box
-sizes); an error names the file, the entry and the value.
+Values are checked strictly (integers, finite numbers, positive image sizes within the pixel
+limit, non-negative box sizes) and so is the geometry: a box lies inside its image, an area is
+at most its box's, a centroid lies inside its box; an error names the file, the entry and the value.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from irstd_bench._io import check_pixels
 from irstd_bench.boxes import box_centres, box_convert
 from irstd_bench.errors import DatasetDefectWarning, InputError
 from irstd_bench.evaluate._readers import (
@@ -35,13 +37,15 @@ from irstd_bench.evaluate._readers import (
     json_integer,
     json_number,
     read_json,
-    stem_of,
 )
 from irstd_bench.targets import Targets, pixel_centroids
 
 #: A stored ``centroid`` this far (px) from its segmentation's is reported: farther than the 6-decimal
 #: rounding of older ``convert`` files (at most 0.71e-6 px), so only a centroid of other pixels is.
 CENTROID_TOLERANCE_PX = 1e-6
+
+#: Slack (px) of the geometry checks, for coordinates written as decimal fractions.
+GEOMETRY_SLACK_PX = 1e-6
 
 
 def read_coco_ground_truth(path: str | Path) -> dict[str, Targets]:
@@ -62,13 +66,10 @@ def read_coco_ground_truth(path: str | Path) -> dict[str, Targets]:
         raise InputError(f"{path}: 'annotations' must be a list, got {type(annotations).__name__}")
     by_id: dict[int, str] = {}
     sizes: dict[str, tuple[int, int]] = {}
-    for i, image in enumerate(images):
+    for i, (image_id, stem, image) in enumerate(images):
         where = f"{path}: images[{i}]"
-        image_id = json_integer(image["id"], where, "id")
-        stem = stem_of(image["file_name"])
         size = (_positive_int(image.get("height"), where, "height"), _positive_int(image.get("width"), where, "width"))
-        if image_id in by_id or stem in sizes:
-            raise InputError(f"{where}: duplicate image id {image_id} or file name {stem!r}")
+        check_pixels(where, size)  # an image of 10^12 x 10^12 px is no IRSTD image
         by_id[image_id] = stem
         sizes[stem] = size
     found: dict[str, list[dict]] = {stem: [] for stem in sizes}
@@ -97,16 +98,28 @@ def _annotation(ann: dict, where: str, image_size: tuple[int, int]) -> dict:
     x, y, w, h = json_box(ann["bbox"], where)
     if w < 0 or h < 0:
         raise InputError(f"{where}: bbox {ann['bbox']} has negative width or height")
+    height, width = image_size
+    slack = GEOMETRY_SLACK_PX
+    if x < -slack or y < -slack or x + w > width + slack or y + h > height + slack:
+        raise InputError(f"{where}: bbox {ann['bbox']} lies outside its {width}x{height} image")
     area = json_number(ann["area"], where, "area") if "area" in ann else w * h
     if area < 0:
         raise InputError(f"{where}: area {ann['area']!r} is negative")
+    if area > w * h * (1 + slack) + slack:
+        raise InputError(f"{where}: area {ann['area']!r} exceeds its bbox's {w:g}x{h:g} px")
     centroid = None
     if "centroid" in ann:
         value = ann["centroid"]
         if not isinstance(value, list) or len(value) != 2 or not all(is_number(v) for v in value):
             raise InputError(f"{where}: centroid must be a list of 2 numbers, got {value!r}")
         centroid = [json_number(v, where, "centroid") for v in value]
-    pixels = _segmentation_pixels(ann["segmentation"], where, image_size) if ann.get("segmentation") else None
+        inside = x - slack <= centroid[0] <= x + w + slack and y - slack <= centroid[1] <= y + h + slack
+        if not inside:
+            raise InputError(f"{where}: centroid {value!r} lies outside its bbox {ann['bbox']}")
+    pixels = None
+    if ann.get("segmentation"):
+        pixels = _segmentation_pixels(ann["segmentation"], where, image_size)
+        _check_pixels_in_box(pixels, [x, y, w, h], width, where)
     return {"box": [x, y, w, h], "area": area, "centroid": centroid, "pixels": pixels, "where": where}
 
 
@@ -130,9 +143,22 @@ def _segmentation_pixels(segmentation, where: str, image_size: tuple[int, int]) 
             decoded = coco_mask.decode(coco_mask.merge(coco_mask.frPyObjects(segmentation, h, w)))
         else:
             raise InputError(f"{where}: segmentation must be COCO RLE or polygons, got {segmentation!r:.80}")
+    except InputError:
+        raise
     except (TypeError, ValueError, UnicodeEncodeError) as exc:
         raise InputError(f"{where}: unreadable segmentation ({exc})") from None
     return np.flatnonzero(np.asarray(decoded, bool)).astype(np.int64)
+
+
+def _check_pixels_in_box(pixels: np.ndarray, box: list[float], width: int, where: str) -> None:
+    """A segmentation covers at least one pixel, all of them inside its ``bbox`` (1 px of slack
+    for polygons rasterised at their edges): otherwise the file describes two different targets."""
+    if not len(pixels):
+        raise InputError(f"{where}: segmentation covers no pixel of the image")
+    rows, cols = np.divmod(pixels, width)
+    x, y, w, h = box
+    if cols.min() < x - 1 or cols.max() + 1 > x + w + 1 or rows.min() < y - 1 or rows.max() + 1 > y + h + 1:
+        raise InputError(f"{where}: segmentation reaches outside its bbox {box}")
 
 
 def _targets(items: list[dict], image_size: tuple[int, int], with_pixels: bool, where: str) -> Targets:

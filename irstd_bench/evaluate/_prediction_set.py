@@ -15,13 +15,21 @@ their image is scored.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from irstd_bench._io import IMAGE_SUFFIXES
-from irstd_bench.errors import InputError
+import numpy as np
+
+from irstd_bench._io import IMAGE_SUFFIXES, listed_name, read_mask
+from irstd_bench.errors import DatasetDefectWarning, InputError
 from irstd_bench.evaluate._predictions import Prediction
-from irstd_bench.evaluate._readers import read_coco_results, read_csv_results, read_score_map_file, read_yolo_file
+from irstd_bench.evaluate._readers import (
+    read_coco_results,
+    read_csv_results,
+    read_score_map_file,
+    read_yolo_file,
+)
 
 #: Prediction formats accepted by ``--format``.
 FORMATS = ("auto", "masks", "scoremaps", "coco", "yolo", "csv")
@@ -54,6 +62,7 @@ def _map_files(folder: Path, suffixes: tuple[str, ...], stems: set[str] | None) 
     for path in sorted(folder.iterdir()):
         if not path.is_file() or path.suffix.lower() not in suffixes or path.name.startswith("."):
             continue
+        listed_name(path)
         stem = path.stem if stems is None else match_stem(path.stem, stems)
         if stem is None:
             not_in_split.append(path.name)
@@ -147,12 +156,37 @@ def detect_format(path: Path) -> str:
     raise InputError(f"{path}: prediction folder has no .txt, image or .npy files")
 
 
-def _maps_kind(files: list[Path]) -> str:
+def _maps_kind(folder: Path, files: list[Path]) -> str:
+    """``masks`` or ``scoremaps`` for a map folder, from up to :data:`KIND_SAMPLE_FILES` of its files.
+
+    Score maps whose files all hold two values only, 0 and one other (an 8-bit mask saved as
+    0/100), are what a mask with an unusual foreground value looks like: they are scored as
+    score maps (100/255 = 0.39, below the default confidence) with a warning saying so.
+    """
     step = max(1, len(files) // KIND_SAMPLE_FILES)
+    two_valued: set[float] = set()
+    example = None
     for path in files[::step][:KIND_SAMPLE_FILES]:
-        if read_score_map_file(path).kind == "scoremaps":
+        prediction = read_score_map_file(path)
+        if prediction.kind != "scoremaps":
+            continue
+        values = np.unique(prediction.score_map)
+        if path.suffix.lower() == ".npy" or len(values) > 2 or values[0] != 0:
             return "scoremaps"
-    return "masks"
+        two_valued.add(float(values[-1]))
+        example = example or path
+    if not two_valued:
+        return "masks"
+    if len(two_valued) == 1:
+        value, stored = two_valued.pop(), read_mask(example).max()
+        warnings.warn(
+            f"{folder}: prediction images hold only the values 0 and {stored} (e.g. {example.name}): read as "
+            f"score maps of {value:.3g}, not as masks (masks are 0/255 or 0/1); --format scoremaps confirms "
+            "this reading",
+            DatasetDefectWarning,
+            stacklevel=3,
+        )
+    return "scoremaps"
 
 
 def open_predictions(
@@ -189,7 +223,7 @@ def open_predictions(
         files, not_in = _map_files(path, MAP_SUFFIXES, stem_set)
         if not files and not not_in:
             raise InputError(f"{path}: prediction folder has no image or .npy files")
-        kind = found if found in MAP_FORMATS else _maps_kind(list(files.values()) or [path / n for n in not_in])
+        kind = found if found in MAP_FORMATS else _maps_kind(path, list(files.values()) or [path / n for n in not_in])
         return PredictionSet(path, kind, kind, files=files, not_in_split=not_in)
     if found == "yolo":
         files, not_in = _map_files(path, (".txt",), stem_set)

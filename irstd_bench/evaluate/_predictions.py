@@ -109,8 +109,8 @@ class Prediction:
         """
         where = source or f"prediction {stem}"
         array = np.asarray(score_map)
-        if array.ndim != 2:
-            raise InputError(f"{where}: score map must be 2-D (H, W), got shape {array.shape}")
+        if array.ndim != 2 or not array.size:
+            raise InputError(f"{where}: score map must be 2-D (H, W) and not empty, got shape {array.shape}")
         if array.dtype == bool:
             return cls(stem, "masks", score_map=array, image_size=array.shape, source=source)
         if not np.issubdtype(array.dtype, np.number):

@@ -2,12 +2,16 @@
 
 - mask / score-map files (``.png .bmp .jpg .jpeg .tif .tiff`` or ``.npy``): 8-bit images are
   scaled by 1/255 (an 8-bit file holding only 0 and 1 is a 0/1 mask), 16-bit by 1/65535,
-  ``.npy`` must be bool, 0/1 integers or floats in ``[0, 1]``;
+  ``.npy`` must be bool, 0/1 integers or floats in ``[0, 1]``; images are read by
+  :func:`irstd_bench._io.read_mask` (one gray value per pixel: no colour, no varying alpha) and
+  arrays by :func:`irstd_bench._io.read_array` (the pixel limit checked on the header);
 - ``coco``: a COCO results JSON ``[{"file_name" | "image_id", "bbox": [x, y, w, h], "score"}]``
   in native pixels: ``bbox`` a list of four finite numbers, ``score`` a number (not a string
-  or a boolean), ``image_id`` an integer resolved through a COCO ``images`` table;
+  or a boolean), ``file_name`` a non-empty string, ``image_id`` an integer resolved through a
+  COCO ``images`` table (the file's own when it is a whole COCO document, else ``--gt-coco``'s
+  or the dataset's); an ``images`` table may not hold an id or a file name twice;
 - ``yolo``: ``<stem>.txt`` lines ``cls cx cy w h conf`` normalised by the native image size,
-  ``cls`` an integer;
+  ``cls`` the one class ``0`` (what ``convert`` writes: ``nc: 1``);
 - ``csv``: header ``image,x0,y0,x1,y1,score`` (``image`` a stem or file name), UTF-8.
 
 A value that breaks these rules is an :class:`~irstd_bench.errors.InputError` naming the file,
@@ -16,15 +20,13 @@ the entry or line, and the value.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from irstd_bench._csv import read_csv_cell
-from irstd_bench._io import IMAGE_SUFFIXES, read_gray
+from irstd_bench._csv import read_csv_cell, read_csv_rows
+from irstd_bench._io import IMAGE_SUFFIXES, read_array, read_json, read_mask, refuse_special_file
 from irstd_bench.boxes import box_convert, from_yolo
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate._predictions import Prediction
@@ -37,6 +39,8 @@ CSV_COLUMNS = ("image", "x0", "y0", "x1", "y1", "score")
 
 #: Fields of a YOLO prediction line: ``cls cx cy w h conf``.
 YOLO_FIELDS = 6
+#: The one class of a YOLO file (``convert`` writes ``nc: 1``, ``names: [target]``).
+YOLO_CLASS = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,34 +81,44 @@ def stem_of(name) -> str:
     return Path(base).stem if Path(base).suffix.lower() in IMAGE_SUFFIXES else base
 
 
-def read_json(path: Path):
-    """A JSON file's content; a missing or invalid file is an :class:`InputError`."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+def image_file_name(value, where: str, what: str = "file_name") -> str:
+    """The image stem a JSON ``file_name`` names; it must be a non-empty string (``null`` or ``7`` is not one)."""
+    if not isinstance(value, str) or not stem_of(value).strip():
+        raise InputError(f"{where}: {what} must be a non-empty string naming an image, got {value!r:.80}")
+    return stem_of(value)
 
 
-def coco_images(data, path: Path) -> list[dict]:
-    """The ``images`` table of a COCO document, checked: ``[{"id", "file_name", ...}]``."""
+def coco_images(data, path: Path) -> list[tuple[int, str, dict]]:
+    """The ``images`` table of a COCO document, checked: ``[(image_id, stem, entry), ...]``.
+
+    Every entry is an object with an integer ``id`` and a ``file_name`` string; an id, or an
+    image stem, given twice is an error (which entry would annotations mean?).
+    """
     images = data.get("images") if isinstance(data, dict) else None
     if not isinstance(images, list):
         raise InputError(f"{path}: a COCO file needs an 'images' list")
+    out: list[tuple[int, str, dict]] = []
+    ids: dict[int, int] = {}
+    stems: dict[str, int] = {}
     for i, image in enumerate(images):
-        if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
-            raise InputError(f"{path}: images[{i}] must be an object with 'id' and 'file_name', got {image!r:.80}")
-    return images
+        where = f"{path}: images[{i}]"
+        if not isinstance(image, dict) or "id" not in image:
+            raise InputError(f"{where} must be an object with 'id' and 'file_name', got {image!r:.80}")
+        image_id = json_integer(image["id"], where, "id")
+        stem = image_file_name(image.get("file_name"), where)
+        if image_id in ids:
+            raise InputError(f"{where}: duplicate image id {image_id} (also images[{ids[image_id]}])")
+        if stem in stems:
+            raise InputError(f"{where}: duplicate image {stem!r} (also images[{stems[stem]}])")
+        ids[image_id], stems[stem] = i, i
+        out.append((image_id, stem, image))
+    return out
 
 
 def coco_image_names(path: Path) -> dict[int, str]:
-    """``{image_id: stem}`` from the ``images`` table of a COCO JSON."""
+    """``{image_id: stem}`` from the ``images`` table of a COCO JSON (:func:`coco_images`)."""
     path = Path(path)
-    out: dict[int, str] = {}
-    for i, image in enumerate(coco_images(read_json(path), path)):
-        out[json_integer(image["id"], f"{path}: images[{i}]", "id")] = stem_of(image["file_name"])
-    return out
+    return {image_id: stem for image_id, stem, _ in coco_images(read_json(path), path)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,17 +128,18 @@ def coco_image_names(path: Path) -> dict[int, str]:
 def read_coco_results(path: Path, image_names: dict[int, str] | None = None) -> dict[str, list]:
     """``{stem: [(x0, y0, x1, y1, score, entry), ...]}`` from a COCO results JSON.
 
-    A detection names its image by ``file_name`` or by ``image_id`` (resolved through
-    ``image_names``, or the file's own ``images`` table when it is a whole COCO document).
+    A detection names its image by ``file_name`` or by ``image_id``, resolved through the file's
+    own ``images`` table when it is a whole COCO document (``{"images", "annotations"}``), else
+    through ``image_names`` (``--gt-coco``'s table or the dataset's ids).
     """
     path = Path(path)
     data = read_json(path)
+    table, own_table = "the COCO images", False
     if isinstance(data, dict) and isinstance(data.get("annotations"), list):
-        own = {
-            json_integer(im["id"], f"{path}: images[{i}]", "id"): stem_of(im["file_name"])
-            for i, im in enumerate(coco_images(data, path))
-        }
-        image_names = {**own, **(image_names or {})}
+        # A whole COCO document: its annotations' image_id mean its own images table, whatever
+        # --gt-coco or the dataset number the images.
+        image_names = {image_id: stem for image_id, stem, _ in coco_images(data, path)}
+        table, own_table = "the file's own images table", True
         data = data["annotations"]
     if not isinstance(data, list):
         raise InputError(f"{path}: COCO results must be a JSON list of detections")
@@ -134,13 +149,20 @@ def read_coco_results(path: Path, image_names: dict[int, str] | None = None) -> 
         if not isinstance(det, dict) or "bbox" not in det or "score" not in det:
             raise InputError(f"{where} needs 'bbox' and 'score'")
         if "file_name" in det:
-            stem = stem_of(det["file_name"])
+            stem = image_file_name(det["file_name"], where)
+            if own_table and "image_id" in det:  # the file may not contradict itself
+                image_id = json_integer(det["image_id"], where, "image_id")
+                if image_names.get(image_id, stem) != stem:
+                    raise InputError(
+                        f"{where}: file_name {det['file_name']!r} but image_id {image_id} is "
+                        f"{image_names[image_id]!r} in the file's own images table"
+                    )
         elif "image_id" in det:
             image_id = json_integer(det["image_id"], where, "image_id")
             if not image_names:
                 raise InputError(f"{where} names its image by image_id only; pass --gt-coco (or write file_name)")
             if image_id not in image_names:
-                raise InputError(f"{where}: image_id {image_id} not in the COCO images")
+                raise InputError(f"{where}: image_id {image_id} not in {table}")
             stem = image_names[image_id]
         else:
             raise InputError(f"{where} needs 'file_name' or 'image_id'")
@@ -158,33 +180,31 @@ def read_coco_results(path: Path, image_names: dict[int, str] | None = None) -> 
 def read_csv_results(path: Path) -> dict[str, list]:
     """``{stem: [(x0, y0, x1, y1, score, line), ...]}`` from a CSV prediction file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
-    reader = csv.reader(text.splitlines())
-    header = [h.strip().lower() for h in next(reader, [])]
+    rows = read_csv_rows(path)
+    header = [h.strip().lower() for h in (rows[0][1] if rows else [])]
     missing = [c for c in CSV_COLUMNS if c not in header]
     if missing:
         raise InputError(f"{path}: CSV header must have columns {','.join(CSV_COLUMNS)} (missing {missing})")
     index = [header.index(c) for c in CSV_COLUMNS]
     out: dict[str, list] = {}
-    for line_no, row in enumerate(reader, start=2):
+    for line_no, row in rows[1:]:
         if not row or all(not cell.strip() for cell in row):
             continue
         try:
             cells = [row[j] for j in index]
             x0, y0, x1, y1, score = (float(c) for c in cells[1:])
         except (IndexError, ValueError):
-            raise InputError(f"{path}: line {line_no}: expected image,x0,y0,x1,y1,score numbers, got {row!r}") from None
-        out.setdefault(stem_of(read_csv_cell(cells[0].strip())), []).append((x0, y0, x1, y1, score, line_no))
+            raise InputError(
+                f"{path}: line {line_no}: expected image,x0,y0,x1,y1,score numbers, got {row!r:.120}"
+            ) from None
+        stem = image_file_name(read_csv_cell(cells[0].strip()), f"{path}: line {line_no}", "image")
+        out.setdefault(stem, []).append((x0, y0, x1, y1, score, line_no))
     return out
 
 
 def read_yolo_file(path: Path, stem: str, image_size: tuple[int, int]) -> Prediction:
     """Read ``cls cx cy w h conf`` lines normalised by the native ``image_size = (H, W)``."""
+    refuse_special_file(Path(path))
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -197,9 +217,14 @@ def read_yolo_file(path: Path, stem: str, image_size: tuple[int, int]) -> Predic
         if len(parts) != YOLO_FIELDS:
             raise InputError(f"{path}: line {line_no}: expected 'cls cx cy w h conf', got {len(parts)} fields")
         try:
-            int(parts[0])
+            cls = int(parts[0])
         except ValueError:
             raise InputError(f"{path}: line {line_no}: class must be an integer, got {parts[0]!r}") from None
+        if cls != YOLO_CLASS:
+            raise InputError(
+                f"{path}: line {line_no}: class {cls}: irstd-bench scores one class ({YOLO_CLASS}, the target); "
+                "leave other classes out of the files"
+            )
         try:
             values.append([float(v) for v in parts[1:]])
         except ValueError:
@@ -223,10 +248,7 @@ def read_score_map_file(path: Path, stem: str | None = None) -> Prediction:
     stem = stem if stem is not None else path.stem
     where = str(path)
     if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise InputError(f"{path}: cannot read .npy ({exc.__class__.__name__}: {exc})") from None
+        array = read_array(path)
         if array.ndim == 3 and array.shape[0] == 1:
             array = array[0]
         if array.dtype == bool or np.issubdtype(array.dtype, np.floating):
@@ -239,7 +261,9 @@ def read_score_map_file(path: Path, stem: str | None = None) -> Prediction:
                 )
             return Prediction.from_score_map(stem, array == 1, source=where)
         raise InputError(f"{path}: unsupported .npy dtype {array.dtype}")
-    image = read_gray(path)
+    image = read_mask(path)
+    if image.dtype == np.float32:  # a float TIFF holds scores as they are
+        return Prediction.from_score_map(stem, image, source=where)
     if image.dtype == np.uint8:
         nonzero = np.count_nonzero(image)
         for on in (UINT8_MAX, 1):  # a 0/255 or a 0/1 mask (counted, not sorted)

@@ -19,7 +19,7 @@ import numpy as np
 
 from irstd_bench import __version__
 from irstd_bench._csv import csv_cell
-from irstd_bench._outputs import write_file_set
+from irstd_bench._outputs import Claim, check_file_replaceable, json_schema_owner, write_file_set
 from irstd_bench.evaluate._matching import UNMATCHED
 from irstd_bench.evaluate._per_image import PerImageData
 from irstd_bench.evaluate._records import ImageRecord
@@ -132,9 +132,9 @@ class EvaluationResult:
                     rows.append(_target_row(r.stem, "fn", r.gt_boxes[g], r.gt_centroids[g], r.gt_area[g], None, ""))
         return rows
 
-    def write(self, out: str | Path) -> dict:
+    def write(self, out: str | Path, *, force: bool = False, claims: dict[Path, Claim] | None = None) -> dict:
         """Write the results JSON to ``out`` and the CSVs next to it (:func:`write_results`)."""
-        return write_results(self, out)
+        return write_results(self, out, force=force, claims=claims)
 
 
 def results_texts(result: EvaluationResult, out: str | Path) -> tuple[dict, dict[Path, str]]:
@@ -153,12 +153,45 @@ def results_texts(result: EvaluationResult, out: str | Path) -> tuple[dict, dict
     return data, texts
 
 
-def write_results(result: EvaluationResult, out: str | Path) -> dict:
+def results_claims(out: str | Path, *, force: bool = False) -> dict[Path, Claim]:
+    """Check that the set of ``out`` may be written; the claims :func:`write_results` checks again.
+
+    The JSON is ours when it carries our results ``schema``; a CSV when the results JSON of the
+    set is ours and names it (``per_image_csv`` / ``per_target_csv``). Anything else, or an
+    earlier set without ``force``, raises :class:`~irstd_bench.errors.InputError`.
+    """
+    out = Path(out)
+    json_owned = json_schema_owner(SCHEMA)
+
+    def csv_owned(path: Path) -> bool:
+        if not json_owned(out):
+            return False
+        data = json.loads(out.read_text(encoding="utf-8"))
+        return path.name in (data.get("per_image_csv"), data.get("per_target_csv"))
+
+    image_csv, target_csv = _csv_paths(out)
+    claims = {path: check_file_replaceable(path, force=force, owned=csv_owned) for path in (image_csv, target_csv)}
+    claims[out] = check_file_replaceable(out, force=force, owned=json_owned)
+    return claims
+
+
+def _csv_paths(out: Path) -> tuple[Path, Path]:
+    base = out.name[: -len(out.suffix)] if out.suffix else out.name
+    return out.parent / f"{base}.per_image.csv", out.parent / f"{base}.per_target.csv"
+
+
+def write_results(
+    result: EvaluationResult, out: str | Path, *, force: bool = False, claims: dict[Path, Claim] | None = None
+) -> dict:
     """Build every text first (:func:`results_texts`), then write the three files as one set
-    (:func:`irstd_bench._outputs.write_file_set`: all appear or none, the JSON last). Ownership
-    checks are the caller's. Returns the results JSON data."""
+    (:func:`irstd_bench._outputs.write_file_set`: all appear or none, the JSON last).
+
+    ``claims`` are the checks made before the evaluation (:func:`results_claims`); without them
+    the set is checked now (an earlier set is replaced only with ``force``). Whatever changed at
+    ``out`` since the check is refused, never replaced. Returns the results JSON data."""
+    out = Path(out)
     data, texts = results_texts(result, out)
-    write_file_set(texts)
+    write_file_set(texts, claims if claims is not None else results_claims(out, force=force))
     return data
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
 
-from irstd_bench._cli_options import max_pixels_option, skip_defects_option
+from irstd_bench._cli_options import CONFIDENCE, MASK_THRESHOLD, WORKERS, max_pixels_option, skip_defects_option
 from irstd_bench._io import pixel_limit
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate._bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
@@ -37,40 +36,22 @@ TABLE_ROWS = (
 )
 
 
-#: Schema of the results JSON (a file of ours when it carries it).
-RESULTS_SCHEMA = "irstd-bench/results"
-
-
 def result_files(out: Path) -> tuple[Path, Path, Path]:
     """The set ``eval --out`` writes: the per-image CSV, the per-target CSV and the results JSON."""
     base = out.name[: -len(out.suffix)] if out.suffix else out.name
     return out.parent / f"{base}.per_image.csv", out.parent / f"{base}.per_target.csv", out
 
 
-def check_results_out(out: Path, force: bool, inputs) -> None:
-    """Refuse an ``--out`` set that would overwrite an input or a file irstd-bench did not write.
+def check_results_out(out: Path, force: bool, inputs) -> dict:
+    """Refuse an ``--out`` set that would overwrite an input or a file irstd-bench did not write;
+    return the claims to write the set with (:func:`~irstd_bench.evaluate._results_io.results_claims`)."""
+    from irstd_bench._outputs import refuse_inside_inputs
+    from irstd_bench.evaluate._results_io import results_claims
 
-    The JSON is ours when it carries our results ``schema``; a CSV is ours when the results JSON
-    of the set is ours and names it (``per_image_csv`` / ``per_target_csv``).
-    """
-    from irstd_bench._outputs import check_file_replaceable, json_schema_owner, refuse_inside_inputs
-
-    json_owned = json_schema_owner(RESULTS_SCHEMA)
     image_csv, target_csv, _ = result_files(out)
-
-    def csv_owned(path: Path) -> bool:
-        if not json_owned(out):
-            return False
-        import json
-
-        data = json.loads(out.read_text(encoding="utf-8"))
-        return path.name in (data.get("per_image_csv"), data.get("per_target_csv"))
-
-    for path in (image_csv, target_csv, out):
+    for path in (out, image_csv, target_csv):  # the --out typed is named first
         refuse_inside_inputs(path, inputs, folder=False)
-    for path in (image_csv, target_csv):
-        check_file_replaceable(path, force=force, owned=csv_owned)
-    check_file_replaceable(out, force=force, owned=json_owned)
+    return results_claims(out, force=force)
 
 
 def _default_out(preds: Path) -> Path:
@@ -141,8 +122,8 @@ def _warnings(counts: dict) -> list[str]:
     "--conf",
     default=0.5,
     show_default=True,
-    type=float,
-    help="Confidence threshold: boxes with score >= conf, map pixels >= conf.",
+    type=CONFIDENCE,
+    help="Confidence threshold in (0, 1]: boxes with score >= conf, map pixels >= conf.",
 )
 @click.option("--name", "method", default=None, help="Method name stored in the results.")
 @click.option(
@@ -176,7 +157,7 @@ def _warnings(counts: dict) -> list[str]:
     "--threshold",
     default=DEFAULT_THRESHOLD,
     show_default=True,
-    type=float,
+    type=MASK_THRESHOLD,
     help="Ground-truth mask binarisation: foreground where value > threshold.",
 )
 @click.option(
@@ -203,7 +184,7 @@ def _warnings(counts: dict) -> list[str]:
     type=click.IntRange(min=0),
     help="Seed of the resamples (the same seed gives the same intervals on any machine).",
 )
-@click.option("--workers", default=None, type=int, help="Worker processes (default: all CPUs).")
+@click.option("--workers", default=None, type=WORKERS, help="Worker processes (default: all CPUs).")
 @click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
 @click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
 @click.option("--mask-suffix", default="", help="--dataset custom: mask name = stem + suffix + .png.")
@@ -260,12 +241,6 @@ def _eval(
 ):
     """``eval`` itself, run under its ``--max-pixels`` limit."""
     connectivity = int(connectivity)
-    if workers is not None and workers < 1:
-        raise InputError(f"--workers must be >= 1, got {workers}")
-    if not math.isfinite(threshold):
-        raise InputError(f"--threshold {threshold}: must be a finite number")
-    if not math.isfinite(conf):
-        raise InputError(f"--conf {conf}: must be a finite number")
     meta = {"method": method or (preds.stem if preds.is_file() else preds.name)}
     config = _method_config(config_items, config_from)
     if config:
@@ -314,8 +289,7 @@ def _eval(
     if root is not None:
         inputs.append(("dataset root", Path(root)))
     to_stdout = str(out) == STDOUT
-    if not to_stdout:
-        check_results_out(out, force, inputs)
+    claims = None if to_stdout else check_results_out(out, force, inputs)
     pset = open_predictions(preds, pred_format, stems=[stem for stem, _ in items], image_names=image_names)
     result = evaluate_split(
         items,
@@ -335,7 +309,7 @@ def _eval(
         progress=progress,
     )
     if not to_stdout:
-        result.write(out)
+        result.write(out, claims=claims)  # refused if anything at --out changed meanwhile
     title = (
         f"{meta['method']} on {meta.get('dataset')} {meta.get('split')} ({pset.format}, {result.matcher}, "
         f"conf {result.conf:g})"
@@ -397,7 +371,7 @@ def _method_config(items: tuple[str, ...], config_from: Path | None) -> dict:
     if config_from is not None:
         from reference_model.engine.checkpoint import load_checkpoint, resolve_weights
 
-        checkpoint = load_checkpoint(resolve_weights(str(config_from)))
+        checkpoint = load_checkpoint(resolve_weights(str(config_from), option="--config-from"))
         config["model"] = checkpoint["model_name"]
         for key, value in dict(checkpoint["model_config"]).items():
             config[key] = list(value) if isinstance(value, tuple) else value

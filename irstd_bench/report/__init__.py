@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from irstd_bench import __version__
-from irstd_bench._outputs import check_folder_replaceable, output_folder, refuse_inside_inputs
+from irstd_bench._outputs import Claim, check_folder_replaceable, output_folder, refuse_inside_inputs
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate import DEFAULT_RESAMPLES, DEFAULT_SEED, BootstrapSettings
 from irstd_bench.report._ablation import ablation_tables
@@ -155,9 +155,9 @@ def _report_inputs(runs: Sequence[RunResult]) -> list[tuple[str, Path | None]]:
     return [("input", path) for run in runs for path in (run.path, run.per_target_csv)]
 
 
-def _check_out_dir(out_dir: Path, runs: Sequence[RunResult], force: bool) -> None:
+def _check_out_dir(out_dir: Path, runs: Sequence[RunResult], force: bool) -> Claim:
     refuse_inside_inputs(out_dir, _report_inputs(runs))
-    check_folder_replaceable(out_dir, force=force)
+    return check_folder_replaceable(out_dir, force=force)
 
 
 def build_report(
@@ -221,7 +221,7 @@ def build_report(
     runs = load_runs(items)
     if not any(r.metrics.get(metric) is not None for r in runs):
         raise InputError(f"--metric {metric}: no input run has this metric")
-    _check_out_dir(out_dir, runs, force)
+    claim = _check_out_dir(out_dir, runs, force)  # checked again when written
     title = title or DEFAULT_TITLE
     command = command or default_command(
         items,
@@ -255,7 +255,7 @@ def build_report(
     colors = method_colors(methods)
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
 
-    with output_folder(out_dir, "report", force=force, inputs=_report_inputs(runs)) as tmp:
+    with output_folder(out_dir, "report", force=force, inputs=_report_inputs(runs), claim=claim) as tmp:
         table_dir, figure_dir = tmp / "tables", tmp / "figures"
         table_files = [p for t in tables + ablations for p in t.write(table_dir)]
         figures: list[FigureFile] = []

@@ -7,13 +7,13 @@ anything is written.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from irstd_bench._io import read_json
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate._bootstrap import INTERVAL_METRICS
 from irstd_bench.evaluate._per_image import PerImageData, parse_per_image, read_per_image_csv
@@ -374,11 +374,7 @@ def load_results(path: str | Path) -> RunResult:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: results file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
-    return parse_results(data, str(path), path=path.resolve())
+    return parse_results(read_json(path), str(path), path=path.resolve())
 
 
 def as_run(item: RunResult | Mapping | str | Path, index: int = 0) -> RunResult:

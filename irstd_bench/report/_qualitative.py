@@ -16,7 +16,6 @@ readable once the grid is scaled to a page's width: the report draws at most a f
 
 from __future__ import annotations
 
-import csv
 import math
 import textwrap
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
 
-from irstd_bench._csv import read_csv_cell
+from irstd_bench._csv import read_csv_cell, read_csv_rows
 from irstd_bench._io import IMAGE_SUFFIXES, read_rgb
 from irstd_bench.datasets import load_ground_truth, open_dataset
 from irstd_bench.errors import InputError
@@ -111,28 +110,37 @@ def read_per_target_csv(path: Path) -> dict[str, list[TargetRow]]:
     """Read a per-target CSV (``docs/CONTRACTS.md``) into ``{image stem: rows}``.
 
     ``cx``/``cy`` may be empty; the box centre is used then. File names with an image suffix
-    (``Misc_1.png``) are reduced to their stem.
+    (``Misc_1.png``) are reduced to their stem. Coordinates must be finite numbers with
+    ``x1 >= x0`` and ``y1 >= y0``; the file is read by :func:`irstd_bench._csv.read_csv_rows`.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: per-target CSV not found (use --qualitative 0 to leave the grid out)")
+    rows = read_csv_rows(path)
+    header = [h.strip() for h in (rows[0][1] if rows else [])]
+    missing = [c for c in ("image", "kind", "x0", "y0", "x1", "y1") if c not in header]
+    if missing:
+        raise InputError(f"{path}: per-target CSV lacks column(s) {', '.join(missing)}")
     out: dict[str, list[TargetRow]] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in ("image", "kind", "x0", "y0", "x1", "y1") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(f"{path}: per-target CSV lacks column(s) {', '.join(missing)}")
-        for line, row in enumerate(reader, start=2):
-            kind = (row.get("kind") or "").strip()
-            if kind not in KINDS:
-                raise InputError(f"{path}:{line}: kind {kind!r} is not tp, fp or fn")
-            try:
-                box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
-                cx = float(row["cx"]) if (row.get("cx") or "").strip() else (box[0] + box[2]) / 2
-                cy = float(row["cy"]) if (row.get("cy") or "").strip() else (box[1] + box[3]) / 2
-            except (TypeError, ValueError):
-                raise InputError(f"{path}:{line}: box or centre is not a number") from None
-            out.setdefault(_stem(read_csv_cell(row["image"].strip())), []).append(TargetRow(kind, box, cx, cy))
+    for line, cells in rows[1:]:
+        if not any(cell.strip() for cell in cells):
+            continue
+        row = dict(zip(header, cells, strict=False))
+        kind = (row.get("kind") or "").strip()
+        if kind not in KINDS:
+            raise InputError(f"{path}:{line}: kind {kind[:40]!r} is not tp, fp or fn")
+        try:
+            box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
+            cx = float(row["cx"]) if (row.get("cx") or "").strip() else (box[0] + box[2]) / 2
+            cy = float(row["cy"]) if (row.get("cy") or "").strip() else (box[1] + box[3]) / 2
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"{path}:{line}: box or centre is not a number") from None
+        if not all(math.isfinite(v) for v in (*box, cx, cy)):
+            values = ", ".join(f"{v:g}" for v in (*box, cx, cy))
+            raise InputError(f"{path}:{line}: box or centre is not finite ({values})")
+        if box[2] < box[0] or box[3] < box[1]:
+            raise InputError(f"{path}:{line}: box {list(box)} has x1 < x0 or y1 < y0")
+        out.setdefault(_stem(read_csv_cell(row["image"].strip())), []).append(TargetRow(kind, box, cx, cy))
     return out
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from irstd_bench._csv import csv_cell
+from irstd_bench._markdown import md_cell, one_line
 from irstd_bench.errors import InputError
 from irstd_bench.report._intervals import INDISTINCT_MARK, LATEX_INDISTINCT_MARK
 from irstd_bench.report._load import RunResult, unique_in_order
@@ -234,27 +235,24 @@ class Table:
     def to_markdown(self) -> str:
         """GitHub-flavoured Markdown; column headers read ``<dataset> <metric>``; best in bold."""
 
-        def cell(text: str) -> str:
-            return text.replace("|", "\\|")
-
         best = [self.best_rows(j) for j in range(len(self.columns))]
         header = [self.row_header] + [
             f"{c.group_label} {c.label}" if c.group_label else c.label for c in self.columns
         ]
-        lines = [f"**{cell(self.caption)}**", ""]
+        lines = [f"**{md_cell(self.caption)}**", ""]
         if self.matching:
-            lines += [cell(self.matching), ""]
-        lines.append("| " + " | ".join(cell(h) for h in header) + " |")
+            lines += [md_cell(self.matching), ""]
+        lines.append("| " + " | ".join(md_cell(h) for h in header) + " |")
         lines.append("|" + "|".join([":---"] + ["---:"] * len(self.columns)) + "|")
         for i, label in enumerate(self.rows):
-            cells = [cell(label)]
+            cells = [md_cell(label)]
             for j in range(len(self.columns)):
                 text = self.formatted(i, j)
                 cells.append(f"**{text}**" if i in best[j] else text)
             lines.append("| " + " | ".join(cells) + " |")
         if self.notes:
             lines.append("")
-            lines += [cell(line) + "  " for line in self.footnote_lines()]  # two spaces: a line break
+            lines += [md_cell(line) + "  " for line in self.footnote_lines()]  # two spaces: a line break
         return "\n".join(lines) + "\n"
 
     def to_latex(self) -> str:
@@ -472,8 +470,8 @@ _LATEX_SPECIALS = {
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters in plain text."""
-    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
+    """Escape LaTeX's special characters in plain text, on one line (:func:`~irstd_bench._markdown.one_line`)."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in one_line(text))
 
 
 # -- building tables from runs ------------------------------------------------------------------

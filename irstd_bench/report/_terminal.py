@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from irstd_bench._markdown import one_line
 from irstd_bench.report._load import load_runs
 from irstd_bench.report._tables import ASCII_NOTE_MARKS, ASCII_PLUS_MINUS, MISSING, Table, main_table
 
@@ -26,14 +27,15 @@ def format_terminal_table(
         for i in range(len(table.rows))
     ]
     cell_w = max(6, *(len(c.label) for c in table.columns), *(len(t) for row in texts for t in row))
-    label_w = max(len(table.row_header), *(len(r) for r in table.rows))
+    rows = [one_line(r) for r in table.rows]  # a line break in a method name would split its row
+    label_w = max(len(table.row_header), *(len(r) for r in rows))
     header1, header2 = [" " * label_w], [table.row_header.ljust(label_w)]
     for label, span in table._groups():
         width = span * cell_w + (span - 1)
-        header1.append(label[:width].center(width))
+        header1.append(one_line(label)[:width].center(width))
     header2 += [c.label.rjust(cell_w) for c in table.columns]
     body = []
-    for i, label in enumerate(table.rows):
+    for i, label in enumerate(rows):
         cells = [label.ljust(label_w)] + [_ascii_missing(t).rjust(cell_w) for t in texts[i]]
         body.append(_join_groups(cells, table))
     lines = [_join_groups(header1, table, grouped=True), _join_groups(header2, table)]

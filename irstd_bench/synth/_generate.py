@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from irstd_bench import __version__
-from irstd_bench._outputs import check_folder_replaceable, output_folder
+from irstd_bench._outputs import Claim, check_folder_replaceable, output_folder
 from irstd_bench.errors import InputError
 from irstd_bench.synth._background import Distractor, render_background
 from irstd_bench.synth._targets import (
@@ -295,16 +295,13 @@ def is_synth_output(path: Path) -> bool:
         return False
 
 
-def _check_out(out: Path, force: bool) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
+def _check_out(out: Path, force: bool) -> Claim:
+    if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
-    cwd = Path.cwd().resolve()
-    resolved = out.resolve()
-    if resolved == cwd or resolved in cwd.parents:
+    cwd, resolved = Path.cwd().resolve(), out.resolve()
+    if out.exists() and (resolved == cwd or resolved in cwd.parents):
         raise InputError(f"{out}: refusing to replace the current folder or one of its parents")
-    check_folder_replaceable(out, force=force)  # only an irstd-bench output, and only with --force
+    return check_folder_replaceable(out, force=force)  # only an irstd-bench output, and only with --force
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
@@ -405,7 +402,7 @@ def generate_sample(
     if not (isinstance(empty_fraction, (int, float)) and 0.0 <= empty_fraction <= 1.0):
         raise InputError(f"empty-fraction {empty_fraction!r}: must be between 0 and 1")
     out = Path(out_dir)
-    _check_out(out, force)
+    claim = _check_out(out, force)  # checked again when written
 
     layout_rng = _stream(seed, LAYOUT_STREAM)
     n_empty = n_images if max_targets == 0 else int(round(empty_fraction * n_images))
@@ -416,7 +413,7 @@ def generate_sample(
     records: dict[str, dict] = {}
     n_targets = n_background_only = 0
     splits = _splits(stems, seed)
-    with output_folder(out, "synth", force=force) as tmp:
+    with output_folder(out, "synth", force=force, claim=claim) as tmp:
         (tmp / "images").mkdir()
         (tmp / "masks").mkdir()
         for index, stem in enumerate(stems):

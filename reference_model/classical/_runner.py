@@ -150,10 +150,10 @@ def run_baseline(
     if not images:
         raise InputError("no images to process (empty split)")
     out = Path(out)
-    check_folder_replaceable(out, force=force)
+    claim = check_folder_replaceable(out, force=force)  # checked again when written
     workers = min(int(workers), len(images))
     start = time.perf_counter()
-    with output_folder(out, f"baseline {spec.name}", force=force, inputs=inputs) as tmp:
+    with output_folder(out, f"baseline {spec.name}", force=force, inputs=inputs, claim=claim) as tmp:
         for kind in save:
             (tmp / kind).mkdir()
         jobs = [(spec.name, params, stem, str(path), str(tmp), float(k), save) for stem, path in images]

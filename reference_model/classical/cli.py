@@ -6,7 +6,7 @@ import os
 
 import click
 
-from irstd_bench._cli_options import max_pixels_option, skip_defects_option
+from irstd_bench._cli_options import WORKERS, Number, count, max_pixels_option, skip_defects_option
 from irstd_bench._io import check_pixels, image_size, pixel_limit
 from irstd_bench.datasets import open_dataset
 from irstd_bench.errors import InputError
@@ -51,11 +51,11 @@ def _method_help() -> str:
 @click.option(
     "--out", required=True, type=click.Path(), help="Output folder (scoremaps/<stem>.npy, masks/<stem>.png)."
 )
-@click.option("--k", "k", default=3.0, show_default=True, type=float, help="Mask threshold mean + k * std.")
-@click.option("--workers", default=None, type=int, help="Processes (default: all CPU cores).")
+@click.option("--k", "k", default=3.0, show_default=True, type=Number(float), help="Mask threshold mean + k * std.")
+@click.option("--workers", default=None, type=WORKERS, help="Processes (default: all CPU cores).")
 @click.option("--save", default="scoremaps,masks", show_default=True, help="What to write: scoremaps, masks.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Method parameter (repeatable).")
-@click.option("--limit", default=None, type=int, help="Only the first N images of the split.")
+@click.option("--limit", default=None, type=count(1), help="Only the first N images of the split.")
 @max_pixels_option
 @skip_defects_option
 @click.option("--force", is_flag=True, help="Replace an earlier irstd-bench output at --out (only files it wrote).")
@@ -77,8 +77,6 @@ def baseline(
     parsed = parse_params(spec, params)
     check_param_ranges(spec.name, parsed)
     save_kinds = parse_save(save)
-    if limit is not None and limit < 1:
-        raise InputError(f"--limit must be >= 1, got {limit}")
     ds = open_dataset(root, dataset, image_dir=image_dir, mask_dir=mask_dir, skip_defects=skip_defects)
     stems = ds.stems(split)
     if limit is not None:

@@ -87,7 +87,39 @@ def load_checkpoint(path: str | Path) -> dict:
         isinstance(k, str) for k in checkpoint["model_config"]
     ):
         raise InputError(f"{path}: checkpoint model_config is not a mapping of keyword names")
+    _check_fields(checkpoint, path)
     return checkpoint
+
+
+def _is_state_dict(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+
+
+def _check_fields(checkpoint: dict, path: Path) -> None:
+    """The types of the fields irstd-bench reads back, so a crafted or damaged file fails here,
+    by name, instead of deep inside model building, prediction or resuming."""
+    from .transforms import check_input_size
+
+    if not _is_state_dict(checkpoint["model"]):
+        raise InputError(f"{path}: checkpoint 'model' is not a state dict (names -> tensors)")
+    ema = checkpoint.get("ema")
+    if ema is not None and not (isinstance(ema, dict) and _is_state_dict(ema.get("module"))):
+        raise InputError(f"{path}: checkpoint 'ema' is neither null nor an EMA state with a 'module' state dict")
+    task = checkpoint.get("task")
+    if task is not None and task not in ("detect", "segment"):
+        raise InputError(f"{path}: checkpoint task {task!r:.40} is neither 'detect' nor 'segment'")
+    size = checkpoint.get("input_size")
+    if size is not None:
+        try:
+            check_input_size(size)
+        except ValueError as exc:
+            raise InputError(f"{path}: checkpoint input_size: {exc}") from None
+    for key in ("train_args", "metrics", "best_metrics"):
+        if checkpoint.get(key) is not None and not isinstance(checkpoint[key], dict):
+            raise InputError(f"{path}: checkpoint {key!r} is not a mapping")
+    epoch = checkpoint.get("epoch")
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
+        raise InputError(f"{path}: checkpoint epoch {epoch!r:.40} is not a count of epochs")
 
 
 def checked_model_name(checkpoint: dict, source: str | Path, cli_model: str | None = None) -> str:
@@ -116,10 +148,11 @@ def checked_model_name(checkpoint: dict, source: str | Path, cli_model: str | No
     raise InputError(f"{source}: checkpoint names model {name!r}, which is not in the registry ({', '.join(MODELS)})")
 
 
-def resolve_weights(spec: str | Path) -> Path:
+def resolve_weights(spec: str | Path, *, option: str = "--weights") -> Path:
     """A checkpoint path from ``--weights``: a file, a run folder (its ``best.pt``) or a bundled name.
 
-    Bundled names are the files ``irstd_bench/weights/<name>.pt`` (e.g. ``nuaa-eflnet-n``).
+    Bundled names are the files ``irstd_bench/weights/<name>.pt`` (e.g. ``nuaa-eflnet-n``);
+    ``option`` is the option named when nothing is found (``eval --config-from`` reads weights too).
     """
     path = Path(spec)
     if path.is_file():
@@ -134,7 +167,7 @@ def resolve_weights(spec: str | Path) -> Path:
         return bundled
     names = sorted(p.stem for p in BUNDLED_WEIGHTS_DIR.glob("*.pt")) if BUNDLED_WEIGHTS_DIR.is_dir() else []
     raise InputError(
-        f"--weights {spec}: no such file and no bundled weights of that name "
+        f"{option} {spec}: no such file and no bundled weights of that name "
         f"(bundled: {', '.join(names) or 'none installed'})"
     )
 
@@ -158,15 +191,20 @@ def model_builder(name: str):
     return lambda **kw: build_model(name, **kw)
 
 
+#: What a builder raises for a keyword value of the wrong type or size.
+_BAD_CONFIG_ERRORS = (TypeError, ValueError, RuntimeError, OverflowError, IndexError, KeyError, AttributeError)
+
+
 def build_named_model(name: str, **config) -> nn.Module:
     """Build a model by name with builder keywords; a bad keyword or value raises :class:`InputError`."""
     builder = model_builder(name)
     try:
         model = builder(**config)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise InputError(f"model {name!r}: {exc}") from None
+    except InputError:
+        raise
+    except _BAD_CONFIG_ERRORS as exc:  # a value of the wrong type or size (torch says RuntimeError)
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
+        raise InputError(f"model {name!r}: {reason}") from None
     for attr in ("task", "config", "compute_loss", "postprocess"):
         if not hasattr(model, attr):
             raise InputError(f"model {name!r} does not follow the Models protocol (no {attr!r})")

@@ -10,9 +10,13 @@ from pathlib import Path
 
 import click
 
-from irstd_bench._cli_options import max_pixels_option, skip_defects_option
+from irstd_bench._cli_options import UNIT_INTERVAL, Number, count, max_pixels_option, skip_defects_option
 from irstd_bench._io import check_pixels, image_size, pixel_limit
 from irstd_bench.errors import InputError
+from reference_model.engine.transforms import MAX_INPUT_SIZE, SIZE_DIVISOR
+
+#: ``predict --imgsz`` for a checkpoint that does not record its training size, px.
+DEFAULT_INPUT_SIZE = 512
 
 #: Model switches of ``train`` -> EFLNet builder keywords (``docs/CONTRACTS.md``, Models).
 EFLNET_SWITCHES = ("use_atfl", "use_nwd", "atfl_lambda", "nwd_constant", "dyhead_blocks", "strides")
@@ -82,6 +86,10 @@ def _explicit(ctx: click.Context) -> set[str]:
     default=None,
     help="Named recipe of the model (paper, authors...): its model options and training settings; "
     "options given here win. Default: the model's default recipe where it has one; 'none': the engine's defaults.",
+)
+@click.option(
+    "--protocol", default=None,
+    help="Named comparison protocol (cpu-native-256, authors-sizes): settings applied over the recipe's.",
 )
 @click.option(
     "--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "adamw", "adagrad"])
@@ -207,6 +215,10 @@ def _explicit(ctx: click.Context) -> set[str]:
     help="Letterbox onto this side and cut random --imgsz windows (default: letterbox to --imgsz).",
 )
 @click.option(
+    "--eval-size", default=None, type=int,
+    help="Side of the validation input and predict's default --imgsz (default: --imgsz).",
+)
+@click.option(
     "--channels-last/--no-channels-last", default=True, show_default=True, help="Channels-last memory format."
 )
 @click.option("--compile", is_flag=True, help="torch.compile the forward pass.")
@@ -272,6 +284,8 @@ def train(ctx: click.Context, **opts) -> None:
         )
     if opts["resume"] and opts["recipe"]:
         raise InputError("--recipe cannot change a resumed run (it keeps the recipe it was started with)")
+    if opts["resume"] and opts["protocol"]:
+        raise InputError("--protocol cannot change a resumed run (it keeps the protocol it was started with)")
     config = TrainConfig(model_overrides=overrides, **opts)
     with pixel_limit(max_pixels):
         result = run_training(config, explicit=explicit, force=force)
@@ -318,17 +332,23 @@ def _number_or_none(value: str | float | None) -> float | None:
     type=click.Choice(["coco", "yolo", "csv", "scoremaps", "masks"]),
     help="Detectors: coco (default), yolo, csv. Segmenters: scoremaps (default), masks.",
 )
-@click.option("--conf", default=0.001, show_default=True, type=float, help="Detector score threshold.")
+@click.option("--conf", default=0.001, show_default=True, type=UNIT_INTERVAL, help="Detector score threshold.")
 @click.option(
-    "--max-det", default=None, type=int,
+    "--max-det", default=None, type=count(1),
     help="Detections kept per image after NMS (default: the run's max_det, in its checkpoint; else 100).",
 )
 @max_pixels_option
 @skip_defects_option
 @click.option("--force", is_flag=True, help="Replace an earlier predict output at --out (only what predict wrote).")
-@click.option("--mask-threshold", default=0.5, show_default=True, type=float, help="masks: score >= this.")
-@click.option("--imgsz", default=None, type=int, help="Input side, px (default: the training size).")
-@click.option("--batch", default=8, show_default=True, type=int)
+@click.option(
+    "--mask-threshold", default=0.5, show_default=True, type=Number(float, 0, 1, low_open=True),
+    help="masks: score >= this.",
+)
+@click.option(
+    "--imgsz", default=None, type=count(SIZE_DIVISOR, MAX_INPUT_SIZE),
+    help=f"Input side, px, a multiple of {SIZE_DIVISOR} (default: the training size).",
+)
+@click.option("--batch", default=8, show_default=True, type=count(1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--image-dir", default=None, help="--dataset custom: image folder under the root.")
 @click.option("--mask-dir", default=None, help="--dataset custom: mask folder under the root.")
@@ -376,24 +396,17 @@ def predict(
 
     if (source is None) == (root is None):
         raise InputError("give the images: --source FOLDER or --root DATA_ROOT (with --dataset, --split)")
-    if not 0.0 <= conf <= 1.0:
-        raise InputError(f"--conf {conf}: must be in [0, 1]")
-    if not 0.0 < mask_threshold <= 1.0:
-        raise InputError(f"--mask-threshold {mask_threshold}: must be in (0, 1]")
-    if batch < 1:
-        raise InputError(f"--batch {batch}: must be >= 1")
-    if max_det is not None and max_det < 1:
-        raise InputError(f"--max-det {max_det}: must be >= 1")
+    if imgsz is not None:
+        try:
+            check_input_size(imgsz)
+        except ValueError as exc:
+            raise InputError(f"--imgsz {imgsz}: {exc}") from None
     dev = resolve_device(device)
     model, checkpoint, path = load_for_inference(weights, dev, cli_model)
     pad_value, trained_max_det = inference_settings(checkpoint, path)  # the letterbox the model was trained on
     fmt = fmt or ("coco" if model.task == "detect" else "scoremaps")
     check_format(model.task, fmt)
-    size = imgsz if imgsz is not None else int(checkpoint.get("input_size") or 512)
-    try:
-        check_input_size(size)
-    except ValueError as exc:
-        raise InputError(f"--imgsz {size}: {exc}") from None
+    size = imgsz if imgsz is not None else checkpoint.get("input_size") or DEFAULT_INPUT_SIZE
     if source is not None:
         from reference_model.engine.predict import image_samples
 
@@ -411,7 +424,7 @@ def predict(
         )
         samples = [ds.sample(stem) for stem in ds.stems(split)]
     inputs = [("image folder", source), ("dataset root", root), ("weights", path)]
-    check_predictions_out(out, fmt, force=force, inputs=inputs)  # before the (long) inference
+    claims = check_predictions_out(out, fmt, force=force, inputs=inputs)  # before the (long) inference
     amp = amp_dtype_for(dev, True)  # predict has no --amp option: CUDA inference always autocasts
     try:
         with pixel_limit(max_pixels):
@@ -425,7 +438,8 @@ def predict(
         raise InputError(
             f"out of memory on {dev} with --batch {batch} --imgsz {size}; try smaller values"
         ) from None
-    written = write_predictions(items, out, fmt, mask_threshold=mask_threshold, force=force, inputs=inputs)
+    written = write_predictions(items, out, fmt, mask_threshold=mask_threshold, force=force, inputs=inputs,
+                                claims=claims)
     n_targets = sum(len(i.prediction.boxes) for i in items) if model.task == "detect" else None
     what = f", {n_targets} boxes" if n_targets is not None else ""
     click.echo(f"{checkpoint['model_name']} ({path}): {len(items)} images{what} -> {written} ({fmt})")

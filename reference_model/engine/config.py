@@ -8,15 +8,17 @@ settings the user gave explicitly (an explicit option always wins).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from irstd_bench._cli_options import MAX_WORKERS
 from irstd_bench.errors import InputError
 
 from .checkpoint import checked_model_name, load_checkpoint
 from .draws import AugmentConfig, check_augment
 from .schedule import SCHEDULE_STEPS, SCHEDULES
-from .transforms import check_input_size
+from .transforms import MAX_INPUT_SIZE, check_input_size
 
 #: Default base learning rate and weight decay per optimizer.
 DEFAULT_LR = {"sgd": 0.01, "adamw": 0.001, "adagrad": 0.05}
@@ -30,6 +32,8 @@ DEFAULT_MAX_DET = 100
 #: Settings of a resumed run that may differ from the saved ones.
 RESUME_MAY_CHANGE = ("epochs", "device", "workers", "resume", "out", "progress", "memory_fraction", "threads",
                      "compile")
+#: ``--threads`` at most this many per CPU: more only multiplies OpenMP threads that wait.
+MAX_THREADS_PER_CPU = 4
 #: Name of a run's last checkpoint in its folder.
 LAST_NAME = "last.pt"
 #: Engine settings that no authors' code base of our recipes has: a recipe that does not name one
@@ -40,7 +44,8 @@ LAST_NAME = "last.pt"
 RECIPE_UNNAMED_SETTINGS = {"crop": 0.0, "brightness": 0.0, "contrast": 0.0, "noise": 0.0, "grad_clip": None}
 #: ``TrainConfig`` fields a recipe may not set (where and how a run executes, not what it trains).
 NOT_RECIPE_FIELDS = ("root", "dataset", "split", "model", "model_overrides", "device", "out", "resume",
-                     "recipe", "progress", "image_dir", "mask_dir", "mask_suffix", "workers", "skip_defects")
+                     "recipe", "protocol", "progress", "image_dir", "mask_dir", "mask_suffix", "workers",
+                     "skip_defects")
 
 
 @dataclass
@@ -100,6 +105,9 @@ crop_min_side, mosaic9, mosaic_style, window_style, min_box_side, mixup_beta, mi
         Gaussian sigma): the engine's photometric jitter, off in every recipe that does not name it. ``crop``:
         probability of a target-keeping crop (every target kept whole, zoomed in by up to
         ``1 / crop_min_side``) instead of the scale/translate jitter.
+    eval_size : int or None
+        Side of the letterboxed validation input and the default of ``predict --imgsz`` (``None``:
+        ``imgsz``). Set by a protocol that trains on windows of the authors' canvas.
     grad_clip : float or None
         Largest gradient norm of an optimizer step (``None``: no clipping, as in every recipe that does
         not name it).
@@ -120,6 +128,9 @@ crop_min_side, mosaic9, mosaic_style, window_style, min_box_side, mixup_beta, mi
         ``None`` (the model's ``DEFAULT_RECIPE`` where it has one;
         :func:`reference_model.recipe.resolve_recipe_name`). After :func:`apply_recipe`: the recipe
         applied, or ``None`` (recorded in ``args.json`` and checkpoints).
+    protocol : str or None
+        Name of a :data:`reference_model.protocol.PROTOCOLS` entry whose settings are applied over
+        the recipe's (explicit options still win); recorded in ``args.json`` and checkpoints.
     workers : int
         Processes decoding the images once at the start (training batches are made on the device).
     val_every : int
@@ -198,8 +209,10 @@ crop_min_side, mosaic9, mosaic_style, window_style, min_box_side, mixup_beta, mi
     max_det: int = DEFAULT_MAX_DET
     grad_clip: float | None = 10.0
     base_size: int | None = None
+    eval_size: int | None = None
     fitness: str = "f1"
     recipe: str | None = None
+    protocol: str | None = None
     val_conf: float = 0.5
     matcher: str = "iou:0.5"
     resize_masks: bool = False
@@ -215,7 +228,16 @@ crop_min_side, mosaic9, mosaic_style, window_style, min_box_side, mixup_beta, mi
     threads: int | None = None
 
     def check(self) -> None:
-        """Raise :class:`InputError` for a value out of range."""
+        """Raise :class:`InputError` for a value out of range or a missing ``model``/``root``."""
+        self.check_values()
+        if not self.model:
+            raise InputError("--model is required (or --resume a run)")
+        if not self.root:
+            raise InputError("--root is required (or --resume a run)")
+
+    def check_values(self) -> None:
+        """Raise :class:`InputError` for a value out of range: the one check of ``train``'s options,
+        run before anything else (a resumed run's saved settings are checked again by :meth:`check`)."""
         if self.epochs < 1:
             raise InputError(f"--epochs {self.epochs}: must be >= 1")
         if self.batch < 1:
@@ -224,8 +246,16 @@ crop_min_side, mosaic9, mosaic_style, window_style, min_box_side, mixup_beta, mi
             check_input_size(self.imgsz)
         except ValueError as exc:
             raise InputError(f"--imgsz {self.imgsz}: {exc}") from None
-        if self.base_size is not None and self.base_size < 1:
-            raise InputError(f"--base-size {self.base_size}: must be >= 1")
+        if self.base_size is not None and not self.imgsz <= self.base_size <= MAX_INPUT_SIZE:
+            raise InputError(
+                f"--base-size {self.base_size}: must be in [--imgsz {self.imgsz}, {MAX_INPUT_SIZE}] "
+                "(--imgsz windows are cut from the --base-size canvas)"
+            )
+        if self.eval_size is not None:
+            try:
+                check_input_size(self.eval_size)
+            except ValueError as exc:
+                raise InputError(f"--eval-size {self.eval_size}: {exc}") from None
         if self.val_every < 1:
             raise InputError(f"--val-every {self.val_every}: must be >= 1")
         if self.optimizer not in DEFAULT_LR:
@@ -274,16 +304,24 @@ crop_min_side, mosaic9, mosaic_style, window_style, min_box_side, mixup_beta, mi
             raise InputError(f"--{name.replace('_', '-')} {rest}") from None
         if not 0.0 < self.val_conf <= 1.0:
             raise InputError(f"--val-conf {self.val_conf}: must be in (0, 1]")
-        if self.workers < 0:
-            raise InputError(f"--workers {self.workers}: must be >= 0")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise InputError(f"--workers {self.workers}: must be in [0, {MAX_WORKERS}]")
         if self.memory_fraction is not None and not 0.0 < self.memory_fraction <= 1.0:
             raise InputError(f"--memory-fraction {self.memory_fraction}: must be in (0, 1]")
-        if self.threads is not None and self.threads < 1:
-            raise InputError(f"--threads {self.threads}: must be >= 1")
-        if not self.model:
-            raise InputError("--model is required (or --resume a run)")
-        if not self.root:
-            raise InputError("--root is required (or --resume a run)")
+        most_threads = MAX_THREADS_PER_CPU * (os.cpu_count() or 1)
+        if self.threads is not None and not 1 <= self.threads <= most_threads:
+            raise InputError(f"--threads {self.threads}: must be in [1, {most_threads}] "
+                             f"({MAX_THREADS_PER_CPU} per CPU of this machine)")
+
+    def with_absolute_root(self) -> TrainConfig:
+        """This config with ``root`` made absolute (what a run records: its resume must find the
+        same dataset from any working folder)."""
+        return replace(self, root=str(Path(self.root).resolve())) if self.root else self
+
+    @property
+    def eval_side(self) -> int:
+        """Side of the validation input and of the checkpoint's ``input_size`` (predict's default)."""
+        return int(self.eval_size or self.imgsz)
 
     @property
     def base_lr(self) -> float:
@@ -342,7 +380,9 @@ def apply_recipe(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, 
         return replace(config, recipe=None), None
     name = resolve_recipe_name(config.model, config.recipe)
     if name is None:
-        return replace(config, recipe=None), None
+        protocol = _protocol_settings(config.protocol, {"imgsz": config.imgsz, "base_size": config.base_size})
+        updates = {k: v for k, v in protocol.items() if k not in explicit}
+        return replace(config, **updates, recipe=None), None
     recipe = find_recipe(config.model, name)
     known = config_fields()
     unknown = sorted(set(recipe.train) - known)
@@ -355,9 +395,21 @@ def apply_recipe(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, 
     if forbidden:
         raise InputError(f"recipe {recipe.name!r} of {config.model}: may not set {', '.join(forbidden)}")
     settings = {**RECIPE_UNNAMED_SETTINGS, **recipe.train}
+    sizes = {k: v for k, v in settings.items() if k in ("imgsz", "base_size") and k not in explicit}
+    sizes = {"imgsz": config.imgsz, "base_size": config.base_size, **sizes}
+    settings.update(_protocol_settings(config.protocol, sizes))
     updates = {k: v for k, v in settings.items() if k not in explicit}
     overrides = {**dict(recipe.model_options), **dict(config.model_overrides)}
     return replace(config, **updates, recipe=name, model_overrides=overrides), recipe.to_dict()
+
+
+def _protocol_settings(name: str | None, sizes: dict) -> dict:
+    """The ``TrainConfig`` settings of protocol ``name`` for a run of these ``imgsz``/``base_size``."""
+    if not name:
+        return {}
+    from reference_model.protocol import find_protocol
+
+    return find_protocol(name).settings(sizes)
 
 
 def recipe_summary(config: TrainConfig, record: dict | None, explicit: set[str], *, asked: str | None) -> str:
@@ -365,9 +417,12 @@ def recipe_summary(config: TrainConfig, record: dict | None, explicit: set[str],
 
     ``config`` is the applied config, ``record`` :func:`apply_recipe`'s, ``asked`` the ``--recipe`` given.
     """
+    protocol = {k: getattr(config, k) for k in ("imgsz", "base_size", "eval_size")} if config.protocol else {}
+    by_protocol = [f"{k}={v!r}" for k, v in sorted(protocol.items()) if k not in explicit]
+    under = f" under protocol {config.protocol} ({', '.join(by_protocol) or 'no change'})" if config.protocol else ""
     if record is None:
         why = "--recipe none" if asked else f"{config.model} has no default recipe"
-        return f"recipe: none (the engine's defaults; {why})"
+        return f"recipe: none (the engine's defaults; {why}){under}"
     how = "asked with --recipe" if asked else f"default of {config.model}; --recipe none for the engine's defaults"
     settings = {**RECIPE_UNNAMED_SETTINGS, **record["train"]}
     overridden = [
@@ -381,7 +436,7 @@ def recipe_summary(config: TrainConfig, record: dict | None, explicit: set[str],
         if k in config.model_overrides and config.model_overrides[k] != v
     ]
     tail = f"; overridden on the command line: {', '.join(overridden)}" if overridden else ""
-    return f"recipe: {record['name']} ({how}){tail}"
+    return f"recipe: {record['name']} ({how}){under}{tail}"
 
 
 def resume_config(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig, dict, Path]:
@@ -404,4 +459,31 @@ def resume_config(config: TrainConfig, explicit: set[str]) -> tuple[TrainConfig,
             merged[name] = getattr(config, name)
     merged["resume"] = str(config.resume)
     merged["out"] = str(config.out) if "out" in explicit and config.out else str(path.parent)
+    merged["root"] = resumed_root(saved.get("root"), config.root if "root" in explicit else None, path)
     return TrainConfig(**merged), checkpoint, path
+
+
+def resumed_root(recorded: str | None, given: str | None, checkpoint: Path) -> str:
+    """The dataset root a resumed run trains on, absolute.
+
+    New runs record their root absolute (:meth:`TrainConfig.with_absolute_root`), so resuming
+    from another working folder trains on the same data. The recorded root is used when it is
+    found; ``given`` (``--root``) only locates a root that is not (a dataset moved, or a run that
+    recorded a relative root without saying relative to what), and may not switch a run to
+    other data. Otherwise :class:`InputError`.
+    """
+    saved = Path(str(recorded or ""))
+    if recorded and saved.is_absolute() and saved.is_dir():
+        if given and Path(given).resolve() != saved.resolve():
+            raise InputError(f"--root {given}: {checkpoint} was trained on {saved}; a resumed run keeps its dataset")
+        return str(saved)
+    if given:
+        if not Path(given).is_dir():
+            raise InputError(f"--root {given}: dataset root not found")
+        return str(Path(given).resolve())
+    if recorded and not saved.is_absolute():
+        raise InputError(
+            f"{checkpoint}: the run recorded its dataset root as {recorded!r}, relative to a working folder it did "
+            "not record; give the dataset again with --root"
+        )
+    raise InputError(f"{checkpoint}: the run's dataset root {recorded!r} is not found (moved?); give it with --root")

@@ -31,13 +31,18 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from irstd_bench._csv import csv_cell
-from irstd_bench._io import IMAGE_SUFFIXES
+from irstd_bench._io import IMAGE_SUFFIXES, listed_name
 from irstd_bench._outputs import (
-    MAX_OWNED_JSON_BYTES,
+    MANIFEST_SCHEMA,
+    Claim,
     check_file_replaceable,
     check_folder_replaceable,
+    json_schema_owner,
     output_folder,
     refuse_inside_inputs,
+    sidecar_owner,
+    sidecar_path,
+    sidecar_text,
     write_file_set,
 )
 from irstd_bench._progress import progress_bar
@@ -62,11 +67,8 @@ SINGLE_FILE_NAMES = {"coco": "predictions.json", "csv": "predictions.csv"}
 FOLDER_SUFFIXES = {"yolo": ".txt", "scoremaps": ".npy", "masks": ".png"}
 #: Default score threshold of ``masks`` output.
 DEFAULT_MASK_THRESHOLD = 0.5
-#: Header of ``csv`` predictions (also how a file ``predict`` wrote is recognised).
+#: Header of ``csv`` predictions.
 CSV_HEADER = "image,x0,y0,x1,y1,score"
-#: Keys of each row of ``coco`` predictions (and of the rows earlier versions wrote).
-COCO_ROW_KEYS = {"image_id", "category_id", "bbox", "score", "file_name"}
-EARLIER_COCO_ROW_KEYS = {"file_name", "bbox", "score"}
 #: Class index written in YOLO files (one class: target).
 YOLO_CLASS = 0
 #: Category id of COCO results (convert's one category, ``target``).
@@ -193,6 +195,7 @@ def image_samples(source: Path) -> list[Sample]:
     samples: dict[str, Sample] = {}
     for path in sorted(source.iterdir()):
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+            listed_name(path)
             if path.stem in samples:
                 raise InputError(
                     f"--source {source}: two images with stem {path.stem!r} "
@@ -246,33 +249,25 @@ def _is_single_file(out: Path, fmt: str) -> bool:
     return fmt in SINGLE_FILE_NAMES and output_path(out, fmt) == Path(out)
 
 
-def _written_by_predict(path: Path) -> bool:
-    """A prediction file ``predict`` wrote, recognised by content: the exact CSV header, or a COCO
-    results list whose rows have exactly our keys (:data:`COCO_ROW_KEYS`, or an earlier version's)."""
-    try:
-        if path.suffix.lower() == ".csv":
-            with open(path, encoding="utf-8") as handle:
-                return handle.readline().rstrip("\r\n") == CSV_HEADER
-        if path.stat().st_size > MAX_OWNED_JSON_BYTES:
-            return False
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(rows, list) and all(
-        isinstance(r, dict) and set(r) in (COCO_ROW_KEYS, EARLIER_COCO_ROW_KEYS) for r in rows
-    )
+def check_predictions_out(out: Path, fmt: str, *, force: bool = False, inputs=()) -> dict[Path, Claim] | Claim:
+    """Refuse an ``--out`` that is an input, holds one, or would replace what irstd-bench did not write.
 
-
-def check_predictions_out(out: Path, fmt: str, *, force: bool = False, inputs=()) -> None:
-    """Refuse an ``--out`` that is an input, holds one, or would replace what irstd-bench did not write."""
+    A single ``.json``/``.csv`` file is ours only when its sidecar manifest
+    (:func:`irstd_bench._outputs.sidecar_owner`) names it with its current SHA-256: another
+    detector's results, or a file predict wrote before sidecars existed, are never replaced.
+    Returns the claims to write with: ``{file: claim, sidecar: claim}``, or the folder's claim.
+    """
     out = Path(out)
     output_path(out, fmt)  # refuses a folder format given a file name
     single = _is_single_file(out, fmt)
     refuse_inside_inputs(out, inputs, folder=not single)
-    if single:
-        check_file_replaceable(out, force=force, owned=_written_by_predict)
-    else:
-        check_folder_replaceable(out, force=force)
+    if not single:
+        return check_folder_replaceable(out, force=force)
+    claim = check_file_replaceable(out, force=force, owned=sidecar_owner)
+    # A sidecar whose file is gone (deleted by hand) is stale: replaced without --force.
+    side = check_file_replaceable(sidecar_path(out), force=force or claim.identity is None,
+                                  owned=json_schema_owner(MANIFEST_SCHEMA))
+    return {out: claim, sidecar_path(out): side}
 
 
 def _fmt(value: float) -> str:
@@ -353,30 +348,34 @@ def write_predictions(
     mask_threshold: float = DEFAULT_MASK_THRESHOLD,
     force: bool = False,
     inputs=(),
+    claims=None,
 ) -> Path:
     """Write predictions in ``fmt`` (see module docstring) and return the path to pass to ``eval``.
 
-    ``out`` ending in ``.json``/``.csv`` is one file (replaced only with ``force`` and only when
-    it is recognisably a ``predict`` output); any other ``out`` is a folder irstd-bench creates
-    with its manifest (:func:`irstd_bench._outputs.output_folder`): ``predictions.json`` /
+    ``out`` ending in ``.json``/``.csv`` is one file with a sidecar manifest (replaced only with
+    ``force`` and only when its sidecar proves it is a ``predict`` output); any other ``out`` is
+    a folder irstd-bench creates with its manifest (:func:`irstd_bench._outputs.output_folder`): ``predictions.json`` /
     ``predictions.csv`` inside it, or one file per image. ``inputs`` (``(label, path)``) are
-    never overwritten nor held by ``out``.
+    never overwritten nor held by ``out``. ``claims``: what :func:`check_predictions_out`
+    returned before the inference, so that whatever changed at ``out`` since is refused.
     """
     if fmt not in (*DETECT_FORMATS, *SEGMENT_FORMATS):
         raise InputError(
             f"--format {fmt!r}: expected one of {', '.join((*DETECT_FORMATS, *SEGMENT_FORMATS))}"
         )
     out = Path(out)
-    check_predictions_out(out, fmt, force=force, inputs=inputs)
+    if claims is None:
+        claims = check_predictions_out(out, fmt, force=force, inputs=inputs)
     if fmt in SINGLE_FILE_NAMES:
         text = _coco_text(items) if fmt == "coco" else _csv_text(items)
         if _is_single_file(out, fmt):
-            write_file_set({out: text})
+            # The file first, its sidecar manifest (its proof of ownership) last.
+            write_file_set({out: text, sidecar_path(out): sidecar_text(out, text, f"predict --format {fmt}")}, claims)
             return out
-        with output_folder(out, f"predict --format {fmt}", force=force, inputs=inputs) as tmp:
+        with output_folder(out, f"predict --format {fmt}", force=force, inputs=inputs, claim=claims) as tmp:
             (tmp / SINGLE_FILE_NAMES[fmt]).write_text(text, encoding="utf-8", newline="\n")
         return out / SINGLE_FILE_NAMES[fmt]
-    with output_folder(out, f"predict --format {fmt}", force=force, inputs=inputs) as tmp:
+    with output_folder(out, f"predict --format {fmt}", force=force, inputs=inputs, claim=claims) as tmp:
         _write_folder_items(tmp, items, fmt, mask_threshold)
     return out
 

@@ -107,7 +107,7 @@ def load_run_data(cfg: TrainConfig, ctx: DistContext, log: Callable[[str], None]
     val_data = val_truth = None
     if ctx.is_main:
         val_data = load_letterboxed(
-            val_samples, cfg.imgsz, ctx.device, dataset=ds, resize_masks=cfg.resize_masks, workers=cfg.workers,
+            val_samples, cfg.eval_side, ctx.device, dataset=ds, resize_masks=cfg.resize_masks, workers=cfg.workers,
             pad_value=cfg.pad_value,
         )
         val_truth = ground_truth(val_samples, ds, cfg.resize_masks)

@@ -41,7 +41,6 @@ import click
 import numpy as np
 import torch
 
-from irstd_bench._outputs import write_manifest
 from irstd_bench._progress import progress_bar
 from irstd_bench.errors import InputError
 
@@ -60,14 +59,14 @@ from .distributed import DistContext, init_distributed, shutdown_distributed
 from .fitness import fitness
 from .predict import autocast_context
 from .run_files import (
+    ARGS_NAME,
     BEST_NAME,
-    check_new_run_folder,
+    CSV_NAME,
+    args_text,
+    csv_text,
     jsonable,
-    open_run_folder,
-    remove_unfinished_run,
     results_row,
-    write_args,
-    write_results_csv,
+    run_folder,
 )
 from .run_setup import build_optimization, load_run_data, restore_optimization, resumed_progress
 from .runtime import finite_sum, torch_settings
@@ -116,14 +115,17 @@ class Trainer:
         else:
             asked = config.recipe
             config, self.recipe = apply_recipe(config, given)
+            config = config.with_absolute_root()
         config.check()
         self.recipe_line = None
         if self.checkpoint is None:
             self.recipe_line = recipe_summary(config, self.recipe, given, asked=asked)
         self.config = config
         self.out = Path(config.out or Path("runs") / "train")
-        # A new run never writes over a user's files, nor over an earlier run without --force.
-        self.replace_earlier = self.checkpoint is None and check_new_run_folder(self.out, force=force)
+        # A new run never writes over a user's files, nor over an earlier run without --force; a
+        # continued run replaces only the files its manifest lists.
+        self.folder = run_folder(self.out, force=force, root=Path(config.root) if config.root else None,
+                                 resume=self.resume_path if self.checkpoint is not None else None)
         self.device = ctx.device
 
     # ---------------------------------------------------------------- setup
@@ -311,7 +313,7 @@ class Trainer:
             "model_name": self.model_name,
             "model_config": dict(self.raw.config),
             "task": self.task,
-            "input_size": cfg.imgsz,
+            "input_size": cfg.eval_side,
             "model": self.raw.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
@@ -331,8 +333,8 @@ class Trainer:
             checkpoint["adversary"] = self.adversary.state_dict()
         return checkpoint
 
-    def _write_args(self) -> None:
-        info = {
+    def _args(self) -> dict:
+        return {
             **jsonable(asdict(self.config)),
             "model_name": self.model_name,
             "model_config": jsonable(dict(self.raw.config)),
@@ -347,25 +349,32 @@ class Trainer:
             "device": str(self.device),
             "amp_dtype": None if self.amp_dtype is None else str(self.amp_dtype).replace("torch.", ""),
         }
-        write_args(self.out, info)
 
     def run(self) -> TrainResult:
-        new_run = self.checkpoint is None
         self.setup()
         if self.recipe_line:
             _log(self.ctx, self.recipe_line)  # after set-up: a bad input's error stays the only line
-        created: list[Path] = []
         if self.ctx.is_main:
-            created = open_run_folder(self.out, replace_earlier=self.replace_earlier)
-            self._write_args()
-            write_manifest(self.out, "train")
+            self.folder.open()
         try:
             return self._epochs()
         except BaseException:
-            # A run that failed before its first checkpoint leaves nothing (no lone args.json).
-            if self.ctx.is_main and new_run and not (self.out / LAST_NAME).exists():
-                remove_unfinished_run(self.out, created)
+            # Before its first checkpoint a run has written nothing; the folder it created goes,
+            # an earlier run it was replacing comes back.
+            if self.ctx.is_main and not self.folder.written:
+                self.folder.discard()
             raise
+
+    def _write_checkpoint(self, checkpoint: dict, improved: bool) -> None:
+        """``last.pt`` (and ``best.pt``), ``results.csv``, at the first one ``args.json``, then the manifest."""
+        folder = self.folder
+        if not folder.written:
+            folder.write_text(ARGS_NAME, args_text(self._args()))
+        folder.write(LAST_NAME, lambda tmp: save_checkpoint(tmp, checkpoint))
+        if improved:
+            folder.write(BEST_NAME, lambda tmp: save_checkpoint(tmp, checkpoint))
+        folder.write_text(CSV_NAME, csv_text(self.history))
+        folder.write_manifest()
 
     def _epochs(self) -> TrainResult:
         cfg = self.config
@@ -374,7 +383,7 @@ class Trainer:
             _log(self.ctx, f"resuming {self.resume_path} after epoch {self.start_epoch}")
             self.checkpoint = None  # free the loaded tensors
         for epoch in range(self.start_epoch, cfg.epochs):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             losses = self._train_epoch(epoch)
             if hasattr(self.raw, "on_epoch_end"):
                 self.raw.on_epoch_end()
@@ -388,14 +397,11 @@ class Trainer:
                         self.best_fitness, self.best_metrics = score, dict(metrics, epoch=epoch + 1)
                 else:
                     improved = False
-                seconds = time.perf_counter() - start
-                self.history.append(results_row(epoch + 1, self.scheduler.last_lr(), losses, metrics, seconds))
-                checkpoint = self._checkpoint(epoch, metrics)
-                save_checkpoint(self.out / LAST_NAME, checkpoint)
-                if improved:
-                    save_checkpoint(self.out / BEST_NAME, checkpoint)
-                write_results_csv(self.out, self.history)
-                write_manifest(self.out, "train")
+                seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+                self.history.append(
+                    results_row(epoch + 1, self.scheduler.last_lr(), losses, metrics, seconds, cpu_seconds)
+                )
+                self._write_checkpoint(self._checkpoint(epoch, metrics), improved)
                 summary = " ".join(f"{k}={v:.4g}" for k, v in losses.items())
                 shown = {k: v for k, v in metrics.items() if k in ("f1", "ap50", "ap50_95", "iou") and v is not None}
                 if metrics:
@@ -442,6 +448,7 @@ def train(
         Bad settings or data, a checkpoint that does not fit, CUDA asked for but absent, or
         running out of GPU memory (with advice).
     """
+    config.check_values()  # before anything changes: threads, devices, folders
     with torch_settings(config):
         ctx = init_distributed(config.device)
         try:

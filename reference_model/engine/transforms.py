@@ -35,6 +35,9 @@ PAD_VALUE = 0.0
 
 #: Input sizes must be multiples of the coarsest stride of every model (32).
 SIZE_DIVISOR = 32
+#: Largest square input side, px: 8x the side of the largest IRSTD images (IRSTD-1k, 512 px), far
+#: past what the networks are trained at (256 to 640), yet a size whose tensors fit in memory.
+MAX_INPUT_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,15 @@ class Letterbox:
 
 
 def check_input_size(size: int) -> int:
-    """Return ``size`` if it is a positive multiple of :data:`SIZE_DIVISOR`, else raise ``ValueError``."""
+    """Return ``size`` if it is a multiple of :data:`SIZE_DIVISOR` in ``[SIZE_DIVISOR, MAX_INPUT_SIZE]``,
+    else raise ``ValueError``."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ValueError(f"input size {size!r} must be an integer")
     if size < SIZE_DIVISOR or size % SIZE_DIVISOR:
         raise ValueError(f"input size {size} must be a positive multiple of {SIZE_DIVISOR}")
+    if size > MAX_INPUT_SIZE:
+        raise ValueError(f"input size {size} exceeds {MAX_INPUT_SIZE} px (one {size}x{size} float image alone "
+                         f"is {size * size * 4 / 1e9:.1f} GB)")
     return int(size)
 
 

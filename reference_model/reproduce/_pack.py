@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from irstd_bench._outputs import TEMP_MARK, rename_noreplace, temp_path
+
 #: Limits of what one device command sends back: files and bytes per file.
 MAX_FILES = 8
 MAX_FILE_BYTES = 16 * 2**20
@@ -29,7 +31,8 @@ class PackResult:
 
 
 def _slots(folder: Path, max_files: int, result: PackResult) -> int:
-    existing = [p for p in folder.iterdir() if p.is_file() and p not in result.files] if folder.is_dir() else []
+    existing = [p for p in folder.iterdir() if p.is_file() and p not in result.files and TEMP_MARK not in p.name] \
+        if folder.is_dir() else []
     return max_files - len(existing) - len(result.files)
 
 
@@ -46,8 +49,21 @@ def add_file(source: Path, folder: Path, result: PackResult, *, max_files: int =
         return
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / source.name
-    target.write_bytes(source.read_bytes())
-    result.files.append(target)
+    tmp = temp_path(target)
+    tmp.write_bytes(source.read_bytes())
+    if _place(tmp, target, result):
+        result.files.append(target)
+
+
+def _place(tmp: Path, target: Path, result: PackResult) -> bool:
+    """Rename ``tmp`` to ``target`` unless something is there (then it is kept, and noted)."""
+    try:
+        rename_noreplace(tmp, target)
+    except FileExistsError:
+        tmp.unlink(missing_ok=True)
+        result.left_out.append(f"{target.name} (a file of that name is already in {target.parent}; kept)")
+        return False
+    return True
 
 
 def add_archive(
@@ -68,27 +84,32 @@ def add_archive(
     folder.mkdir(parents=True, exist_ok=True)
     suffix = ".tar.gz" if compress else ".tar"
     mode = "w:gz" if compress else "w"
-    part, archive, path = 0, None, None
+    part, archive, path, tmp = 0, None, None, None
     for source, arcname in members:
         size = Path(source).stat().st_size
         if size > max_bytes * PART_FILL:
             result.left_out.append(f"{name}: {arcname} ({size} bytes, larger than a part)")
             continue
-        if archive is not None and path.stat().st_size + size > max_bytes * PART_FILL:
+        if archive is not None and tmp.stat().st_size + size > max_bytes * PART_FILL:
             archive.close()
             archive = None
+            if not _place(tmp, path, result):
+                result.files.remove(path)
         if archive is None:
             if _slots(folder, max_files, result) < 1:
                 result.left_out.append(f"{name}: {arcname} (no file left of {max_files})")
                 continue
             part += 1
             path = folder / (f"{name}{suffix}" if part == 1 else f"{name}-{part}{suffix}")
-            archive = tarfile.open(path, mode)
+            tmp = temp_path(path)
+            archive = tarfile.open(tmp, mode)
             result.files.append(path)
         archive.add(str(source), arcname=arcname, recursive=False)
         archive.fileobj.flush()
     if archive is not None:
         archive.close()
+        if not _place(tmp, path, result):
+            result.files.remove(path)
     for path in result.files:
         if path.stat().st_size > max_bytes:  # cannot happen with PART_FILL headroom; checked anyway
             raise RuntimeError(f"{path}: {path.stat().st_size} bytes, over the {max_bytes}-byte limit")

@@ -62,10 +62,13 @@ class RunSpec:
     seeds: tuple[int, ...] = (0,)
     priority: int = 0
     extra_seed_priority: int | None = None
+    epochs: int | None = None
 
     def __post_init__(self) -> None:
         if not self.seeds:
             raise ValueError(f"run spec {self.model}: no seeds")
+        if self.epochs is not None and int(self.epochs) < 1:
+            raise ValueError(f"run spec {self.model}: epochs {self.epochs} < 1")
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
 
 
@@ -224,7 +227,10 @@ def resolve_plan(
         seeds = spec.seeds if max_seeds is None else spec.seeds[:max_seeds]
         if len(seeds) < len(spec.seeds):
             left_out.append(LeftOut(spec.model, recipe, spec.seeds[len(seeds) :], f"--max-seeds {max_seeds}"))
-        train = MappingProxyType(dict(info.recipes.get(recipe, {}))) if recipe else MappingProxyType({})
+        train = dict(info.recipes.get(recipe, {})) if recipe else {}
+        if spec.epochs is not None:
+            train["epochs"] = int(spec.epochs)
+        train = MappingProxyType(train)
         for i, seed in enumerate(seeds):
             priority = spec.priority if i == 0 or spec.extra_seed_priority is None else spec.extra_seed_priority
             units.append(RunUnit(spec.model, recipe, seed, priority, order, train))

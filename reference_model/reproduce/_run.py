@@ -15,6 +15,7 @@ process by :mod:`._jobs`.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import click
 
+from irstd_bench._outputs import check_folder_replaceable, missing_ancestors, remove_empty, remove_output
 from irstd_bench.errors import InputError
 from reference_model.recipe import NO_RECIPE
 
@@ -37,6 +39,7 @@ from ._budget import (
     scaled_warmup,
 )
 from ._commands import command_args, command_params, shell_line
+from ._full import train_queue
 from ._jobs import Job, JobResult, run_jobs, start_server
 from ._plan import DEFAULT_PLAN, LeftOut, RunSpec, RunUnit, registry_models, resolve_plan
 from ._score import Scores, matcher_tag, prediction_input, read_metrics, scores, store_predictions, val_threshold
@@ -77,6 +80,10 @@ class ReproduceConfig:
     commit: str | None = None
     command: str = ""
     smoke: bool = False
+    protocol: str | None = None
+    resume: bool = False
+    parallel: int = 1
+    threads: int | None = None
 
 
 @dataclass
@@ -98,6 +105,7 @@ class RunRecord:
     scores: Scores | None = None
     test_results: Path | None = None
     status: str = "planned"
+    ready: bool = True
 
 
 @dataclass
@@ -127,8 +135,13 @@ class Session:
         click.echo(f"[reproduce {self.elapsed():6.1f} s] {message}", err=True)
 
     def record_command(self, line: str) -> None:
-        with (self.report / "commands.txt").open("a") as fh:
-            fh.write(line + "\n")
+        files = [self.report / "commands.txt"]
+        if self.config.protocol:  # every call's commands, kept across --resume (report/ is rewritten)
+            files.append(self.work / "commands.txt")
+        for path in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as fh:
+                fh.write(line + "\n")
 
     def phase_deadline(self, *later: float) -> float:
         return self.end - sum(later) - self.config.phases.margin_s
@@ -147,9 +160,68 @@ def _last_line(log: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------- set-up
-def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"--out {out}: exists and is not an empty folder (reproduce writes a fresh one)")
+def _claim_outputs(config: ReproduceConfig):
+    """Refuse (before anything is created) an ``--out`` or ``--pack-dir`` that is not absent or
+    empty, or that is, lies inside or holds the dataset root. Both are checked again when written.
+
+    ``--resume``: ``--out`` must hold an earlier ``--protocol`` call's ``work/runs``; its report
+    folder is replaced, so it must be wholly ours. Returns that folder's claim (``None`` otherwise).
+    """
+    from irstd_bench._outputs import refuse_inside_inputs
+
+    inputs = [] if config.smoke else [("dataset root", config.root)]
+    for option, path in (("--out", config.out), ("--pack-dir", config.pack_dir)):
+        if path is None:
+            continue
+        refuse_inside_inputs(path, inputs, option=option)
+        if option == "--out" and config.resume:
+            if not (path / "work" / "runs").is_dir():
+                raise InputError(f"--out {path}: no earlier reproduce --protocol output to resume (no work/runs)")
+            continue
+        if path.exists() and (path.is_symlink() or not path.is_dir() or any(path.iterdir())):
+            hint = "; --resume continues an earlier --protocol run" if option == "--out" and config.protocol else ""
+            raise InputError(f"{option} {path}: exists and is not an empty folder (reproduce writes a new one{hint})")
+        check_folder_replaceable(path, force=False, option=option)  # absent or empty
+    if config.resume and (config.out / "report").exists():  # rewritten by this call: wholly ours, or refused
+        return check_folder_replaceable(config.out / "report", force=True, option="report folder")
+    return None
+
+
+class NothingScored(RuntimeError):
+    """A reproduce call ran to its end but scored no training (RUNS.md says why for each)."""
+
+
+def check_settings(config: ReproduceConfig) -> tuple[list[RunUnit], list[LeftOut]]:
+    """Check every setting of a reproduce call before any work; return the plan resolved
+    (:func:`~._plan.resolve_plan`: the runnable trainings and the entries left out).
+
+    A bad value would otherwise surface only after the trainings (``--match``), make the
+    command train on nothing (``--only`` naming no model of the plan), or run on another device
+    than asked (``--device cuda`` without a GPU): each is an :class:`InputError` naming the
+    option and value, raised before anything is written.
+    """
+    from irstd_bench.evaluate import parse_matcher
+    from reference_model.engine.distributed import resolve_device
+
+    budget = config.budget_s
+    if not math.isfinite(budget) or budget <= config.phases.after_training_s:
+        raise InputError(f"--budget-s {budget:g}: must be finite and must exceed the "
+                         f"{config.phases.after_training_s:g} s kept for predicting, scoring and the report")
+    parse_matcher(config.matcher)
+    resolve_device(config.device)
+    planned = sorted({spec.model for spec in config.plan})
+    for model in config.only:
+        if model not in planned:
+            raise InputError(f"--only {model}: not a model of the plan (plan: {', '.join(planned)})")
+    units, left_out = resolve_plan(
+        config.plan, registry_models(), max_seeds=config.max_seeds,
+        only=(lambda m: m in config.only) if config.only else None,
+        train_has_recipe="recipe" in command_params("train"),
+    )
+    if not units:
+        reasons = sorted({entry.reason for entry in left_out})
+        raise InputError(f"no training of the plan can run ({'; '.join(reasons) or 'empty plan'})")
+    return units, left_out
 
 
 def _smoke_sample(out: Path) -> Path:
@@ -164,11 +236,12 @@ def _smoke_sample(out: Path) -> Path:
 
 
 def _open(config: ReproduceConfig) -> tuple[Path, str, str]:
+    """The dataset root, layout name and split family, checked (train, val and test exist)."""
     from irstd_bench.datasets import open_dataset
 
     root, dataset, family = config.root, config.dataset, config.family
     if config.smoke:
-        root, dataset, family = _smoke_sample(config.out), SMOKE_DATASET, SMOKE_FAMILY
+        root, dataset, family = config.out / "data", SMOKE_DATASET, SMOKE_FAMILY
     if root is None:
         raise InputError("--root is required (or --smoke)")
     ds = open_dataset(root, dataset)
@@ -176,6 +249,47 @@ def _open(config: ReproduceConfig) -> tuple[Path, str, str]:
         if ds.family_split(family, part) is None:
             raise InputError(f"{ds.root}: split family {family!r} has no {part} split (reproduce needs all three)")
     return Path(root), ds.name, family
+
+
+def _set_up(config: ReproduceConfig) -> tuple[tuple[Path, str, str], list[Path]]:
+    """Check the outputs and the data, then create ``--out`` (and the smoke sample in it).
+
+    Everything that can be checked is checked before anything is created. Returns the dataset
+    (root, layout, split family) and the folders created (deepest first) for :func:`_undo_set_up`.
+    """
+    report = _claim_outputs(config)
+    if config.resume:  # --out is an earlier call's (its smoke sample included): only the report is replaced
+        opened = _open(config)
+        if report is not None:
+            remove_output(report)
+        return opened, []
+    if not config.smoke:
+        opened = _open(config)
+    created = ([config.out.absolute()] if not config.out.exists() else []) + missing_ancestors(config.out)
+    try:
+        config.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {config.out}: cannot create the folder ({exc.strerror or exc})") from None
+    if not config.smoke:
+        return opened, created
+    try:
+        _smoke_sample(config.out)
+        return _open(config), created
+    except BaseException:
+        _undo_set_up(config, created)
+        raise
+
+
+def _undo_set_up(config: ReproduceConfig, created: list[Path]) -> None:
+    """Remove what a reproduction that failed before its first phase created: the smoke sample
+    (only if wholly the sample's, :func:`irstd_bench._outputs.remove_output`), empty folders."""
+    sample = config.out / "data"
+    if config.smoke and sample.exists():
+        try:
+            remove_output(check_folder_replaceable(sample, force=True))
+        except InputError:
+            pass  # not wholly the sample's: left as it is
+    remove_empty([config.out / "report", config.out / "work", *created])
 
 
 def _train_defaults() -> dict:
@@ -312,15 +426,62 @@ def _train(session: Session, scheduled: list[Scheduled]) -> None:
                     f"{result.wall_s:.0f} s, {record.status}")
 
 
+def _train_full(session: Session, units: list[RunUnit]) -> None:
+    """``--protocol``: full schedules as a resumable queue (:mod:`._full`); records of every unit."""
+    cfg = session.config
+    threads = cfg.threads or max(1, _cpu_count() // cfg.parallel)
+    deadline = session.phase_deadline(cfg.phases.after_training_s)
+    begun = time.monotonic()
+    states = train_queue(session, units, _train_defaults(), deadline=deadline, parallel=cfg.parallel,
+                         threads=threads)
+    wall = time.monotonic() - begun
+    for unit in units:
+        state = states[unit.run_id]
+        times = read_epoch_times(session.work / "runs" / unit.run_id / "results.csv")
+        record = RunRecord(unit, state.full_epochs, state.full_epochs, 0.0, {}, [],
+                           _last_command(session, unit.run_id))
+        record.epochs_done, record.train_s = state.epochs_done, round(sum(times), 1) if times else None
+        record.ready = state.finished
+        if state.finished:
+            record.status = "trained (full schedule)"
+        elif state.epochs_done:
+            record.status = f"partial: {state.epochs_done}/{state.full_epochs} epochs (continue with --resume)"
+        else:
+            record.status = "not started (continue with --resume)"
+        session.records.append(record)
+    done = sum(s.finished for s in states.values())
+    session.log(f"train: {done}/{len(states)} runs finished their full schedule after {wall:.0f} s this call; "
+                + "; ".join(f"{u.run_id} {states[u.run_id].epochs_done}/{states[u.run_id].full_epochs}"
+                            for u in units if not states[u.run_id].finished))
+
+
+def _last_command(session: Session, run_id: str) -> str:
+    """The first ``train`` command recorded for ``run_id`` in ``commands.txt`` (how the run began)."""
+    try:
+        lines = (session.work / "commands.txt").read_text().splitlines()
+    except OSError:
+        return ""
+    marker = f"/runs/{run_id}"
+    found = [ln for ln in lines if " train " in f" {ln} " and marker in ln]
+    return found[0] if found else ""
+
+
 def _predict(session: Session) -> None:
     cfg, phases = session.config, session.config.phases
     jobs = []
     for record in session.records:
         best = session.work / "runs" / record.unit.run_id / "best.pt"
-        if not best.is_file():
+        if not best.is_file() or not record.ready:
             continue
         for part in ("val", "test"):
-            out = session.work / "predict" / f"{record.unit.run_id}-{part}"
+            # --protocol: named by the epochs trained, so that an earlier call's predictions of the same
+            # checkpoint are reused and a continued run's are not
+            name = f"{record.unit.run_id}-{part}" + (f"-e{record.epochs_done}" if cfg.protocol else "")
+            stored = session.work / "preds" / name
+            if cfg.protocol and stored.is_dir():
+                record.predictions[part] = stored
+                continue
+            out = session.work / "predict" / name
             settings = {"weights": str(best), "dataset": session.dataset, "root": str(session.root),
                         "split": f"{session.family}/{part}", "out": str(out), "conf": PREDICT_CONF,
                         "device": cfg.device}
@@ -340,13 +501,15 @@ def _predict(session: Session) -> None:
     results = run_jobs(jobs, deadline=deadline, max_parallel=parallel, threads=threads)
     for record in session.records:
         for part in list(record.predictions):
+            if record.predictions[part].parent == session.work / "preds":
+                continue
             result = results.get(f"{record.unit.run_id}-{part}")
             if result is None or result.returncode != 0:
                 record.predictions.pop(part)
                 code = None if result is None else result.returncode
                 record.status = f"predict {part} failed (exit {code})"
             else:
-                stored = session.work / "preds" / f"{record.unit.run_id}-{part}"
+                stored = session.work / "preds" / record.predictions[part].name
                 store_predictions(record.predictions[part], stored)
                 record.predictions[part] = stored
 
@@ -433,28 +596,32 @@ def reproduce(config: ReproduceConfig):
     Raises
     ------
     InputError
-        ``out`` not empty, no root, a split family without train/val/test.
+        A bad setting (:func:`check_settings`, before anything is written), ``out`` not empty,
+        no root, a split family without train/val/test.
+    NothingScored
+        The phases ran but no training was scored (RUNS.md and the pack are written first).
     """
     from ._write import write_outputs
 
     started = time.monotonic()
-    _check_out(config.out)
-    config.out.mkdir(parents=True, exist_ok=True)
-    root, dataset, family = _open(config)
+    if config.resume and not config.protocol:
+        raise InputError("--resume continues a --protocol run (give the same --protocol)")
+    units, left_out = check_settings(config)
+    (root, dataset, family), created = _set_up(config)
     session = Session(config, root, dataset, family, started, started + config.budget_s,
-                      config.out / "work", config.out / "report")
-    session.report.mkdir(parents=True, exist_ok=True)
-    units, session.left_out = resolve_plan(
-        config.plan, registry_models(), max_seeds=config.max_seeds,
-        only=(lambda m: m in config.only) if config.only else None,
-        train_has_recipe="recipe" in command_params("train"),
-    )
-    session.log(f"{len(units)} trainings runnable, {len(session.left_out)} plan entries left out; "
-                f"budget {config.budget_s:.0f} s on {config.device}")
-    session.log(f"process server ready in {start_server():.1f} s")
+                      config.out / "work", config.out / "report", left_out=left_out)
+    try:  # a failure before the first phase leaves nothing behind
+        session.report.mkdir(parents=True, exist_ok=True)
+        session.log(f"{len(units)} trainings runnable, {len(session.left_out)} plan entries left out; "
+                    f"budget {config.budget_s:.0f} s on {config.device}")
+        session.log(f"process server ready in {start_server():.1f} s")
+    except BaseException:
+        _undo_set_up(config, created)
+        raise
     failure = None
-    for name, step in (("probe", lambda: _probe(session, units)),
-                       ("train", lambda: _train(session, _plan_runs(session, units))),
+    training = (("train", lambda: _train_full(session, units)),) if config.protocol else (
+        ("probe", lambda: _probe(session, units)), ("train", lambda: _train(session, _plan_runs(session, units))))
+    for name, step in (*training,
                        ("predict", lambda: _predict(session)),
                        ("score", lambda: _score(session))):
         begun = time.monotonic()
@@ -470,4 +637,8 @@ def reproduce(config: ReproduceConfig):
     outcome = write_outputs(session, commit=_commit(config), device=device_description(config.device))
     if failure is not None:
         raise failure
+    still_training = config.protocol and any(not record.ready for record in session.records)
+    if not still_training and not any(record.status == "scored" for record in session.records):
+        statuses = sorted({record.status for record in session.records}) or ["no training was planned"]
+        raise NothingScored(f"no run was scored ({'; '.join(statuses)[:300]}); see {outcome.runs_md}")
     return outcome

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from irstd_bench._io import read_array
+
 #: Largest 8-bit value; score maps are stored as ``round(score x 255)``.
 UINT8_MAX = 255
 #: ``predict`` writes one COCO results file with this name into an output folder.
@@ -47,7 +49,7 @@ def store_predictions(source: Path, target: Path) -> int:
         return 1
     count = 0
     for npy in sorted(source.glob("*.npy")):
-        scores = np.load(npy, allow_pickle=False).astype(np.float32)
+        scores = read_array(npy).astype(np.float32)
         q = np.round(np.clip(scores, 0.0, 1.0) * UINT8_MAX).astype(np.uint8)
         if q.max() == 1:
             q[:] = 0

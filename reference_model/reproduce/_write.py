@@ -10,13 +10,15 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from irstd_bench._io import write_text_atomic
+from irstd_bench._markdown import md_cell, md_code, one_line
+from irstd_bench._outputs import write_manifest, write_new_file
 from irstd_bench.errors import InputError
 
 from ._pack import PackResult, add_archive, add_file, tree_members
@@ -103,11 +105,11 @@ def better_recipes(rows: list[dict]) -> dict[str, str]:
 
 def seeds_table(rows: list[dict], matcher: str) -> str:
     header = ["method", "runs", *SCORE_COLUMNS.values(), "epochs done / recipe"]
-    lines = [f"Matcher {matcher}; mean ± std over seeds where runs > 1.", "",
+    lines = [f"Matcher {md_code(matcher)}; mean ± std over seeds where runs > 1.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["method"], str(row["runs"]), *(row[k]["text"] for k in SCORE_COLUMNS), ", ".join(row["epochs"])]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -133,7 +135,8 @@ def _summary(session, commit: str, device: str, rows: list[dict], report_note: s
         "schema": SUMMARY_SCHEMA, "schema_version": 1,
         "command": cfg.command, "commit": commit, "device": device,
         "created": datetime.now(UTC).replace(microsecond=0).isoformat(),
-        "smoke": cfg.smoke, "budget_s": cfg.budget_s, "elapsed_s": round(session.elapsed(), 1),
+        "smoke": cfg.smoke, "protocol": _protocol_dict(cfg.protocol), "budget_s": cfg.budget_s,
+        "elapsed_s": round(session.elapsed(), 1),
         "phases_s": {k: round(v, 1) for k, v in session.phase_s.items()},
         "dataset": session.dataset, "root": str(session.root), "family": session.family, "matcher": cfg.matcher,
         "probes": [
@@ -152,57 +155,79 @@ def _summary(session, commit: str, device: str, rows: list[dict], report_note: s
     }
 
 
+def _protocol_dict(name: str | None) -> dict | None:
+    if not name:
+        return None
+    from reference_model.protocol import find_protocol
+
+    return find_protocol(name).to_dict()
+
+
 def runs_markdown(summary: dict, seeds_md: str) -> str:
-    """RUNS.md: how every number was made (command, commit, device, epochs, wall time, seed)."""
+    """RUNS.md: how every number was made (command, commit, device, epochs, wall time, seed).
+
+    Every value from the command line or a file stays on its line or in its cell
+    (:mod:`irstd_bench._markdown`): a line break in ``--commit`` cannot start a heading.
+    """
     s = summary
     out = [
         "# How every number of this reproduction was made",
         "",
-        f"- Command: `{s['command']}`",
-        f"- Commit: {s['commit']}",
-        f"- Device: {s['device']}",
+        f"- Command: {md_code(s['command'])}",
+        f"- Commit: {one_line(s['commit'])}",
+        f"- Device: {one_line(s['device'])}",
         f"- Created: {s['created']}; budget {s['budget_s']:.0f} s, used {s['elapsed_s']:.0f} s "
         f"(phases: {', '.join(f'{k} {v:.0f} s' for k, v in s['phases_s'].items())})",
-        f"- Data: `{s['dataset']}` at `{s['root']}`, split family `{s['family']}`: trained on train, checkpoint "
+        f"- Data: {md_code(s['dataset'])} at {md_code(s['root'])}, split family {md_code(s['family'])}: "
+        "trained on train, checkpoint "
         "and score threshold chosen on val, scored on test.",
-        f"- Matcher `{s['matcher']}`. **F1 (val threshold)**: F1 on test at the threshold of the best val F1. "
+        f"- Matcher {md_code(s['matcher'])}. **F1 (val threshold)**: F1 on test at the threshold of the best val F1. "
         "**best F1 on test (paper protocol)**: the best F1 over thresholds on test itself, what the EFLNet "
         "authors' `test.py` reports (the evaluator's `best_f1`).",
-        "- Every training ran at the same time as the others on the one device, with its recipe's schedule "
-        "compressed to the epochs that fit (warm-up scaled by the same factor; both listed per run).",
     ]
-    out += [f"- **Error**: {e} (the phases after it did not run)" for e in s["errors"]]
+    if s.get("protocol"):
+        p = s["protocol"]
+        out += [f"- **Protocol {md_code(p['name'])}** ({p['title']}): {p['description']} Every run keeps its "
+                "recipe's full schedule; the trainings are a queue that `--resume` continues from each run's last "
+                "checkpoint (the epochs done are per run below; only runs that finished are scored)."]
+    else:
+        out += ["- Every training ran at the same time as the others on the one device, with its recipe's schedule "
+                "compressed to the epochs that fit (warm-up scaled by the same factor; both listed per run)."]
+    out += [f"- **Error**: {one_line(e)} (the phases after it did not run)" for e in s["errors"]]
     if s["smoke"]:
         out += ["- **Smoke run** (synthetic sample, CPU, one epoch): checks the code path; its numbers mean nothing."]
-    out += ["", f"## Results on {s['family']}/test", "", seeds_md]
+    out += ["", f"## Results on {one_line(s['family'])}/test", "", seeds_md]
     if s["better_recipe"]:
         out += ["Recipe with the better mean val F1 (chosen on val): "
-                + ", ".join(f"{m}: `{r}`" for m, r in s["better_recipe"].items()), ""]
-    out += [f"Report: {s['report']}", "", "## Every run", "",
+                + ", ".join(f"{one_line(m)}: {md_code(r)}" for m, r in s["better_recipe"].items()), ""]
+    out += [f"Report: {one_line(s['report'])}", "", "## Every run", "",
             "| run | seed | epochs done / planned / recipe | train wall s | stopped at deadline | val thr. "
             "| F1 (val thr.) | best F1 (test) | status |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in s["runs"]:
         sc = r["scores"] or {}
         out.append(
-            f"| {r['run']} | {r['seed']} | {r['epochs_done']} / {r['epochs_planned']} / {r['epochs_recipe']} | "
+            f"| {md_cell(r['run'])} | {r['seed']} | "
+            f"{r['epochs_done']} / {r['epochs_planned']} / {r['epochs_recipe']} | "
             f"{_fmt(r['train_wall_s'], 0)} | {'yes' if r['stopped_at_deadline'] else 'no'} | "
-            f"{_fmt(sc.get('threshold'))} | {_fmt(sc.get('f1'))} | {_fmt(sc.get('best_f1'))} | {r['status']} |"
+            f"{_fmt(sc.get('threshold'))} | {_fmt(sc.get('f1'))} | {_fmt(sc.get('best_f1'))} | {md_cell(r['status'])} |"
         )
     out += ["", "## Commands of each run", ""]
     for r in s["runs"]:
         changes = ", ".join(f"{k} {v}" for k, v in r["schedule_changes"].items()) or "none"
-        out += [f"### {r['run']}", "",
-                f"Schedule changes: {changes}. Settings the train command does not have: "
-                f"{', '.join(r['settings_not_passed']) or 'none'}.", "", "```",
-                r["train_command"], *r["commands"], "```", ""]
+        commands = [one_line(c) for c in (r["train_command"], *r["commands"])]
+        fence = "`" * max([3, *(len(run) + 1 for c in commands for run in re.findall(r"`+", c))])
+        out += [f"### {one_line(r['run'])}", "",
+                f"Schedule changes: {one_line(changes)}. Settings the train command does not have: "
+                f"{one_line(', '.join(r['settings_not_passed']) or 'none')}.", "", fence,
+                *commands, fence, ""]
     out += ["## Left out", ""]
-    out += [f"- {e['entry']}: {e['reason']}" for e in s["left_out"]] or ["- nothing"]
+    out += [f"- {one_line(e['entry'])}: {one_line(e['reason'])}" for e in s["left_out"]] or ["- nothing"]
     out += ["", "## Timing probes", "",
             "| model/recipe | epochs | s per epoch (under load) | start-up s | runs at once | exit |",
             "|---|---|---|---|---|---|"]
     for p in s["probes"]:
-        out.append(f"| {p['config']} | {p['epochs']} | {_fmt(p['epoch_s'], 1)} | {_fmt(p['startup_s'], 1)} | "
+        out.append(f"| {md_cell(p['config'])} | {p['epochs']} | {_fmt(p['epoch_s'], 1)} | {_fmt(p['startup_s'], 1)} | "
                    f"{p['concurrency']} | {p['exit']} |")
     if s["memory"]:
         m = s["memory"]
@@ -276,15 +301,17 @@ def write_outputs(session, *, commit: str, device: str) -> Outcome:
     report_note = _build_report(session, tag)
     rows = group_rows(session.records)
     seeds_md = seeds_table(rows, session.config.matcher) if rows else "No run was scored.\n"
-    write_text_atomic(session.report / f"seeds_{session.family}_{tag}.md", seeds_md)
+    write_new_file(session.report / f"seeds_{session.family}_{tag}.md", seeds_md)
     session.phase_s["report"] = time.monotonic() - begun
     summary = _summary(session, commit, device, rows, report_note)
     summary_path = session.report / "summary.json"
-    write_text_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
+    write_new_file(summary_path, json.dumps(summary, indent=2) + "\n")
     runs_md = session.report / "RUNS.md"
-    write_text_atomic(runs_md, runs_markdown(summary, seeds_md))
+    write_new_file(runs_md, runs_markdown(summary, seeds_md))
     outcome = Outcome(session.report, runs_md, summary_path)
-    outcome.pack = _pack(session, runs_md, summary_path)
+    write_manifest(session.report, "reproduce")  # a later --resume may replace this report folder
+    if not session.config.protocol or session.config.pack_dir is not None:  # --protocol: no pack unless asked
+        outcome.pack = _pack(session, runs_md, summary_path)
     session.log(f"done: {runs_md}; pack {', '.join(p.name for p in outcome.pack.files)}"
                 + (f"; left out of the pack: {'; '.join(outcome.pack.left_out)}" if outcome.pack.left_out else ""))
     return outcome

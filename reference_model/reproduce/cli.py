@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from irstd_bench._cli_options import MAX_WORKERS, Number, count
 from irstd_bench.errors import InputError
 
 #: Total budget (s) when ``--budget-s`` is not given: one device command of 9 minutes at most,
@@ -48,7 +49,7 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--dataset", default=None, help="Layout of --root (default: detect).")
 @click.option("--split-family", "family", default="split_EFLNet", show_default=True,
               help="Split family with train, val and test parts.")
-@click.option("--budget-s", type=float, default=None,
+@click.option("--budget-s", type=Number(float, 0, low_open=True), default=None,
               help="Seconds for everything, trainings included (default 480; --smoke: 420). A ceiling: "
               "the command ends when its work does.")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto; --smoke: cpu).")
@@ -64,13 +65,21 @@ def _command_line(ctx: click.Context) -> str:
               help="Drop a run that would get fewer epochs (default 5; --smoke: 1).")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=None,
               help="Cap every run's epochs (default: the recipe's schedule; --smoke: 1).")
-@click.option("--workers", type=click.IntRange(min=0), default=None,
+@click.option("--workers", type=count(0, MAX_WORKERS), default=None,
               help="Data-loader workers per training (default 1; --smoke: 0).")
 @click.option("--commit", default=None, help="Commit recorded in RUNS.md (default: git rev-parse HEAD).")
 @click.option("--smoke", is_flag=True, help="The same path on the synthetic sample, on the CPU, in about a minute.")
+@click.option("--protocol", default=None,
+              help="Full schedules under this protocol (cpu-windows-256, authors-sizes) as a resumable queue, "
+              "instead of schedules compressed to the budget.")
+@click.option("--resume", is_flag=True, help="--protocol: continue the runs of an earlier call in --out.")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--protocol: trainings at a time.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="--protocol: threads per training (default: CPU cores / --parallel).")
 @click.pass_context
 def reproduce(ctx: click.Context, root, dataset, family, budget_s, device, matcher, out, pack_dir, max_seeds,
-              only, min_epochs, max_epochs, workers, commit, smoke) -> None:
+              only, min_epochs, max_epochs, workers, commit, smoke, protocol, resume, parallel, threads) -> None:
     """Train the EFLNet paper's Table I methods, predict, score both protocols, write the report.
 
     Every training runs at the same time on the one device, its recipe's schedule compressed to
@@ -79,7 +88,7 @@ def reproduce(ctx: click.Context, root, dataset, family, budget_s, device, match
     """
     from reference_model.reproduce import SMOKE_PHASES, PhaseBudget, ReproduceConfig
     from reference_model.reproduce import reproduce as run
-    from reference_model.reproduce._run import SMOKE_TRAIN
+    from reference_model.reproduce._run import SMOKE_TRAIN, NothingScored
 
     if smoke and root is not None:
         raise InputError("--smoke generates its own synthetic sample; leave out --root")
@@ -87,20 +96,30 @@ def reproduce(ctx: click.Context, root, dataset, family, budget_s, device, match
     changes = {k: v for k, v in (("min_epochs", min_epochs), ("max_epochs", max_epochs)) if v is not None}
     phases = dataclasses.replace(phases, **changes)
     budget = budget_s if budget_s is not None else (SMOKE_BUDGET_S if smoke else DEFAULT_BUDGET_S)
-    if budget <= phases.after_training_s:
-        raise InputError(f"--budget-s {budget:g}: must exceed the {phases.after_training_s:g} s kept for "
-                         "predicting, scoring and the report")
     config = ReproduceConfig(
         out=out, root=root, dataset=dataset, family=family, budget_s=budget,
         device=device or ("cpu" if smoke else "auto"), matcher=matcher, phases=phases,
         max_seeds=max_seeds if max_seeds is not None else (SMOKE_MAX_SEEDS if smoke else None),
         only=tuple(only), workers=workers if workers is not None else (0 if smoke else 1),
         train_overrides=dict(SMOKE_TRAIN) if smoke else {}, pack_dir=pack_dir, commit=commit,
-        command=_command_line(ctx), smoke=smoke,
+        command=_command_line(ctx), smoke=smoke, protocol=protocol, resume=resume, parallel=parallel,
+        threads=threads,
     )
+    if protocol is not None:
+        from reference_model.protocol import find_protocol
+        from reference_model.reproduce._full import PROTOCOL_PLAN
+
+        find_protocol(protocol)
+        if not smoke:
+            config = dataclasses.replace(config, plan=PROTOCOL_PLAN)
+    elif resume or parallel != 1 or threads is not None:
+        raise InputError("--resume, --parallel and --threads go with --protocol")
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `timeout`: stop the trainings, then exit
     try:
         outcome = run(config)
+    except NothingScored as exc:
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(1)
     finally:
         signal.signal(signal.SIGTERM, previous)
     click.echo(outcome.runs_md.read_text().split("## Every run")[0].rstrip())
