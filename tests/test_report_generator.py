@@ -159,7 +159,14 @@ def test_publish_reads_only_finished_runs_and_their_cost(tmp_path: Path) -> None
     assert publish.run_facts(_finished_run(tmp_path / "acm-authors-s1", 4, 3)) is None  # 3 of 4 epochs
     facts = publish.run_facts(_finished_run(tmp_path / "acm-authors-s2", 4, 4))
     assert facts == {"run": "acm-authors-s2", "model": "acm", "recipe": "authors", "protocol": "cpu-windows-256",
-                     "seed": 1, "epochs": 4, "train_wall_s": 10.0, "train_cpu_s": 36.0}
+                     "seed": 1, "epochs": 4, "train_wall_s": 10.0, "train_cpu_s": 36.0, "epochs_cpu_timed": 4}
+    # epochs from before the cpu_s column count at the mean of the timed ones
+    partly = _finished_run(tmp_path / "acm-authors-s3", 4, 4)
+    text = (partly / "results.csv").read_text().splitlines()
+    text[1] = text[1].rsplit(",", 1)[0] + ","
+    (partly / "results.csv").write_text("\n".join(text) + "\n")
+    facts = publish.run_facts(partly)
+    assert facts["train_cpu_s"] == 36.0 and facts["epochs_cpu_timed"] == 3
 
 
 def test_published_runs_name_protocol_recipe_epochs_and_cost_in_the_row(results: Path, tmp_path: Path) -> None:
@@ -169,7 +176,8 @@ def test_published_runs_name_protocol_recipe_epochs_and_cost_in_the_row(results:
 
     rs = dataclasses.replace(RS, folder=str(tmp_path / "set"))  # an absolute folder: rs.here is it
     runs = [{"run": f"eflnet-n-authors-s{k}", "model": "eflnet-n", "recipe": "authors", "protocol": "cpu-windows-256",
-             "seed": k, "epochs": 150, "train_wall_s": 1.0, "train_cpu_s": 3600.0 * (k + 1)} for k in range(3)]
+             "seed": k, "epochs": 150, "train_wall_s": 1.0, "train_cpu_s": 3600.0 * (k + 1), "epochs_cpu_timed": 150}
+            for k in range(3)]
     folder = rs.here / "predictions" / "cpu-windows-256"
     folder.mkdir(parents=True)
     (folder / publish.RUNS_FILE).write_text(json.dumps({"protocol": "cpu-windows-256", "family": FAMILY,

@@ -208,10 +208,13 @@ def published_runs(rs: ReportSet, family: str) -> dict[str, list[dict]]:
 def run_note(runs: list[dict]) -> str:
     """``cpu-windows-256, authors recipe, 300 epochs, 0.9 CPU-h per seed`` (the mean over seeds)."""
     first = runs[0]
-    cpu_h = statistics.mean(r["train_cpu_s"] for r in runs) / 3600
     epochs = sorted({r["epochs"] for r in runs})
-    return (f"{first['protocol']}, {first['recipe'] or 'default'} recipe, {'/'.join(map(str, epochs))} epochs, "
-            f"{cpu_h:.1f} CPU-h per seed")
+    note = f"{first['protocol']}, {first['recipe'] or 'default'} recipe, {'/'.join(map(str, epochs))} epochs"
+    cpu = [r["train_cpu_s"] for r in runs if r.get("train_cpu_s") is not None]
+    if cpu:
+        some_estimated = any(r.get("epochs_cpu_timed", r["epochs"]) < r["epochs"] for r in runs)
+        note += f", {'about ' if some_estimated else ''}{statistics.mean(cpu) / 3600:.1f} CPU-h per seed"
+    return note
 
 
 def label(row: Row, rs: ReportSet, family: str) -> str:

@@ -16,7 +16,9 @@ segmenters). For each such run:
    ``<Title> (seed k)``), replacing an earlier file of that network and seed (``--force``: files of
    this generator);
 3. ``predictions/<protocol>/runs.json`` records each run's model, recipe, protocol, seed, epochs,
-   wall and CPU seconds of training (from its ``results.csv``); the tables' notes are read from
+   wall and CPU seconds of training (from its ``results.csv``; when its first epochs predate the
+   ``cpu_s`` column, the CPU seconds count them at the mean of the timed ones and
+   ``epochs_cpu_timed`` says how many were timed); the tables' notes are read from
    there (``make_reports.py``). The commits that trained them are in the set's RUNS.md.
 
 Every command is appended to ``commands_<protocol>_<family>.txt`` of the result set. Runs not
@@ -55,10 +57,13 @@ def run_facts(run_dir: Path) -> dict | None:
     rows = read_rows(run_dir / "results.csv") if (run_dir / "results.csv").is_file() else []
     if len(rows) < int(args["epochs"]):
         return None
-    total = {key: round(sum(float(r[key]) for r in rows if r.get(key)), 1) for key in ("time_s", "cpu_s")}
+    timed = [float(r["cpu_s"]) for r in rows if r.get("cpu_s")]
+    # Epochs trained before results.csv had ``cpu_s`` count at the mean of the timed ones.
+    cpu_s = sum(timed) * len(rows) / len(timed) if timed else None
     return {"run": run_dir.name, "model": args["model"], "recipe": args.get("recipe"),
             "protocol": args.get("protocol"), "seed": int(args["seed"]), "epochs": len(rows),
-            "train_wall_s": total["time_s"], "train_cpu_s": total["cpu_s"]}
+            "train_wall_s": round(sum(float(r["time_s"]) for r in rows), 1),
+            "train_cpu_s": None if cpu_s is None else round(cpu_s, 1), "epochs_cpu_timed": len(timed)}
 
 
 def copy_predictions(source: Path, target: Path) -> None:
@@ -129,7 +134,8 @@ def main() -> None:
                 run(["eval", rel(pred), *ds, "--split", f"{fam}/{part}", "--match", matcher, "--conf", threshold,
                      "--name", label, "--out", rel(out), "--resize-masks", "--force", "--no-progress", *fmt], log)
         records[facts["run"]] = facts
-        print(f"published {facts['run']}: {facts['epochs']} epochs, {facts['train_cpu_s'] / 3600:.2f} CPU-h")
+        cost = "CPU time not recorded" if facts["train_cpu_s"] is None else f"{facts['train_cpu_s'] / 3600:.2f} CPU-h"
+        print(f"published {facts['run']}: {facts['epochs']} epochs, {cost}")
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{RUNS_FILE}.tmp"
     tmp.write_text(json.dumps({"protocol": protocol, "family": fam,

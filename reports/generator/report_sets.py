@@ -97,7 +97,6 @@ NUAA = ReportSet(
     trained_notes={
         ("split_EFLNet", "EFLNet-n"): "1.9 M params, 32 epochs",
         ("split_EFLNet", "DNANet"): "34 epochs",
-        ("split_EFLNet", "ACM"): "70 epochs, did not converge",
         ("idx_427", "EFLNet-n"): "1.9 M params, 32 epochs",
         ("idx_427", "DNANet"): "39 epochs",
         ("idx_427", "ACM"): "70 epochs, did not converge",
