@@ -1,15 +1,15 @@
 """Score the model-based methods' test split again, at the thresholds their results files hold.
 
-    .venv/bin/python reports/nuaa-sirst/rescore_test.py tophat ipi --family split_EFLNet --work /tmp/work
+    .venv/bin/python reports/generator/rescore_test.py tophat ipi --dataset nuaa --family split_EFLNet --work /tmp/work
 
 For each method: ``irstd-bench baseline METHOD`` on ``FAMILY/test`` into ``WORK/FAMILY/METHOD-test``
 (when its score maps are already there, from this same command run earlier, the command is only
 logged; default parameters, as ``score_classical.py``), then
 for each matcher ``irstd-bench eval`` of those score maps at the ``conf`` recorded in
-``results/FAMILY-test/MATCHER/METHOD.json`` (the threshold chosen on val by ``score_classical.py``)
+``reports/<set>/results/FAMILY-test/MATCHER/METHOD.json`` (the threshold chosen on val by ``score_classical.py``)
 into that same file (``--force``). It adds what newer evaluators write (the per-image data and the
 bootstrap intervals of issue 24) without running val again. Every command is appended to
-``commands_classical_FAMILY.txt``. A re-scored file whose metrics (intervals aside) differ from the
+the result set's ``commands_classical_FAMILY.txt``. A re-scored file whose metrics (intervals aside) differ from the
 previous file's stops the script, naming both values, and the previous file is put back.
 """
 
@@ -21,20 +21,23 @@ import shlex
 import sys
 from pathlib import Path
 
-from evaluate_runs import DATA_ARG, HERE, MATCHERS, rel, run
+from evaluate_runs import MATCHERS, dataset_option, rel, run
+from report_sets import REPORT_SETS
 from score_classical import LABELS
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("methods", nargs="+")
-    parser.add_argument("--family", required=True, help="split_EFLNet or idx_427")
+    dataset_option(parser)
+    parser.add_argument("--family", required=True, help="a split family of the result set (split_EFLNet...)")
     parser.add_argument("--work", type=Path, required=True, help="folder for the score maps (outside the repo)")
     parser.add_argument("--workers", default="1", help="processes of baseline and eval (default 1)")
     args = parser.parse_args()
+    rs = REPORT_SETS[args.dataset]
     fam = args.family
-    log = HERE / f"commands_classical_{fam}.txt"
-    ds = ["--dataset", "nuaa", "--root", DATA_ARG]
+    log = rs.here / f"commands_classical_{fam}.txt"
+    ds = rs.dataset_args()
     for method in args.methods:
         out = args.work.resolve() / fam / f"{method}-test"
         baseline = ["baseline", method, *ds, "--split", f"{fam}/test", "--out", rel(out), "--save", "scoremaps",
@@ -45,7 +48,7 @@ def main() -> None:
         else:
             run(baseline, log)
         for tag, matcher in MATCHERS.items():
-            target = HERE / "results" / f"{fam}-test" / tag / f"{method}.json"
+            target = rs.here / "results" / f"{fam}-test" / tag / f"{method}.json"
             before = json.loads(target.read_text())
             saved = {p: p.read_bytes() for p in target.parent.glob(f"{method}.*")}
             run(["eval", rel(out / "scoremaps"), *ds, "--split", f"{fam}/test", "--match", matcher,

@@ -1,15 +1,19 @@
-"""Build the NUAA-SIRST report folders and README tables from the results JSONs present.
+"""Build a result set's report folders and README tables from the results JSONs present.
 
-    .venv/bin/python reports/nuaa-sirst/make_reports.py [--tables-only | --family FAMILY]
+    .venv/bin/python reports/generator/make_reports.py --dataset nuaa [--tables-only | --family FAMILY]
+    .venv/bin/python reports/generator/make_reports.py --dataset nudt
 
-Reads every ``results/FAMILY-test/MATCHER/*.json`` (written by ``irstd-bench eval``: the networks by
-``evaluate_runs.py``, the model-based methods by ``score_classical.py``) and, for each family and
-matcher, runs ``irstd-bench report ... --force`` into ``report_FAMILY_MATCHER/`` and writes
-``seeds_FAMILY_MATCHER.md``; its commands go to ``commands_report_FAMILY.txt`` (rewritten each time).
-Then it rewrites, between their markers, the table of each family in ``README.md`` next to this file
-and the summary table in the repository's ``README.md``. Nothing in the tables is typed: every
-figure comes from a results file, except the rows quoting the EFLNet paper (``PAPER_ROWS``).
-Re-run it after adding results (e.g. ``nram.json``, ``ript.json``): the new methods join the tables.
+The result set (``report_sets.py``: ``nuaa`` -> ``reports/nuaa-sirst/``, ``nudt`` ->
+``reports/nudt-sirst/``) gives the folder, the split families and the typed paper rows. Reads every
+``results/FAMILY-test/MATCHER/*.json`` of its folder (written by ``irstd-bench eval``: the networks
+by ``evaluate_runs.py``, the methods without training by ``score_classical.py``) and, for each
+family and matcher, runs ``irstd-bench report ... --force`` into ``report_FAMILY_MATCHER/`` and
+writes ``seeds_FAMILY_MATCHER.md``; its commands go to ``commands_report_FAMILY.txt`` (rewritten
+each time). Then it rewrites, between their markers, the table of each family in the set's
+``README.md`` and, for a set with a summary family, the summary table in the repository's
+``README.md``. Nothing in the tables is typed: every figure comes from a results file, except the
+rows quoting the EFLNet paper (``ReportSet.paper_rows``). Re-run it after adding results: the new
+methods join the tables.
 
 A table row is one method: the runs of a trained network (files ``NAME-seedN.json``) are merged
 into ``mean ± std`` over seeds; a model-based method is one file named by its method id. P, R, F1,
@@ -23,13 +27,15 @@ own code (``irstd_bench.report._intervals``) from each run's per-image data.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluate_runs import HERE, MATCHERS, REPO, rel, run, summarise_seeds
+from evaluate_runs import MATCHERS, REPO, dataset_option, rel, run, summarise_seeds
+from report_sets import REPORT_SETS, ReportSet
 
 from irstd_bench.evaluate import PIXEL_THRESHOLD, BootstrapSettings
 from irstd_bench.report import RunResult, Table, load_results
@@ -37,26 +43,10 @@ from irstd_bench.report._intervals import attach_intervals, resample_runs
 from irstd_bench.report._seeds import base_method, run_label
 from irstd_bench.report._tables import main_table
 
-FAMILIES = ("split_EFLNet", "idx_427")
-RESULTS = HERE / "results"
-#: Targets of each family's test split (for the table headings; checked against the results).
-FAMILY_TITLES = {
-    "split_EFLNet": "split_EFLNet/test** (the split behind the EFLNet paper's NUAA-SIRST column",
-    "idx_427": "idx_427/test** (official split",
-}
 #: A trained network's results file: ``<method>-seed<N>.json``.
 TRAINED_STEM = re.compile(r"-seed\d+$")
 #: Order of the trained networks in the tables (others follow, alphabetically).
-TRAINED_ORDER = ("EFLNet-n", "EFLNet-s", "DNANet", "ACM")
-#: Schedule of each trained network (from its run's results.csv, see RUNS.md), for the row label.
-TRAINED_NOTES = {
-    ("split_EFLNet", "EFLNet-n"): "1.9 M params, 32 epochs",
-    ("split_EFLNet", "DNANet"): "34 epochs",
-    ("split_EFLNet", "ACM"): "70 epochs, did not converge",
-    ("idx_427", "EFLNet-n"): "1.9 M params, 32 epochs",
-    ("idx_427", "DNANet"): "39 epochs",
-    ("idx_427", "ACM"): "70 epochs, did not converge",
-}
+TRAINED_ORDER = ("EFLNet-n", "EFLNet-s", "DNANet", "ALCNet", "ACM", "ISNet", "MSHNet", "AGPCNet", "MDvsFA")
 #: Score-map pixel metrics are taken at the fixed level ``PIXEL_THRESHOLD`` since commit 01a8deb
 #: (issue 15, committed at this time); earlier evaluators took them at the run's ``conf``. Results
 #: files record the level as ``settings.pixel_threshold`` (``null`` for boxes, no pixel metrics);
@@ -64,27 +54,17 @@ TRAINED_NOTES = {
 #: marked as scored by an older evaluator when a file of it records another level, or records none
 #: and was created before this time, or when its pixel metrics differ between the two matchers' files.
 PIXEL_LEVEL_FIXED_SINCE = "2026-11-29T13:50:20+00:00"
-#: Rows quoting the EFLNet paper (Yang et al., TGRS 2024, Table I, NUAA-SIRST; its F1 is the best
-#: over thresholds on test, the "best on test" protocol): label -> {column key: value}.
-PAPER_ROWS = {
-    "split_EFLNet": [
-        ("EFLNet paper (38.5 M params, full schedule; P, R at its F1's threshold)",
-         {"precision": 0.882, "recall": 0.858, "best_f1": 0.870}),
-        ("DNANet as reported by the EFLNet paper", {"best_f1": 0.841}),
-    ],
-}
-#: Columns of the reports/nuaa-sirst tables: key -> heading; ``c:`` keys come from the centroid3 results.
+#: Columns of a result set's tables: key -> heading; ``c:`` keys come from the centroid3 results.
 DETAILED_COLUMNS = {
     "precision": "P (IoU 0.5)", "recall": "R (IoU 0.5)", "f1": "F1 (IoU 0.5, val thr.)",
     "best_f1": "F1 (IoU 0.5, best on test)", "c:f1": "F1 (centroid 3 px, val thr.)", "ap50": "AP50",
     "c:iou": "IoU", "c:niou": "nIoU", "c:pd": "Pd", "c:fa_e6": "Fa x1e-6",
 }
-#: Columns of the summary table in the repository's README (split_EFLNet only).
+#: Columns of the summary table in the repository's README (the set's summary family).
 SUMMARY_COLUMNS = {
     "precision": "P", "recall": "R", "f1": "F1 (box IoU 0.5, val thr.)",
     "best_f1": "F1 (box IoU 0.5, best on test)", "c:f1": "F1 (centroid 3 px, val thr.)",
 }
-SUMMARY_FAMILY = "split_EFLNet"
 #: Fa at or above this is printed without decimals.
 FA_WHOLE_FROM = 1000.0
 OLDER_MARK = "†"
@@ -134,8 +114,12 @@ def pixel_level_differs(run: RunResult) -> bool:
     return run.data.get("created", "") < PIXEL_LEVEL_FIXED_SINCE
 
 
-def collect(family: str, results: Path = RESULTS) -> list[Row]:
-    """Every method with results on ``family``'s test split, networks first, then by F1 (IoU 0.5)."""
+def collect(rs: ReportSet, family: str, results: Path | None = None) -> list[Row]:
+    """Every method with results on ``family``'s test split, networks first, then by F1 (IoU 0.5).
+
+    ``results`` defaults to the set's ``results/`` folder.
+    """
+    results = results if results is not None else rs.here / "results"
     rows: dict[str, Row] = {}
     for tag in MATCHERS:
         for path in sorted((results / f"{family}-test" / tag).glob("*.json")):
@@ -204,10 +188,37 @@ def cell(row: Row, key: str, tables: dict[str, Table] | None = None) -> str:
     return text
 
 
-def label(row: Row, family: str) -> str:
+def published_runs(rs: ReportSet, family: str) -> dict[str, list[dict]]:
+    """Network title -> the facts of its runs published by ``publish_protocol_runs.py`` on ``family``
+    (``predictions/<protocol>/runs.json``: protocol, recipe, epochs, training wall and CPU seconds)."""
+    from publish_protocol_runs import RUNS_FILE
+
+    from reference_model.reproduce._plan import METHOD_TITLES
+
+    found: dict[str, list[dict]] = {}
+    for path in sorted((rs.here / "predictions").glob(f"*/{RUNS_FILE}")):
+        data = json.loads(path.read_text())
+        if data.get("family") != family:
+            continue
+        for facts in data["runs"]:
+            found.setdefault(METHOD_TITLES.get(facts["model"], facts["model"]), []).append(facts)
+    return found
+
+
+def run_note(runs: list[dict]) -> str:
+    """``cpu-windows-256, authors recipe, 300 epochs, 0.9 CPU-h per seed`` (the mean over seeds)."""
+    first = runs[0]
+    cpu_h = statistics.mean(r["train_cpu_s"] for r in runs) / 3600
+    epochs = sorted({r["epochs"] for r in runs})
+    return (f"{first['protocol']}, {first['recipe'] or 'default'} recipe, {'/'.join(map(str, epochs))} epochs, "
+            f"{cpu_h:.1f} CPU-h per seed")
+
+
+def label(row: Row, rs: ReportSet, family: str) -> str:
     text = row.method
     if row.trained:
-        parts = ["ours", TRAINED_NOTES.get((family, row.method))]
+        runs = published_runs(rs, family).get(row.method)
+        parts = ["ours", run_note(runs) if runs else rs.trained_notes.get((family, row.method))]
         parts.append(f"{row.seeds} seeds" if row.seeds > 1 else "seed " + seed_of(row))
         text = f"{row.method} ({', '.join(p for p in parts if p)})"
     return text + (f" {OLDER_MARK}" if row.older_evaluator else "")
@@ -218,20 +229,20 @@ def seed_of(row: Row) -> str:
     return match.group(1) if match else "?"
 
 
-def markdown_table(rows: list[Row], family: str, columns: dict[str, str]) -> str:
+def markdown_table(rows: list[Row], rs: ReportSet, family: str, columns: dict[str, str]) -> str:
     lines = ["| method | " + " | ".join(columns.values()) + " |", "|---" * (len(columns) + 1) + "|"]
     tables = interval_tables(rows) if any(k in INTERVAL_KEYS for k in columns) else {}
     for row in rows:
-        lines.append(f"| {label(row, family)} | " + " | ".join(cell(row, k, tables) for k in columns) + " |")
-    for text, values in PAPER_ROWS.get(family, []):
+        lines.append(f"| {label(row, rs, family)} | " + " | ".join(cell(row, k, tables) for k in columns) + " |")
+    for text, values in rs.paper_rows.get(family, []):
         cells = [f"*{values[k]:.3f}*" if k in values else "" for k in columns]
         lines.append(f"| *{text}* | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def family_heading(rows: list[Row], family: str) -> str:
+def family_heading(rows: list[Row], rs: ReportSet, family: str) -> str:
     runs = rows[0].runs["iou50"][0].data["counts"] if rows else {}
-    return (f"**{FAMILY_TITLES[family]}; {runs.get('images', '?')} images, "
+    return (f"**{rs.family_titles[family]}; {runs.get('images', '?')} images, "
             f"{runs.get('gt_targets', '?')} targets)")
 
 
@@ -246,32 +257,41 @@ def replace_block(path: Path, key: str, text: str) -> None:
     path.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
 
 
-def build_reports(family: str, rows: list[Row], log: Path) -> None:
+def build_reports(rs: ReportSet, family: str, rows: list[Row], log: Path) -> None:
     for tag, matcher in MATCHERS.items():
         paths = [r.path for row in rows for r in row.runs.get(tag, [])]
-        run(["report", *(rel(p) for p in paths), "--out", rel(HERE / f"report_{family}_{tag}"), "--title",
-             f"NUAA-SIRST {family}/test, {matcher} (threshold chosen on {family}/val)", "--force"], log)
-        summarise_seeds(paths, HERE / f"seeds_{family}_{tag}.md", matcher)
+        run(["report", *(rel(p) for p in paths), "--out", rel(rs.here / f"report_{family}_{tag}"), "--title",
+             f"{rs.title} {family}/test, {matcher} (threshold chosen on {rs.threshold_split(family)})", "--force"],
+            log)
+        summarise_seeds(paths, rs.here / f"seeds_{family}_{tag}.md", matcher)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    dataset_option(parser)
     parser.add_argument("--tables-only", action="store_true",
                         help="rewrite the README tables only (no report folders, seeds tables or commands file)")
-    parser.add_argument("--family", choices=FAMILIES, action="append",
+    parser.add_argument("--family", action="append",
                         help="build the report folders of this family only (repeatable; default: all)")
     args = parser.parse_args()
-    readme = HERE / "README.md"
-    for family in FAMILIES:
-        rows = collect(family)
-        if not args.tables_only and family in (args.family or FAMILIES):
-            log = HERE / f"commands_report_{family}.txt"
+    rs = REPORT_SETS[args.dataset]
+    for family in args.family or ():
+        if family not in rs.families:
+            parser.error(f"--family {family}: not a family of {rs.title} ({', '.join(rs.families)})")
+    readme = rs.here / "README.md"
+    for family in rs.families:
+        rows = collect(rs, family)
+        if not rows:
+            print(f"{rs.title} {family}: no results yet", file=sys.stderr)
+            continue
+        if not args.tables_only and family in (args.family or rs.families):
+            log = rs.here / f"commands_report_{family}.txt"
             log.write_text("")
-            build_reports(family, rows, log)
-        table = markdown_table(rows, family, DETAILED_COLUMNS)
-        replace_block(readme, family, f"{family_heading(rows, family)}\n\n{table}")
-        if family == SUMMARY_FAMILY:
-            replace_block(REPO / "README.md", "nuaa-sirst summary", markdown_table(rows, family, SUMMARY_COLUMNS))
+            build_reports(rs, family, rows, log)
+        table = markdown_table(rows, rs, family, DETAILED_COLUMNS)
+        replace_block(readme, family, f"{family_heading(rows, rs, family)}\n\n{table}")
+        if family == rs.summary_family:
+            replace_block(REPO / "README.md", rs.summary_key, markdown_table(rows, rs, family, SUMMARY_COLUMNS))
 
 
 if __name__ == "__main__":

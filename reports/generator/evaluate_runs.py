@@ -1,35 +1,38 @@
-"""Issue 7: score every method on NUAA-SIRST with `irstd-bench eval` and build the reports.
+"""Issue 7: score every method of a result set with `irstd-bench eval` and build the reports.
 
-    .venv/bin/python reports/nuaa-sirst/evaluate_runs.py --gpu-dir .gpu_results/A --family split_EFLNet
+    .venv/bin/python reports/generator/evaluate_runs.py --dataset nuaa --gpu-dir .gpu_results/A --family split_EFLNet
 
 For each method the confidence threshold is chosen on the family's *val* split (the threshold of
-the best val F1, under the same matcher) and then applied to *test*: nothing is selected on test.
-Classical baselines are run here (CPU) with `irstd-bench baseline` on val and test. Every command
-is printed and appended to `commands_<family>.txt` next to this file.
+the best val F1, under the same matcher; :meth:`ReportSet.threshold_split` names another split for
+a family without one) and then applied to *test*: nothing is selected on test. Classical baselines
+are run here (CPU) with `irstd-bench baseline` on val and test. Every command is printed and
+appended to `commands_<family>.txt` in the result set's folder (`reports/<dataset>/`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-DATA = REPO.parent / "shared" / "datasets" / "NUAA-SIRST"
-#: The data root as the commands name it: relative to the repository root (``../shared/...``), where
-#: every command runs, so the commands files hold no machine-specific absolute path.
-DATA_ARG = os.path.relpath(DATA, REPO)
-CLI = [str(REPO / ".venv" / "bin" / "irstd-bench")]
+from report_sets import REPO, REPORT_SETS, ReportSet
+
+#: The CLI, run by the interpreter running this script from the repository root.
+CLI = [sys.executable, "-m", "irstd_bench"]
 MATCHERS = {"iou50": "iou:0.5", "centroid3": "centroid:3"}
 CLASSICAL = ("tophat", "maxmedian", "lcm", "mpcm", "ipi")
 NAMES = {"eflnet-n": "EFLNet-n", "eflnet-s": "EFLNet-s", "dnanet": "DNANet", "acm": "ACM",
          "tophat": "Top-Hat", "maxmedian": "Max-Median", "lcm": "LCM", "mpcm": "MPCM", "ipi": "IPI"}
+
+
+def dataset_option(parser: argparse.ArgumentParser) -> None:
+    """``--dataset``: which result set (``reports/<folder>/``) the script writes."""
+    parser.add_argument("--dataset", required=True, choices=sorted(REPORT_SETS),
+                        help="result set: nuaa (reports/nuaa-sirst) or nudt (reports/nudt-sirst)")
 
 
 def run(args: list[str], log: Path) -> None:
@@ -46,16 +49,23 @@ def rel(path: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    dataset_option(parser)
     parser.add_argument("--gpu-dir", type=Path, required=True, help="what train_gpu.sh wrote (preds/, runs/)")
-    parser.add_argument("--family", required=True, help="split_EFLNet or idx_427")
+    parser.add_argument("--family", required=True, help="a split family of the result set (split_EFLNet...)")
     parser.add_argument("--skip-classical", action="store_true")
     args = parser.parse_args()
+    rs: ReportSet = REPORT_SETS[args.dataset]
     fam = args.family
-    work = HERE / "work" / fam  # predictions of classical methods (ignored by git)
-    results = HERE / "results" / f"{fam}-test"  # not named like a split folder: these are scores
-    log = HERE / f"commands_{fam}.txt"
+    here = rs.here
+    work = here / "work" / fam  # predictions of classical methods (ignored by git)
+    results = here / "results" / f"{fam}-test"  # not named like a split folder: these are scores
+    log = here / f"commands_{fam}.txt"
     log.write_text("")
-    ds = ["--dataset", "nuaa", "--root", DATA_ARG]
+    ds = rs.dataset_args()
+    val_split = rs.threshold_split(fam)
+    if val_split == f"{fam}/train":  # held out for untrained methods only: the networks trained on it
+        raise SystemExit(f"{rs.title} {fam}: thresholds are chosen on {val_split}, which the networks trained on; "
+                         "choose a held-out part of train for them first")
 
     # (method label, prediction path for val, for test)
     methods: list[tuple[str, Path, Path, list[str]]] = []
@@ -71,9 +81,9 @@ def main() -> None:
             methods.append((label, val, test, [] if base.startswith("eflnet") else ["--format", "scoremaps"]))
     if not args.skip_classical:
         for method in CLASSICAL:
-            for part in ("val", "test"):
+            for part, split in (("val", val_split), ("test", f"{fam}/test")):
                 out = work / f"{method}-{part}"
-                cmd = ["baseline", method, *ds, "--split", f"{fam}/{part}", "--out", rel(out), "--save", "scoremaps"]
+                cmd = ["baseline", method, *ds, "--split", split, "--out", rel(out), "--save", "scoremaps"]
                 if (out / "scoremaps").is_dir():  # made by an earlier run of the same command
                     with log.open("a") as fh:
                         fh.write("irstd-bench " + shlex.join(cmd) + "\n")
@@ -88,17 +98,17 @@ def main() -> None:
         paths = []
         for label, val, test, fmt in methods:
             slug = label.lower().replace(" ", "").replace("(", "-").replace(")", "")
-            val_json = HERE / "work" / fam / "val_results" / tag / f"{slug}.json"
-            run(["eval", rel(val), *ds, "--split", f"{fam}/val", "--match", matcher, "--conf", "0.5",
+            val_json = work / "val_results" / tag / f"{slug}.json"
+            run(["eval", rel(val), *ds, "--split", val_split, "--match", matcher, "--conf", "0.5",
                  "--name", label, "--out", rel(val_json), "--resize-masks", *fmt], log)
             threshold = json.loads(val_json.read_text())["metrics"]["best_f1_threshold"] or 0.5
             test_json = out_dir / f"{slug}.json"
             run(["eval", rel(test), *ds, "--split", f"{fam}/test", "--match", matcher, "--conf",
                  f"{threshold:.6g}", "--name", label, "--out", rel(test_json), "--resize-masks", *fmt], log)
             paths.append(test_json)
-        run(["report", *map(rel, paths), "--out", rel(HERE / f"report_{fam}_{tag}"), "--title",
-             f"NUAA-SIRST {fam}/test, {matcher} (threshold chosen on {fam}/val)", "--force"], log)
-        summarise_seeds(paths, HERE / f"seeds_{fam}_{tag}.md", matcher)
+        run(["report", *map(rel, paths), "--out", rel(here / f"report_{fam}_{tag}"), "--title",
+             f"{rs.title} {fam}/test, {matcher} (threshold chosen on {val_split})", "--force"], log)
+        summarise_seeds(paths, here / f"seeds_{fam}_{tag}.md", matcher)
 
 
 def summarise_seeds(paths: list[Path], target: Path, matcher: str) -> None:

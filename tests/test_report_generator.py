@@ -1,4 +1,5 @@
-"""reports/nuaa-sirst/make_reports.py: README tables built from the results files, not typed."""
+"""reports/generator/make_reports.py: README tables built from the results files, not typed; one
+generator for every result set (reports/nuaa-sirst, reports/nudt-sirst)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ from pathlib import Path
 
 import pytest
 
-NUAA_REPORTS = Path(__file__).resolve().parents[1] / "reports" / "nuaa-sirst"
-sys.path.insert(0, str(NUAA_REPORTS))
+REPORTS = Path(__file__).resolve().parents[1] / "reports"
+NUAA_REPORTS = REPORTS / "nuaa-sirst"
+sys.path.insert(0, str(REPORTS / "generator"))
 import make_reports  # noqa: E402  (a script folder, not a package)
+import report_sets  # noqa: E402
+import score_classical  # noqa: E402
+
+RS = report_sets.NUAA
 
 FAMILY = "split_EFLNet"
 EFLNET_SEEDS = ("eflnet-n-seed0", "eflnet-n-seed1", "eflnet-n-seed2")
@@ -39,13 +45,13 @@ def results(tmp_path: Path) -> Path:
 
 
 def test_seeds_merge_into_mean_std_and_cells_come_from_the_files(results: Path) -> None:
-    rows = make_reports.collect(FAMILY, results)
+    rows = make_reports.collect(RS, FAMILY, results)
     assert [r.method for r in rows] == ["EFLNet-n", "Top-Hat"]
     eflnet, tophat = rows
     assert eflnet.trained and eflnet.seeds == 3 and not tophat.trained
     f1 = [json.loads((results / f"{FAMILY}-test" / "iou50" / f"{s}.json").read_text())["metrics"]["f1"]
           for s in EFLNET_SEEDS]
-    table = make_reports.markdown_table(rows, FAMILY, make_reports.DETAILED_COLUMNS)
+    table = make_reports.markdown_table(rows, RS, FAMILY, make_reports.DETAILED_COLUMNS)
     assert f"{statistics.mean(f1):.3f} ± {statistics.stdev(f1):.3f}" in table
     top_f1 = json.loads((results / f"{FAMILY}-test" / "iou50" / "tophat.json").read_text())["metrics"]["f1"]
     assert "| Top-Hat | " in table and f"{top_f1:.3f}" in table
@@ -53,16 +59,16 @@ def test_seeds_merge_into_mean_std_and_cells_come_from_the_files(results: Path) 
 
 
 def test_older_evaluator_rows_are_marked(results: Path) -> None:
-    rows = {r.method: r for r in make_reports.collect(FAMILY, results)}
+    rows = {r.method: r for r in make_reports.collect(RS, FAMILY, results)}
     assert rows["EFLNet-n"].older_evaluator  # written 2026-11-24, before the fixed pixel level
     assert not rows["Top-Hat"].older_evaluator  # today's evaluator: pixel metrics agree across matchers
     centroid = results / f"{FAMILY}-test" / "centroid3" / "tophat.json"
     data = json.loads(centroid.read_text())
     data["metrics"]["iou"] = data["metrics"]["iou"] / 2  # as if taken at another level
     centroid.write_text(json.dumps(data))
-    rows = {r.method: r for r in make_reports.collect(FAMILY, results)}
+    rows = {r.method: r for r in make_reports.collect(RS, FAMILY, results)}
     assert rows["Top-Hat"].older_evaluator
-    assert make_reports.label(rows["Top-Hat"], FAMILY).endswith(make_reports.OLDER_MARK)
+    assert make_reports.label(rows["Top-Hat"], RS, FAMILY).endswith(make_reports.OLDER_MARK)
 
 
 def _edit_tophat(results: Path, **settings) -> None:
@@ -83,21 +89,21 @@ def _edit_tophat(results: Path, **settings) -> None:
 def test_recorded_pixel_level_decides_the_older_mark(results: Path) -> None:
     # The level the file records wins over its creation time.
     _edit_tophat(results, pixel_threshold=make_reports.PIXEL_THRESHOLD)
-    assert not make_reports.collect(FAMILY, results)[1].older_evaluator
+    assert not make_reports.collect(RS, FAMILY, results)[1].older_evaluator
     _edit_tophat(results, pixel_threshold=make_reports.PIXEL_THRESHOLD / 2)
-    tophat = make_reports.collect(FAMILY, results)[1]
+    tophat = make_reports.collect(RS, FAMILY, results)[1]
     assert tophat.method == "Top-Hat" and tophat.older_evaluator
     _edit_tophat(results, pixel_threshold=None)  # boxes: no pixel metrics, no level to differ
-    assert not make_reports.collect(FAMILY, results)[1].older_evaluator
+    assert not make_reports.collect(RS, FAMILY, results)[1].older_evaluator
     # A file without the key (an older evaluator's): the creation time decides, as before.
     _edit_tophat(results, pixel_threshold=...)
-    assert make_reports.collect(FAMILY, results)[1].older_evaluator
+    assert make_reports.collect(RS, FAMILY, results)[1].older_evaluator
 
 
 def test_two_files_of_one_model_based_method_are_refused(results: Path) -> None:
     _copy(results, "tophat", "top-hat")
     with pytest.raises(SystemExit, match="Top-Hat"):
-        make_reports.collect(FAMILY, results)
+        make_reports.collect(RS, FAMILY, results)
 
 
 def test_replace_block_keeps_the_text_around_the_markers(tmp_path: Path) -> None:
@@ -108,3 +114,31 @@ def test_replace_block_keeps_the_text_around_the_markers(tmp_path: Path) -> None
     assert path.read_text() == f"before\n{begin}\nnew table\n{end}\nafter\n"
     with pytest.raises(SystemExit, match="markers"):
         make_reports.replace_block(path, "other", "x")
+
+
+def test_one_generator_per_result_set(results: Path, tmp_path: Path) -> None:
+    nudt = report_sets.NUDT
+    assert nudt.here == REPORTS / "nudt-sirst" and nudt.data_arg == "../shared/datasets/NUDT-SIRST"
+    assert nudt.dataset_args() == ["--dataset", "nudt", "--root", "../shared/datasets/NUDT-SIRST"]
+    # 50_50 has no val split: its rule names 50_50/train; other families use their val split.
+    assert nudt.threshold_split("50_50") == "50_50/train"
+    assert nudt.threshold_split("split_EFLNet") == "split_EFLNet/val" == RS.threshold_split("split_EFLNet")
+    # The same rows, laid out with each set's typed paper rows.
+    rows = make_reports.collect(RS, FAMILY, results)
+    nuaa_table = make_reports.markdown_table(rows, RS, FAMILY, make_reports.DETAILED_COLUMNS)
+    nudt_table = make_reports.markdown_table(rows, nudt, FAMILY, make_reports.DETAILED_COLUMNS)
+    assert "*0.870*" in nuaa_table and "*0.947*" in nudt_table and "*0.870*" not in nudt_table
+    assert "NUDT-SIRST column" in make_reports.family_heading(rows, nudt, FAMILY)
+    assert make_reports.collect(nudt, "50_50", tmp_path / "none") == []
+
+
+def test_score_classical_commands_of_a_baseline_and_of_bundled_weights(tmp_path: Path) -> None:
+    nudt = report_sets.NUDT
+    out = report_sets.REPO / "reports" / "nudt-sirst" / "work" / "50_50" / "x"
+    cmd, read = score_classical.predictions("tophat", nudt, "50_50/train", out, "1")
+    assert cmd[:2] == ["baseline", "tophat"] and read == out / "scoremaps"
+    assert cmd[cmd.index("--split") + 1] == "50_50/train" and cmd[cmd.index("--root") + 1] == nudt.data_arg
+    assert cmd[cmd.index("--out") + 1] == "reports/nudt-sirst/work/50_50/x"
+    cmd, read = score_classical.predictions("weights:nuaa-eflnet-n", nudt, "split_EFLNet/val", out, "1")
+    assert cmd[:3] == ["predict", "--weights", "nuaa-eflnet-n"] and read == out
+    assert cmd[cmd.index("--format") + 1] == "coco" and "--dataset" in cmd and "nudt" in cmd
