@@ -817,6 +817,362 @@ def _(f):
     return None if runs[0]["epochs_done"] == 3 and runs[0]["status"] == "scored" else f"runs {runs}"
 
 
+# ------------------------------------------------------------------------------------------ audit
+def _audit_base(f: Path) -> tuple[Path, Path]:
+    """The tests' crafted NUDT-SIRST tree (4 images of 32x32) and convert's COCO, VOC and YOLO of it."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_audit import _tree
+
+    root = _tree(f / "NUDT-SIRST")
+    done = cli("convert", root, "--out", f / "conv", "--split", "all", "--format", "coco,voc,yolo", "--no-progress",
+               cwd=f)
+    assert done.rc == 0, done.text
+    return root, f / "conv"
+
+
+def _yolo(conv: Path) -> Path:
+    return conv / "yolo" / "all" / "labels" / "all"
+
+
+def audit_refuses(f: Path, fmt: str, spoil: Callable[[Path, Path], Path], needle, extra=()) -> str | None:
+    """Spoil a copy of convert's labels (``spoil(conv, labels) -> labels``), then expect a refusal."""
+    root, conv = _audit_base(f)
+    labels = {"yolo": _yolo(conv), "coco": conv / "coco" / "all.json", "voc": conv / "voc"}[fmt]
+    labels = spoil(conv, labels) or labels
+    return expect_refusal(f, ["audit", root, "--labels", labels, "--format", fmt, "--out", f / "audit.json",
+                              "--no-progress", *extra], needle)
+
+
+def audit_runs(f: Path, fmt: str, spoil, check: Callable[[dict, Done], str | None]) -> str | None:
+    root, conv = _audit_base(f)
+    labels = {"yolo": _yolo(conv), "coco": conv / "coco" / "all.json", "voc": conv / "voc"}[fmt]
+    labels = spoil(conv, labels) or labels
+    done = cli("audit", root, "--labels", labels, "--format", fmt, "--out", f / "audit.json", "--no-progress", cwd=f)
+    if done.rc != 0 or "Traceback" in done.text:
+        return f"exit {done.rc}: {done.text[-300:]}"
+    return check(json.loads((f / "audit.json").read_text()), done)
+
+
+def _line(text: str, stem: str = "000001"):
+    def spoil(conv, labels):
+        (labels / f"{stem}.txt").write_text(text)
+    return spoil
+
+
+YOLO_LINES = {
+    "4 fields": ("0 0.5 0.5 0.1\n", "000001.txt:1"),
+    "6 fields": ("0 0.5 0.5 0.1 0.1 0.9\n", "000001.txt:1"),
+    "class 1": ("1 0.5 0.5 0.1 0.1\n", "000001.txt:1"),
+    "class 0.0": ("0.0 0.5 0.5 0.1 0.1\n", "000001.txt:1"),
+    "class -0": ("-0 0.5 0.5 0.1 0.1\n", None),  # int('-0') == 0: the target class, read
+    "NaN centre": ("0 nan 0.5 0.1 0.1\n", "000001.txt:1"),
+    "inf size": ("0 0.5 0.5 inf 0.1\n", "000001.txt:1"),
+    "negative width": ("0 0.5 0.5 -0.1 0.1\n", "000001.txt:1"),
+    "centre 1e300": ("0 1e300 0.5 0.1 0.1\n", "000001.txt:1"),
+    "size 1e300": ("0 0.5 0.5 0.1 1e300\n", "000001.txt:1"),
+    "box far outside the image (cx = 5)": ("0 5 0.5 0.1 0.1\n", "000001.txt:1"),
+    "box wholly left of the image (cx = -0.5)": ("0 -0.5 0.5 0.1 0.1\n", "000001.txt:1"),
+    "a word": ("0 zero 0.5 0.1 0.1\n", "000001.txt:1"),
+    "binary bytes": ("\x00\xff\xfe", "000001.txt"),
+}
+
+
+def _yolo_case(text, needle):
+    if needle is None:
+        return lambda f: audit_runs(f, "yolo", _line(text), lambda data, done: None)
+    if text == "\x00\xff\xfe":
+        def spoil(conv, labels):
+            (labels / "000001.txt").write_bytes(b"\x00\xff\xfe")
+        return lambda f: audit_refuses(f, "yolo", spoil, needle)
+    return lambda f: audit_refuses(f, "yolo", _line(text), needle)
+
+
+for _name, (_text, _needle) in YOLO_LINES.items():
+    battery.case("audit", f"yolo: {_name}")(_yolo_case(_text, _needle))
+
+
+@battery.case("audit", "yolo: convert's own labels audit equal")
+def _(f):
+    return audit_runs(f, "yolo", lambda c, l: None,
+                      lambda d, done: None if d["summary"]["images_equal"] == 4 else str(d["summary"]))
+
+
+@battery.case("audit", "yolo: a box one pixel past the far edge is an edge mismatch, not a refusal")
+def _(f):
+    # 000003's target is x 1..4, y 28..30 of 32: a box to y1 = 33 (one past the image) is a convention, reported.
+    def spoil(conv, labels):
+        (labels / "000003.txt").write_text(f"0 {2.5 / 32:.6f} {30.5 / 32:.6f} {3 / 32:.6f} {5 / 32:.6f}\n")
+    return audit_runs(f, "yolo", spoil,
+                      lambda d, done: None if d["summary"]["edge_mismatches"] + d["summary"]["other"] == 1
+                      else str(d["summary"]))
+
+
+@battery.case("audit", "yolo: a missing label file (no boxes) and an extra one (no image)")
+def _(f):
+    def spoil(conv, labels):
+        (labels / "000001.txt").unlink()
+        (labels / "999999.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+
+    def check(d, done):
+        ok = d["images_without_labels"] == ["000001"] and d["names_without_image"] == ["999999"]
+        return None if ok and "warning" in done.out else f"{d['images_without_labels']} {d['names_without_image']}"
+    return audit_runs(f, "yolo", spoil, check)
+
+
+@battery.case("audit", "yolo: a folder with no label file")
+def _(f):
+    def spoil(conv, labels):
+        empty = conv / "empty"
+        empty.mkdir()
+        return empty
+    return audit_refuses(f, "yolo", spoil, "no .txt")
+
+
+@battery.case("audit", "yolo: a label 'file' that is a FIFO or a folder is not read")
+def _(f):
+    def spoil(conv, labels):
+        os.mkfifo(labels / "000002x.txt")
+        (labels / "000003y.txt").mkdir()
+    return audit_runs(f, "yolo", spoil, lambda d, done: None if d["summary"]["images"] == 4 else str(d))
+
+
+@battery.case("audit", "yolo: a non-UTF-8 label file name")
+def _(f):
+    def spoil(conv, labels):
+        shutil.copy(labels / "000001.txt", os.fsencode(labels) + b"/caf\xe9.txt")
+    root, conv = _audit_base(f)
+    spoil(conv, _yolo(conv))
+    done = cli("audit", root, "--labels", _yolo(conv), "--format", "yolo", "--out", f / "audit.json", "--no-progress",
+               cwd=f)
+    if "Traceback" in done.text or done.rc not in (0, 2):
+        return f"exit {done.rc}: {done.text[-300:]}"
+    return refused(done) if done.rc == 2 else None
+
+
+@battery.case("audit", "yolo: two names of one image (0001 and 000001)")
+def _(f):
+    def spoil(conv, labels):
+        shutil.copy(labels / "000001.txt", labels / "0001.txt")
+    return audit_refuses(f, "yolo", spoil, "both name image 000001")
+
+
+def _coco(change):
+    def spoil(conv, labels):
+        data = json.loads(labels.read_text())
+        change(data)
+        labels.write_text(json.dumps(data))
+    return spoil
+
+
+COCO_CASES = {
+    "duplicate image ids": (lambda d: d["images"][1].__setitem__("id", d["images"][0]["id"]), "duplicate image id"),
+    "duplicate file names": (lambda d: d["images"][1].__setitem__("file_name", d["images"][0]["file_name"]),
+                             "duplicate image"),
+    "two names of one image (0001.png, 000001.png)": (
+        lambda d: d["images"][1].__setitem__("file_name", "0001.png"), "both name image"),
+    "annotation of an unknown image id": (lambda d: d["annotations"][0].__setitem__("image_id", 999), "999"),
+    "bbox NaN": (lambda d: d["annotations"][0].__setitem__("bbox", [float("nan"), 1, 2, 2]), "annotations[0]"),
+    "bbox outside the image": (lambda d: d["annotations"][0].__setitem__("bbox", [5000, 5000, 2, 2]),
+                               "annotations[0]"),
+    "bbox a string": (lambda d: d["annotations"][0].__setitem__("bbox", "1,2,3,4"), "annotations[0]"),
+    "bbox 1e300": (lambda d: d["annotations"][0].__setitem__("bbox", [1e300, 1, 2, 2]), "annotations[0]"),
+    "width 0": (lambda d: d["images"][0].__setitem__("width", 0), "width"),
+    "width 10^12": (lambda d: (d["images"][0].__setitem__("width", 10**12),
+                               [a.pop("segmentation", None) for a in d["annotations"]]), "images[0]"),
+    "images not a list": (lambda d: d.__setitem__("images", {}), "images"),
+    "annotations of a second category (e.g. 'ignore')": (
+        lambda d: (d["categories"].append({"id": 2, "name": "ignore"}),
+                   d["annotations"][0].__setitem__("category_id", 2)), "categor"),
+    "annotation of a category the file does not list": (
+        lambda d: d["annotations"][0].__setitem__("category_id", 7), "categor"),
+    "duplicate annotation ids": (lambda d: d["annotations"][1].__setitem__("id", d["annotations"][0]["id"]),
+                                 "annotation id"),
+    "file_name null": (lambda d: d["images"][0].__setitem__("file_name", None), "file_name"),
+}
+for _name, (_change, _needle) in COCO_CASES.items():
+    battery.case("audit", f"coco: {_name}")(
+        lambda f, change=_change, needle=_needle: audit_refuses(f, "coco", _coco(change), needle))
+
+
+@battery.case("audit", "coco: not JSON / 100k-deep nesting / a 5000-digit integer")
+def _(f):
+    root, conv = _audit_base(f)
+    for i, text in enumerate(("{oops", "[" * 100_000 + "]" * 100_000, '{"images": [' + "9" * 5000 + "]}")):
+        path = f / f"bad{i}.json"
+        path.write_text(text)
+        why = expect_refusal(f, ["audit", root, "--labels", path, "--format", "coco", "--out", f / "audit.json"],
+                             path.name)
+        if why:
+            return f"{text[:20]!r}: {why}"
+    return None
+
+
+@battery.case("audit", "coco: convert's own COCO audits equal")
+def _(f):
+    return audit_runs(f, "coco", lambda c, l: None,
+                      lambda d, done: None if d["summary"]["images_equal"] == 4 else str(d["summary"]))
+
+
+def _voc(stem: str, text: str):
+    def spoil(conv, labels):
+        (labels / "Annotations" / f"{stem}.xml").write_text(text)
+    return spoil
+
+
+def _voc_box(xmin, ymin, xmax, ymax, name="target", size=(32, 32), filename="000001.png", head=""):
+    return (f"{head}<annotation><filename>{filename}</filename><size><width>{size[1]}</width>"
+            f"<height>{size[0]}</height></size><object><name>{name}</name><bndbox><xmin>{xmin}</xmin>"
+            f"<ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object></annotation>")
+
+
+XXE = ('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY xxe SYSTEM "file:///etc/hostname">]>'
+       "<annotation><filename>&xxe;</filename><size><width>32</width><height>32</height></size></annotation>")
+XXE_PARAM = ('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY % p SYSTEM "file:///etc/hostname"> %p;]>'
+             "<annotation><filename>000001.png</filename><size><width>32</width><height>32</height></size>"
+             "</annotation>")
+LAUGHS = ('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY a "aaaaaaaaaa">'
+          + "".join(f'<!ENTITY {chr(98 + i)} "' + f"&{chr(97 + i)};" * 10 + '">' for i in range(9))
+          + "]><annotation><filename>&j;</filename><size><width>32</width><height>32</height></size></annotation>")
+VOC_CASES = {
+    "not XML": ("<annotation><size>", "000001.xml"),
+    "external entity (file:///etc/hostname) is never read": (XXE, "000001.xml"),
+    "external parameter entity": (XXE_PARAM, "000001.xml"),
+    "billion laughs": (LAUGHS, "000001.xml"),
+    "no size": ("<annotation><filename>000001.png</filename></annotation>", "000001.xml"),
+    "size 0": (_voc_box(5, 5, 7, 7, size=(0, 32)), "000001.xml"),
+    "size -32": (_voc_box(5, 5, 7, 7, size=(-32, 32)), "000001.xml"),
+    "xmin a word": (_voc_box("five", 5, 7, 7), "000001.xml"),
+    "xmin NaN": (_voc_box("nan", 5, 7, 7), "000001.xml"),
+    "xmin inf": (_voc_box("inf", 5, 7, 7), "000001.xml"),
+    "xmin 1e300": (_voc_box("1e300", 5, 7, 7), "000001.xml"),
+    "xmin 5.7 (a fraction)": (_voc_box("5.7", 5, 7, 7), "000001.xml"),
+    "xmin > xmax": (_voc_box(9, 5, 7, 7), "000001.xml"),
+    "box far outside the image": (_voc_box(500, 500, 510, 510), "000001.xml"),
+    "object of another class ('person') beside targets": (
+        _voc_box(5, 5, 7, 7).replace("</annotation>", "<object><name>person</name><bndbox><xmin>26</xmin>"
+                                     "<ymin>21</ymin><xmax>26</xmax><ymax>21</ymax></bndbox></object></annotation>"),
+        "person"),
+    "area_px a word": (_voc_box(5, 5, 7, 7).replace("</bndbox>", "</bndbox><area_px>x</area_px>"), "000001.xml"),
+}
+for _name, (_text, _needle) in VOC_CASES.items():
+    battery.case("audit", f"voc: {_name}")(
+        lambda f, text=_text, needle=_needle: audit_refuses(f, "voc", _voc("000001", text), needle))
+
+
+@battery.case("audit", "voc: an external entity's content never reaches any output")
+def _(f):
+    secret = f / "secret.txt"
+    secret.write_text("SECRET-42")
+    text = XXE.replace("file:///etc/hostname", secret.as_uri())
+    root, conv = _audit_base(f)
+    (conv / "voc" / "Annotations" / "000001.xml").write_text(text)
+    done = cli("audit", root, "--labels", conv / "voc", "--format", "voc", "--out", f / "audit.json", cwd=f)
+    leaked = "SECRET-42" in done.text or ((f / "audit.json").exists() and "SECRET-42" in (f / "audit.json").read_text())
+    return "external entity expanded" if leaked else refused(done, "000001.xml")
+
+
+@battery.case("audit", "voc: convert's own VOC audits equal")
+def _(f):
+    return audit_runs(f, "voc", lambda c, l: None,
+                      lambda d, done: None if d["summary"]["images_equal"] == 4 else str(d["summary"]))
+
+
+@battery.case("audit", "voc: a filename that names no image ('../../etc/passwd') is listed, not read")
+def _(f):
+    return audit_runs(f, "voc", _voc("000001", _voc_box(5, 5, 7, 7, filename="../../etc/passwd")),
+                      lambda d, done: None if d["names_without_image"] == ["passwd"] else str(d["names_without_image"]))
+
+
+# --out and --csv
+@battery.case("audit", "--out over a user's file")
+def _(f):
+    (f / "mine.json").write_text('{"mine": 1}')
+    return audit_refuses(f, "yolo", lambda c, l: None, "mine.json", extra=("--out", f / "mine.json"))
+
+
+@battery.case("audit", "--out --force over a user's file")
+def _(f):
+    (f / "mine.json").write_text('{"mine": 1}')
+    return audit_refuses(f, "yolo", lambda c, l: None, "mine.json", extra=("--out", f / "mine.json", "--force"))
+
+
+@battery.case("audit", "--csv --force over a user's CSV")
+def _(f):
+    (f / "mine.csv").write_text("a,b\n")
+    return audit_refuses(f, "yolo", lambda c, l: None, "mine.csv", extra=("--csv", f / "mine.csv", "--force"))
+
+
+@battery.case("audit", "--csv --force over a user's CSV that an earlier audit JSON of ours names")
+def _(f):
+    root, conv = _audit_base(f)
+    args = ["audit", root, "--labels", _yolo(conv), "--format", "yolo", "--no-progress", "--out", f / "audit.json"]
+    first = cli(*args, "--csv", f / "t.csv", cwd=f)
+    if first.rc:
+        return first.text[-300:]
+    (f / "t.csv").write_text("my own table\n")  # the user replaced our table with theirs
+    return expect_refusal(f, [*args, "--csv", f / "t.csv", "--force"], "t.csv")
+
+
+@battery.case("audit", "--out inside the dataset root / the labels / is a label file / is the COCO file")
+def _(f):
+    root, conv = _audit_base(f)
+    for labels, fmt, out in ((_yolo(conv), "yolo", root / "audit.json"), (_yolo(conv), "yolo", _yolo(conv) / "a.json"),
+                             (_yolo(conv), "yolo", _yolo(conv) / "000001.txt"),
+                             (conv / "coco" / "all.json", "coco", conv / "coco" / "all.json")):
+        why = expect_refusal(f, ["audit", root, "--labels", labels, "--format", fmt, "--out", out, "--force"],
+                             "--out")
+        if why:
+            return f"--out {out}: {why}"
+    return None
+
+
+@battery.case("audit", "--csv is an image of the dataset (--force)")
+def _(f):
+    root, conv = _audit_base(f)
+    return expect_refusal(f, ["audit", root, "--labels", _yolo(conv), "--format", "yolo", "--out", f / "a.json",
+                              "--csv", root / "images" / "000001.png", "--force"], "--csv")
+
+
+@battery.case("audit", "--split unknown / empty split file")
+def _(f):
+    root, conv = _audit_base(f)
+    why = expect_refusal(f, ["audit", root, "--labels", _yolo(conv), "--format", "yolo", "--out", f / "a.json",
+                             "--split", "nope/test"], "nope")
+    if why:
+        return why
+    (root / "split_EFLNet" / "empty.txt").write_text("")
+    return expect_refusal(f, ["audit", root, "--labels", _yolo(conv), "--format", "yolo", "--out", f / "a.json",
+                              "--split", "split_EFLNet/empty"], "empty")
+
+
+@battery.case("audit", "--threshold -1 / nan; --format bogus")
+def _(f):
+    root, conv = _audit_base(f)
+    for extra, needle in ((("--threshold", "-1"), "--threshold"), (("--threshold", "nan"), "--threshold")):
+        why = expect_refusal(f, ["audit", root, "--labels", _yolo(conv), "--format", "yolo", "--out", f / "a.json",
+                                 *extra], needle)
+        if why:
+            return why
+    return expect_refusal(f, ["audit", root, "--labels", _yolo(conv), "--format", "bogus", "--out", f / "a.json"],
+                          "bogus")
+
+
+@battery.case("audit", "two audits on one --out at once: never both exit 0 over each other")
+def _(f):
+    root, conv = _audit_base(f)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out = f / "a.json"
+    args = [PYTHON, "-m", "irstd_bench", "audit", str(root), "--labels", str(_yolo(conv)), "--format", "yolo",
+            "--out", str(out), "--no-progress"]
+    procs = [subprocess.Popen(args, cwd=f, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    codes = sorted(p.wait(timeout=300) for p in procs)
+    errs = "".join(p.stderr.read() for p in procs)
+    if "Traceback" in errs or codes != [0, 2]:
+        return f"exit codes {codes}: {errs[-300:]}"
+    return None if json.loads(out.read_text())["schema"] == "irstd-bench/audit" else "bad JSON"
+
+
 # ------------------------------------------------------------------------------------------ main
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -827,10 +1183,6 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the verdicts here")
     parser.add_argument("--show", action="store_true", help="print each refusal's message")
     args = parser.parse_args()
-    try:
-        import audit_cases  # noqa: F401  (bench/audit_cases.py, once audit exists)
-    except ImportError:
-        pass
     shutil.rmtree(args.scratch, ignore_errors=True)
     args.scratch.mkdir(parents=True)
     verdicts = []

@@ -316,7 +316,8 @@ def test_runs_of_no_images_are_refused_not_an_empty_table(runs, tmp_path):
         del d["per_image_csv"]
 
     out = tmp_path / "cmp.json"
-    _refused(_cli([_edited(good, no_images), _edited(fair, no_images), "--out", out]), "nothing to compare over 0 images")
+    done = _cli([_edited(good, no_images), _edited(fair, no_images), "--out", out])
+    _refused(done, "nothing to compare over 0 images")
     assert not out.exists()
 
 
