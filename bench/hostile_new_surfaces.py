@@ -670,11 +670,14 @@ def _(f):
 
 @battery.case("reproduce", "--resume over a user's folder that happens to hold work/runs/ and work/commands.txt")
 def _(f):
+    root = _nuaa_like(f)
     (f / "r" / "work" / "runs").mkdir(parents=True)
     (f / "r" / "work" / "commands.txt").write_text("my own notes\n")
     (f / "r" / "work" / "logs").mkdir()
     (f / "r" / "work" / "logs" / "train_acm-authors-s0.log").write_text("my log\n")
-    return expect_refusal(f, [*REPRO, "--resume", "--out", f / "r", "--budget-s", "200"], "r", timeout=300)
+    return expect_refusal(f, ["reproduce", "--root", root, "--protocol", "cpu-windows-256", "--only", "acm",
+                              "--device", "cpu", "--resume", "--out", f / "r", "--budget-s", "200"],
+                          "not an output of irstd-bench reproduce", timeout=300)
 
 
 @battery.case("reproduce", "--out a file")
@@ -724,85 +727,103 @@ def _nuaa_like(f: Path) -> Path:
     return make_nuaa_like(f / "nuaa", [(40, 40)] * 8)
 
 
-# The cases below train (a --smoke reproduce): minutes each on a CPU.
-def _first_run(f: Path, epochs: int = 1, extra=()) -> tuple[Done, Path]:
-    out = f / "r"
-    done = cli(*REPRO, "--out", out, "--max-epochs", str(epochs), "--budget-s", "1500", *extra, cwd=f, timeout=1500)
-    return done, out
-
-
+# The cases below train (a --smoke reproduce, minutes on a CPU): one first call, shared. Each case
+# spoils one file of it, expects a refusal that changes nothing, and puts the file back.
 RUN = "work/runs/acm-authors-s0"
+_FIRST: dict[str, Path] = {}
 
 
-def _resume_case(f: Path, spoil: Callable[[Path], None], needle, *, extra=()) -> str | None:
-    done, out = _first_run(f)
-    if done.rc != 0:
-        return "first call failed: " + done.text[-300:]
-    spoil(out)
-    return expect_refusal(f, [*REPRO, "--resume", "--out", out, "--max-epochs", "2", "--budget-s", "1500", *extra],
-                          needle, timeout=1500)
+def _first_run(f: Path) -> Path:
+    """The output of one ``reproduce --smoke --protocol`` call (1 epoch), made once."""
+    if "out" not in _FIRST:
+        out = f / "r"
+        done = cli(*REPRO, "--out", out, "--max-epochs", "1", "--budget-s", "1500", cwd=f, timeout=1500)
+        assert done.rc == 0, "first call failed: " + done.text[-400:]
+        _FIRST["out"] = out
+    return _FIRST["out"]
 
 
-def _resume_ok(f: Path, spoil: Callable[[Path], None], check: Callable[[Path, Done], str | None]) -> str | None:
-    done, out = _first_run(f)
-    if done.rc != 0:
-        return "first call failed: " + done.text[-300:]
-    spoil(out)
-    again = cli(*REPRO, "--resume", "--out", out, "--max-epochs", "2", "--budget-s", "1500", cwd=f, timeout=1500)
-    if again.rc != 0 or "Traceback" in again.text:
-        return f"resume exit {again.rc}: {again.text[-400:]}"
-    return check(out, again)
+def _resume_refused(f: Path, name: str, spoil: Callable[[Path], None], needle, args=None) -> str | None:
+    out = _first_run(f)
+    target = out / name
+    saved = target.read_bytes() if target.is_file() else None
+    spoil(target)
+    try:
+        args = args or [*REPRO, "--resume", "--out", out, "--max-epochs", "2", "--budget-s", "1500"]
+        return expect_refusal(out.parent, args, needle, timeout=1500)
+    finally:
+        if saved is not None:
+            target.write_bytes(saved)
 
 
 @battery.case("reproduce", "resume with a corrupt last.pt", slow=True)
 def _(f):
-    return _resume_case(f, lambda out: (out / RUN / "last.pt").write_bytes(b"not a checkpoint"), "last.pt")
+    return _resume_refused(f, f"{RUN}/last.pt", lambda p: p.write_bytes(b"not a checkpoint"), "last.pt")
+
+
+@battery.case("reproduce", "resume with a last.pt of another kind (a JSON)", slow=True)
+def _(f):
+    return _resume_refused(f, f"{RUN}/last.pt", lambda p: p.write_text("{}"), "last.pt")
 
 
 @battery.case("reproduce", "resume with a corrupt results.csv", slow=True)
 def _(f):
-    return _resume_case(f, lambda out: (out / RUN / "results.csv").write_bytes(b"\x00\xff garbage\n1,2,3\n"),
-                        "results.csv")
+    return _resume_refused(f, f"{RUN}/results.csv", lambda p: p.write_bytes(b"\x00\xff garbage\n1,2,3\n"),
+                           "results.csv")
 
 
-@battery.case("reproduce", "resume with args.json a JSON list / not JSON", slow=True)
+@battery.case("reproduce", "resume with args.json a JSON list", slow=True)
 def _(f):
-    return _resume_case(f, lambda out: (out / RUN / "args.json").write_text("[1, 2]"), "args.json")
+    return _resume_refused(f, f"{RUN}/args.json", lambda p: p.write_text("[1, 2]"), "args.json")
 
 
-@battery.case("reproduce", "resume with another --protocol (authors-sizes): refused before the report is touched",
-              slow=True)
+@battery.case("reproduce", "resume with args.json not JSON", slow=True)
 def _(f):
-    done, out = _first_run(f)
-    if done.rc != 0:
-        return "first call failed: " + done.text[-300:]
+    return _resume_refused(f, f"{RUN}/args.json", lambda p: p.write_text("{oops"), "args.json")
+
+
+@battery.case("reproduce", "resume with args.json of another seed", slow=True)
+def _(f):
+    def spoil(p):
+        data = json.loads(p.read_text())
+        data["seed"] = 7
+        p.write_text(json.dumps(data))
+    return _resume_refused(f, f"{RUN}/args.json", spoil, "seed")
+
+
+@battery.case("reproduce", "resume with the run's manifest gone (not ours any more)", slow=True)
+def _(f):
+    return _resume_refused(f, f"{RUN}/.irstd-bench-output.json", lambda p: p.unlink(), "not an irstd-bench training")
+
+
+@battery.case("reproduce", "resume with another --protocol: refused before the report is touched", slow=True)
+def _(f):
+    out = _first_run(f)
     args = ["reproduce", "--smoke", "--protocol", "authors-sizes", "--only", "acm", "--commit", "abc", "--resume",
             "--out", out, "--max-epochs", "2", "--budget-s", "1500"]
-    return expect_refusal(f, args, ("protocol",), timeout=1500)
+    return _resume_refused(f, "work/unused", lambda p: None, "protocol", args=args)
 
 
-@battery.case("reproduce", "resume with work/commands.txt removed; a run folder of another seed copied in", slow=True)
+@battery.case("reproduce", "resume with a user's file in report/", slow=True)
 def _(f):
-    def spoil(out):
-        (out / "work" / "commands.txt").unlink()
-
-    def check(out, again):
-        runs = json.loads((out / "report" / "summary.json").read_text())["runs"]
-        return None if runs[0]["epochs_done"] == 2 else f"runs {runs}"
-    return _resume_ok(f, spoil, check)
+    return _resume_refused(f, "report/mine.txt", lambda p: p.write_text("keep"), "mine.txt") or (
+        None if not (_first_run(f) / "report/mine.txt").exists() else "left mine.txt?")
 
 
-@battery.case("reproduce", "killed (SIGTERM) mid-training, then --resume continues", slow=True)
+@battery.case("reproduce", "commands.txt removed, then killed (SIGTERM) mid-training, then --resume finishes",
+              slow=True)
 def _(f):
-    out = f / "r"
+    out = _first_run(f)
+    (out / "report" / "mine.txt").unlink(missing_ok=True)
+    (out / "work" / "commands.txt").unlink()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([PYTHON, "-m", "irstd_bench", *map(str, REPRO), "--out", str(out), "--max-epochs", "3",
-                             "--budget-s", "1500"], cwd=f, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([PYTHON, "-m", "irstd_bench", *map(str, REPRO), "--resume", "--out", str(out),
+                             "--max-epochs", "3", "--budget-s", "1500"], cwd=f, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 1200
     csv = out / RUN / "results.csv"
     while time.monotonic() < deadline and proc.poll() is None:
-        if csv.is_file() and len(csv.read_text().splitlines()) >= 2:
+        if csv.is_file() and len(csv.read_text().splitlines()) >= 3:  # header, epoch 1, epoch 2
             break
         time.sleep(2)
     proc.send_signal(signal.SIGTERM)
@@ -814,7 +835,9 @@ def _(f):
     if again.rc != 0:
         return f"resume after kill: exit {again.rc}: {again.text[-400:]}"
     runs = json.loads((out / "report" / "summary.json").read_text())["runs"]
-    return None if runs[0]["epochs_done"] == 3 and runs[0]["status"] == "scored" else f"runs {runs}"
+    rows = len(csv.read_text().splitlines())
+    ok = runs[0]["epochs_done"] == 3 and runs[0]["status"] == "scored" and rows == 4
+    return None if ok else f"runs {runs}, results.csv rows {rows}"
 
 
 # ------------------------------------------------------------------------------------------ audit
@@ -1045,7 +1068,6 @@ VOC_CASES = {
     "xmin NaN": (_voc_box("nan", 5, 7, 7), "000001.xml"),
     "xmin inf": (_voc_box("inf", 5, 7, 7), "000001.xml"),
     "xmin 1e300": (_voc_box("1e300", 5, 7, 7), "000001.xml"),
-    "xmin 5.7 (a fraction)": (_voc_box("5.7", 5, 7, 7), "000001.xml"),
     "xmin > xmax": (_voc_box(9, 5, 7, 7), "000001.xml"),
     "box far outside the image": (_voc_box(500, 500, 510, 510), "000001.xml"),
     "object of another class ('person') beside targets": (
@@ -1069,6 +1091,14 @@ def _(f):
     done = cli("audit", root, "--labels", conv / "voc", "--format", "voc", "--out", f / "audit.json", cwd=f)
     leaked = "SECRET-42" in done.text or ((f / "audit.json").exists() and "SECRET-42" in (f / "audit.json").read_text())
     return "external entity expanded" if leaked else refused(done, "000001.xml")
+
+
+@battery.case("audit", "voc: xmin 5.7 (a fraction) is kept, never truncated: an edge mismatch of 0.7 px")
+def _(f):
+    def check(d, done):
+        diffs = [x for r in d["records"] for x in r["differences"] if x["kind"] == "edge_mismatch"]
+        return None if diffs and diffs[0]["box"][0] == 4.7 else str(d["records"])
+    return audit_runs(f, "voc", _voc("000001", _voc_box("5.7", 5, 7, 7)), check)
 
 
 @battery.case("audit", "voc: convert's own VOC audits equal")

@@ -96,6 +96,8 @@ def read_voc_file(path: str | Path) -> tuple[str, Targets]:
                 centroids.append([_finite(obj.findtext("centroid/x")), _finite(obj.findtext("centroid/y"))])
             else:
                 centroids.append([(x0 + x1) / 2, (y0 + y1) / 2])
+    except InputError:
+        raise
     except (TypeError, ValueError):
         raise InputError(f"{path}: VOC file needs size/width, size/height and numeric bndbox values") from None
     if min(size) <= 0:
