@@ -716,7 +716,7 @@ def _(f):
     (f / "r" / "work" / "runs").mkdir(parents=True)
     (f / "pack").mkdir()
     (f / "pack" / "RUNS.md").write_text("mine")
-    return expect_refusal(f, [*REPRO, "--resume", "--out", f / "r", "--pack-dir", f / "pack"], "pack")
+    return expect_refusal(f, [*REPRO, "--resume", "--out", f / "r", "--pack-dir", f / "pack"], None)
 
 
 def _nuaa_like(f: Path) -> Path:
@@ -804,10 +804,13 @@ def _(f):
     return _resume_refused(f, "work/unused", lambda p: None, "protocol", args=args)
 
 
-@battery.case("reproduce", "resume with a user's file in report/", slow=True)
+@battery.case("reproduce", "resume with a user's file in report/: refused, the file kept", slow=True)
 def _(f):
-    return _resume_refused(f, "report/mine.txt", lambda p: p.write_text("keep"), "mine.txt") or (
-        None if not (_first_run(f) / "report/mine.txt").exists() else "left mine.txt?")
+    mine = _first_run(f) / "report" / "mine.txt"
+    why = _resume_refused(f, "report/mine.txt", lambda p: p.write_text("keep"), "mine.txt")
+    kept = mine.is_file() and mine.read_text() == "keep"
+    mine.unlink(missing_ok=True)
+    return why or (None if kept else "the user's report/mine.txt is gone")
 
 
 @battery.case("reproduce", "commands.txt removed, then killed (SIGTERM) mid-training, then --resume finishes",
