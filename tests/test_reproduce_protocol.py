@@ -247,3 +247,23 @@ def test_an_output_of_an_earlier_version_is_still_resumable_and_gets_its_manifes
     assert is_reproduce_output(out)  # by its run's manifest alone (a call killed before its report)
     (out / "work" / "runs" / "acm-authors-s0" / MANIFEST_NAME).unlink()
     assert not is_reproduce_output(out)
+
+
+def test_a_call_killed_midway_leaves_a_report_the_next_resume_may_replace(data_root, tmp_path, monkeypatch):
+    # Killed during training, a call left report/commands.txt without a manifest: every later
+    # --resume was refused ("report folder ... not written by irstd-bench") until the user deleted it.
+    from irstd_bench._outputs import check_folder_replaceable
+    from reference_model.reproduce import _run
+
+    out = tmp_path / "repro"
+    _earlier_call(out, data_root)
+
+    def killed(session, units, *args, **kwargs):
+        session.record_command("irstd-bench train --resume ...")
+        raise KeyboardInterrupt("signal 15")
+
+    monkeypatch.setattr(_run, "train_queue", killed)
+    result = _resume(data_root, out)
+    assert result.exit_code != 0 and "earlier report" not in (out / "report" / "commands.txt").read_text()
+    assert not (out / "report" / "RUNS.md").exists()  # the earlier report was replaced, the new one not written
+    check_folder_replaceable(out / "report", force=True, option="report folder")  # what the next --resume checks

@@ -33,6 +33,7 @@ from irstd_bench._outputs import (
     read_manifest,
     remove_empty,
     remove_output,
+    write_manifest,
     write_new_file,
 )
 from irstd_bench.errors import InputError
@@ -151,6 +152,9 @@ class Session:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a") as fh:
                 fh.write(line + "\n")
+        # The report folder is this call's from its start: its manifest follows what is in it, so
+        # that a call killed midway leaves a report a later --resume may replace.
+        write_manifest(self.report, "reproduce")
 
     def phase_deadline(self, *later: float) -> float:
         return self.end - sum(later) - self.config.phases.margin_s
@@ -682,6 +686,9 @@ def reproduce(config: ReproduceConfig):
             session.errors.append(f"{name} phase failed: {exc.__class__.__name__}: {exc}")
             session.log(session.errors[-1])
             break
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM): what this call wrote in report/ stays ours
+            write_manifest(session.report, "reproduce")
+            raise
         finally:
             session.phase_s[name] = time.monotonic() - begun
     outcome = write_outputs(session, commit=_commit(config), device=device_description(config.device))
