@@ -142,3 +142,40 @@ def test_score_classical_commands_of_a_baseline_and_of_bundled_weights(tmp_path:
     cmd, read = score_classical.predictions("weights:nuaa-eflnet-n", nudt, "split_EFLNet/val", out, "1")
     assert cmd[:3] == ["predict", "--weights", "nuaa-eflnet-n"] and read == out
     assert cmd[cmd.index("--format") + 1] == "coco" and "--dataset" in cmd and "nudt" in cmd
+
+
+def _finished_run(folder: Path, epochs: int, done: int) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "args.json").write_text(json.dumps(
+        {"model": "acm", "recipe": "authors", "protocol": "cpu-windows-256", "seed": 1, "epochs": epochs}))
+    rows = "".join(f"{e},0.1,0.5,2.5,9.0\n" for e in range(1, done + 1))
+    (folder / "results.csv").write_text("epoch,lr,train/loss,time_s,cpu_s\n" + rows)
+    return folder
+
+
+def test_publish_reads_only_finished_runs_and_their_cost(tmp_path: Path) -> None:
+    import publish_protocol_runs as publish
+
+    assert publish.run_facts(_finished_run(tmp_path / "acm-authors-s1", 4, 3)) is None  # 3 of 4 epochs
+    facts = publish.run_facts(_finished_run(tmp_path / "acm-authors-s2", 4, 4))
+    assert facts == {"run": "acm-authors-s2", "model": "acm", "recipe": "authors", "protocol": "cpu-windows-256",
+                     "seed": 1, "epochs": 4, "train_wall_s": 10.0, "train_cpu_s": 36.0}
+
+
+def test_published_runs_name_protocol_recipe_epochs_and_cost_in_the_row(results: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    import publish_protocol_runs as publish
+
+    rs = dataclasses.replace(RS, folder=str(tmp_path / "set"))  # an absolute folder: rs.here is it
+    runs = [{"run": f"eflnet-n-authors-s{k}", "model": "eflnet-n", "recipe": "authors", "protocol": "cpu-windows-256",
+             "seed": k, "epochs": 150, "train_wall_s": 1.0, "train_cpu_s": 3600.0 * (k + 1)} for k in range(3)]
+    folder = rs.here / "predictions" / "cpu-windows-256"
+    folder.mkdir(parents=True)
+    (folder / publish.RUNS_FILE).write_text(json.dumps({"protocol": "cpu-windows-256", "family": FAMILY,
+                                                        "runs": runs}))
+    rows = make_reports.collect(rs, FAMILY, results)
+    table = make_reports.markdown_table(rows, rs, FAMILY, make_reports.DETAILED_COLUMNS)
+    assert "EFLNet-n (ours, cpu-windows-256, authors recipe, 150 epochs, 2.0 CPU-h per seed, 3 seeds)" in table
+    # another family's runs say nothing about this one
+    assert "cpu-windows-256" not in make_reports.label(rows[0], rs, "idx_427")

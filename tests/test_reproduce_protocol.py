@@ -104,7 +104,7 @@ def _reproduce(out, *extra):
 
 
 @pytest.mark.slow
-def test_reproduce_protocol_trains_full_schedules_and_resume_continues_them(tmp_path):
+def test_reproduce_protocol_trains_full_schedules_and_resume_continues_them(tmp_path, monkeypatch):
     out = tmp_path / "repro"
     first = _reproduce(out, "--max-epochs", "1")
     (run,) = first["runs"]
@@ -136,6 +136,23 @@ def test_reproduce_protocol_trains_full_schedules_and_resume_continues_them(tmp_
                                        "--out", str(out)])
     assert refused.exit_code == 2 and "mine.txt" in refused.output
     assert (out / "report" / "mine.txt").read_text() == "keep"
+
+    # A call killed midway (here: Ctrl-C in the train phase) leaves a report folder that the next
+    # --resume still recognises as its own and replaces.
+    (out / "report" / "mine.txt").unlink()
+    from reference_model.reproduce import _run
+
+    def interrupted(session, units):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_run, "_train_full", interrupted)
+    killed = CliRunner().invoke(cli, ["reproduce", "--smoke", "--protocol", "cpu-windows-256", "--only", "acm",
+                                      "--resume", "--out", str(out), "--max-epochs", "2"])
+    assert killed.exit_code != 0 and not (out / "report" / "summary.json").exists()
+    assert (out / "report" / "commands.txt").is_file()
+    monkeypatch.undo()
+    third = _reproduce(out, "--max-epochs", "2", "--resume")
+    assert third["runs"][0]["epochs_done"] == 2 and third["runs"][0]["status"] == "scored"
 
 
 def test_protocol_plan_caps_eflnet_n_at_150_epochs_and_keeps_the_recipes_schedule_elsewhere():

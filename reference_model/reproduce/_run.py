@@ -152,9 +152,6 @@ class Session:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a") as fh:
                 fh.write(line + "\n")
-        # The report folder is this call's from its start: its manifest follows what is in it, so
-        # that a call killed midway leaves a report a later --resume may replace.
-        write_manifest(self.report, "reproduce")
 
     def phase_deadline(self, *later: float) -> float:
         return self.end - sum(later) - self.config.phases.margin_s
@@ -666,10 +663,16 @@ def reproduce(config: ReproduceConfig):
                       config.out / "work", config.out / "report", left_out=left_out)
     try:  # a failure before the first phase leaves nothing behind
         session.report.mkdir(parents=True, exist_ok=True)
+        # Claimed at once and after each phase (every file in it is this call's: an earlier report
+        # was replaced), so that a call killed midway leaves a folder the next --resume replaces.
+        (session.report / "commands.txt").touch()
+        write_manifest(session.report, "reproduce")
         session.log(f"{len(units)} trainings runnable, {len(session.left_out)} plan entries left out; "
                     f"budget {config.budget_s:.0f} s on {config.device}")
         session.log(f"process server ready in {start_server():.1f} s")
     except BaseException:
+        for name in ("commands.txt", MANIFEST_NAME):  # this call's claim of its new report folder
+            (session.report / name).unlink(missing_ok=True)
         _undo_set_up(config, created)
         raise
     failure = None
@@ -686,11 +689,9 @@ def reproduce(config: ReproduceConfig):
             session.errors.append(f"{name} phase failed: {exc.__class__.__name__}: {exc}")
             session.log(session.errors[-1])
             break
-        except BaseException:  # interrupted (Ctrl-C, SIGTERM): what this call wrote in report/ stays ours
-            write_manifest(session.report, "reproduce")
-            raise
         finally:
             session.phase_s[name] = time.monotonic() - begun
+            write_manifest(session.report, "reproduce")
     outcome = write_outputs(session, commit=_commit(config), device=device_description(config.device))
     if failure is not None:
         raise failure
