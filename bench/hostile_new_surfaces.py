@@ -281,8 +281,9 @@ MALFORMED = {
                                    (B, "per_image_csv")),
     "no per_image, CSV is /etc/passwd": (
         lambda d: (d.pop("per_image"), d.__setitem__("per_image_csv", "/etc/passwd")), "/etc/passwd"),
+    # /tmp is then an input: --out under it is refused first (naming /tmp), which is as good
     "no per_image, CSV is a folder": (lambda d: (d.pop("per_image"), d.__setitem__("per_image_csv", "/tmp")),
-                                      (B,)),
+                                      None),
     "no per_image, CSV is /dev/zero": (
         lambda d: (d.pop("per_image"), d.__setitem__("per_image_csv", "/dev/zero")), (B,)),
     "zero images": (lambda d: d.__setitem__("per_image", {"image": [], "gt": [], "pred": [], "tp": [],
