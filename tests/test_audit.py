@@ -347,3 +347,148 @@ def test_audit_threshold_is_checked_before_any_work(tmp_path):
                                       "yolo", "--out", str(tmp_path / "a.json"), "--threshold", "-1"])
     assert result.exit_code == 2 and "--threshold" in result.output
     assert not (tmp_path / "a.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile battery over audit (issue 25, last part: bench/hostile_new_surfaces.py). Each test
+# fails on the code before its fix.
+
+
+def _audit(root, labels, fmt, out, *extra):
+    return run("audit", root, "--labels", labels, "--format", fmt, "--out", out, "--no-progress", *extra)
+
+
+def _voc_file(path: Path, body: str, head: str = "", size=(32, 32)) -> Path:
+    path.write_text(f"{head}<annotation><filename>000001.png</filename><size><width>{size[1]}</width>"
+                    f"<height>{size[0]}</height></size>{body}</annotation>")
+    return path
+
+
+def _voc_object(xmin, ymin, xmax, ymax, name="target") -> str:
+    return (f"<object><name>{name}</name><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax>"
+            f"<ymax>{ymax}</ymax></bndbox></object>")
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("0 1e300 0.5 0.1 0.1", "box [3.2e+301"),  # cast to int64 gave a garbage box, silently
+        ("0 0.5 0.5 0.1 1e300", "lies outside the 32x32 image"),
+        ("0 5 0.5 0.1 0.1", "box [158.4, 14.4, 161.6, 17.6] px lies outside the 32x32 image"),
+        ("0 -0.5 0.5 0.1 0.1", "lies outside the 32x32 image"),
+    ],
+)
+def test_yolo_boxes_outside_their_image_are_one_line_naming_the_line(tmp_path, line, needle):
+    root = _tree(tmp_path / "NUDT-SIRST")
+    labels = _write_labels(tmp_path / "labels", {"0001": []})
+    (labels / "0001.txt").write_text(f"0 0.5 0.5 0.1 0.1\n{line}\n")
+    out = tmp_path / "a.json"
+    one_line_error(_audit(root, labels, "yolo", out), "0001.txt:2", needle)
+    assert not out.exists()
+
+
+def test_a_box_one_pixel_past_the_edge_is_still_an_edge_mismatch(tmp_path):
+    # Another edge convention (x1 one past the image) is what audit reports, not a refusal.
+    root = _tree(tmp_path / "NUDT-SIRST")
+    labels = _write_labels(tmp_path / "labels", {"0003": [[1, 28, 4, 33]]})
+    out = tmp_path / "a.json"
+    run_ok("audit", root, "--labels", labels, "--format", "yolo", "--out", out)
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["edge_mismatches"] + summary["other"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (_voc_object("inf", 5, 7, 7), "numeric bndbox values"),  # OverflowError: a traceback
+        (_voc_object("1e300", 5, 7, 7), "object 1: bndbox (xmin, ymin, xmax, ymax) [1e+300"),  # OverflowError
+        (_voc_object(9, 5, 7, 7), "is no box of its 32x32 image"),  # inverted, read as a box
+        (_voc_object(500, 500, 510, 510), "is no box of its 32x32 image"),
+        (_voc_object(5, 5, 7, 7) + _voc_object(26, 21, 26, 21, name="person"), "classes ['person', 'target']"),
+        (_voc_object(5, 5, 7, 7).replace("</bndbox>", "</bndbox><area_px>1e300</area_px>"), "area_px 1e+300"),
+    ],
+)
+def test_voc_values_are_checked_in_one_line(tmp_path, body, needle):
+    root = _tree(tmp_path / "NUDT-SIRST")
+    (tmp_path / "voc").mkdir()
+    _voc_file(tmp_path / "voc" / "000001.xml", body)
+    out = tmp_path / "a.json"
+    one_line_error(_audit(root, tmp_path / "voc", "voc", out), "000001.xml", needle)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("size", [(0, 32), (-32, 32)])
+def test_voc_size_must_be_positive(tmp_path, size):
+    root = _tree(tmp_path / "NUDT-SIRST")
+    (tmp_path / "voc").mkdir()
+    _voc_file(tmp_path / "voc" / "000001.xml", _voc_object(5, 5, 7, 7), size=size)
+    one_line_error(_audit(root, tmp_path / "voc", "voc", tmp_path / "a.json"), "is not a positive width and height")
+
+
+def test_voc_fractions_are_kept_not_truncated(tmp_path):
+    # xmin 5.7 was read as 5: a box the file does not hold, audited equal.
+    root = _tree(tmp_path / "NUDT-SIRST")
+    (tmp_path / "voc").mkdir()
+    _voc_file(tmp_path / "voc" / "000001.xml", _voc_object("5.7", 5, 7, 7) + _voc_object(26, 21, 26, 21))
+    out = tmp_path / "a.json"
+    run_ok("audit", root, "--labels", tmp_path / "voc", "--format", "voc", "--out", out)
+    (record,) = [r for r in json.loads(out.read_text())["records"] if r["image"] == "000001"]
+    assert record["differences"][0]["kind"] == "edge_mismatch" and record["differences"][0]["box"] == [4.7, 4, 7, 7]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY % p SYSTEM "SECRET"> %p;]>',  # read as if absent, silently
+        '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "5">]>',
+        '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "SECRET">]>',
+    ],
+    ids=["external-parameter", "internal", "external-general"],
+)
+def test_voc_entity_declarations_are_refused_and_never_read(tmp_path, head):
+    root = _tree(tmp_path / "NUDT-SIRST")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("<!ENTITY y 'SECRET-42'>")
+    (tmp_path / "voc").mkdir()
+    _voc_file(tmp_path / "voc" / "000001.xml", _voc_object(5, 5, 7, 7), head=head.replace("SECRET", secret.as_uri()))
+    out = tmp_path / "a.json"
+    result = _audit(root, tmp_path / "voc", "voc", out)
+    one_line_error(result, "000001.xml: declares the XML entity")
+    assert "SECRET-42" not in result.output and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda d: (d["categories"].append({"id": 2, "name": "ignore"}), d["annotations"][0].update(category_id=2)),
+         "annotations of categories [1, 2]"),
+        (lambda d: d["annotations"][0].update(category_id=7), "category_id 7 is not in the file's categories [1]"),
+        (lambda d: d["annotations"][1].update(id=d["annotations"][0]["id"]), "duplicate annotation id"),
+    ],
+    ids=["second-category", "unlisted-category", "duplicate-annotation-id"],
+)
+def test_coco_annotations_of_another_class_or_a_repeated_id_are_refused(tmp_path, change, needle):
+    # An 'ignore' category was audited (and scored by eval --gt-coco) as targets.
+    root = _tree(tmp_path / "NUDT-SIRST")
+    conv = tmp_path / "conv"
+    run_ok("convert", root, "--out", conv, "--split", "all", "--format", "coco")
+    coco = json.loads((conv / "coco" / "all.json").read_text())
+    change(coco)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps(coco))
+    out = tmp_path / "a.json"
+    one_line_error(_audit(root, labels, "coco", out), "labels.json: annotations[", needle)
+    assert not out.exists()
+
+
+def test_an_audit_csv_the_user_edited_is_theirs_even_with_force(tmp_path):
+    # The CSV was ours by name (our JSON named it): --force replaced the user's table.
+    root = _tree(tmp_path / "NUDT-SIRST")
+    labels = _write_labels(tmp_path / "labels", {"0001": [[4, 4, 7, 7]]})
+    args = ["audit", root, "--labels", labels, "--format", "yolo", "--out", tmp_path / "a.json", "--csv",
+            tmp_path / "t.csv"]
+    run_ok(*args)
+    run_ok(*args, "--force")  # unedited: ours, replaced
+    (tmp_path / "t.csv").write_text("my own table\n")
+    one_line_error(run(*args, "--force"), "t.csv", "not written by irstd-bench")
+    assert (tmp_path / "t.csv").read_text() == "my own table\n"

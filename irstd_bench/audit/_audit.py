@@ -18,6 +18,7 @@ import numpy as np
 
 from irstd_bench import __version__
 from irstd_bench._csv import csv_cell
+from irstd_bench._outputs import MEMBER_DIGESTS_KEY, text_digest
 from irstd_bench._progress import progress_bar
 from irstd_bench.audit._compare import EDGES, BoxComparison, compare_boxes
 from irstd_bench.audit._labels import BoxVersion
@@ -169,6 +170,7 @@ class AuditResult:
         """``{path: text}`` of the files to write: the CSV (if asked) first, the JSON last."""
         texts: dict[Path, str] = {}
         csv_name = None
+        data = self.to_dict(None)
         if csv_path is not None:
             csv_name = _relative_name(csv_path, out)
             buffer = io.StringIO()
@@ -176,7 +178,9 @@ class AuditResult:
             writer.writeheader()
             writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in self.csv_rows())
             texts[csv_path] = buffer.getvalue()
-        texts[out] = json.dumps(self.to_dict(csv_name), indent=2, allow_nan=False) + "\n"
+            data = self.to_dict(csv_name)
+            data[MEMBER_DIGESTS_KEY] = {csv_name: text_digest(texts[csv_path])}  # the CSV is ours while unedited
+        texts[out] = json.dumps(data, indent=2, allow_nan=False) + "\n"
         return texts
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -19,21 +18,14 @@ def check_audit_out(out: Path, csv_path: Path | None, force: bool, inputs) -> di
     """Refuse outputs that are inputs or files irstd-bench did not write; the claims of the outputs.
 
     The JSON is ours when it carries the audit ``schema``; the CSV is ours when that JSON is
-    ours and names it (its ``csv`` key). The claims (path -> :class:`~irstd_bench._outputs.Claim`)
+    ours, names it (its ``csv`` key) and records its content (a user's edit makes it theirs).
+    The claims (path -> :class:`~irstd_bench._outputs.Claim`)
     go to :func:`~irstd_bench._outputs.write_file_set`, which checks them again when it writes.
     """
-    from irstd_bench._outputs import check_file_replaceable, json_schema_owner, refuse_inside_inputs
+    from irstd_bench._outputs import check_file_replaceable, json_schema_owner, refuse_inside_inputs, set_member_owner
 
     json_owned = json_schema_owner(AUDIT_SCHEMA)
-
-    def csv_owned(path: Path) -> bool:
-        if not json_owned(out):
-            return False
-        named = json.loads(out.read_text(encoding="utf-8")).get("csv")
-        if not isinstance(named, str):
-            return False
-        named_path = Path(named) if Path(named).is_absolute() else out.absolute().parent / named
-        return named_path.absolute() == Path(path).absolute()
+    csv_owned = set_member_owner(out, json_owned, lambda data: (data.get("csv"),))
 
     claims = {}
     if csv_path is not None:

@@ -35,7 +35,7 @@ import numpy as np
 import yaml
 
 from irstd_bench._io import image_size
-from irstd_bench.boxes import box_areas, box_centres, from_yolo, to_yolo
+from irstd_bench.boxes import LABEL_EDGE_SLACK_PX, box_areas, box_centres, boxes_outside, from_yolo, to_yolo
 from irstd_bench.convert._records import ImageRecord
 from irstd_bench.errors import InputError
 from irstd_bench.targets import Targets
@@ -180,7 +180,7 @@ def read_yolo_label(path: Path, hw: tuple[int, int]) -> Targets:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the YOLO label file ({exc.__class__.__name__})") from None
-    rows = []
+    rows, numbers = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
@@ -192,5 +192,14 @@ def read_yolo_label(path: Path, hw: tuple[int, int]) -> Targets:
         if cls != 0 or len(fields) != 5 or not all(np.isfinite([cx, cy, bw, bh])) or bw < 0 or bh < 0:
             raise InputError(f"{path}:{number}: expected 'class cx cy w h', got {line.strip()!r}")
         rows.append([cx, cy, bw, bh])
-    boxes = np.round(from_yolo(np.array(rows, np.float64).reshape(-1, 4), (h, w))).astype(np.int64)
+        numbers.append(number)
+    exact = from_yolo(np.array(rows, np.float64).reshape(-1, 4), (h, w))
+    outside = np.flatnonzero(boxes_outside(exact, (h, w), LABEL_EDGE_SLACK_PX))
+    if outside.size:
+        i = int(outside[0])
+        raise InputError(
+            f"{path}:{numbers[i]}: box {np.round(exact[i], 3).tolist()} px lies outside the {w}x{h} image "
+            f"(more than {LABEL_EDGE_SLACK_PX:g} px past an edge)"
+        )
+    boxes = np.round(exact).astype(np.int64)
     return Targets(boxes=boxes, area_px=box_areas(boxes), centroids=box_centres(boxes), image_size=(h, w))
