@@ -37,22 +37,20 @@ FULL_VALIDATIONS_PER_RUN = 30
 #: ``args.json`` fields that must match the plan's unit for a run folder to be continued.
 MATCHED_ARGS = ("model", "recipe", "seed", "protocol", "split", "dataset")
 
-#: The EFLNet paper's NUAA-SIRST comparison on a CPU (issue 21), lower priority first: ACM with 3
-#: seeds, EFLNet-n, one seed of the other segmenters, ALCNet last. EFLNet-n trains 150 of its
-#: recipe's 300 epochs (about 65 CPU-s per epoch on one thread, 7x ACM's; its 300-epoch schedule would
-#: hold one core for two sessions); a later plan may continue it to 300. ALCNet costs about 27 CPU-s
-#: per batch of 8 at 256 px (its local contrast rolls 64-channel full-resolution maps 32 times per
-#: step): about 850 CPU-s per epoch, 100x ACM, 70 CPU-h for its 300 epochs (RUNS.md), so it waits
-#: behind every other run.
+#: The EFLNet paper's NUAA-SIRST comparison on a CPU (issue 21), lower priority first, in order of
+#: the CPU hours measured for each full schedule (nuaa-sirst RUNS.md, one thread): ACM with 3 seeds
+#: (0.7 h each), EFLNet-n (150 of its recipe's 300 epochs: 2.6 h; a later plan may continue it to
+#: 300), MSHNet (13 h), AGPCNet (26 h), MDvsFA and DNANet, then ALCNet (about 71 h per seed: its
+#: local contrast rolls a 64-channel full-resolution map 32 times per step) and ISNet (104 h).
 PROTOCOL_PLAN: tuple[RunSpec, ...] = (
     RunSpec("acm", seeds=(0, 1, 2), priority=0, extra_seed_priority=1),
     RunSpec("eflnet-n", "authors", priority=2, epochs=150),
     RunSpec("mshnet", priority=5),
-    RunSpec("isnet", priority=6),
-    RunSpec("agpcnet", priority=7),
-    RunSpec("mdvsfa", priority=8),
-    RunSpec("dnanet", priority=9),
+    RunSpec("agpcnet", priority=6),
+    RunSpec("mdvsfa", priority=7),
+    RunSpec("dnanet", priority=8),
     RunSpec("alcnet", seeds=(0, 1, 2), priority=10, extra_seed_priority=11),
+    RunSpec("isnet", priority=12),
 )
 
 
