@@ -65,6 +65,9 @@ def test_older_evaluator_rows_are_marked(results: Path) -> None:
     centroid = results / f"{FAMILY}-test" / "centroid3" / "tophat.json"
     data = json.loads(centroid.read_text())
     data["metrics"]["iou"] = data["metrics"]["iou"] / 2  # as if taken at another level
+    # by an evaluator that kept no per-image numbers (today's would refuse metrics they do not give)
+    for key in ("per_image", "per_image_csv"):
+        data.pop(key)
     centroid.write_text(json.dumps(data))
     rows = {r.method: r for r in make_reports.collect(RS, FAMILY, results)}
     assert rows["Top-Hat"].older_evaluator
