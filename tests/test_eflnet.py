@@ -7,19 +7,22 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torchvision.ops import box_iou, deform_conv2d
+from torchvision.ops import box_iou, deform_conv2d, nms
 
 from reference_model.eflnet import SCALES, build_eflnet
 from reference_model.eflnet.assigner import BACKGROUND, TaskAlignedAssigner
 from reference_model.eflnet.dyhead import (
+    DYRELU_INTERCEPT_RANGE,
+    DYRELU_SLOPE_RANGE,
     DyHead,
     DyHeadBlock,
     DyReLU,
     ModulatedDeformConv,
     deform_conv2d_gathered,
-    deform_conv2d_sampled,
+    deform_conv2d_sparse,
 )
 from reference_model.eflnet.head import anchor_points, decode_boxes
+from reference_model.eflnet.model import first_kept_by_nms
 from reference_model.registry import build_model
 
 PAPER_PARAMETERS_L = 38.5e6
@@ -34,7 +37,7 @@ def count(model: torch.nn.Module) -> int:
 # ---------------------------------------------------------------- deformable convolution / DyHead
 
 
-@pytest.mark.parametrize("backend", ["torchvision", "sampled", "gathered"])
+@pytest.mark.parametrize("backend", ["torchvision", "sparse", "gathered"])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_zero_offsets_unit_mask_is_plain_convolution(backend, stride):
     g = torch.Generator().manual_seed(1)
@@ -47,7 +50,7 @@ def test_zero_offsets_unit_mask_is_plain_convolution(backend, stride):
     torch.testing.assert_close(conv(x, offset, mask), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("implementation", [deform_conv2d_sampled, deform_conv2d_gathered])
+@pytest.mark.parametrize("implementation", [deform_conv2d_sparse, deform_conv2d_gathered])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_sampled_deform_conv_equals_torchvision_with_gradients(implementation, stride):
     g = torch.Generator().manual_seed(2)
@@ -68,6 +71,98 @@ def test_sampled_deform_conv_equals_torchvision_with_gradients(implementation, s
         torch.testing.assert_close(a.grad, b.grad)
 
 
+def test_sparse_deform_conv_on_a_map_larger_than_int16_pixel_indices():
+    """A chunk of more than 32767 pixels sorts int32 keys instead of int16 ones: same results."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 2, 130, 260, generator=g, dtype=torch.float64)  # 33800 pixels
+    weight = torch.randn(2, 2, 3, 3, generator=g, dtype=torch.float64)
+    offset = 3.0 * torch.randn(1, 18, 130, 260, generator=g, dtype=torch.float64)
+    mask = torch.rand(1, 9, 130, 260, generator=g, dtype=torch.float64)
+    inputs = [t.clone().requires_grad_() for t in (x, offset, mask, weight)]
+    deform_conv2d_sparse(*inputs).pow(2).sum().backward()
+    reference_inputs = [t.clone().requires_grad_() for t in (x, offset, mask, weight)]
+    rx, ro, rm, rw = reference_inputs
+    deform_conv2d(rx, ro, rw, padding=1, mask=rm).pow(2).sum().backward()
+    for a, b in zip(inputs, reference_inputs, strict=True):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("images_per_chunk", [1, 2])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("needs_grad", ["all", "offset_mask"])
+def test_sparse_deform_conv_in_chunks_of_images(monkeypatch, images_per_chunk, stride, needs_grad):
+    """Images split over chunks (3 images in chunks of 1 or 2: a short last chunk) give torchvision's
+    outputs and gradients, with channels-last input, offsets and mask sliced from one map as the
+    dynamic head passes them, and only the gradients asked for."""
+    import reference_model.eflnet.dyhead as dyhead
+
+    b, c, h, w = 3, 5, 11, 9
+    h_out, w_out = (h - 1) // stride + 1, (w - 1) // stride + 1
+    monkeypatch.setattr(dyhead, "SPARSE_CHUNK_VALUES", images_per_chunk * 9 * c * h_out * w_out)
+    assert dyhead._images_per_chunk(9, c, h_out * w_out) == images_per_chunk
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(b, c, h, w, generator=g, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(4, c, 3, 3, generator=g, dtype=torch.float64)
+    offset_mask = torch.randn(b, 27, h_out, w_out, generator=g, dtype=torch.float64)
+    offset = 2.0 * offset_mask[:, :18]  # a few pixels, some samples outside the map
+    mask = offset_mask[:, 18:].sigmoid()
+    grads = {"all": (True, True, True, True), "offset_mask": (False, True, True, False)}[needs_grad]
+    inputs = [t.detach().clone().requires_grad_(r) for t, r in zip((x, offset, mask, weight), grads, strict=True)]
+    ours = deform_conv2d_sparse(*inputs, stride=stride, padding=1)
+    reference_inputs = [t.detach().clone().requires_grad_(r)
+                        for t, r in zip((x, offset, mask, weight), grads, strict=True)]
+    rx, ro, rm, rw = reference_inputs
+    reference = deform_conv2d(rx, ro, rw, stride=stride, padding=1, mask=rm)
+    torch.testing.assert_close(ours, reference)
+    upstream = torch.randn(reference.shape, generator=g, dtype=torch.float64)
+    (ours * upstream).sum().backward()
+    (reference * upstream).sum().backward()
+    for a, r, needed in zip(inputs, reference_inputs, grads, strict=True):
+        assert (a.grad is not None) == needed
+        if needed:
+            torch.testing.assert_close(a.grad, r.grad)
+
+
+def _loss_and_gradients(model, images, targets):
+    model.zero_grad()
+    losses = model.compute_loss(model(images), targets)
+    sum(losses.values()).backward()
+    return losses, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_training_loss_on_a_fixed_batch_equals_the_torchvision_deformable_convolution():
+    """The training loss of the default CPU path (the sparse deformable convolution) equals, to 1e-5,
+    the loss computed with torchvision's DCNv2 kernel, on a fixed batch and with offsets of a few
+    tenths of a pixel (a trained model's); so do the gradients."""
+    torch.manual_seed(0)
+    model = build_eflnet("n").train()
+    for block in model.dyhead:
+        torch.nn.init.normal_(block.offset_conv.weight, std=0.05)
+    images = torch.rand(4, 3, 128, 128).contiguous(memory_format=torch.channels_last)
+    targets = [{"boxes": torch.tensor([[30.0 + 9 * i, 40.0, 33.0 + 9 * i, 42.0 + i]])} for i in range(4)]
+    deform_convs = [m for m in model.modules() if isinstance(m, ModulatedDeformConv)]
+    assert {m.resolved_backend(images) for m in deform_convs} == {"sparse"}
+    losses, grads = _loss_and_gradients(model, images, targets)
+    for conv in deform_convs:
+        conv.backend = "torchvision"
+    reference_losses, reference_grads = _loss_and_gradients(model, images, targets)
+    for name, value in losses.items():
+        torch.testing.assert_close(value, reference_losses[name], rtol=1e-5, atol=0)
+    assert grads.keys() == reference_grads.keys()
+    for name, grad in grads.items():  # measured: 2.5e-5 of the largest gradient at worst
+        reference = reference_grads[name]
+        torch.testing.assert_close(grad, reference, rtol=1e-4, atol=1e-4 * reference.abs().max().item())
+
+
+def test_dyhead_keeps_its_input_memory_format():
+    """Channels-last features come out channels-last (the head's convolutions run faster so), others contiguous."""
+    head = DyHead(16, 1)
+    features = [torch.randn(2, 16, 16, 16), torch.randn(2, 16, 8, 8), torch.randn(2, 16, 4, 4)]
+    for memory_format in (torch.channels_last, torch.contiguous_format):
+        outputs = head([f.contiguous(memory_format=memory_format) for f in features])
+        assert all(o.is_contiguous(memory_format=memory_format) for o in outputs)
+
+
 @pytest.mark.train
 def test_dyhead_runs_in_bf16_under_autocast_and_matches_float32():
     """Under bf16 autocast every deformable convolution samples and contracts in bf16 (the offsets
@@ -80,7 +175,7 @@ def test_dyhead_runs_in_bf16_under_autocast_and_matches_float32():
     features = [torch.randn(2, 32, 16, 16), torch.randn(2, 32, 8, 8), torch.randn(2, 32, 4, 4)]
     reference = head(features)
     conv = head[0].conv_mid
-    assert conv.resolved_backend(features[0]) == "sampled"
+    assert conv.resolved_backend(features[0]) == "sparse"
     offset_dtypes = []
     head[0].offset_conv.register_forward_hook(lambda module, args, out: offset_dtypes.append(out.dtype))
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -116,6 +211,29 @@ def test_dyrelu_starts_as_relu_and_is_input_dependent():
     a, b = act(x), F.relu(x)
     assert not torch.allclose(a, b)
 
+
+
+def test_dyrelu_is_the_maximum_of_its_two_lines_with_gradients():
+    """Eq. 20 written out with torch.maximum: same values and gradients (x, MLP) as the module's selection."""
+    torch.manual_seed(1)
+    act = DyReLU(8)
+    torch.nn.init.normal_(act.mlp[2].weight)
+    x = (torch.randn(3, 8, 5, 5, dtype=torch.float64) + 0.3).requires_grad_()
+    act = act.double()
+    upstream = torch.randn(3, 8, 5, 5, dtype=torch.float64)
+    (act(x) * upstream).sum().backward()
+    grads = [x.grad.clone()] + [p.grad.clone() for p in act.parameters()]
+    x.grad = None
+    act.zero_grad()
+    theta = (2 * F.hardsigmoid(act.mlp(x.mean(dim=(2, 3)))) - 1).reshape(3, 4, 8, 1, 1)
+    a1, b1 = 1 + DYRELU_SLOPE_RANGE * theta[:, 0], DYRELU_INTERCEPT_RANGE * theta[:, 1]
+    a2, b2 = DYRELU_SLOPE_RANGE * theta[:, 2], DYRELU_INTERCEPT_RANGE * theta[:, 3]
+    expected = torch.maximum(a1 * x + b1, a2 * x + b2)
+    assert ((a1 * x + b1) < (a2 * x + b2)).any() and ((a1 * x + b1) > (a2 * x + b2)).any()  # both lines used
+    torch.testing.assert_close(act(x), expected)
+    (expected * upstream).sum().backward()
+    for ours, reference in zip(grads, [x.grad] + [p.grad for p in act.parameters()], strict=True):
+        torch.testing.assert_close(ours, reference)
 
 # ---------------------------------------------------------------- anchors, decoding, assigner
 
@@ -236,6 +354,21 @@ def test_postprocess_nms_and_the_confidence_rule():
     torch.testing.assert_close(result["boxes"], expected, rtol=0, atol=1e-4)
     assert len(model.postprocess(outputs, conf_threshold=0.5, iou_threshold=1.0)[0]["scores"]) == 3
     assert len(model.postprocess(outputs, conf_threshold=0.5 + 1e-6)[0]["scores"]) == 1  # 0.5 now cut
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_first_kept_by_nms_equals_full_nms(seed):
+    """NMS on the best-scored candidates first keeps what the full NMS keeps, in its order, ties
+    (rounded scores) and clusters of overlapping boxes included."""
+    g = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(1, 3000, (1,), generator=g))
+    corner = torch.rand(n, 2, generator=g) * (40.0 if seed % 2 else 256.0)
+    boxes = torch.cat([corner, corner + torch.rand(n, 2, generator=g) * 12 + 0.5], dim=1)
+    scores = (torch.rand(n, generator=g) * (5 if seed % 3 == 0 else 1000)).floor() / 1000
+    for max_det in (1, 10, 100, n + 1):
+        expected = nms(boxes, scores, 0.5)[:max_det]
+        assert torch.equal(first_kept_by_nms(boxes, scores, 0.5, max_det), expected)
+    assert first_kept_by_nms(boxes[:0], scores[:0], 0.5, 100).numel() == 0
 
 
 def test_config_is_one_dataclass_and_unknown_keywords_fail():

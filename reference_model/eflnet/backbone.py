@@ -22,13 +22,17 @@ BASE_DEPTHS = (3, 6, 6, 3)
 
 
 class ConvBNAct(nn.Sequential):
-    """``Conv2d -> BatchNorm2d -> SiLU``; ``(B, c_in, H, W) -> (B, c_out, H / stride, W / stride)``."""
+    """``Conv2d -> BatchNorm2d -> SiLU``; ``(B, c_in, H, W) -> (B, c_out, H / stride, W / stride)``.
+
+    The SiLU is not in place: under autograd an in-place SiLU copies its input (its backward needs
+    it), which cost more than a new output (same values).
+    """
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int = 1, stride: int = 1) -> None:
         super().__init__(
             nn.Conv2d(c_in, c_out, kernel_size, stride, padding=kernel_size // 2, bias=False),
             nn.BatchNorm2d(c_out),
-            nn.SiLU(inplace=True),
+            nn.SiLU(),
         )
 
 

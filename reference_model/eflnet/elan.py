@@ -114,7 +114,7 @@ class RepConv(nn.Module):
         self.dense = nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
         self.pointwise = nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
         self.identity = nn.BatchNorm2d(c_in) if c_in == c_out else None
-        self.act = nn.SiLU(inplace=True)
+        self.act = nn.SiLU()  # not in place: see ConvBNAct
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.dense(x) + self.pointwise(x)
