@@ -7,8 +7,12 @@ setup:
 demo: setup
 	.venv/bin/irstd-bench demo --out demo_out
 
+# The suite runs torch with 1 thread per worker (tests/conftest.py, IRSTD_TEST_THREADS); the tests whose
+# verdict rests on trained or kernel-computed floats (marker `train`) run again with 2 threads, so a
+# verdict that depends on the thread count fails on the machine that introduces it.
 test: setup
 	.venv/bin/python -m pytest -q -n 2 --durations=15
+	IRSTD_TEST_THREADS=2 .venv/bin/python -m pytest -q -m train --durations=5
 
 lint: setup
 	.venv/bin/ruff check .

@@ -13,6 +13,8 @@ Usage (from the repository root)::
     .venv/bin/python bench/bench_classical.py --root ../shared/datasets/NUAA-SIRST --runs 3 --workers 2
     .venv/bin/python bench/bench_classical.py --limit 8 --runs 3   # the slow low-rank methods too
     .venv/bin/python bench/bench_classical.py --limit 2 --runs 3 --methods tophat,ript   # README's RIPT row
+    .venv/bin/python bench/bench_classical.py --dataset nudt --root ../shared/datasets/NUDT-SIRST \
+        --split split_EFLNet/test --limit 3 --runs 1 --methods tophat,ipi,ript,nram
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets
 
 @click.command()
 @click.option("--root", default=str(DEFAULT_ROOT), show_default=True, type=click.Path(file_okay=False))
+@click.option("--dataset", default="nuaa", show_default=True, help="Layout of --root (nuaa, nudt, ...).")
 @click.option("--split", default="test", show_default=True)
 @click.option("--methods", default=",".join(METHODS), show_default=True, help="Comma-separated names.")
 @click.option("--runs", default=3, show_default=True, type=int, help="Repetitions; the median is reported.")
@@ -46,8 +49,8 @@ DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets
     "--workers", default=0, show_default=True, type=int, help="Also time the pipeline with N workers."
 )
 @click.option("--baseline", default="tophat", show_default=True, help="Method the ratios refer to.")
-def main(root, split, methods, runs, limit, workers, baseline):
-    ds = open_dataset(root, "nuaa")
+def main(root, dataset, split, methods, runs, limit, workers, baseline):
+    ds = open_dataset(root, dataset)
     stems = ds.stems(split)[:limit] if limit else ds.stems(split)
     paths = [(s, ds.sample(s).image_path) for s in stems]
     images = [image_to_unit(read_gray(p)) for _, p in paths]

@@ -1,4 +1,4 @@
-"""Throughput of ``convert`` on NUAA-SIRST against the bare cost of decoding its PNGs.
+"""Throughput of ``convert`` on a dataset (NUAA-SIRST by default) against the bare cost of decoding its PNGs.
 
 Timings, each the median over ``--runs`` repetitions (seconds for the whole dataset), wall
 clock and CPU (user + system of this process and its workers):
@@ -27,7 +27,10 @@ RLE, and the output texts (COCO JSON, YOLO labels, VOC XML), built in memory onl
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/bench_convert.py --runs 5
+    .venv/bin/python bench/bench_convert.py --runs 5                    # NUAA-SIRST, all 427 images
+    .venv/bin/python bench/bench_convert.py --dataset nudt --runs 5     # NUDT-SIRST, all 1327 images
+
+``--dataset`` names the layout (and, without ``--root``, the release in ``../shared/datasets``).
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ from irstd_bench.convert._yolo import label_text
 from irstd_bench.datasets import dataset_image_ids, open_dataset
 from irstd_bench.targets import mask_to_targets
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "NUAA-SIRST"
+SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+#: Where each dataset's release is found when ``--root`` is not given.
+DEFAULT_ROOTS = {"nuaa": SHARED_DATASETS / "NUAA-SIRST", "nudt": SHARED_DATASETS / "NUDT-SIRST"}
 
 
 def _cpu_seconds() -> float:
@@ -87,13 +92,19 @@ def _output_entries(out: Path) -> tuple[int, int]:
 
 
 @click.command()
-@click.option("--root", default=str(DEFAULT_ROOT), show_default=True, type=click.Path(file_okay=False))
+@click.option("--dataset", default="nuaa", show_default=True, help="Layout: nuaa, nudt, irstd1k, sirstv2.")
+@click.option("--root", default=None, type=click.Path(file_okay=False), help="Dataset root (default: the release "
+              "in ../shared/datasets for nuaa and nudt).")
 @click.option("--split", default="all", show_default=True, help="Split to convert (default: every image).")
 @click.option("--runs", default=5, show_default=True, type=int, help="Repetitions; the median is reported.")
 @click.option("--workers", default=None, type=int, help="Worker processes (default: all CPUs).")
 @click.option("--formats", default="coco,yolo,voc", show_default=True)
-def main(root: str, split: str, runs: int, workers: int | None, formats: str) -> None:
-    ds = open_dataset(root)
+def main(dataset: str, root: str | None, split: str, runs: int, workers: int | None, formats: str) -> None:
+    if root is None:
+        if dataset not in DEFAULT_ROOTS:
+            raise click.UsageError(f"--dataset {dataset}: give its --root")
+        root = str(DEFAULT_ROOTS[dataset])
+    ds = open_dataset(root, dataset)
     samples = ds.samples(split)
     pairs = [(s.image_path, s.mask_path) for s in samples]
     workers = workers or os.cpu_count() or 1
@@ -111,7 +122,8 @@ def main(root: str, split: str, runs: int, workers: int | None, formats: str) ->
 
         def convert(n: int, folder: Path, chosen: str = formats):
             return lambda: convert_dataset(
-                root, folder, splits=[split], formats=chosen, workers=n, warn=lambda m: None, force=True
+                root, folder, dataset=dataset, splits=[split], formats=chosen, workers=n, warn=lambda m: None,
+                force=True,
             )
 
         def create_files() -> None:

@@ -496,6 +496,55 @@ def json_schema_owner(*schemas: str) -> Callable[[Path], bool]:
     return owned
 
 
+#: Key of a JSON output of ours recording the SHA-256 of each other file of its set (the CSVs it
+#: names), by the name it gives the file: such a file is ours while it holds what we wrote.
+MEMBER_DIGESTS_KEY = "files_sha256"
+
+
+def text_digest(data: str | bytes) -> str:
+    """SHA-256 (hex) of a text as written (UTF-8) or of bytes."""
+    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else bytes(data)).hexdigest()
+
+
+def _file_digest(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(2**20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def set_member_owner(
+    json_path: Path, json_owned: Callable[[Path], bool], names: Callable[[dict], Iterable]
+) -> Callable[[Path], bool]:
+    """A test for the other files of a set whose JSON (``json_path``) names them (a results JSON and
+    its CSVs): ``path`` is ours when that JSON is ours, names it (``names(data)``: paths relative
+    to the JSON's folder, or absolute) and records its current SHA-256 under that name
+    (:data:`MEMBER_DIGESTS_KEY`). A user's edit makes it theirs. A JSON of an earlier version,
+    which records no digests, vouches for the files it names by their names."""
+
+    def owned(path: Path) -> bool:
+        if not json_owned(json_path):
+            return False
+        data = _read_json(json_path)
+        for name in names(data):
+            if not isinstance(name, str) or not name:
+                continue
+            named = Path(name) if Path(name).is_absolute() else Path(json_path).absolute().parent / name
+            if named.absolute() != Path(path).absolute():
+                continue
+            digests = data.get(MEMBER_DIGESTS_KEY)
+            if digests is None:
+                return True
+            return isinstance(digests, dict) and digests.get(name) == _file_digest(path)
+        return False
+
+    return owned
+
+
 def sidecar_path(path: Path) -> Path:
     """The sidecar manifest of a single file we write: ``.<name>.irstd-bench-output.json`` beside it."""
     path = Path(path)
@@ -527,14 +576,7 @@ def sidecar_owner(path: Path) -> bool:
     digests = data.get("sha256")
     if not isinstance(digests, dict) or not isinstance(digests.get(path.name), str):
         return False
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(2**20), b""):
-                digest.update(block)
-    except OSError:
-        return False
-    return digest.hexdigest() == digests[path.name]
+    return _file_digest(path) == digests[path.name]
 
 
 def owned_backup(path: Path) -> bool:

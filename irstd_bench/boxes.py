@@ -40,6 +40,11 @@ if TYPE_CHECKING:
 #: NWD normalising constant in pixels; the EFLNet paper's sweep found 11 best on its data.
 DEFAULT_NWD_CONSTANT = 11.0
 
+#: How far (px) a box read from a YOLO or VOC label file may pass its image's edge: one pixel,
+#: another edge convention (SIRST v2's official VOC boxes end one pixel past ``x1``), which
+#: ``audit`` reports as an edge mismatch. Farther, it is no box of that image (:func:`boxes_outside`).
+LABEL_EDGE_SLACK_PX = 1.0
+
 #: Box formats known to :func:`box_convert`.
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 
@@ -88,6 +93,33 @@ def box_areas(boxes) -> np.ndarray:
     """``(N,)`` areas ``w * h`` of ``xyxy`` boxes, in square pixels (dtype of the input)."""
     b = np.asarray(boxes).reshape(-1, 4)
     return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+
+
+def boxes_outside(boxes, image_size: tuple[int, int], slack_px: float = 0.0) -> np.ndarray:
+    """Which ``xyxy`` boxes are no boxes of an image of ``image_size = (H, W)``.
+
+    A box is refused by every label reader (COCO, YOLO, VOC) when a coordinate is not finite,
+    when it is inverted (``x1 < x0`` or ``y1 < y0``), or when an edge lies more than ``slack_px``
+    outside ``[0, W] x [0, H]``. Checked before any conversion to whole pixels, so that a
+    coordinate of 1e300 is named instead of overflowing.
+
+    Returns
+    -------
+    ndarray (N,) bool
+
+    Examples
+    --------
+    >>> boxes_outside(np.array([[0, 0, 4, 4], [30, 1, 33, 2], [2, 2, 1, 3]]), (32, 32), 1.0).tolist()
+    [False, False, True]
+    >>> boxes_outside(np.array([[0, 0, 4, 4], [30, 1, 33, 2]]), (32, 32)).tolist()
+    [False, True]
+    """
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    h, w = image_size
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(b).all(axis=1) | (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
+        bad |= (b[:, 0] < -slack_px) | (b[:, 1] < -slack_px) | (b[:, 2] > w + slack_px) | (b[:, 3] > h + slack_px)
+    return bad
 
 
 def _scale(image_size: tuple[int, int]) -> np.ndarray:

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("irstd_bench.synth.cli", "synth", "Generate the synthetic SIRST-like sample (NUDT-SIRST layout)."),
     "convert": ("irstd_bench.convert.cli", "convert", "Convert masks to boxes: COCO, YOLO and Pascal VOC."),
     "eval": ("irstd_bench.evaluate.cli", "eval_command", "Score predictions (boxes, masks, score maps)."),
+    "audit": ("irstd_bench.audit.cli", "audit", "Compare a published box version with the boxes of the masks."),
     "train": ("reference_model.engine.cli", "train", "Train EFLNet or a segmentation baseline."),
     "predict": ("reference_model.engine.cli", "predict", "Run a trained model and write predictions."),
     "baseline": ("reference_model.classical.cli", "baseline", "Run a classical (training-free) method."),

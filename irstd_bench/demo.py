@@ -20,6 +20,13 @@ from irstd_bench.errors import InputError
 
 #: Classical baselines the demo runs (fast ones; IPI is left to real runs).
 DEMO_BASELINES = ("tophat", "mpcm")
+#: The demo's default settings (the synthetic sample; the ranges below hold for these only).
+DEFAULTS = {"n_images": 80, "size": 128, "model": "eflnet-n", "epochs": 40, "imgsz": 128, "seed": 0}
+#: Test F1 (thresholds chosen on val) of the default demo, min and max over the runs of
+#: :data:`EXPECTED_RUNS`, measured with ``bench/bench_demo.py``: CPU training is not bit-reproducible
+#: across thread counts or CPU models, so the trained detector's F1 is a range, not one number.
+EXPECTED_F1 = {"tophat": (0.392, 0.392), "mpcm": (0.292, 0.292), "eflnet-n": (0.345, 0.410)}
+EXPECTED_RUNS = "6 runs: training seeds 0-2 x 1 and 2 threads, 2026-12-07"
 
 
 def _run(args: list[str]) -> None:
@@ -130,23 +137,28 @@ class _Outputs:
               help="A real dataset root instead of the synthetic sample.")
 @click.option("--dataset", default=None, help="Layout of --root (default: detect).")
 @click.option("--split-family", default=None, help="Split family to train/validate/test on (synthetic: split_synth).")
-@click.option("--n-images", default=80, show_default=True, help="Synthetic images to generate.")
-@click.option("--size", default=128, show_default=True, help="Synthetic image size in pixels.")
-@click.option("--model", default="eflnet-n", show_default=True, help="Detector to train.")
-@click.option("--epochs", default=40, show_default=True, help="Training epochs (a short CPU schedule).")
-@click.option("--imgsz", default=128, show_default=True, help="Training/inference image size.")
+@click.option("--n-images", default=DEFAULTS["n_images"], show_default=True, help="Synthetic images to generate.")
+@click.option("--size", default=DEFAULTS["size"], show_default=True, help="Synthetic image size in pixels.")
+@click.option("--model", default=DEFAULTS["model"], show_default=True, help="Detector to train.")
+@click.option("--epochs", default=DEFAULTS["epochs"], show_default=True, help="Training epochs (a short CPU schedule).")
+@click.option("--imgsz", default=DEFAULTS["imgsz"], show_default=True, help="Training/inference image size.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=DEFAULTS["seed"], show_default=True,
+              help="Seed of the synthetic sample and of the training run.")
+@click.option("--train-seed", default=None, type=int,
+              help="Seed of the training run alone (default: --seed); the data stay those of --seed.")
 def demo(out: Path, root: Path | None, dataset: str | None, split_family: str | None, n_images: int, size: int,
-         model: str, epochs: int, imgsz: int, device: str, seed: int) -> None:
+         model: str, epochs: int, imgsz: int, device: str, seed: int, train_seed: int | None) -> None:
     """Run the whole pipeline end to end and print the comparison table."""
     started = time.perf_counter()
+    root_given = root
     if root is not None and not root.is_dir():
         raise InputError(f"{root}: dataset root not found")  # before anything is created
     created = _claim_out(out, root)
     outputs = _Outputs(out, created or [])
     try:
-        table = _pipeline(out, root, dataset, split_family, n_images, size, model, epochs, imgsz, device, seed, outputs)
+        table = _pipeline(out, root, dataset, split_family, n_images, size, model, epochs, imgsz, device, seed,
+                          seed if train_seed is None else train_seed, outputs)
     except BaseException:
         if created is not None:  # a new folder: a failed demo leaves nothing behind
             outputs.remove()
@@ -154,10 +166,14 @@ def demo(out: Path, root: Path | None, dataset: str | None, split_family: str | 
     click.echo(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Report: {out / 'report' / 'index.html'}")
     click.echo(f"Test split {table[0]}, centroid 3 px matching, thresholds chosen on {table[1]}:")
     click.echo(table[2])
+    settings = {"n_images": n_images, "size": size, "model": model, "epochs": epochs, "imgsz": imgsz, "seed": seed}
+    if root_given is None and settings == DEFAULTS and _on_cpu(device):
+        click.echo(expected_range_line())
 
 
 def _pipeline(out: Path, root: Path | None, dataset: str | None, split_family: str | None, n_images: int, size: int,
-              model: str, epochs: int, imgsz: int, device: str, seed: int, outputs: _Outputs) -> tuple[str, str, str]:
+              model: str, epochs: int, imgsz: int, device: str, seed: int, train_seed: int,
+              outputs: _Outputs) -> tuple[str, str, str]:
     """The demo's steps; each output is recorded in ``outputs`` before its step runs (a step that
     fails midway, a training with checkpoints say, is removed too).
 
@@ -210,7 +226,7 @@ def _pipeline(out: Path, root: Path | None, dataset: str | None, split_family: s
     run_dir = out / "runs" / model
     outputs.folder(run_dir)
     _run(["train", *ds_args, "--split", family, "--model", model, "--epochs", str(epochs), "--imgsz", str(imgsz),
-          "--batch", "8", "--device", device, "--seed", str(seed), "--out", str(run_dir), "--val-every", "5",
+          "--batch", "8", "--device", device, "--seed", str(train_seed), "--out", str(run_dir), "--val-every", "5",
           "--optimizer", "adamw", "--lr", "0.002", "--resize-masks", "--force",
           # Flips, photometric jitter and target-keeping crops (half the batches, zoom-in up to
           # 1 / 0.6), without the default scale/translate jitter: in 40 short epochs on 48 frames
@@ -230,3 +246,17 @@ def _pipeline(out: Path, root: Path | None, dataset: str | None, split_family: s
     from irstd_bench.report import format_terminal_table
 
     return test_split, val_split, format_terminal_table(results)
+
+
+def _on_cpu(device: str) -> bool:
+    """Whether ``--device`` trains on the CPU (the ranges were measured there)."""
+    import torch
+
+    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+
+
+def expected_range_line() -> str:
+    """What the default demo's table should show: :data:`EXPECTED_F1` and the runs it was measured over."""
+    ranges = ", ".join(f"{name} {lo:.3f}" if lo == hi else f"{name} {lo:.2f}-{hi:.2f}"
+                       for name, (lo, hi) in EXPECTED_F1.items())  # fmt: skip
+    return f"Expected on a CPU, F1 (val thr.): {ranges} (measured over {EXPECTED_RUNS}; bench/bench_demo.py)."

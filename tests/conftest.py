@@ -26,9 +26,6 @@ def session_threads() -> int:
 
 
 def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "train: the verdict rests on trained or kernel-computed floats (run again with 2 threads)"
-    )
     threads = session_threads()
     # Subprocesses of the tests (CLI runs, torchrun) start torch with the same count.
     os.environ["OMP_NUM_THREADS"] = str(threads)

@@ -203,3 +203,134 @@ def test_ap50_undefined_for_score_maps_under_centroid_is_neither_stored_nor_comp
     comparison = compare_runs(paths, resamples=100)
     assert [p.metric for p in comparison.pairs] == ["f1"]
     assert any("a: AP50 not compared (AP50 undefined for score maps" in n for n in comparison.notes)
+
+
+# Hostile battery over compare (issue 25, last part: bench/hostile_new_surfaces.py). Each test
+# fails on the code before its fix.
+
+
+def _edited(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _refused(result, *needles):
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda d: d["per_image"]["tp"].__setitem__(0, d["per_image"]["tp"][0] - 1), "give tp = "),
+        (lambda d: d["per_image"]["pred"].__setitem__(0, d["per_image"]["pred"][0] + 5), "give fp = "),
+        (lambda d: d["per_image"]["gt"].__setitem__(0, d["per_image"]["gt"][0] + 2), "give fn = "),
+        (lambda d: d["metrics"].__setitem__("f1", 0.999), "give f1 = "),
+        (lambda d: d["metrics"].__setitem__("ap50", 0.999), "give ap50 = "),
+        (lambda d: d["per_image"]["ap50"]["scores"].__setitem__(-1, 1e6), "give ap50 = "),
+    ],
+    ids=["tp", "pred", "gt", "f1", "ap50", "ap-candidate"],
+)
+def test_per_image_numbers_must_give_the_results_own_metrics(runs, tmp_path, change, needle):
+    # The bootstrap resamples per_image while the table states metrics: a file where the two
+    # disagree was compared (and reported) with an interval around another run's value.
+    _, (good, _), (fair, _), _ = runs
+    _edited(fair, change)
+    with pytest.raises(InputError, match="fair.json: its per-image numbers " + needle):
+        compare_runs([good, fair], resamples=50)
+    out = tmp_path / "cmp.json"
+    _refused(_cli([good, fair, "--out", out]), "fair.json", needle)
+    assert not out.exists()
+
+
+def test_per_image_csv_of_an_older_file_must_give_its_metrics(runs):
+    _, (good, _), (fair, _), _ = runs
+    data = json.loads(fair.read_text())
+    del data["per_image"]
+    fair.write_text(json.dumps(data))
+    csv = fair.parent / data["per_image_csv"]
+    lines = csv.read_text().splitlines()
+    header, first = lines[0].split(","), lines[1].split(",")
+    for column in ("gt", "pred", "tp"):  # one more match on the first image: consistent in itself
+        first[header.index(column)] = str(int(first[header.index(column)]) + 1)
+    csv.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+    with pytest.raises(InputError, match="per_image.csv: its per-image numbers give tp = "):
+        compare_runs([good, fair], resamples=50)
+
+
+@pytest.mark.parametrize("value", [10**30, 2**63, 10**12 + 1])
+def test_per_image_counts_beyond_the_limit_are_one_line(runs, value):
+    # 10**30 raised OverflowError (a traceback) when the counts became int64.
+    _, (good, _), (fair, _), _ = runs
+    _edited(fair, lambda d: d["per_image"]["gt"].__setitem__(0, value))
+    _refused(_cli([good, fair]), "fair.json", "per_image.gt", "whole numbers in [0, 1000000000000]")
+
+
+@pytest.mark.parametrize("value", ["1000000000000", str(10**6)])
+def test_bootstrap_beyond_the_limit_is_one_line_before_any_work(runs, tmp_path, value):
+    # --bootstrap 10**12 allocated (10**12, N) multiplicities: a MemoryError traceback.
+    _, (good, _), (fair, _), _ = runs
+    out = tmp_path / "cmp.json"
+    _refused(_cli([good, fair, "--bootstrap", value, "--out", out]), f"--bootstrap {value}: must be in [1, 100000]")
+    assert not out.exists()
+    for command in (["eval", "--bootstrap", value], ["report", str(good), "--bootstrap", value]):
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code == 2 and f"--bootstrap {value}: must be in [0, 100000]" in result.output
+
+
+def test_resamples_times_images_beyond_memory_are_refused_before_allocating():
+    from irstd_bench.evaluate import MAX_RESAMPLES, BootstrapSettings
+    from irstd_bench.evaluate._bootstrap import MAX_RESAMPLE_CELLS
+
+    with pytest.raises(InputError, match="--bootstrap 100001: at most 100000"):
+        BootstrapSettings(MAX_RESAMPLES + 1, 0)
+    images = MAX_RESAMPLE_CELLS // MAX_RESAMPLES + 1
+    with pytest.raises(InputError, match=f"--bootstrap 100000 over {images} images"):
+        resample_counts(images, MAX_RESAMPLES, 0)
+    assert resample_counts(3, 2, 0).shape == (2, 3)
+
+
+def test_names_from_the_files_stay_on_their_row_of_the_table(runs):
+    # A line break or an escape sequence in a method name reached the terminal as it was.
+    _, (good, _), (fair, _), _ = runs
+    _edited(fair, lambda d: d.__setitem__("method", "evil\n# heading\x1b[2J"))
+    result = _cli([good, fair, "--bootstrap", "20"])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and not any(ln.startswith("# heading") for ln in result.output.splitlines())
+    assert "good  evil # heading [2J  F1" in result.output
+
+
+def test_runs_of_no_images_are_refused_not_an_empty_table(runs, tmp_path):
+    # Two runs of 0 images exited 0 with a table without rows.
+    _, (good, _), (fair, _), _ = runs
+
+    def no_images(d):
+        d["per_image"] = {"image": [], "gt": [], "pred": [], "tp": [], "pixels": None, "ap50": None}
+        d["metrics"].update(tp=0, fp=0, fn=0, precision=None, recall=None, f1=None, ap50=None)
+        del d["per_image_csv"]
+
+    out = tmp_path / "cmp.json"
+    done = _cli([_edited(good, no_images), _edited(fair, no_images), "--out", out])
+    _refused(done, "nothing to compare over 0 images")
+    assert not out.exists()
+
+
+def test_a_refused_out_costs_no_bootstrap(runs, tmp_path, monkeypatch):
+    # --out was checked after the bootstrap: a user's file there was refused only after the work.
+    import irstd_bench.compare as compare_module
+
+    def no_bootstrap(*args, **kwargs):
+        raise AssertionError("the bootstrap ran before --out was checked")
+
+    monkeypatch.setattr(compare_module, "resample_counts", no_bootstrap)
+    _, (good, _), (fair, _), _ = runs
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"mine": 1}')
+    _refused(_cli([good, fair, "--out", mine, "--force"]), "mine.json")
+    assert mine.read_text() == '{"mine": 1}'

@@ -42,3 +42,12 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     rows = {ln.split("|")[0].strip(): ln.split("|")[1].split() for ln in table if "|" in ln}
     assert rows["tophat"][-1] == rows["mpcm"][-1] == "-*" and rows["eflnet-n"][-1].startswith("0.")
     assert table[-1].startswith("* AP50 undefined for score maps scored under centroid:3")
+
+
+def test_expected_range_line_states_every_method_and_the_runs_behind_it():
+    from irstd_bench.demo import DEMO_BASELINES, EXPECTED_F1, EXPECTED_RUNS, expected_range_line
+
+    line = expected_range_line()
+    assert set(EXPECTED_F1) == {*DEMO_BASELINES, "eflnet-n"} and EXPECTED_RUNS in line
+    for name, (lo, hi) in EXPECTED_F1.items():
+        assert 0 < lo <= hi <= 1 and name in line

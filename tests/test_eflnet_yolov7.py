@@ -63,8 +63,8 @@ def test_forward_and_backward_at_640_on_cpu():
     assert offsets is not None and offsets.abs().sum() > 0  # the deformable sampling learns too
 
 
-def small_model(**options) -> torch.nn.Module:
-    torch.manual_seed(0)
+def small_model(seed: int = 0, **options) -> torch.nn.Module:
+    torch.manual_seed(seed)
     return build_eflnet_yolov7(dyhead_blocks=1, **options)
 
 
@@ -235,9 +235,10 @@ def synthetic_pair(size: int = 64) -> tuple[torch.Tensor, list[dict]]:
     return images.clamp(0, 1).expand(2, 3, size, size).contiguous(), [{"boxes": b} for b in boxes]
 
 
-def test_loss_falls_when_fitting_two_synthetic_images():
+def outcome_loss_falls(seed: int, work=None) -> dict[str, float]:
+    """Loss of 10 AdamW steps on :func:`synthetic_pair`: the last three's mean and minimum over the first."""
     images, targets = synthetic_pair()
-    model = small_model().train()
+    model = small_model(seed).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     history = []
     for _ in range(10):
@@ -247,5 +248,14 @@ def test_loss_falls_when_fitting_two_synthetic_images():
         loss.backward()
         optimizer.step()
         history.append(loss.item())
-    # objectness learns the four targets within a few steps; the last steps average well below the first
-    assert sum(history[-3:]) / 3 < 0.7 * history[0] and min(history[-3:]) < 0.5 * history[0], history
+    return {"mean_last3": sum(history[-3:]) / 3 / history[0], "min_last3": min(history[-3:]) / history[0]}
+
+
+@pytest.mark.train
+def test_loss_falls_when_fitting_two_synthetic_images():
+    # objectness learns the four targets within a few steps; the last steps average well below the first.
+    # Measured over seeds 0-9 x {1, 2} threads (20 runs, 2026-12-07, AMD EPYC): mean_last3 0.169-0.433,
+    # min_last3 0.133-0.374 (seed 0: 0.321 / 0.270 with 1 thread, 0.433 / 0.311 with 2).
+    # bench/test_margins.py tests/test_eflnet_yolov7.py::outcome_loss_falls
+    outcome = outcome_loss_falls(0)
+    assert outcome["mean_last3"] < 0.7 and outcome["min_last3"] < 0.5, outcome

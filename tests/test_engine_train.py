@@ -68,6 +68,7 @@ def _kill_after_first_epoch(epoch: int, metrics: dict) -> None:
         raise Killed
 
 
+@pytest.mark.train
 def test_resume_after_one_epoch_equals_an_uninterrupted_run(data_root, tmp_path):
     settings = dict(mosaic=0.5, mixup=0.5, nominal_batch=4, base_size=96, hsv_v=0.3)
     whole = train(_config(data_root, tmp_path / "whole", **settings))
@@ -140,108 +141,102 @@ def _eval(preds, root, split, out, conf="0.5"):
     return json.loads(Path(out).read_text())
 
 
-def test_detector_train_predict_eval_scores_like_validation(data_root, tmp_path):
-    out = tmp_path / "det"
-    run_cli(
-        "train",
-        "--root",
-        data_root,
-        "--dataset",
-        "nuaa",
-        "--split",
-        "split_EFLNet",
-        "--model",
-        TINY_DETECTOR,
-        "--epochs",
-        2,
-        "--imgsz",
-        64,
-        "--batch",
-        2,
-        "--device",
-        "cpu",
-        "--workers",
-        0,
-        "--out",
-        out,
-        "--no-progress",
-        "--optimizer",
-        "adamw",
-        "--lr",
-        "0.01",
-    )
-    best = load_checkpoint(out / "best.pt")
-    validated = best["metrics"]
+def _detector_files_vs_validation(root, work, seed: int = 0) -> tuple[dict, dict]:
+    """Train the tiny detector 2 epochs (run ``seed``), predict ``root``'s val split in the three formats
+    and score each: ``(validation metrics of best.pt, {format: eval results})``."""
+    out = work / "det"
+    run_cli("train", "--root", root, "--dataset", "nuaa", "--split", "split_EFLNet", "--model", TINY_DETECTOR,
+            "--epochs", 2, "--imgsz", 64, "--batch", 2, "--device", "cpu", "--workers", 0, "--out", out,
+            "--no-progress", "--optimizer", "adamw", "--lr", "0.01", "--seed", seed)  # fmt: skip
     results = {}
-    for fmt, target in (
-        ("coco", tmp_path / "p.json"),
-        ("yolo", tmp_path / "yolo"),
-        ("csv", tmp_path / "p.csv"),
-    ):
-        run_cli(
-            "predict",
-            "--model",
-            TINY_DETECTOR,
-            "--weights",
-            out / "best.pt",
-            "--dataset",
-            "nuaa",
-            "--root",
-            data_root,
-            "--split",
-            "split_EFLNet/val",
-            "--out",
-            target,
-            "--format",
-            fmt,
-            "--device",
-            "cpu",
-        )
-        results[fmt] = _eval(target, data_root, "split_EFLNet/val", tmp_path / f"{fmt}.results.json")
+    for fmt, target in (("coco", work / "p.json"), ("yolo", work / "yolo"), ("csv", work / "p.csv")):
+        run_cli("predict", "--model", TINY_DETECTOR, "--weights", out / "best.pt", "--dataset", "nuaa", "--root",
+                root, "--split", "split_EFLNet/val", "--out", target, "--format", fmt, "--device", "cpu")  # fmt: skip
+        results[fmt] = _eval(target, root, "split_EFLNet/val", work / f"{fmt}.results.json")
+    return load_checkpoint(out / "best.pt")["metrics"], results
+
+
+#: Metrics of the detector's validation that its predicted-and-scored files must repeat.
+DETECTOR_KEYS = ("f1", "precision", "recall", "best_f1", "ap50")
+
+
+def outcome_detector_files_vs_validation(seed: int, work: Path) -> dict[str, float]:
+    """Fewest predicted targets over the formats, and the largest difference from the validation's metrics."""
+    root = make_nuaa_like(work / "nuaa_like", SIZES, seed=1, targets_per_image=3)
+    validated, results = _detector_files_vs_validation(root, work, seed)
+    return {
+        "pred_targets": min(res["counts"]["pred_targets"] for res in results.values()),
+        "files_vs_validation": max(abs(res["metrics"][k] - validated[k]) for res in results.values()
+                                   for k in DETECTOR_KEYS),
+    }  # fmt: skip
+
+
+@pytest.mark.train
+def test_detector_train_predict_eval_scores_like_validation(data_root, tmp_path):
+    # Measured over seeds 0-9 x {1, 2} threads: MARGIN_DETECTOR
+    # bench/test_margins.py tests/test_engine_train.py::outcome_detector_files_vs_validation
+    validated, results = _detector_files_vs_validation(data_root, tmp_path)
     assert len(list((tmp_path / "yolo").glob("*.txt"))) == 4
     for fmt, res in results.items():
         assert res["counts"]["images"] == 4 and res["counts"]["images_without_prediction"] == 0, fmt
-        for key in ("f1", "precision", "recall", "best_f1", "ap50"):
+        for key in DETECTOR_KEYS:
             assert res["metrics"][key] == pytest.approx(validated[key], abs=1e-12), (fmt, key)
     assert results["coco"]["counts"]["pred_targets"] == results["csv"]["counts"]["pred_targets"] > 0
 
 
+def _train_tiny_segmenter(root, out, seed: int):
+    """The tiny segmenter, 25 epochs (AdamW, lr 0.01, no augmentation) on ``root``'s split_EFLNet."""
+    return train(
+        _config(root, out, model=TINY_SEGMENTER, epochs=25, optimizer="adamw", lr=0.01, augment=False, seed=seed)
+    )
+
+
+def _segmenter_files_scored(root, run, work) -> dict[str, dict]:
+    """``predict`` of ``run``'s best weights on ``root``'s val split in both segmenter formats, each scored
+    by ``eval``: ``{format: (prediction folder, results)}``."""
+    scored = {}
+    for fmt in ("scoremaps", "masks"):
+        target = work / fmt
+        run_cli("predict", "--model", TINY_SEGMENTER, "--weights", run, "--dataset", "nuaa", "--root", root,
+                "--split", "split_EFLNet/val", "--out", target, "--format", fmt, "--device", "cpu")  # fmt: skip
+        scored[fmt] = (target, _eval(target, root, "split_EFLNet/val", work / f"{fmt}.json"))
+    return scored
+
+
+def _largest_difference(scored: dict, metrics: dict) -> float:
+    """Largest difference between the scored files' F1, IoU, Pd and the validation's ``metrics``."""
+    return max(abs(res["metrics"][k] - metrics[k]) for _, res in scored.values() for k in ("f1", "iou", "pd"))
+
+
+def outcome_tiny_segmenter_learns(seed: int, work: Path) -> dict[str, float]:
+    """Best validation F1 of :func:`_train_tiny_segmenter` (run ``seed``) on this module's 8-image tree, and
+    the largest difference between its predicted-and-scored files' metrics and the validation's."""
+    root = make_nuaa_like(work / "nuaa_like", SIZES, seed=1, targets_per_image=3)
+    result = _train_tiny_segmenter(root, work / "seg", seed)
+    scored = _segmenter_files_scored(root, work / "seg", work)
+    best = load_checkpoint(work / "seg" / "best.pt")["metrics"]
+    return {"best_f1": result.best_fitness[0], "files_vs_validation": _largest_difference(scored, best)}
+
+
+@pytest.mark.train
 def test_segmenter_learns_and_files_score_like_validation(data_root, tmp_path):
     out = tmp_path / "seg"
-    result = train(
-        _config(data_root, out, model=TINY_SEGMENTER, epochs=25, optimizer="adamw", lr=0.01, augment=False)
-    )
-    assert result.best_fitness[0] > 0.5  # a bright-target toy problem: the segmenter must learn it
+    result = _train_tiny_segmenter(data_root, out, seed=0)
+    # A bright-target toy problem: the segmenter must learn it. Measured over seeds 0-9 x {1, 2}
+    # threads (20 runs, 2026-12-07, AMD EPYC): best F1 0.828-1.0; files vs validation: 0.0 in every run.
+    # bench/test_margins.py tests/test_engine_train.py::outcome_tiny_segmenter_learns
+    assert result.best_fitness[0] > 0.5
     best = load_checkpoint(out / "best.pt")
-    for fmt in ("scoremaps", "masks"):
-        target = tmp_path / fmt
-        run_cli(
-            "predict",
-            "--model",
-            TINY_SEGMENTER,
-            "--weights",
-            out,
-            "--dataset",
-            "nuaa",
-            "--root",
-            data_root,
-            "--split",
-            "split_EFLNet/val",
-            "--out",
-            target,
-            "--format",
-            fmt,
-            "--device",
-            "cpu",
-        )
+    scored = _segmenter_files_scored(data_root, out, tmp_path)
+    for fmt, (target, res) in scored.items():
         suffix = ".npy" if fmt == "scoremaps" else ".png"
         # plus the hidden manifest that marks the folder as predict's (eval ignores hidden files)
         assert sorted(p.suffix for p in target.iterdir() if not p.name.startswith(".")) == [suffix] * 4
         assert (target / ".irstd-bench-output.json").is_file()
-        res = _eval(target, data_root, "split_EFLNet/val", tmp_path / f"{fmt}.json")
         assert res["kind"] in ("masks", "scoremaps")
-        for key in ("f1", "iou", "pd"):
-            assert res["metrics"][key] == pytest.approx(best["metrics"][key], abs=1e-12), (fmt, key)
+    # predict folds BatchNorm and batches otherwise than validation: scores differ in the last bits, which
+    # moves no pixel across the threshold here (the measured largest difference above).
+    assert _largest_difference(scored, best["metrics"]) <= 1e-12
 
 
 def test_family_without_val_validates_on_test_with_a_warning(data_root, tmp_path):
@@ -537,6 +532,7 @@ def test_checkpoint_save_is_used_for_every_epoch(data_root, tmp_path, monkeypatc
     assert saved == ["last.pt", "last.pt", "best.pt"]
 
 
+@pytest.mark.train
 def test_loader_workers_do_not_change_the_run(data_root, tmp_path):
     a = train(_config(data_root, tmp_path / "w0", epochs=1, workers=0))
     b = train(_config(data_root, tmp_path / "w1", epochs=1, workers=1))

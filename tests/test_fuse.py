@@ -24,6 +24,7 @@ def _randomise_batchnorms(model: nn.Module) -> int:
     return count
 
 
+@pytest.mark.train
 @pytest.mark.parametrize(("name", "overrides"), [("eflnet-n", {"dyhead_blocks": 1}), ("dnanet", {})])
 def test_folded_model_gives_the_same_outputs(name, overrides):
     torch.manual_seed(0)

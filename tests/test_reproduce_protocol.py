@@ -12,6 +12,7 @@ from test_engine_train import SIZES, _config
 from irstd_bench.cli import cli
 from irstd_bench.errors import InputError
 from reference_model.engine import TrainConfig, load_checkpoint, train
+from reference_model.engine.checkpoint import save_checkpoint
 from reference_model.engine.config import apply_recipe
 from reference_model.protocol import PROTOCOLS, find_protocol
 from reference_model.reproduce._full import RunState, run_state
@@ -103,7 +104,7 @@ def _reproduce(out, *extra):
 
 
 @pytest.mark.slow
-def test_reproduce_protocol_trains_full_schedules_and_resume_continues_them(tmp_path):
+def test_reproduce_protocol_trains_full_schedules_and_resume_continues_them(tmp_path, monkeypatch):
     out = tmp_path / "repro"
     first = _reproduce(out, "--max-epochs", "1")
     (run,) = first["runs"]
@@ -136,6 +137,23 @@ def test_reproduce_protocol_trains_full_schedules_and_resume_continues_them(tmp_
     assert refused.exit_code == 2 and "mine.txt" in refused.output
     assert (out / "report" / "mine.txt").read_text() == "keep"
 
+    # A call killed midway (here: Ctrl-C in the train phase) leaves a report folder that the next
+    # --resume still recognises as its own and replaces.
+    (out / "report" / "mine.txt").unlink()
+    from reference_model.reproduce import _run
+
+    def interrupted(session, units):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_run, "_train_full", interrupted)
+    killed = CliRunner().invoke(cli, ["reproduce", "--smoke", "--protocol", "cpu-windows-256", "--only", "acm",
+                                      "--resume", "--out", str(out), "--max-epochs", "2"])
+    assert killed.exit_code != 0 and not (out / "report" / "summary.json").exists()
+    assert (out / "report" / "commands.txt").is_file()
+    monkeypatch.undo()
+    third = _reproduce(out, "--max-epochs", "2", "--resume")
+    assert third["runs"][0]["epochs_done"] == 2 and third["runs"][0]["status"] == "scored"
+
 
 def test_protocol_plan_caps_eflnet_n_at_150_epochs_and_keeps_the_recipes_schedule_elsewhere():
     from reference_model.reproduce._full import PROTOCOL_PLAN, full_epochs
@@ -147,3 +165,122 @@ def test_protocol_plan_caps_eflnet_n_at_150_epochs_and_keeps_the_recipes_schedul
     assert epochs["eflnet-n-authors-s0"] == 150
     assert epochs["acm-authors-s0"] == epochs["acm-authors-s2"] == 300
     assert full_epochs(units[0], {}, cap=7) == 7
+
+
+# Hostile battery over reproduce --protocol --resume (issue 25, last part:
+# bench/hostile_new_surfaces.py). Each test fails on the code before its fix.
+
+
+def _earlier_call(out, root, protocol="cpu-windows-256"):
+    """What an earlier ``reproduce --protocol`` call left: a run folder of ours (args.json, a
+    results.csv of one epoch, a real checkpoint) and a report folder of ours."""
+    from irstd_bench._outputs import MANIFEST_NAME, write_manifest
+
+    run = out / "work" / "runs" / "acm-authors-s0"
+    run.mkdir(parents=True)
+    args = {"model": "acm", "recipe": "authors", "seed": 0, "protocol": protocol, "split": "split_EFLNet",
+            "dataset": "nuaa", "root": str(root.resolve())}
+    (run / "args.json").write_text(json.dumps(args))
+    (run / "results.csv").write_text("epoch,time_s\n1,2.0\n")
+    # a checkpoint its loader accepts (what a resume needs of it is the train engine's concern)
+    save_checkpoint(run / "last.pt", {"format": "irstd-bench/checkpoint", "version": 1, "model_name": "acm",
+                                      "model_config": {}, "model": {}})
+    (run / MANIFEST_NAME).write_text(json.dumps({"schema": "irstd-bench/output", "schema_version": 1,
+                                                 "command": "train", "files": ["args.json", "results.csv", "last.pt"]}))
+    (out / "report").mkdir()
+    (out / "report" / "RUNS.md").write_text("earlier report\n")
+    write_manifest(out / "report", "reproduce")
+    return run
+
+
+def _resume(root, out, *extra):
+    return CliRunner().invoke(cli, ["reproduce", "--root", str(root), "--dataset", "nuaa", "--protocol",
+                                    "cpu-windows-256", "--only", "acm", "--max-seeds", "1", "--device", "cpu",
+                                    "--resume", "--out", str(out), "--budget-s", "600", *extra])
+
+
+def _one_line(result, *needles):
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: "), result.output
+    for needle in needles:
+        assert needle in last, (needle, last)
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("last.pt", b"not a checkpoint", "last.pt: corrupt or unreadable checkpoint"),
+        ("results.csv", b"\x00\xff garbage\n1,2,3\n", "results.csv: not a readable results.csv"),
+        ("args.json", b"[1, 2]", "args.json: not a run's settings"),  # AttributeError: a traceback
+        ("args.json", b"{oops", "args.json: not valid JSON"),
+    ],
+    ids=["last.pt", "results.csv", "args-list", "args-not-json"],
+)
+def test_resume_checks_every_run_folder_before_anything_is_replaced(data_root, tmp_path,
+                                                                    name, content, needle):
+    # A corrupt run file surfaced only in the train phase, after the report folder was replaced
+    # (or as a run "partial: continue with --resume" forever, exit 0).
+    out = tmp_path / "repro"
+    run = _earlier_call(out, data_root)
+    (run / name).write_bytes(content)
+    before = _files(out)
+    _one_line(_resume(data_root, out), name, needle)
+    assert _files(out) == before
+
+
+def test_resume_with_another_protocol_is_refused_before_the_report_is_touched(data_root, tmp_path):
+    out = tmp_path / "repro"
+    _earlier_call(out, data_root, protocol="authors-sizes")
+    before = _files(out)
+    _one_line(_resume(data_root, out), "a run of protocol 'authors-sizes', the plan's is 'cpu-windows-256'")
+    assert _files(out) == before
+
+
+def test_resume_never_writes_into_a_users_folder_that_has_a_work_runs(data_root, tmp_path):
+    # A user's folder with work/runs/ was taken for an earlier output: their work/commands.txt
+    # was appended to and their logs replaced.
+    out = tmp_path / "mine"
+    (out / "work" / "runs").mkdir(parents=True)
+    (out / "work" / "commands.txt").write_text("my own notes\n")
+    before = _files(out)
+    _one_line(_resume(data_root, out), "not an output of irstd-bench reproduce")
+    assert _files(out) == before
+
+
+def test_an_output_of_an_earlier_version_is_still_resumable_and_gets_its_manifest(data_root, tmp_path):
+    from irstd_bench._outputs import MANIFEST_NAME
+    from reference_model.reproduce._run import is_reproduce_output
+
+    out = tmp_path / "repro"
+    _earlier_call(out, data_root)
+    assert is_reproduce_output(out)  # by its report's manifest and its run's
+    (out / "report" / MANIFEST_NAME).unlink()
+    assert is_reproduce_output(out)  # by its run's manifest alone (a call killed before its report)
+    (out / "work" / "runs" / "acm-authors-s0" / MANIFEST_NAME).unlink()
+    assert not is_reproduce_output(out)
+
+
+def test_a_call_killed_midway_leaves_a_report_the_next_resume_may_replace(data_root, tmp_path, monkeypatch):
+    # Killed during training, a call left report/commands.txt without a manifest: every later
+    # --resume was refused ("report folder ... not written by irstd-bench") until the user deleted it.
+    from irstd_bench._outputs import check_folder_replaceable
+    from reference_model.reproduce import _run
+
+    out = tmp_path / "repro"
+    _earlier_call(out, data_root)
+
+    def killed(session, units, *args, **kwargs):
+        session.record_command("irstd-bench train --resume ...")
+        raise KeyboardInterrupt("signal 15")
+
+    monkeypatch.setattr(_run, "train_queue", killed)
+    result = _resume(data_root, out)
+    assert result.exit_code != 0 and "earlier report" not in (out / "report" / "commands.txt").read_text()
+    assert not (out / "report" / "RUNS.md").exists()  # the earlier report was replaced, the new one not written
+    check_folder_replaceable(out / "report", force=True, option="report folder")  # what the next --resume checks

@@ -126,23 +126,41 @@ def _target_f1(score_maps, masks, max_dist_px: float = 3.0) -> float:
     return 2 * tp / max(2 * tp + fp + fn, 1)
 
 
-def test_small_acm_overfits_synthetic_targets():
-    torch.manual_seed(0)
-    images, masks = _synthetic_set(4)
+def overfit_f1(model: torch.nn.Module, steps: int, size: int, on_step=None) -> float:
+    """Target F1 of ``model`` after ``steps`` Adam steps (lr 1e-2) on the 4 images of :func:`_synthetic_set`.
+
+    The loss is the sum of the model's terms; ``on_step(step)`` runs before each step (a warm-up switch).
+    """
+    images, masks = _synthetic_set(4, size=size)
     x = torch.tensor(np.stack(images), dtype=torch.float32)[:, None].repeat(1, 3, 1, 1)
     targets = [{"masks": torch.tensor(m, dtype=torch.float32)} for m in masks]
-    model = build_acm(blocks=(1, 1, 1))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
-    for _ in range(400):
-        loss = model.compute_loss(model(x), targets)["soft_iou"]
+    for step in range(steps):
+        if on_step is not None:
+            on_step(step)
+        loss = sum(model.compute_loss(model(x), targets).values())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     model.eval()
     with torch.no_grad():
         maps = [p["score_map"].numpy() for p in model.postprocess(model(x))]
-    assert _target_f1(maps, masks) >= 0.9
+    return _target_f1(maps, masks)
+
+
+def outcome_small_acm_overfit(seed: int, work=None) -> dict[str, float]:
+    """Target F1 of a one-block ACM after 400 steps on 4 synthetic 64 px images (``seed``: its init)."""
+    torch.manual_seed(seed)
+    return {"f1": overfit_f1(build_acm(blocks=(1, 1, 1)), 400, size=64)}
+
+
+@pytest.mark.train
+def test_small_acm_overfits_synthetic_targets():
+    # Measured F1 over seeds 0-9 x {1, 2} threads (20 runs, 2026-12-07, AMD EPYC): 1.0 in every run.
+    # bench/test_margins.py \
+    #     tests/test_segmentation.py::outcome_small_acm_overfit
+    assert outcome_small_acm_overfit(0)["f1"] >= 0.9
 
 
 @pytest.mark.parametrize("name", list(EXPECTED_PARAMS))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from test_segmentation import _synthetic_set, _target_f1
+from test_segmentation import overfit_f1
 
 from irstd_bench.errors import InputError
 from reference_model.registry import build_model
@@ -68,20 +67,15 @@ def test_recipe():
     assert recipe.model_options["loss"] == "soft_iou_image"
 
 
+def outcome_small_agpcnet_overfit(seed: int, work=None) -> dict[str, float]:
+    """Target F1 of a small agpcnet after 150 steps on 4 synthetic 32 px images (``seed``: its init)."""
+    torch.manual_seed(seed)
+    return {"f1": overfit_f1(build_agpcnet(**SMALL, dropout=0.0), 150, size=32)}
+
+
+@pytest.mark.train
 def test_small_agpcnet_overfits_synthetic_targets():
-    torch.manual_seed(0)
-    images, masks = _synthetic_set(4, size=32)
-    x = torch.tensor(np.stack(images), dtype=torch.float32)[:, None].repeat(1, 3, 1, 1)
-    targets = [{"masks": torch.tensor(m, dtype=torch.float32)} for m in masks]
-    model = build_agpcnet(**SMALL, dropout=0.0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(150):
-        loss = model.compute_loss(model(x), targets)["soft_iou"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        maps = [p["score_map"].numpy() for p in model.postprocess(model(x))]
-    assert _target_f1(maps, masks) >= 0.9
+    # Measured F1 over seeds 0-9 x {1, 2} threads (20 runs, 2026-12-07, AMD EPYC): 1.0 in every run.
+    # bench/test_margins.py \
+    #     tests/test_segmentation_agpcnet.py::outcome_small_agpcnet_overfit
+    assert outcome_small_agpcnet_overfit(0)["f1"] >= 0.9

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
+import pytest
 import torch
-from test_segmentation import _synthetic_set, _target_f1
+from test_segmentation import overfit_f1
 
 from reference_model.registry import build_model
 from reference_model.segmentation import PUBLISHED_PARAMS
@@ -85,20 +85,21 @@ def test_recipe():
     assert (recipe.train["optimizer"], recipe.train["lr"], recipe.train["batch"]) == ("adamw", 5e-4, 16)
 
 
+#: Adam steps of the overfit. At 100 steps (this test's earlier count) seeds 2 and 6 of 0-9 still scored
+#: F1 0 with 1 and 2 threads; at 300 every one of seeds 0-9 scored 1.0 (1 thread). The loss is not bounded
+#: below: its edge BCE takes the mask's gradient magnitude (up to sqrt(2)) as a target, so it falls to about
+#: -1000 by step 300 while the mask head converges.
+OVERFIT_STEPS = 300
+
+
+def outcome_small_isnet_overfit(seed: int, work=None) -> dict[str, float]:
+    """Target F1 of a small ISNet after :data:`OVERFIT_STEPS` steps on 4 synthetic 32 px images (``seed``: its init)."""
+    torch.manual_seed(seed)
+    return {"f1": overfit_f1(build_isnet(**SMALL), OVERFIT_STEPS, size=32)}
+
+
+@pytest.mark.train
 def test_small_isnet_overfits_synthetic_targets():
-    torch.manual_seed(0)
-    images, masks = _synthetic_set(4, size=32)
-    x = torch.tensor(np.stack(images), dtype=torch.float32)[:, None].repeat(1, 3, 1, 1)
-    targets = [{"masks": torch.tensor(m, dtype=torch.float32)} for m in masks]
-    model = build_isnet(**SMALL)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(100):
-        loss = sum(model.compute_loss(model(x), targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        maps = [p["score_map"].numpy() for p in model.postprocess(model(x))]
-    assert _target_f1(maps, masks) >= 0.9
+    # Measured F1 over seeds 0-9 x {1, 2} threads: MARGIN_ISNET
+    # bench/test_margins.py tests/test_segmentation_isnet.py::outcome_small_isnet_overfit
+    assert outcome_small_isnet_overfit(0)["f1"] >= 0.9

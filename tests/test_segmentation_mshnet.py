@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
-from test_segmentation import _synthetic_set, _target_f1
+from test_segmentation import overfit_f1
 
 from reference_model.registry import build_model
 from reference_model.segmentation import PUBLISHED_PARAMS
@@ -80,22 +79,21 @@ def test_recipe():
     assert (recipe.train["imgsz"], recipe.train["epochs"]) == (256, 400)
 
 
-def test_small_mshnet_overfits_synthetic_targets():
-    torch.manual_seed(0)
-    images, masks = _synthetic_set(4, size=32)
-    x = torch.tensor(np.stack(images), dtype=torch.float32)[:, None].repeat(1, 3, 1, 1)
-    targets = [{"masks": torch.tensor(m, dtype=torch.float32)} for m in masks]
+def outcome_small_mshnet_overfit(seed: int, work=None) -> dict[str, float]:
+    """Target F1 of a small MSHNet after 150 steps on 4 synthetic 32 px images, warm-up over at step 50."""
+    torch.manual_seed(seed)
     model = build_mshnet(channels=(8, 16, 16, 16, 16), blocks=(1, 1, 1, 1), warm_epochs=0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for step in range(150):
+
+    def end_warm_up(step: int) -> None:
         if step == 50:
             model.on_epoch_end()  # warm-up over: multi-scale head and SLS loss
-        loss = model.compute_loss(model(x), targets)["sls"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        maps = [p["score_map"].numpy() for p in model.postprocess(model(x))]
-    assert _target_f1(maps, masks) >= 0.9
+
+    return {"f1": overfit_f1(model, 150, size=32, on_step=end_warm_up)}
+
+
+@pytest.mark.train
+def test_small_mshnet_overfits_synthetic_targets():
+    # Measured F1 over seeds 0-9 x {1, 2} threads: MARGIN_MSHNET
+    # bench/test_margins.py \
+    #     tests/test_segmentation_mshnet.py::outcome_small_mshnet_overfit
+    assert outcome_small_mshnet_overfit(0)["f1"] >= 0.9

@@ -432,3 +432,29 @@ def test_two_runs_continuing_one_folder_never_both_write(finished_run, tmp_path)
     assert (run_dir / "results.csv").read_text() == "epoch\n1\n2\n"
     first.write_text("results.csv", "epoch\n1\n2\n3\n")  # the first goes on
     assert sorted(p.name for p in run_dir.iterdir() if "irstd-tmp" in p.name) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile battery over the new surfaces (issue 25, last part): a CSV of a set is ours while it
+# holds what we wrote
+
+
+def test_eval_force_never_replaces_a_per_image_csv_the_user_edited(data, tmp_path):
+    preds = masks_as_predictions(data, tmp_path / "preds")
+    out = tmp_path / "res.json"
+    assert run(*eval_args(preds, data, out)).exit_code == 0
+    assert run(*eval_args(preds, data, out, "--force")).exit_code == 0  # unedited: ours, replaced
+    table = tmp_path / "res.per_image.csv"
+    table.write_text("my own notes\n")
+    one_line_error(run(*eval_args(preds, data, out, "--force")), "res.per_image.csv", "not written by irstd-bench")
+    assert table.read_text() == "my own notes\n"
+
+
+def test_a_results_json_of_an_earlier_version_still_vouches_for_its_csvs_by_name(data, tmp_path):
+    preds = masks_as_predictions(data, tmp_path / "preds")
+    out = tmp_path / "res.json"
+    assert run(*eval_args(preds, data, out)).exit_code == 0
+    results = json.loads(out.read_text())
+    del results[_outputs.MEMBER_DIGESTS_KEY]  # as written before the digests
+    out.write_text(json.dumps(results))
+    assert run(*eval_args(preds, data, out, "--force")).exit_code == 0

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from irstd_bench import __version__
+from irstd_bench._markdown import one_line
 from irstd_bench.errors import InputError
 from irstd_bench.evaluate import (
     DEFAULT_RESAMPLES,
@@ -132,13 +133,14 @@ class Comparison:
             f"Paired bootstrap over {self.images} images ({first.dataset_label} {first.split}, {first.matcher}; "
             f"{s.resamples} resamples, seed {s.seed}); difference = B - A"
         )
+        head = one_line(head)  # names from the files: a line break or escape sequence stays text
         rows = [("A", "B", "metric", "A", "B", "B - A", "95% interval", "p")]
         for p in self.pairs:
             d = p.paired
             rows.append(
                 (
-                    p.a,
-                    p.b,
+                    one_line(p.a),
+                    one_line(p.b),
                     COMPARED_METRICS[p.metric],
                     _num(p.a_value),
                     _num(p.b_value),
@@ -153,7 +155,7 @@ class Comparison:
             cells = [r[k].ljust(widths[k]) if k < 3 else r[k].rjust(widths[k]) for k in range(len(r))]
             lines.append("  ".join(cells).rstrip())
         lines.append(f"*: p < {ALPHA:g}. p: {P_VALUE_DEFINITION}.")
-        lines += [f"note: {n}" for n in self.notes]
+        lines += [f"note: {one_line(n)}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
 
@@ -207,8 +209,8 @@ def compare_runs(
     Raises
     ------
     InputError
-        Fewer than two runs, different datasets, splits, matchers or images, or a run without
-        per-image data.
+        Fewer than two runs, different datasets, splits, matchers or images, a run without
+        per-image data, or nothing to compare (no images; F1 and AP50 undefined).
     """
     runs = [as_run(item, i) for i, item in enumerate(items)]
     if len(runs) < 2:
@@ -251,6 +253,11 @@ def compare_runs(
             observed = b - a
             paired = paired_difference(samples[i][metric], samples[j][metric], observed)
             rows.append(PairRow(labels[i], labels[j], metric, a, b, paired))
+    if not rows:  # no images, or F1 and AP50 undefined for a run: a table without a row says nothing
+        raise InputError(
+            f"{runs[0].source} and {runs[-1].source}: nothing to compare over {len(aligned[0])} images "
+            f"(F1 and AP50 undefined for a run{': ' + '; '.join(notes) if notes else ''})"
+        )
     return Comparison(runs, labels, len(aligned[0]), settings, intervals, rows, notes)
 
 

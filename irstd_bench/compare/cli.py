@@ -7,9 +7,11 @@ from pathlib import Path
 
 import click
 
+from irstd_bench._cli_options import count
 from irstd_bench._outputs import Claim, check_file_replaceable, json_schema_owner, refuse_inside_inputs, write_file_set
 from irstd_bench.compare import COMPARE_SCHEMA, compare_runs, comparison_json
-from irstd_bench.evaluate import DEFAULT_RESAMPLES, DEFAULT_SEED
+from irstd_bench.evaluate import DEFAULT_RESAMPLES, DEFAULT_SEED, MAX_RESAMPLES
+from irstd_bench.report._load import as_run
 
 
 def check_compare_out(out: Path, force: bool, inputs: list[tuple[str, Path | None]]) -> Claim:
@@ -33,14 +35,14 @@ def check_compare_out(out: Path, force: bool, inputs: list[tuple[str, Path | Non
     "resamples",
     default=DEFAULT_RESAMPLES,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=count(1, MAX_RESAMPLES),
     help="Paired resamples of the images.",
 )
 @click.option(
     "--bootstrap-seed",
     "seed", default=DEFAULT_SEED,
     show_default=True,
-    type=click.IntRange(min=0),
+    type=count(0),
     help="Seed of the resamples.",
 )
 @click.option("--force", is_flag=True, help="Replace an earlier compare output at --out.")
@@ -49,10 +51,13 @@ def compare(results: tuple[Path, ...], out: Path | None, all_pairs: bool, resamp
     and AP50 between RESULTS files (eval's results JSON) of one dataset split and matcher: each
     against the first, or every pair with --all-pairs. Prints the difference B - A, its 95%
     interval and a two-sided p-value."""
-    comparison = compare_runs(results, all_pairs=all_pairs, resamples=resamples, seed=seed)
-    if out is not None:
-        inputs = [("input", p) for r in comparison.runs for p in (r.path, r.per_image_csv, r.per_target_csv)]
+    runs = [as_run(path) for path in results]
+    claim = None
+    if out is not None:  # before the bootstrap: a refused --out costs no work
+        inputs = [("input", p) for r in runs for p in (r.path, r.per_image_csv, r.per_target_csv)]
         claim = check_compare_out(out, force, inputs)
+    comparison = compare_runs(runs, all_pairs=all_pairs, resamples=resamples, seed=seed)
+    if out is not None:
         args = ["irstd-bench", "compare", *map(str, results), "--out", str(out)]
         args += ["--all-pairs"] * all_pairs
         args += [] if resamples == DEFAULT_RESAMPLES else ["--bootstrap", str(resamples)]

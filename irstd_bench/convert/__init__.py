@@ -20,7 +20,7 @@ from irstd_bench.convert._convert import (
 from irstd_bench.convert._records import ImageRecord
 from irstd_bench.convert._summary import SIZE_BINS, render_text, split_file_name
 from irstd_bench.convert._voc import read_voc_file, read_voc_ground_truth
-from irstd_bench.convert._yolo import read_yolo_ground_truth
+from irstd_bench.convert._yolo import read_yolo_ground_truth, read_yolo_label
 from irstd_bench.evaluate._ground_truth import read_coco_ground_truth  # the one COCO reader
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "read_voc_file",
     "read_voc_ground_truth",
     "read_yolo_ground_truth",
+    "read_yolo_label",
     "render_text",
     "split_file_name",
 ]

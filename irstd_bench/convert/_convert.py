@@ -17,7 +17,7 @@ from irstd_bench._progress import progress_bar
 from irstd_bench.convert import _coco, _voc, _yolo
 from irstd_bench.convert._records import ConvertSettings, ImageRecord, convert_chunk
 from irstd_bench.convert._summary import defects_report, split_file_name, split_statistics
-from irstd_bench.datasets import Dataset, Sample, dataset_image_ids, open_dataset, read_split_file
+from irstd_bench.datasets import Dataset, Sample, dataset_image_ids, open_dataset
 from irstd_bench.errors import DatasetDefectWarning, InputError
 from irstd_bench.targets import CONNECTIVITY_STRUCTURES, DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, check_threshold
 
@@ -328,13 +328,7 @@ def _defects_left_out(ds: Dataset, split_names: list[str]) -> list[str]:
     """Known release defects listed in the splits that ``--skip-defects`` left out, sorted."""
     if not ds.skip_defects:
         return []
-    listed: set[str] = set()
-    for name in split_names:
-        path = ds.resolve_split(name)
-        if path is None:
-            listed.update(p.stem for p in ds.image_dir.iterdir() if p.suffix.lower() == ".png")
-        else:
-            listed.update(read_split_file(path))
+    listed = {stem for name in split_names for stem in ds.listed_stems(name)}
     return sorted(stem for stem in listed if ds.known_defect(stem))
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import yaml
 
 from irstd_bench._io import image_size
-from irstd_bench.boxes import box_areas, box_centres, from_yolo, to_yolo
+from irstd_bench.boxes import LABEL_EDGE_SLACK_PX, box_areas, box_centres, boxes_outside, from_yolo, to_yolo
 from irstd_bench.convert._records import ImageRecord
 from irstd_bench.errors import InputError
 from irstd_bench.targets import Targets
@@ -161,16 +161,27 @@ def read_yolo_ground_truth(yolo_dir: str | Path, split: str = "all") -> dict[str
         image = (list_path.parent / entry[2:]) if entry.startswith("./") else Path(entry)
         h, w = image_size(image)
         label = list_path.parent / "labels" / part / f"{image.stem}.txt"
-        out[image.stem] = _read_label(label, (h, w))
+        out[image.stem] = read_yolo_label(label, (h, w))
     return out
 
 
-def _read_label(path: Path, hw: tuple[int, int]) -> Targets:
+def read_yolo_label(path: Path, hw: tuple[int, int]) -> Targets:
+    """Read one YOLO label file (``0 cx cy w h`` lines, normalised) of an image of ``hw = (H, W)``.
+
+    The one reader of YOLO ground truth: convert's trees (:func:`read_yolo_ground_truth`) and
+    published box versions (``irstd-bench audit``). Boxes come back as ``[x0, y0, x1, y1]``
+    pixels rounded to whole pixels (int64); ``area_px`` the box areas, ``centroids`` the box
+    centres. A line that is not ``0 cx cy w h`` is an error naming the file and line.
+    """
     h, w = hw
     if not path.is_file():
         raise InputError(f"{path}: YOLO label file not found")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the YOLO label file ({exc.__class__.__name__})") from None
+    rows, numbers = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -178,8 +189,17 @@ def _read_label(path: Path, hw: tuple[int, int]) -> Targets:
             cls, cx, cy, bw, bh = int(fields[0]), *(float(v) for v in fields[1:5])
         except (ValueError, TypeError):
             raise InputError(f"{path}:{number}: expected 'class cx cy w h', got {line.strip()!r}") from None
-        if cls != 0 or len(fields) != 5:
+        if cls != 0 or len(fields) != 5 or not all(np.isfinite([cx, cy, bw, bh])) or bw < 0 or bh < 0:
             raise InputError(f"{path}:{number}: expected 'class cx cy w h', got {line.strip()!r}")
         rows.append([cx, cy, bw, bh])
-    boxes = np.round(from_yolo(np.array(rows, np.float64).reshape(-1, 4), (h, w))).astype(np.int64)
+        numbers.append(number)
+    exact = from_yolo(np.array(rows, np.float64).reshape(-1, 4), (h, w))
+    outside = np.flatnonzero(boxes_outside(exact, (h, w), LABEL_EDGE_SLACK_PX))
+    if outside.size:
+        i = int(outside[0])
+        raise InputError(
+            f"{path}:{numbers[i]}: box {np.round(exact[i], 3).tolist()} px lies outside the {w}x{h} image "
+            f"(more than {LABEL_EDGE_SLACK_PX:g} px past an edge)"
+        )
+    boxes = np.round(exact).astype(np.int64)
     return Targets(boxes=boxes, area_px=box_areas(boxes), centroids=box_centres(boxes), image_size=(h, w))

@@ -19,7 +19,7 @@ from irstd_bench.datasets._dataset import (
 )
 from irstd_bench.datasets._image_ids import dataset_image_ids, folder_image_ids, stable_image_ids
 from irstd_bench.datasets._layouts import NAMED_LAYOUTS, RELEASE_LAYOUTS, Layout, custom_layout
-from irstd_bench.datasets._splits import read_split_file
+from irstd_bench.datasets._splits import padded_image_id, read_split_file
 
 __all__ = [
     "KNOWN_DEFECTS",
@@ -37,6 +37,7 @@ __all__ = [
     "folder_image_ids",
     "load_ground_truth",
     "open_dataset",
+    "padded_image_id",
     "read_sample_mask",
     "read_split_file",
     "stable_image_ids",

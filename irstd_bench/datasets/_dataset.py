@@ -12,7 +12,7 @@ from PIL import Image
 
 from irstd_bench._io import check_pixels, image_size, listed_name, read_mask
 from irstd_bench.datasets._layouts import NAMED_LAYOUTS, RELEASE_LAYOUTS, Layout, custom_layout
-from irstd_bench.datasets._splits import read_split_file
+from irstd_bench.datasets._splits import padded_image_id, read_split_file
 from irstd_bench.errors import DatasetDefectWarning, InputError
 from irstd_bench.targets import DEFAULT_CONNECTIVITY, DEFAULT_THRESHOLD, Targets, check_threshold, mask_to_targets
 
@@ -159,28 +159,60 @@ class Dataset:
     def stems(self, split: str = "all") -> list[str]:
         """Image stems of a split, in split-file order (``all``: sorted image files).
 
-        With ``skip_defects`` the images of :data:`KNOWN_DEFECTS` are left out: every command
-        asks here, so a split holds the same images in all of them.
+        Entries are read as image stems by :meth:`image_stem` (the EFLNet authors' ``0001``
+        is NUDT-SIRST's ``000001``). With ``skip_defects`` the images of
+        :data:`KNOWN_DEFECTS` are left out: every command asks here, so a split holds the same
+        images in all of them.
         """
-        path = self.resolve_split(split)
-        if path is None:
-            if not self.image_dir.is_dir():
-                raise InputError(f"{self.image_dir}: image folder not found")
-            stems = sorted(Path(listed_name(p)).stem for p in self.image_dir.iterdir() if p.suffix.lower() == ".png")
-        else:
-            stems = read_split_file(path)
+        stems = self.listed_stems(split)
         if self.skip_defects:
             stems = [stem for stem in stems if not self.known_defect(stem)]
         return stems
 
+    def listed_stems(self, split: str = "all") -> list[str]:
+        """Image stems a split lists (read by :meth:`image_stem`), known defects included."""
+        path = self.resolve_split(split)
+        if path is None:
+            if not self.image_dir.is_dir():
+                raise InputError(f"{self.image_dir}: image folder not found")
+            return sorted(Path(listed_name(p)).stem for p in self.image_dir.iterdir() if p.suffix.lower() == ".png")
+        stems = [self.image_stem(entry) for entry in read_split_file(path)]
+        return list(dict.fromkeys(stems))  # ``0001`` and ``000001`` listed twice: one image
+
+    def image_stem(self, entry: str) -> str:
+        """The image stem a name from outside the release means (a split entry, a label file's stem).
+
+        The rule, the one every command and ``audit`` use:
+
+        1. a name that has an image in :attr:`image_dir` is that image;
+        2. else, when the layout numbers its images (:attr:`Layout.image_id_digits`: NUDT-SIRST's
+           ``000001.png``), a shorter all-digit id is the image of the same number
+           (:func:`~irstd_bench.datasets.padded_image_id`: ``0001`` -> ``000001``, as the EFLNet
+           authors' ``split_EFLNet`` lists and box labels name them) when that image exists;
+        3. else the name as it is: :meth:`sample` refuses it, naming it.
+        """
+        if self.image_file(entry) is not None:
+            return entry
+        padded = padded_image_id(entry, self.layout.image_id_digits)
+        if padded is not None and self.image_file(padded) is not None:
+            return padded
+        return entry
+
+    def image_file(self, stem: str) -> Path | None:
+        """The image file of ``stem`` (``.png`` first, then ``.bmp``/``.jpg``/``.tif``), if any."""
+        image = self.image_dir / f"{stem}.png"
+        if image.is_file():
+            return image
+        others = [p for p in self.image_dir.glob(f"{stem}.*") if p.suffix.lower() in (".bmp", ".jpg", ".tif")]
+        return sorted(others)[0] if others else None
+
     def sample(self, stem: str) -> Sample:
         """The sample of an image stem; raises if the image file does not exist."""
-        image = self.image_dir / f"{stem}.png"
-        if not image.is_file():
-            others = [p for p in self.image_dir.glob(f"{stem}.*") if p.suffix.lower() in (".bmp", ".jpg", ".tif")]
-            if not others:
-                raise InputError(f"{image}: split entry {stem!r} has no image")
-            image = others[0]
+        image = self.image_file(stem)
+        if image is None:
+            padded = padded_image_id(stem, self.layout.image_id_digits)
+            also = f" (nor {padded}.png, the {self.layout.title} name of id {stem!r})" if padded else ""
+            raise InputError(f"{self.image_dir / f'{stem}.png'}: split entry {stem!r} has no image{also}")
         mask = self.mask_dir / self.layout.mask_name(stem)
         return Sample(stem=stem, image_path=image, mask_path=mask if mask.is_file() else None)
 

@@ -32,6 +32,10 @@ class Layout:
         The first is the default family used for ``train``/``val``/``test``.
     source : str
         Where the release is published.
+    image_id_digits : int
+        The release names its images by number, zero-padded to this many digits (NUDT-SIRST:
+        6, ``000001.png``); a split entry of fewer digits names the image of the same number
+        (:func:`~irstd_bench.datasets.padded_image_id`). 0: entries are taken as they are.
     """
 
     name: str
@@ -46,6 +50,7 @@ class Layout:
     aliases: tuple[str, ...] = ()
     marker: str = ""
     refinements: tuple[Layout, ...] = ()
+    image_id_digits: int = 0
 
     def mask_name(self, stem: str) -> str:
         return f"{stem}{self.mask_suffix}{self.mask_ext}"
@@ -153,10 +158,12 @@ NUDT_SIRST = Layout(
     title="NUDT-SIRST",
     image_dir="images",
     mask_dir="masks",
-    split_families=("50_50", "split_synth"),
+    split_families=("50_50", "split_synth", "split_EFLNet"),
     split_aliases={"train": "50_50/train", "test": "50_50/test"},
     source="https://github.com/YeRen123455/Infrared-Small-Target-Detection",
     aliases=("nudt-sirst",),
+    # 000001.png ... 001327.png; the EFLNet authors' lists name them 0001 ... 1327.
+    image_id_digits=6,
     refinements=(SYNTHETIC, BASIC_IRSTD),
 )
 
@@ -165,7 +172,7 @@ IRSTD_1K = Layout(
     title="IRSTD-1k",
     image_dir="IRSTD1k_Img",
     mask_dir="IRSTD1k_Label",
-    split_families=("",),
+    split_families=("", "split_EFLNet"),
     split_aliases={"train": "trainval", "trainval": "trainval", "test": "test"},
     source="https://github.com/RuiZhang97/ISNet",
     aliases=("irstd-1k", "irstd_1k"),

@@ -73,3 +73,21 @@ def read_split_file(path: Path) -> list[str]:
             stacklevel=2,
         )
     return stems
+
+
+def padded_image_id(entry: str, digits: int) -> str | None:
+    """The release name of a short numeric image id, or ``None`` when ``entry`` is not one.
+
+    NUDT-SIRST names its images by number with six digits (``000001.png``); the EFLNet authors'
+    split lists name the same images with four (``0001``). An entry of 1 to ``digits - 1``
+    ASCII digits is that number written with ``digits`` digits; anything else (a name, an id
+    with ``digits`` or more digits, ``digits == 0``) gives ``None``.
+
+    >>> padded_image_id("0001", 6), padded_image_id("1327", 6)
+    ('000001', '001327')
+    >>> padded_image_id("000001", 6), padded_image_id("Misc_1", 6), padded_image_id("0001", 0)
+    (None, None, None)
+    """
+    if 0 < len(entry) < digits and entry.isascii() and entry.isdigit():
+        return entry.zfill(digits)
+    return None

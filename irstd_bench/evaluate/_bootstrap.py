@@ -40,6 +40,13 @@ from irstd_bench.evaluate._per_image import PerImageData
 
 #: Resamples by default (``eval --bootstrap``, ``compare``, ``report``).
 DEFAULT_RESAMPLES = 2000
+#: Most resamples a bootstrap may ask for (``--bootstrap``): 50 times the default, far more than a
+#: percentile interval's third digit needs, and low enough that a typo (``--bootstrap 1e12``) is
+#: refused in one line instead of exhausting memory.
+MAX_RESAMPLES = 100_000
+#: Most multiplicities held at once (``resamples x images`` int64: 2 GiB); a larger bootstrap is
+#: refused before it allocates.
+MAX_RESAMPLE_CELLS = 2**28
 #: Seed by default (``--bootstrap-seed``).
 DEFAULT_SEED = 0
 #: Coverage of the intervals (``metrics.ci95``).
@@ -71,6 +78,8 @@ class BootstrapSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
                 raise InputError(f"bootstrap {name} must be a whole number >= 0, got {value!r}")
+        if self.resamples > MAX_RESAMPLES:
+            raise InputError(f"--bootstrap {self.resamples}: at most {MAX_RESAMPLES} resamples")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,7 +93,19 @@ def resample_counts(n_images: int, resamples: int, seed: int) -> np.ndarray:
     ndarray (resamples, n_images) int64
         Row ``b``: the multiplicities of resample ``b`` (each row sums to ``n_images``). Rows
         come in chunks of :data:`CHUNK_RESAMPLES`, each from one ``Generator.integers`` call.
+
+    Raises
+    ------
+    InputError
+        More than :data:`MAX_RESAMPLES` resamples, or more than :data:`MAX_RESAMPLE_CELLS`
+        multiplicities in all (checked before anything is allocated).
     """
+    BootstrapSettings(resamples, seed)
+    if resamples * n_images > MAX_RESAMPLE_CELLS:
+        raise InputError(
+            f"--bootstrap {resamples} over {n_images} images: {resamples * n_images} multiplicities exceed "
+            f"{MAX_RESAMPLE_CELLS}; use at most {MAX_RESAMPLE_CELLS // max(1, n_images)} resamples"
+        )
     rng = np.random.Generator(np.random.PCG64(seed))
     out = np.zeros((resamples, n_images), np.int64)
     if n_images == 0:

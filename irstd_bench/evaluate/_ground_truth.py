@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from irstd_bench._io import check_pixels
-from irstd_bench.boxes import box_centres, box_convert
+from irstd_bench.boxes import box_centres, box_convert, boxes_outside
 from irstd_bench.errors import DatasetDefectWarning, InputError
 from irstd_bench.evaluate._readers import (
     coco_images,
@@ -73,10 +73,29 @@ def read_coco_ground_truth(path: str | Path) -> dict[str, Targets]:
         by_id[image_id] = stem
         sizes[stem] = size
     found: dict[str, list[dict]] = {stem: [] for stem in sizes}
+    listed = _category_ids(data, path)
+    categories: dict[int, int] = {}
+    annotation_ids: dict[int, int] = {}
     for i, ann in enumerate(annotations):
         where = f"{path}: annotations[{i}]"
         if not isinstance(ann, dict) or "image_id" not in ann or "bbox" not in ann:
             raise InputError(f"{where} must be an object with 'image_id' and 'bbox'")
+        if "id" in ann:  # two annotations of one id: which one is meant (pycocotools keeps one)?
+            ann_id = json_integer(ann["id"], where, "id")
+            if ann_id in annotation_ids:
+                first = annotation_ids[ann_id]
+                raise InputError(f"{where}: duplicate annotation id {ann_id} (also annotations[{first}])")
+            annotation_ids[ann_id] = i
+        if "category_id" in ann:  # one target class, as YOLO's class 0: an 'ignore' category is no target
+            category = json_integer(ann["category_id"], where, "category_id")
+            if listed is not None and category not in listed:
+                raise InputError(f"{where}: category_id {category} is not in the file's categories {sorted(listed)}")
+            categories.setdefault(category, i)
+            if len(categories) > 1:
+                raise InputError(
+                    f"{where}: annotations of categories {sorted(categories)}; irstd-bench reads one target class "
+                    "(keep the targets' annotations only)"
+                )
         image_id = json_integer(ann["image_id"], where, "image_id")
         if image_id not in by_id:
             raise InputError(f"{where}: image_id {image_id} not in images")
@@ -85,6 +104,16 @@ def read_coco_ground_truth(path: str | Path) -> dict[str, Targets]:
     all_items = [a for items in found.values() for a in items]
     with_pixels = bool(all_items) and all(a["pixels"] is not None for a in all_items)
     return {stem: _targets(found[stem], sizes[stem], with_pixels, f"{path}: image {stem}") for stem in sizes}
+
+
+def _category_ids(data: dict, path: Path) -> set[int] | None:
+    """The ids of the file's ``categories`` table (``None`` when it has none)."""
+    table = data.get("categories")
+    if table is None:
+        return None
+    if not isinstance(table, list) or not all(isinstance(c, dict) and "id" in c for c in table):
+        raise InputError(f"{path}: 'categories' must be a list of objects with an 'id'")
+    return {json_integer(c["id"], f"{path}: categories", "id") for c in table}
 
 
 def _positive_int(value, where: str, what: str) -> int:
@@ -100,7 +129,7 @@ def _annotation(ann: dict, where: str, image_size: tuple[int, int]) -> dict:
         raise InputError(f"{where}: bbox {ann['bbox']} has negative width or height")
     height, width = image_size
     slack = GEOMETRY_SLACK_PX
-    if x < -slack or y < -slack or x + w > width + slack or y + h > height + slack:
+    if boxes_outside([x, y, x + w, y + h], image_size, slack)[0]:
         raise InputError(f"{where}: bbox {ann['bbox']} lies outside its {width}x{height} image")
     area = json_number(ann["area"], where, "area") if "area" in ann else w * h
     if area < 0:

@@ -35,6 +35,9 @@ from irstd_bench.errors import InputError
 PIXEL_FIELDS = ("intersection", "union", "pd_matched", "fa_px", "total_px")
 #: Per-image counts at the run's threshold.
 COUNT_FIELDS = ("gt", "pred", "tp")
+#: Largest count a per-image field may hold: far above any image's pixels (the readers decode at
+#: most 179 Mpx) and low enough that sums over millions of images stay exact in int64.
+MAX_COUNT = 10**12
 
 
 @dataclass(frozen=True)
@@ -136,9 +139,11 @@ class PerImageData:
 
 
 def _whole_numbers(values, what: str, source: str, length: int | None = None) -> np.ndarray:
-    """A JSON list of whole numbers >= 0 as int64, or an :class:`InputError` naming ``what``."""
-    if not isinstance(values, list) or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values):
-        raise InputError(f"{source}: per_image.{what} must be a list of whole numbers >= 0")
+    """A JSON list of whole numbers in ``[0, MAX_COUNT]`` as int64, or an :class:`InputError` naming ``what``."""
+    if not isinstance(values, list) or any(
+        isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_COUNT for v in values
+    ):
+        raise InputError(f"{source}: per_image.{what} must be a list of whole numbers in [0, {MAX_COUNT}]")
     if length is not None and len(values) != length:
         raise InputError(f"{source}: per_image.{what} has {len(values)} entries, per_image.image {length}")
     return np.array(values, np.int64)

@@ -19,7 +19,15 @@ import numpy as np
 
 from irstd_bench import __version__
 from irstd_bench._csv import csv_cell
-from irstd_bench._outputs import Claim, check_file_replaceable, json_schema_owner, write_file_set
+from irstd_bench._outputs import (
+    MEMBER_DIGESTS_KEY,
+    Claim,
+    check_file_replaceable,
+    json_schema_owner,
+    set_member_owner,
+    text_digest,
+    write_file_set,
+)
 from irstd_bench.evaluate._matching import UNMATCHED
 from irstd_bench.evaluate._per_image import PerImageData
 from irstd_bench.evaluate._records import ImageRecord
@@ -145,11 +153,12 @@ def results_texts(result: EvaluationResult, out: str | Path) -> tuple[dict, dict
     base = out.name[: -len(out.suffix)] if out.suffix else out.name
     image_csv, target_csv = f"{base}.per_image.csv", f"{base}.per_target.csv"
     data = result.to_dict(per_image_csv=image_csv, per_target_csv=target_csv)
-    texts = {
-        out.parent / image_csv: _csv_text(PER_IMAGE_COLUMNS, result.per_image_rows()),
-        out.parent / target_csv: _csv_text(PER_TARGET_COLUMNS, result.per_target_rows()),
-        out: json_text(data),
+    csvs = {
+        image_csv: _csv_text(PER_IMAGE_COLUMNS, result.per_image_rows()),
+        target_csv: _csv_text(PER_TARGET_COLUMNS, result.per_target_rows()),
     }
+    data[MEMBER_DIGESTS_KEY] = {name: text_digest(text) for name, text in csvs.items()}
+    texts = {**{out.parent / name: text for name, text in csvs.items()}, out: json_text(data)}
     return data, texts
 
 
@@ -157,17 +166,13 @@ def results_claims(out: str | Path, *, force: bool = False) -> dict[Path, Claim]
     """Check that the set of ``out`` may be written; the claims :func:`write_results` checks again.
 
     The JSON is ours when it carries our results ``schema``; a CSV when the results JSON of the
-    set is ours and names it (``per_image_csv`` / ``per_target_csv``). Anything else, or an
-    earlier set without ``force``, raises :class:`~irstd_bench.errors.InputError`.
+    set is ours, names it (``per_image_csv`` / ``per_target_csv``) and records its content
+    (:func:`~irstd_bench._outputs.set_member_owner`). Anything else, or an earlier set without
+    ``force``, raises :class:`~irstd_bench.errors.InputError`.
     """
     out = Path(out)
     json_owned = json_schema_owner(SCHEMA)
-
-    def csv_owned(path: Path) -> bool:
-        if not json_owned(out):
-            return False
-        data = json.loads(out.read_text(encoding="utf-8"))
-        return path.name in (data.get("per_image_csv"), data.get("per_target_csv"))
+    csv_owned = set_member_owner(out, json_owned, lambda data: (data.get("per_image_csv"), data.get("per_target_csv")))
 
     image_csv, target_csv = _csv_paths(out)
     claims = {path: check_file_replaceable(path, force=force, owned=csv_owned) for path in (image_csv, target_csv)}

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from irstd_bench._cli_options import CONFIDENCE, MASK_THRESHOLD, WORKERS, max_pixels_option, skip_defects_option
+from irstd_bench._cli_options import CONFIDENCE, MASK_THRESHOLD, WORKERS, count, max_pixels_option, skip_defects_option
 from irstd_bench._io import pixel_limit
 from irstd_bench.errors import InputError
-from irstd_bench.evaluate._bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED
+from irstd_bench.evaluate._bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, MAX_RESAMPLES
 from irstd_bench.evaluate._evaluator import default_workers, evaluate_split
 from irstd_bench.evaluate._ground_truth import read_coco_ground_truth
 from irstd_bench.evaluate._prediction_set import FORMATS, open_predictions
@@ -174,14 +174,14 @@ def _warnings(counts: dict) -> list[str]:
     "--bootstrap",
     default=DEFAULT_RESAMPLES,
     show_default=True,
-    type=click.IntRange(min=0),
+    type=count(0, MAX_RESAMPLES),
     help="Resamples of the images for the 95% intervals of P, R, F1, AP50 (and IoU, nIoU, Pd, Fa); 0: none.",
 )
 @click.option(
     "--bootstrap-seed",
     default=DEFAULT_SEED,
     show_default=True,
-    type=click.IntRange(min=0),
+    type=count(0),
     help="Seed of the resamples (the same seed gives the same intervals on any machine).",
 )
 @click.option("--workers", default=None, type=WORKERS, help="Worker processes (default: all CPUs).")

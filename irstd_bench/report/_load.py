@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from irstd_bench._io import read_json
 from irstd_bench.errors import InputError
-from irstd_bench.evaluate._bootstrap import INTERVAL_METRICS
+from irstd_bench.evaluate._bootstrap import INTERVAL_METRICS, metric_samples
 from irstd_bench.evaluate._per_image import PerImageData, parse_per_image, read_per_image_csv
 
 SCHEMA = "irstd-bench/results"
@@ -228,6 +230,8 @@ def parse_results(data: Any, source: str, path: Path | None = None) -> RunResult
     undefined = _undefined_metrics(kind, data["matcher"])
     for name in undefined:
         metrics[name] = None  # an older evaluator's number there (0.000) means nothing either
+    if per_image is not None:
+        check_per_image_metrics(metrics, per_image, source)
     return RunResult(
         source=source,
         method=data["method"].strip(),
@@ -290,12 +294,54 @@ def _parse_intervals(value: Any, source: str) -> dict[str, list[float] | None]:
 def load_per_image(run: RunResult) -> PerImageData | None:
     """The per-image numbers of a run: its results' ``per_image``; for files of older evaluators,
     the counts of its per-image CSV (P, R and F1 only: no AP candidates, no pixel counts);
-    ``None`` when neither is there."""
+    ``None`` when neither is there. Numbers that do not give the run's own metrics are refused
+    (:func:`check_per_image_metrics`)."""
     if run.per_image is not None:
-        return run.per_image
+        return run.per_image  # checked when read (parse_results)
     if run.per_image_csv is None or not run.per_image_csv.is_file():
         return None
-    return read_per_image_csv(run.per_image_csv)
+    data = read_per_image_csv(run.per_image_csv)
+    check_per_image_metrics(run.metrics, data, str(run.per_image_csv))
+    return data
+
+
+#: Metrics the per-image numbers must give as the results state them (nIoU, a mean of
+#: fractions, differs in its last digits with the order of the sum), and the relative tolerance.
+PER_IMAGE_CHECKED = ("precision", "recall", "f1", "ap50", "iou", "pd", "fa_e6")
+PER_IMAGE_TOLERANCE = 1e-9
+
+
+def check_per_image_metrics(metrics: Mapping[str, float | None], data: PerImageData, source: str) -> None:
+    """Refuse per-image numbers that do not give the run's own metrics.
+
+    A bootstrap (``compare``, ``report``'s intervals) resamples the per-image numbers while the
+    tables state the results' metrics: both must describe the same run. Summed over images,
+    ``tp`` must be ``metrics.tp``, ``pred - tp`` ``metrics.fp`` and ``gt - tp`` ``metrics.fn``,
+    exactly; P, R, F1, AP50, IoU, Pd and Fa computed from them (the bootstrap's own formulas on
+    the split itself) must equal the stated values where these are numbers.
+    """
+    totals = {
+        "tp": int(data.tp.sum()),
+        "fp": int(data.pred.sum() - data.tp.sum()),
+        "fn": int(data.gt.sum() - data.tp.sum()),
+    }
+    for name, total in totals.items():
+        value = metrics.get(name)
+        if value is not None and value != total:
+            raise InputError(
+                f"{source}: its per-image numbers give {name} = {total}, metrics.{name} is {value:g}; "
+                "they do not describe the same run (score it again with irstd-bench eval)"
+            )
+    split = metric_samples(data, np.ones((1, len(data)), np.int64), PER_IMAGE_CHECKED)
+    for name, values in split.items():
+        stated, found = metrics.get(name), float(values[0])
+        if stated is None:
+            continue  # undefined for the run (AP50 of a score map under a centroid matcher): not compared
+        if not math.isfinite(found) or abs(stated - found) > PER_IMAGE_TOLERANCE * max(1.0, abs(stated)):
+            raise InputError(
+                f"{source}: its per-image numbers give {name} = {found:.6g}, metrics.{name} is {stated:.6g}; "
+                "they do not describe the same run (score it again with irstd-bench eval)"
+            )
 
 
 def _undefined_metrics(kind: str | None, matcher: str) -> dict[str, str]:

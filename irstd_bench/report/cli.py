@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from irstd_bench.evaluate import DEFAULT_RESAMPLES, DEFAULT_SEED
+from irstd_bench._cli_options import count
+from irstd_bench.evaluate import DEFAULT_RESAMPLES, DEFAULT_SEED, MAX_RESAMPLES
 from irstd_bench.report import BAR_METRICS, build_report, default_command, format_terminal_table
 from irstd_bench.report._selection import DEFAULT_BEST
 
@@ -45,7 +46,7 @@ from irstd_bench.report._selection import DEFAULT_BEST
     "--bootstrap",
     default=DEFAULT_RESAMPLES,
     show_default=True,
-    type=click.IntRange(min=0),
+    type=count(0, MAX_RESAMPLES),
     help="Resamples of the images for the tables' 95% intervals and the marks of rows not significantly "
     "different from the best (paired); 0: none.",
 )
@@ -53,7 +54,7 @@ from irstd_bench.report._selection import DEFAULT_BEST
     "--bootstrap-seed",
     default=DEFAULT_SEED,
     show_default=True,
-    type=click.IntRange(min=0),
+    type=count(0),
     help="Seed of the resamples.",
 )
 @click.option(

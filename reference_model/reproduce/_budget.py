@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from irstd_bench.errors import InputError
+
 from ._plan import RunUnit
 
 #: Share of the training window that planned epochs may fill (the rest absorbs estimate errors).
@@ -88,13 +90,23 @@ class Probe:
         return self.epoch_s is not None and self.epoch_s > 0
 
 
-def read_epoch_times(results_csv: Path) -> list[float]:
-    """``time_s`` of each epoch in a run's ``results.csv`` (empty when absent or unreadable)."""
+def read_epoch_times(results_csv: Path, *, strict: bool = False) -> list[float]:
+    """``time_s`` of each epoch in a run's ``results.csv`` (empty when absent or unreadable).
+
+    ``strict``: a file that exists but is not a CSV (binary, not UTF-8, a broken quote) is an
+    :class:`InputError` naming it (a run to be continued must be readable).
+    """
     try:
-        with Path(results_csv).open(newline="") as fh:
+        with Path(results_csv).open(newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
-    except (OSError, csv.Error):
+    except FileNotFoundError:
         return []
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        if strict:
+            raise InputError(f"{results_csv}: not a readable results.csv ({exc.__class__.__name__})") from None
+        return []
+    if strict and rows and "time_s" not in rows[0]:
+        raise InputError(f"{results_csv}: no time_s column; not a results.csv of irstd-bench train")
     times = []
     for row in rows:
         try:

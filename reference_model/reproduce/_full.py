@@ -17,11 +17,12 @@ A run folder found under ``OUT/work/runs`` is continued only when it is an irstd
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from irstd_bench._io import read_json
 from irstd_bench._outputs import read_manifest
 from irstd_bench.errors import InputError
 from reference_model.recipe import NO_RECIPE
@@ -36,19 +37,20 @@ FULL_VALIDATIONS_PER_RUN = 30
 #: ``args.json`` fields that must match the plan's unit for a run folder to be continued.
 MATCHED_ARGS = ("model", "recipe", "seed", "protocol", "split", "dataset")
 
-#: The EFLNet paper's NUAA-SIRST comparison on a CPU (issue 21): ACM and ALCNet with 3 seeds,
-#: EFLNet-n, then one seed of every other segmenter; lower priority runs first. EFLNet-n trains
-#: 150 of its recipe's 300 epochs (about 65 CPU-s per epoch on one thread, 6x ACM's: the 300-epoch
-#: schedule would hold one core for two sessions); a later plan may continue it to 300.
+#: The EFLNet paper's NUAA-SIRST comparison on a CPU (issue 21), lower priority first, in order of
+#: the CPU hours measured for each full schedule (nuaa-sirst RUNS.md, one thread): ACM with 3 seeds
+#: (0.7 h each), EFLNet-n (150 of its recipe's 300 epochs: 2.6 h; a later plan may continue it to
+#: 300), MSHNet (13 h), AGPCNet (26 h), MDvsFA and DNANet, then ALCNet (about 71 h per seed: its
+#: local contrast rolls a 64-channel full-resolution map 32 times per step) and ISNet (104 h).
 PROTOCOL_PLAN: tuple[RunSpec, ...] = (
-    RunSpec("acm", seeds=(0, 1, 2), priority=0, extra_seed_priority=3),
-    RunSpec("alcnet", seeds=(0, 1, 2), priority=1, extra_seed_priority=4),
+    RunSpec("acm", seeds=(0, 1, 2), priority=0, extra_seed_priority=1),
     RunSpec("eflnet-n", "authors", priority=2, epochs=150),
     RunSpec("mshnet", priority=5),
-    RunSpec("isnet", priority=6),
-    RunSpec("agpcnet", priority=7),
-    RunSpec("mdvsfa", priority=8),
-    RunSpec("dnanet", priority=9),
+    RunSpec("agpcnet", priority=6),
+    RunSpec("mdvsfa", priority=7),
+    RunSpec("dnanet", priority=8),
+    RunSpec("alcnet", seeds=(0, 1, 2), priority=10, extra_seed_priority=11),
+    RunSpec("isnet", priority=12),
 )
 
 
@@ -82,10 +84,9 @@ def run_state(folder: Path, unit: RunUnit, epochs: int, expected: dict) -> RunSt
     manifest = read_manifest(folder) if folder.is_dir() else None
     if manifest is None or manifest.get("command") != "train":
         raise InputError(f"{folder}: not an irstd-bench training folder; move it away to let reproduce run there")
-    try:
-        args = json.loads((folder / "args.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{folder / 'args.json'}: unreadable ({exc})") from None
+    args = read_json(folder / "args.json")
+    if not isinstance(args, dict):
+        raise InputError(f"{folder / 'args.json'}: not a run's settings (a JSON object), got {type(args).__name__}")
     for name, value in expected.items():
         found = args.get(name)
         if name == "root" and found is not None:
@@ -94,14 +95,36 @@ def run_state(folder: Path, unit: RunUnit, epochs: int, expected: dict) -> RunSt
             raise InputError(
                 f"{folder}: a run of {name} {found!r}, the plan's is {value!r} (another run: not continued)"
             )
-    done = len(read_epoch_times(folder / "results.csv"))
+    done = len(read_epoch_times(folder / "results.csv", strict=True))
     return RunState(done, epochs, (folder / "last.pt").is_file())
+
+
+def check_runs(work: Path, units: list[RunUnit], expected: Callable[[RunUnit], dict], epochs: Callable[[RunUnit], int],
+               ) -> None:
+    """``--resume``: check every planned run folder under ``work/runs`` before anything is replaced.
+
+    Each must be absent, empty, or the same run (:func:`run_state`: our manifest, its
+    ``args.json``, a readable ``results.csv``) with a checkpoint that loads
+    (:func:`~reference_model.engine.checkpoint.load_checkpoint`). The first problem is an
+    :class:`InputError` naming the file: a resume never starts on a folder it would fail on later.
+    """
+    from reference_model.engine.checkpoint import load_checkpoint
+
+    for unit in units:
+        folder = work / "runs" / unit.run_id
+        if run_state(folder, unit, epochs(unit), expected(unit)).resumable:
+            load_checkpoint(folder / "last.pt")
 
 
 def expected_args(session, unit: RunUnit) -> dict:
     """The ``args.json`` values a run folder of ``unit`` must hold to be continued."""
-    return {"model": unit.model, "recipe": unit.recipe, "seed": unit.seed, "protocol": session.config.protocol,
-            "split": session.family, "dataset": session.dataset, "root": str(Path(session.root).resolve())}
+    return unit_args(unit, session.config.protocol, session.root, session.dataset, session.family)
+
+
+def unit_args(unit: RunUnit, protocol: str | None, root: Path, dataset: str, family: str) -> dict:
+    """:func:`expected_args` from the settings themselves (before a session exists)."""
+    return {"model": unit.model, "recipe": unit.recipe, "seed": unit.seed, "protocol": protocol,
+            "split": family, "dataset": dataset, "root": str(Path(root).resolve())}
 
 
 def train_job(session, unit: RunUnit, state: RunState, threads: int) -> tuple[Job, str]:

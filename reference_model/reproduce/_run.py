@@ -25,7 +25,17 @@ from pathlib import Path
 
 import click
 
-from irstd_bench._outputs import check_folder_replaceable, missing_ancestors, remove_empty, remove_output
+from irstd_bench._outputs import (
+    MANIFEST_NAME,
+    check_folder_replaceable,
+    manifest_text,
+    missing_ancestors,
+    read_manifest,
+    remove_empty,
+    remove_output,
+    write_manifest,
+    write_new_file,
+)
 from irstd_bench.errors import InputError
 from reference_model.recipe import NO_RECIPE
 
@@ -39,7 +49,7 @@ from ._budget import (
     scaled_warmup,
 )
 from ._commands import command_args, command_params, shell_line
-from ._full import train_queue
+from ._full import check_runs, full_epochs, train_queue, unit_args
 from ._jobs import Job, JobResult, run_jobs, start_server
 from ._plan import DEFAULT_PLAN, LeftOut, RunSpec, RunUnit, registry_models, resolve_plan
 from ._score import Scores, matcher_tag, prediction_input, read_metrics, scores, store_predictions, val_threshold
@@ -177,6 +187,11 @@ def _claim_outputs(config: ReproduceConfig):
         if option == "--out" and config.resume:
             if not (path / "work" / "runs").is_dir():
                 raise InputError(f"--out {path}: no earlier reproduce --protocol output to resume (no work/runs)")
+            if not is_reproduce_output(path):
+                raise InputError(
+                    f"--out {path}: not an output of irstd-bench reproduce (no manifest of ours in it, its report "
+                    "or its runs); --resume writes only into its own"
+                )
             continue
         if path.exists() and (path.is_symlink() or not path.is_dir() or any(path.iterdir())):
             hint = "; --resume continues an earlier --protocol run" if option == "--out" and config.protocol else ""
@@ -185,6 +200,29 @@ def _claim_outputs(config: ReproduceConfig):
     if config.resume and (config.out / "report").exists():  # rewritten by this call: wholly ours, or refused
         return check_folder_replaceable(config.out / "report", force=True, option="report folder")
     return None
+
+
+def is_reproduce_output(out: Path) -> bool:
+    """``out`` was made by ``reproduce``: its manifest says so (written when the folder is created);
+    for folders of earlier versions, without one, its report's manifest or a training folder of
+    ours under ``work/runs`` does. A user's folder that merely has a ``work/runs`` has none."""
+    manifest = read_manifest(out)
+    if manifest is not None:
+        return manifest.get("command") == "reproduce"
+    report = read_manifest(out / "report") if (out / "report").is_dir() else None
+    if report is not None and report.get("command") == "reproduce":
+        return True
+    runs = out / "work" / "runs"
+    return any(
+        folder.is_dir() and (read_manifest(folder) or {}).get("command") == "train" for folder in runs.iterdir()
+    )
+
+
+def _mark_output(out: Path) -> None:
+    """Write ``out``'s manifest (:func:`is_reproduce_output`) unless it has one. It lists no file:
+    nothing replaces ``out`` as a whole; ``report/`` and each run carry their own manifests."""
+    if read_manifest(out) is None:
+        write_new_file(out / MANIFEST_NAME, manifest_text("reproduce", (), ("work", "report")))
 
 
 class NothingScored(RuntimeError):
@@ -251,17 +289,25 @@ def _open(config: ReproduceConfig) -> tuple[Path, str, str]:
     return Path(root), ds.name, family
 
 
-def _set_up(config: ReproduceConfig) -> tuple[tuple[Path, str, str], list[Path]]:
+def _set_up(config: ReproduceConfig, units: list[RunUnit]) -> tuple[tuple[Path, str, str], list[Path]]:
     """Check the outputs and the data, then create ``--out`` (and the smoke sample in it).
 
-    Everything that can be checked is checked before anything is created. Returns the dataset
-    (root, layout, split family) and the folders created (deepest first) for :func:`_undo_set_up`.
+    Everything that can be checked is checked before anything is created; ``--resume`` checks
+    every planned run folder (:func:`~._full.check_runs`) before its report folder is replaced.
+    Returns the dataset (root, layout, split family) and the folders created (deepest first)
+    for :func:`_undo_set_up`.
     """
     report = _claim_outputs(config)
     if config.resume:  # --out is an earlier call's (its smoke sample included): only the report is replaced
         opened = _open(config)
+        root, dataset, family = opened
+        defaults = _train_defaults()
+        check_runs(config.out / "work", units,
+                   lambda unit: unit_args(unit, config.protocol, root, dataset, family),
+                   lambda unit: full_epochs(unit, defaults, config.phases.max_epochs))
         if report is not None:
             remove_output(report)
+        _mark_output(config.out)  # an output of an earlier version gets its manifest now
         return opened, []
     if not config.smoke:
         opened = _open(config)
@@ -270,6 +316,8 @@ def _set_up(config: ReproduceConfig) -> tuple[tuple[Path, str, str], list[Path]]
         config.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"--out {config.out}: cannot create the folder ({exc.strerror or exc})") from None
+    if config.protocol:
+        _mark_output(config.out)  # what a later --resume recognises as its own
     if not config.smoke:
         return opened, created
     try:
@@ -289,6 +337,9 @@ def _undo_set_up(config: ReproduceConfig, created: list[Path]) -> None:
             remove_output(check_folder_replaceable(sample, force=True))
         except InputError:
             pass  # not wholly the sample's: left as it is
+    marker = config.out / MANIFEST_NAME
+    if created and marker.is_file() and set(os.listdir(config.out)) <= {MANIFEST_NAME, "report", "work"}:
+        marker.unlink()  # ours, in a folder this call created: nothing else is in it
     remove_empty([config.out / "report", config.out / "work", *created])
 
 
@@ -607,15 +658,21 @@ def reproduce(config: ReproduceConfig):
     if config.resume and not config.protocol:
         raise InputError("--resume continues a --protocol run (give the same --protocol)")
     units, left_out = check_settings(config)
-    (root, dataset, family), created = _set_up(config)
+    (root, dataset, family), created = _set_up(config, units)
     session = Session(config, root, dataset, family, started, started + config.budget_s,
                       config.out / "work", config.out / "report", left_out=left_out)
     try:  # a failure before the first phase leaves nothing behind
         session.report.mkdir(parents=True, exist_ok=True)
+        # Claimed at once and after each phase (every file in it is this call's: an earlier report
+        # was replaced), so that a call killed midway leaves a folder the next --resume replaces.
+        (session.report / "commands.txt").touch()
+        write_manifest(session.report, "reproduce")
         session.log(f"{len(units)} trainings runnable, {len(session.left_out)} plan entries left out; "
                     f"budget {config.budget_s:.0f} s on {config.device}")
         session.log(f"process server ready in {start_server():.1f} s")
     except BaseException:
+        for name in ("commands.txt", MANIFEST_NAME):  # this call's claim of its new report folder
+            (session.report / name).unlink(missing_ok=True)
         _undo_set_up(config, created)
         raise
     failure = None
@@ -634,6 +691,7 @@ def reproduce(config: ReproduceConfig):
             break
         finally:
             session.phase_s[name] = time.monotonic() - begun
+            write_manifest(session.report, "reproduce")
     outcome = write_outputs(session, commit=_commit(config), device=device_description(config.device))
     if failure is not None:
         raise failure
