@@ -22,6 +22,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -62,14 +63,19 @@ def measure(data: Path, out: Path, model: str, recipe: str | None, protocol: str
     started = time.perf_counter()
     proc = subprocess.run(args, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
+    # Peak resident memory of the finished children (the training), KB on Linux.
+    peak_gb = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 1)
     if proc.returncode != 0:
+        if proc.returncode in (-9, 137):
+            return {"error": f"killed by signal 9 (out of memory on this machine?) after {wall:.0f} s; "
+                             f"peak RSS of the trainings so far {peak_gb} GB", "peak_rss_gb": peak_gb}
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     with (run / "results.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     settings = json.loads((run / "args.json").read_text())
     return {"cpu_epoch1": float(rows[0]["cpu_s"]), "cpu_epoch2": float(rows[1]["cpu_s"]), "wall_s": wall,
             "imgsz": settings["imgsz"], "base_size": settings["base_size"], "eval_size": settings.get("eval_size"),
-            "batch": settings["batch"], "epochs": None}
+            "batch": settings["batch"], "epochs": None, "peak_rss_gb": peak_gb}
 
 
 def main() -> None:

@@ -39,18 +39,20 @@ MATCHED_ARGS = ("model", "recipe", "seed", "protocol", "split", "dataset")
 
 #: The EFLNet paper's NUAA-SIRST comparison on a CPU (issue 21), lower priority first, in order of
 #: the CPU hours measured for each full schedule (nuaa-sirst RUNS.md, one thread): ACM with 3 seeds
-#: (0.7 h each), EFLNet-n (150 of its recipe's 300 epochs: 2.6 h; a later plan may continue it to
-#: 300), MSHNet (13 h), AGPCNet (26 h), MDvsFA and DNANet, then ALCNet (about 71 h per seed: its
-#: local contrast rolls a 64-channel full-resolution map 32 times per step) and ISNet (104 h).
+#: (0.7 h each), EFLNet-n (150 of its recipe's 300 epochs: 2.6 h before its 2x speed-up; a later
+#: plan may continue it to 300), MSHNet (13 h), AGPCNet (26 h), ALCNet (about 71 h per seed: its
+#: local contrast rolls a 64-channel full-resolution map 32 times per step), ISNet (104 h), DNANet
+#: (1500 epochs: 189 h), and last MDvsFA, whose step at the authors' batch passed 20 GB resident on
+#: the 24-GB machine and was killed: beside another training it would take that one down with it.
 PROTOCOL_PLAN: tuple[RunSpec, ...] = (
     RunSpec("acm", seeds=(0, 1, 2), priority=0, extra_seed_priority=1),
     RunSpec("eflnet-n", "authors", priority=2, epochs=150),
     RunSpec("mshnet", priority=5),
     RunSpec("agpcnet", priority=6),
-    RunSpec("mdvsfa", priority=7),
-    RunSpec("dnanet", priority=8),
-    RunSpec("alcnet", seeds=(0, 1, 2), priority=10, extra_seed_priority=11),
-    RunSpec("isnet", priority=12),
+    RunSpec("alcnet", seeds=(0, 1, 2), priority=7, extra_seed_priority=10),
+    RunSpec("isnet", priority=11),
+    RunSpec("dnanet", priority=12),
+    RunSpec("mdvsfa", priority=13),
 )
 
 
