@@ -147,6 +147,13 @@ def test_score_classical_commands_of_a_baseline_and_of_bundled_weights(tmp_path:
     assert cmd[cmd.index("--format") + 1] == "coco" and "--dataset" in cmd and "nudt" in cmd
 
 
+def test_bundled_weights_are_a_cross_dataset_row_only_on_another_dataset() -> None:
+    # The checkpoint records the dataset it was trained on (NUAA-SIRST).
+    nuaa_label = score_classical.weights_label("nuaa-eflnet-n", report_sets.NUAA)
+    nudt_label = score_classical.weights_label("nuaa-eflnet-n", report_sets.NUDT)
+    assert "cross-dataset" not in nuaa_label and nudt_label == nuaa_label + " (cross-dataset)"
+
+
 def _finished_run(folder: Path, epochs: int, done: int) -> Path:
     folder.mkdir(parents=True)
     (folder / "args.json").write_text(json.dumps(

@@ -94,13 +94,6 @@ NUAA = ReportSet(
         "split_EFLNet": "split_EFLNet/test** (the split behind the EFLNet paper's NUAA-SIRST column",
         "idx_427": "idx_427/test** (official split",
     },
-    trained_notes={
-        ("split_EFLNet", "EFLNet-n"): "1.9 M params, 32 epochs",
-        ("split_EFLNet", "DNANet"): "34 epochs",
-        ("idx_427", "EFLNet-n"): "1.9 M params, 32 epochs",
-        ("idx_427", "DNANet"): "39 epochs",
-        ("idx_427", "ACM"): "70 epochs, did not converge",
-    },
     # The EFLNet paper (Yang et al., TGRS 2024, Table I, NUAA-SIRST; its F1 is the best over
     # thresholds on test, the "best on test" protocol).
     paper_rows={

@@ -3,6 +3,8 @@ chosen on the family's threshold split (its val split, or the rule of ``report_s
 
     .venv/bin/python reports/generator/score_classical.py nram ript --dataset nuaa --family split_EFLNet
     .venv/bin/python reports/generator/score_classical.py weights:nuaa-eflnet-n --dataset nudt --family 50_50
+    .venv/bin/python reports/generator/score_classical.py weights:nuaa-eflnet-n --dataset nuaa --family split_EFLNet \
+        --keep-predictions
 
 A METHOD is a classical method id (``irstd-bench baseline METHOD``) or ``weights:NAME``, a trained
 network's weights (``irstd-bench predict --weights NAME``: the bundled ``nuaa-eflnet-n`` scored on
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -27,10 +30,34 @@ from report_sets import REPORT_SETS, ReportSet
 
 #: Table label of each method id; the results file is named by the id (``tophat.json``).
 LABELS = {**NAMES, "nram": "NRAM", "ript": "RIPT", "pstnn": "PSTNN", "ilcm": "ILCM", "rlcm": "RLCM",
-          "tllcm": "TLLCM", "wslcm": "WSLCM", "tdlms": "TDLMS",
-          "nuaa-eflnet-n": "EFLNet-n, bundled NUAA-SIRST weights (cross-dataset)"}
+          "tllcm": "TLLCM", "wslcm": "WSLCM", "tdlms": "TDLMS"}
+#: Table label of bundled weights (``weights:NAME``); " (cross-dataset)" is added on a result set of
+#: another dataset than the one the checkpoint records it was trained on.
+WEIGHTS_LABELS = {"nuaa-eflnet-n": "EFLNet-n, bundled NUAA-SIRST weights (GPU, 32 epochs, seed 1)"}
 #: Prefix of a METHOD that names trained weights.
 WEIGHTS = "weights:"
+
+
+def weights_label(name: str, rs: ReportSet) -> str:
+    """Table label of the bundled weights ``name`` scored on result set ``rs``."""
+    from reference_model.engine.checkpoint import load_checkpoint, resolve_weights
+
+    trained_on = (load_checkpoint(resolve_weights(name)).get("train_args") or {}).get("dataset")
+    label = WEIGHTS_LABELS.get(name, name)
+    return label if trained_on == rs.key else f"{label} (cross-dataset)"
+
+
+def keep_copy(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target``, refusing to replace a different file this script did not write
+    from the same source (an earlier copy with other bytes needs its owner to remove it)."""
+    if target.is_file():
+        if target.read_bytes() == source.read_bytes():
+            return
+        raise SystemExit(f"{target}: exists with other predictions; remove it to keep the new ones")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(source, tmp)
+    tmp.replace(target)
 
 
 def predictions(method: str, rs: ReportSet, split: str, out: Path, workers: str) -> tuple[list[str], Path]:
@@ -51,6 +78,10 @@ def main() -> None:
     dataset_option(parser)
     parser.add_argument("--family", required=True, help="a split family of the result set (split_EFLNet...)")
     parser.add_argument("--workers", default="1", help="processes of baseline and eval (default 1)")
+    parser.add_argument("--keep-predictions", action="store_true",
+                        help="weights:NAME: also copy its predictions to predictions/bundled/NAME/{val,test}.json "
+                             "of the result set (kept in the repository, so that they are re-scored without "
+                             "predicting again)")
     args = parser.parse_args()
     rs: ReportSet = REPORT_SETS[args.dataset]
     fam = args.family
@@ -68,7 +99,10 @@ def main() -> None:
                     fh.write("irstd-bench " + shlex.join(cmd) + "\n")
             else:
                 run(cmd, log)
-        label = LABELS.get(mid, mid)
+        if args.keep_predictions and method.startswith(WEIGHTS):
+            for part, path in read.items():
+                keep_copy(path, rs.here / "predictions" / "bundled" / mid / f"{part}.json")
+        label = weights_label(mid, rs) if method.startswith(WEIGHTS) else LABELS.get(mid, mid)
         for tag, matcher in MATCHERS.items():
             val_json = work / "val_results" / tag / f"{mid}.json"
             run(["eval", rel(read["val"]), *rs.dataset_args(), "--split", splits["val"], "--match", matcher,
