@@ -1,8 +1,9 @@
 """The bundled EFLNet-n weights work out of the box: `irstd-bench predict --weights nuaa-eflnet-n`.
 
-The published figure (reports/nuaa-sirst, seed 1, split_EFLNet/test, centroid 3 px, threshold 0.5
-chosen on val) is F1 0.870 from predictions made on an H100 with bf16 autocast; on the CPU in float32
-the same weights must land within a few hundredths of it.
+The published figure (reports/nuaa-sirst, the bundled row, split_EFLNet/test, centroid 3 px,
+threshold 0.502 chosen on val) is F1 0.878 from predictions made on the CPU in float32
+(`score_classical.py weights:nuaa-eflnet-n --keep-predictions`); the same weights predicted again
+must land within a few hundredths of it (on the H100 with bf16 autocast they gave 0.870).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from conftest import NUAA_ROOT
 from irstd_bench.cli import cli
 from reference_model.engine.checkpoint import load_checkpoint, resolve_weights
 
-PUBLISHED_F1 = 0.870
+PUBLISHED_F1 = 0.878
 
 
 def test_bundled_weights_resolve_and_are_released():
@@ -50,7 +51,8 @@ def outcome_bundled_f1(seed: int, work) -> dict[str, float]:
 
 @pytest.mark.train
 def test_bundled_weights_reproduce_the_published_f1(nuaa_root, tmp_path):
-    # Measured on the CPU with 1 and 2 threads: MARGIN_BUNDLED
+    # Measured on the CPU with 1 and 2 threads (2026-12-07, AVX-512): 0.8783 both, at conf 0.5:
     # bench/test_margins.py tests/test_bundled_weights.py::outcome_bundled_f1 --seeds 1
+    # The 0.03 margin covers other CPUs' kernels and the GPU's 0.870.
     f1 = bundled_f1(nuaa_root, tmp_path)
     assert abs(f1 - PUBLISHED_F1) < 0.03, f1
