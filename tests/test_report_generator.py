@@ -21,7 +21,7 @@ import score_classical  # noqa: E402
 RS = report_sets.NUAA
 
 FAMILY = "split_EFLNet"
-EFLNET_SEEDS = ("eflnet-n-seed0", "eflnet-n-seed1", "eflnet-n-seed2")
+ACM_SEEDS = ("acm-seed0", "acm-seed1", "acm-seed2")
 
 
 def _copy(results: Path, stem: str, as_stem: str | None = None) -> None:
@@ -39,18 +39,18 @@ def results(tmp_path: Path) -> Path:
     if not (NUAA_REPORTS / "results" / f"{FAMILY}-test" / "iou50" / "tophat.json").is_file():
         pytest.skip("committed NUAA-SIRST results not present")
     root = tmp_path / "results"
-    for stem in (*EFLNET_SEEDS, "tophat"):
+    for stem in (*ACM_SEEDS, "tophat"):
         _copy(root, stem)
     return root
 
 
 def test_seeds_merge_into_mean_std_and_cells_come_from_the_files(results: Path) -> None:
     rows = make_reports.collect(RS, FAMILY, results)
-    assert [r.method for r in rows] == ["EFLNet-n", "Top-Hat"]
-    eflnet, tophat = rows
-    assert eflnet.trained and eflnet.seeds == 3 and not tophat.trained
+    assert [r.method for r in rows] == ["ACM", "Top-Hat"]
+    acm, tophat = rows
+    assert acm.trained and acm.seeds == 3 and not tophat.trained
     f1 = [json.loads((results / f"{FAMILY}-test" / "iou50" / f"{s}.json").read_text())["metrics"]["f1"]
-          for s in EFLNET_SEEDS]
+          for s in ACM_SEEDS]
     table = make_reports.markdown_table(rows, RS, FAMILY, make_reports.DETAILED_COLUMNS)
     assert f"{statistics.mean(f1):.3f} ± {statistics.stdev(f1):.3f}" in table
     top_f1 = json.loads((results / f"{FAMILY}-test" / "iou50" / "tophat.json").read_text())["metrics"]["f1"]
@@ -60,7 +60,7 @@ def test_seeds_merge_into_mean_std_and_cells_come_from_the_files(results: Path) 
 
 def test_older_evaluator_rows_are_marked(results: Path) -> None:
     rows = {r.method: r for r in make_reports.collect(RS, FAMILY, results)}
-    assert rows["EFLNet-n"].older_evaluator  # written 2026-11-24, before the fixed pixel level
+    assert not rows["ACM"].older_evaluator  # today's evaluator, pixel level recorded
     assert not rows["Top-Hat"].older_evaluator  # today's evaluator: pixel metrics agree across matchers
     centroid = results / f"{FAMILY}-test" / "centroid3" / "tophat.json"
     data = json.loads(centroid.read_text())
@@ -185,7 +185,7 @@ def test_published_runs_name_protocol_recipe_epochs_and_cost_in_the_row(results:
     import publish_protocol_runs as publish
 
     rs = dataclasses.replace(RS, folder=str(tmp_path / "set"))  # an absolute folder: rs.here is it
-    runs = [{"run": f"eflnet-n-authors-s{k}", "model": "eflnet-n", "recipe": "authors", "protocol": "cpu-windows-256",
+    runs = [{"run": f"acm-authors-s{k}", "model": "acm", "recipe": "authors", "protocol": "cpu-windows-256",
              "seed": k, "epochs": 150, "train_wall_s": 1.0, "train_cpu_s": 3600.0 * (k + 1), "epochs_cpu_timed": 150}
             for k in range(3)]
     folder = rs.here / "predictions" / "cpu-windows-256"
@@ -194,6 +194,6 @@ def test_published_runs_name_protocol_recipe_epochs_and_cost_in_the_row(results:
                                                         "runs": runs}))
     rows = make_reports.collect(rs, FAMILY, results)
     table = make_reports.markdown_table(rows, rs, FAMILY, make_reports.DETAILED_COLUMNS)
-    assert "EFLNet-n (ours, cpu-windows-256, authors recipe, 150 epochs, 2.0 CPU-h per seed, 3 seeds)" in table
+    assert "ACM (ours, cpu-windows-256, authors recipe, 150 epochs, 2.0 CPU-h per seed, 3 seeds)" in table
     # another family's runs say nothing about this one
     assert "cpu-windows-256" not in make_reports.label(rows[0], rs, "idx_427")
