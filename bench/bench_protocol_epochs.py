@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reference_model.recipe import recipes_for, resolve_recipe_name  # noqa: E402
 from reference_model.reproduce._full import FULL_VALIDATIONS_PER_RUN, PROTOCOL_PLAN  # noqa: E402
+from reference_model.reproduce._plan import RunSpec  # noqa: E402
 
 
 def subset_root(root: Path, out: Path, n_train: int, n_val: int) -> Path:
@@ -92,7 +93,11 @@ def main() -> None:
     train_scale, val_scale = full["train"] / opts.train_images, full["val"] / opts.val_images
     rows = []
     seen = set()
-    for spec in PROTOCOL_PLAN:
+    # The plan's methods, then any other registry model named by --models (its ``authors`` recipe
+    # where it has one: eflnet-s, to compare with eflnet-n).
+    planned = {spec.model for spec in PROTOCOL_PLAN}
+    extra = [RunSpec(m, "authors") for m in opts.models or [] if m not in planned]
+    for spec in (*PROTOCOL_PLAN, *extra):
         if spec.model in seen or (opts.models and spec.model not in opts.models):
             continue
         seen.add(spec.model)

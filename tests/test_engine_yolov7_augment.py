@@ -338,3 +338,28 @@ def test_split_targets_still_pairs_boxes_and_masks_after_a_yolov7_mosaic_and_mix
         for target in split_targets(masks, boxes, valid):
             for x0, y0, x1, y1 in target["boxes"].tolist():
                 assert 0 <= x0 < x1 <= 16 and 0 <= y0 < y1 <= 16
+
+
+def test_place_tiles_copies_every_pixel_from_its_tile_or_the_fill():
+    # Reference: each canvas pixel looked up one by one (the rule the slice copies implement), over
+    # random layouts that cross every canvas edge, lie wholly outside, or hold empty contents.
+    from reference_model.engine.mosaic import place_tiles
+
+    rng = np.random.default_rng(0)
+    m, k, c, side, canvas = 3, 9, 2, 6, 12
+    tiles = torch.from_numpy(rng.random((m, k, c, side, side), dtype=np.float32))
+    for _ in range(20):
+        origins = rng.integers(-side, canvas, (m, k, 2))
+        x0, y0 = rng.integers(0, side, (2, m, k))
+        content = np.stack([x0, y0, rng.integers(x0, side + 1), rng.integers(y0, side + 1)], axis=-1)
+        placed = place_tiles(tiles, origins, content, canvas, (0.25, -1.0)).numpy()
+        expected = np.empty((m, c, canvas, canvas), np.float32)
+        expected[:, 0], expected[:, 1] = 0.25, -1.0
+        for i in range(m):
+            for j in range(k):
+                for yy in range(canvas):
+                    for xx in range(canvas):
+                        tx, ty = xx - origins[i, j, 0], yy - origins[i, j, 1]
+                        if content[i, j, 0] <= tx < content[i, j, 2] and content[i, j, 1] <= ty < content[i, j, 3]:
+                            expected[i, :, yy, xx] = tiles[i, j, :, ty, tx].numpy()
+        np.testing.assert_array_equal(placed, expected)

@@ -21,10 +21,12 @@ overlap in either style: each lies in its own quadrant (4) or ring position (9).
 with their tile and are clipped to the canvas (a box cut by the canvas edge is judged by the
 part inside, as YOLOv7 clips its labels to the mosaic).
 
-Everything is integer pixel shifts: :func:`place_tiles` builds each canvas pixel's source index
-(tile, row, column, or the fill) and copies the pixels exactly with one ``gather`` (images and masks
-together) on the tensors' device, for the whole batch at once; the ``grid`` 2 x 2 of whole squares,
-the engine's default mosaic, is one reshape.
+Everything is integer pixel shifts: :func:`place_tiles` copies each tile's content rectangle onto a
+canvas of the fill value as one slice copy (images and masks together, on the tensors' device; a
+loop over the batch's tiles, at most 9 per mosaic, each a rectangle copy: on the CPU about 10x cheaper
+than the per-pixel source index and ``gather`` it replaced, which built and selected among
+``canvas x canvas`` index maps per tile); the ``grid`` 2 x 2 of whole squares, the engine's default
+mosaic, is one reshape.
 """
 
 from __future__ import annotations
@@ -129,24 +131,21 @@ def place_tiles(
     Tensor (M, C, canvas, canvas)
     """
     m, k, c, side, _ = tiles.shape
-    device = tiles.device
-    area = side * side
-    # One gather from the tiles flattened side by side, plus one slot per channel holding the fill.
-    values = torch.tensor(fill, dtype=tiles.dtype, device=device).view(1, c, 1).expand(m, c, 1)
-    flat = torch.cat([tiles.permute(0, 2, 1, 3, 4).reshape(m, c, k * area), values], dim=2)
-    index = torch.full((m, canvas, canvas), k * area, dtype=torch.int64, device=device)
-    pos = torch.arange(canvas, device=device)
-    origins_t = torch.as_tensor(np.array(origins, np.int64), device=device)
-    content_t = torch.as_tensor(np.array(content, np.int64), device=device)
-    for j in range(k):  # tiles never overlap: each canvas pixel takes at most one tile's index
-        rows = pos[None, :] - origins_t[:, j, 1:2]  # (M, canvas): tile row of each canvas row
-        cols = pos[None, :] - origins_t[:, j, 0:1]
-        rows = torch.where((rows >= content_t[:, j, 1:2]) & (rows < content_t[:, j, 3:4]), j * area + rows * side, -1)
-        cols = torch.where((cols >= content_t[:, j, 0:1]) & (cols < content_t[:, j, 2:3]), cols, -1)
-        inside = (rows[:, :, None] >= 0) & (cols[:, None, :] >= 0)
-        index = torch.where(inside, rows[:, :, None] + cols[:, None, :], index)
-    out = torch.gather(flat, 2, index.view(m, 1, canvas * canvas).expand(m, c, canvas * canvas))
-    return out.view(m, c, canvas, canvas)
+    fill_t = torch.tensor(fill, dtype=tiles.dtype, device=tiles.device).view(1, c, 1, 1)
+    out = fill_t.expand(m, c, canvas, canvas).clone()
+    origins = np.asarray(origins, np.int64)
+    content = np.asarray(content, np.int64)
+    # Canvas rectangle of each tile's content, clipped to the canvas: [x0, y0, x1, y1] canvas px.
+    lo = np.clip(origins + content[..., :2], 0, canvas)
+    hi = np.clip(origins + content[..., 2:], 0, canvas)
+    for i in range(m):
+        for j in range(k):  # tiles never overlap; were they to, the later tile would win
+            (x0, y0), (x1, y1) = lo[i, j], hi[i, j]
+            if x1 <= x0 or y1 <= y0:
+                continue
+            ox, oy = origins[i, j]
+            out[i, :, y0:y1, x0:x1] = tiles[i, j, :, y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+    return out
 
 
 #: Tile positions (in tile sides) of the ``grid`` 4-image mosaic: top-left, top-right, bottom-left, bottom-right.
