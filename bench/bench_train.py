@@ -9,6 +9,10 @@ Examples::
         --split split_EFLNet --imgsz 256 --base-size 256 --batch 16 --threads 1 --no-yolo \\
         --baseline-tree /tmp/main-tree --runs 3 --iters 3 --validate
     .venv/bin/python bench/bench_train.py ... --epoch --baseline-tree /tmp/main-tree --runs 3
+    # EFLNet-n with the authors' recipe under the CPU protocol (YOLOv7 mosaics of the 640 canvas):
+    .venv/bin/python bench/bench_train.py --root ../shared/datasets/NUAA-SIRST --dataset nuaa \
+        --split split_EFLNet --threads 1 --no-yolo --epoch --recipe authors --protocol cpu-windows-256 \
+        --baseline-tree /tmp/main-tree --runs 3
 
 **Phases** (default). One timed *step* is one engine iteration as
 :class:`reference_model.engine.trainer.Trainer` runs it, cut into phases, each followed by a device
@@ -220,6 +224,9 @@ def train_config(args, name: str, root: str, split: str | None, out: Path) -> Tr
         "base_size": args.base_size,
     }
     if args.epoch:
+        if args.recipe:  # sizes and batch from the recipe and protocol, as `train --recipe --protocol`
+            common = {k: v for k, v in common.items() if k not in ("imgsz", "batch", "base_size")}
+            return TrainConfig(**common, epochs=args.epochs, recipe=args.recipe, protocol=args.protocol)
         return TrainConfig(**common, epochs=args.epochs)
     return TrainConfig(
         **common, epochs=1, workers=0, mosaic=args.mosaic, mixup=args.mixup, amp=args.amp, compile=args.compile,
@@ -382,6 +389,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--validate", action="store_true", help="also time one validation pass per run")
     parser.add_argument("--epoch", action="store_true", help="time whole epochs as `irstd-bench train` runs them")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run with --epoch (the first is not timed)")
+    parser.add_argument("--recipe", default=None,
+                        help="--epoch: train with this recipe (its sizes and batch: not --imgsz, --batch)")
+    parser.add_argument("--protocol", default=None, help="--epoch with --recipe: under this protocol (cpu-windows-256)")
     parser.add_argument("--baseline-tree", type=Path, default=None,
                         help="source tree to compare with (a checkout of main), runs alternating in child processes")
     parser.add_argument("--tree", type=Path, default=None, help=argparse.SUPPRESS)  # child runs: the tree imported
