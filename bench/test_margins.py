@@ -51,7 +51,10 @@ def load_probe(spec: str):
     sys.path.insert(0, str(TESTS))
     sys.path.insert(0, str(ROOT))
     file, name = spec.split("::")
-    path = ROOT / file
+    path = (ROOT / file).resolve()
+    # Only an ``outcome_*`` function of a test module of this repository is ever called.
+    if not name.startswith(PROBE_PREFIX) or path.parent != TESTS.resolve() or not path.name.startswith("test_"):
+        raise SystemExit(f"{spec}: not a probe (tests/test_*.py::{PROBE_PREFIX}*)")
     module_spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[path.stem] = module
