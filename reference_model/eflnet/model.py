@@ -69,6 +69,8 @@ class EFLNet(nn.Module):
         self.nwd_ratio = config.nwd_ratio
         self.cls_gain = config.cls_gain
         self.box_gain = config.box_gain
+        #: Read by the engine: a loss that is a sum over images is summed over accumulated batches.
+        self.loss_sums_over_images = config.loss_sums_over_images
         depths = scaled_depths(config.depth_multiple)
         self.backbone = CSPBackbone(scaled_channels(config.width_multiple, config.max_channels), depths)
         self.neck = FPNPAN(self.backbone.out_channels, self.strides, depth=depths[-1])
@@ -111,7 +113,9 @@ class EFLNet(nn.Module):
         ``targets``: one dict per image with ``"boxes"`` ``(N, 4)`` ``[x0, y0, x1, y1]`` input pixels
         (``N`` may be 0; other keys are ignored). Classification: ATFL (or BCE when ``use_atfl`` is
         off) over all anchors with soft targets = quality at positives, summed and divided by the
-        number of positives (at least 1). Box: NWD/CIoU loss averaged over positives.
+        number of positives (at least 1). Box: NWD/CIoU loss averaged over positives. With
+        ``loss_sums_over_images`` both terms are multiplied by the batch size ``B`` (the YOLO code
+        bases' ``loss * bs``; the engine then sums, not averages, over accumulated batches).
         """
         device_type = outputs[0].device.type
         with torch.autocast(device_type=device_type, enabled=False):
@@ -143,7 +147,8 @@ class EFLNet(nn.Module):
                 box_loss = box_elements.sum() / num_positive
             else:
                 box_loss = boxes.sum() * 0.0  # keeps the graph connected for empty batches
-        return {"cls": self.cls_gain * cls_loss, "box": self.box_gain * box_loss}
+        images = float(len(targets)) if self.loss_sums_over_images else 1.0
+        return {"cls": self.cls_gain * images * cls_loss, "box": self.box_gain * images * box_loss}
 
     @torch.no_grad()
     def postprocess(
@@ -245,6 +250,11 @@ class EFLNetConfig:
         Task-aligned assigner settings (see :mod:`.assigner`).
     cls_gain, box_gain : float
         Weights of the two loss terms.
+    loss_sums_over_images : bool
+        Multiply the loss by the batch size (YOLOv5/7/8's ``loss * bs``, with which their learning
+        rate and nominal batch were tuned): the engine then sums the gradient over the batches of an
+        accumulation instead of averaging, so one optimizer step is ``nominal_batch`` times the
+        mean loss's gradient. False: the loss is a mean over the images (engine's default training).
     """
 
     scale: str = "n"
@@ -262,6 +272,7 @@ class EFLNetConfig:
     center_radius: float = 1.0
     cls_gain: float = 1.0
     box_gain: float = 5.0
+    loss_sums_over_images: bool = False
     depth_multiple: float | None = None
     width_multiple: float | None = None
     max_channels: int | None = None
@@ -305,8 +316,11 @@ _FAMILY_NOTES = (
     "max_det) and the options this network has (output strides 8/16/32 as the authors' P3-P5 heads, "
     "dynamic-head blocks, ATFL lambda and mode, NWD).",
     "NWD's C stays 11 px: this network has no grid units (the authors' C is 12 cells of each level).",
-    "The loss is a mean over the batch, not YOLOv7's loss x batch size, so the same learning rate "
-    "takes smaller steps than in eflnet-yolov7.",
+    "The loss is multiplied by the batch size and summed over the accumulated batches, as YOLOv7's "
+    "loss x bs (and YOLOv8's, whose anchor-free loss this one follows: both terms normalised by the "
+    "positives of the batch): one step is 64 times the mean loss's gradient at nominal batch 64, as "
+    "in the authors' code. Runs before this option (loss_sums_over_images absent from their config) "
+    "averaged: their steps were 64 times smaller.",
     "No DEFAULT_RECIPE: without --recipe these scales train with the engine's defaults.",
 )
 RECIPES = recipes_table(
@@ -315,7 +329,7 @@ RECIPES = recipes_table(
         description="the training of the authors' released code (YOLOv7 train.py, hyp.scratch.p5.yaml) with "
         "their ATFL (lambda 1.5, per batch) and 3 dynamic-head blocks, on this network",
         model_options={"strides": [8, 16, 32], "dyhead_blocks": 3, "atfl_lambda": 1.5, "atfl_mode": "batch",
-                       "use_atfl": True, "use_nwd": True},
+                       "use_atfl": True, "use_nwd": True, "loss_sums_over_images": True},
         train=yolov7_recipes["authors"].train,
         notes=(*_FAMILY_NOTES, *COMMON_NOTES),
     ),
@@ -324,7 +338,8 @@ RECIPES = recipes_table(
         description="the paper's text (Yang et al., TGRS 2024, Sec. IV: lambda 3.5, Eq. 6, C = 11 px, 4 blocks, "
         "400 epochs), else the authors' training, on this network",
         model_options={"strides": [8, 16, 32], "dyhead_blocks": 4, "atfl_lambda": 3.5, "atfl_mode": "epoch",
-                       "nwd_constant": DEFAULT_NWD_CONSTANT, "use_atfl": True, "use_nwd": True},
+                       "nwd_constant": DEFAULT_NWD_CONSTANT, "use_atfl": True, "use_nwd": True,
+                       "loss_sums_over_images": True},
         train=yolov7_recipes["paper"].train,
         notes=(*_FAMILY_NOTES, *yolov7_recipes["paper"].notes),
     ),
