@@ -377,7 +377,7 @@ def test_config_is_one_dataclass_and_unknown_keywords_fail():
     from reference_model.eflnet.model import EFLNetConfig
 
     model = build_eflnet("n", dyhead_blocks=0)
-    assert model.config == asdict(model.settings) and len(fields(EFLNetConfig)) == 19
+    assert model.config == asdict(model.settings) and len(fields(EFLNetConfig)) == 20
     assert model.config["nwd_constant"] == 11.0 and model.config["head_channels"] == SCALES["n"]["head_channels"]
     with pytest.raises(TypeError, match="unknown EFLNet option"):
         build_eflnet("n", anchors=[[10, 13]])
@@ -458,6 +458,28 @@ def test_compute_loss_with_empty_and_non_empty_images():
     sum(losses.values()).backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("recipe", ["authors", "paper"])
+def test_loss_sums_over_images_multiplies_by_batch_and_recipes_set_it(recipe):
+    # The YOLO code bases' loss * bs: the same images give B times the mean loss, term by term, and
+    # the engine sums such a loss over accumulated batches (model.loss_sums_over_images).
+    from reference_model.eflnet.model import RECIPES
+
+    options = dict(RECIPES[recipe].model_options)
+    assert options.pop("loss_sums_over_images") is True
+    targets = [{"boxes": torch.tensor([[10.0, 12.0, 13.0, 14.0]])}, {"boxes": torch.zeros(0, 4)},
+               {"boxes": torch.tensor([[40.0, 40.0, 44.0, 43.0]])}]
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    losses = {}
+    for sums in (False, True):
+        torch.manual_seed(0)
+        model = build_eflnet("n", **options, loss_sums_over_images=sums).eval()
+        assert model.loss_sums_over_images is sums and model.config["loss_sums_over_images"] is sums
+        losses[sums] = model.compute_loss(model(images), targets)
+    for term in ("cls", "box"):
+        torch.testing.assert_close(losses[True][term], 3.0 * losses[False][term])
+    assert build_eflnet("n").loss_sums_over_images is False  # the engine's default training: a mean
 
 
 def test_compute_loss_all_empty_batch_is_background_only():

@@ -199,3 +199,42 @@ def test_published_runs_name_protocol_recipe_epochs_and_cost_in_the_row(results:
     assert expected in table
     # another family's runs say nothing about this one
     assert "cpu-windows-256" not in make_reports.label(rows[0], rs, "idx_427")
+
+
+def test_variant_runs_get_their_own_row_after_their_network(results: Path, tmp_path: Path) -> None:
+    # A run that is not the protocol's own (another training, an earlier recipe) is published with
+    # --variant: its own stem, title, predictions folder and row, never merged with the protocol's seeds.
+    import argparse
+    import dataclasses
+
+    import publish_protocol_runs as publish
+
+    names = publish.publication_names("ACM", "acm", 0, "cpu-windows-256", "engine-training")
+    assert names == {"label": "ACM, engine-training (seed 0)", "stem": "acm-engine-training-seed0",
+                     "folder": "cpu-windows-256+engine-training"}
+    assert publish.publication_names("ACM", "acm", 2, "cpu-windows-256", None) == {
+        "label": "ACM (seed 2)", "stem": "acm-seed2", "folder": "cpu-windows-256"}
+    for bad in ("Engine", "engine training", "-x", "a/b", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            publish.variant_type(bad)
+
+    for tag in make_reports.MATCHERS:  # ACM seed 0's figures, published again as a variant
+        folder = results / f"{FAMILY}-test" / tag
+        data = json.loads((folder / "acm-seed0.json").read_text())
+        data["method"] = names["label"]
+        (folder / f"{names['stem']}.json").write_text(json.dumps(data))
+    rs = dataclasses.replace(RS, folder=str(tmp_path / "set"))
+    record = {"run": "acm-engine-s0", "model": "acm", "recipe": None, "protocol": "cpu-windows-256", "seed": 0,
+              "epochs": 150, "train_wall_s": 7200.0, "train_cpu_s": 3600.0, "epochs_cpu_timed": 150,
+              "variant": "engine-training"}
+    runs_dir = rs.here / "predictions" / names["folder"]
+    runs_dir.mkdir(parents=True)
+    (runs_dir / publish.RUNS_FILE).write_text(json.dumps(
+        {"protocol": "cpu-windows-256", "variant": "engine-training", "family": FAMILY, "runs": [record]}))
+    rows = make_reports.collect(rs, FAMILY, results)
+    assert [r.method for r in rows] == ["ACM", "ACM, engine-training", "Top-Hat"]
+    assert rows[0].seeds == 3 and rows[1].seeds == 1 and rows[1].trained
+    table = make_reports.markdown_table(rows, rs, FAMILY, make_reports.DETAILED_COLUMNS)
+    assert ("ACM, engine-training (ours, cpu-windows-256, the engine's default training, 150 epochs, "
+            "1.0 CPU-h and 2.0 h wall per seed, seed 0)") in table
+    assert "| ACM (ours, " in table and "authors recipe" not in table  # no runs.json of the protocol's own

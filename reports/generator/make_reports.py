@@ -137,8 +137,9 @@ def collect(rs: ReportSet, family: str, results: Path | None = None) -> list[Row
 
     def order(row: Row):
         if row.trained:
-            rank = TRAINED_ORDER.index(row.method) if row.method in TRAINED_ORDER else len(TRAINED_ORDER)
-            return (0, rank, row.method)
+            network = row.method.split(", ")[0]  # a variant row ("EFLNet-n, engine-training") after its network's
+            rank = TRAINED_ORDER.index(network) if network in TRAINED_ORDER else len(TRAINED_ORDER)
+            return (0, rank, row.method != network, row.method)
         f1 = row.values("f1")
         return (1, -(statistics.mean(f1) if f1 else -1.0), row.method)
 
@@ -190,7 +191,8 @@ def cell(row: Row, key: str, tables: dict[str, Table] | None = None) -> str:
 
 def published_runs(rs: ReportSet, family: str) -> dict[str, list[dict]]:
     """Network title -> the facts of its runs published by ``publish_protocol_runs.py`` on ``family``
-    (``predictions/<protocol>/runs.json``: protocol, recipe, epochs, training wall and CPU seconds)."""
+    (``predictions/<protocol>[+<variant>]/runs.json``: protocol, recipe, epochs, training wall and CPU
+    seconds; a variant's title is ``<Title>, <variant>``, as its rows)."""
     from publish_protocol_runs import RUNS_FILE
 
     from reference_model.reproduce._plan import METHOD_TITLES
@@ -201,7 +203,10 @@ def published_runs(rs: ReportSet, family: str) -> dict[str, list[dict]]:
         if data.get("family") != family:
             continue
         for facts in data["runs"]:
-            found.setdefault(METHOD_TITLES.get(facts["model"], facts["model"]), []).append(facts)
+            title = METHOD_TITLES.get(facts["model"], facts["model"])
+            if facts.get("variant"):
+                title = f"{title}, {facts['variant']}"
+            found.setdefault(title, []).append(facts)
     return found
 
 
@@ -210,7 +215,8 @@ def run_note(runs: list[dict]) -> str:
     seeds; the wall time is that of a shared machine, the CPU time the steadier figure)."""
     first = runs[0]
     epochs = sorted({r["epochs"] for r in runs})
-    note = f"{first['protocol']}, {first['recipe'] or 'default'} recipe, {'/'.join(map(str, epochs))} epochs"
+    training = f"{first['recipe']} recipe" if first["recipe"] else "the engine's default training"
+    note = f"{first['protocol']}, {training}, {'/'.join(map(str, epochs))} epochs"
     cpu = [r["train_cpu_s"] for r in runs if r.get("train_cpu_s") is not None]
     wall = f"{statistics.mean(r['train_wall_s'] for r in runs) / 3600:.1f} h wall"
     if cpu:

@@ -21,6 +21,11 @@ segmenters). For each such run:
    ``epochs_cpu_timed`` says how many were timed); the tables' notes are read from
    there (``make_reports.py``). The commits that trained them are in the set's RUNS.md.
 
+``--variant SLUG`` publishes runs that are not the protocol's own (another training under the same
+protocol, or an earlier version of a recipe) beside its rows, never in their place: results
+``<model>-<SLUG>-seed<k>.json`` (method ``<Title>, <SLUG> (seed k)``, its own table row), predictions
+and ``runs.json`` in ``predictions/<protocol>+<SLUG>/``.
+
 Every command is appended to ``commands_<protocol>_<family>.txt`` of the result set. Runs not
 finished are listed with their epochs and left alone.
 """
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -42,8 +48,24 @@ sys.path.insert(0, str(REPO))
 from reference_model.reproduce._plan import METHOD_TITLES  # noqa: E402
 from reference_model.reproduce._score import prediction_input  # noqa: E402
 
-#: File of the published runs' facts, in ``predictions/<protocol>/``.
+#: File of the published runs' facts, in ``predictions/<protocol>[+<variant>]/``.
 RUNS_FILE = "runs.json"
+#: A ``--variant``: lower-case words joined by hyphens (it goes into file names and row titles).
+VARIANT = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def variant_type(text: str) -> str:
+    if not VARIANT.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: lower-case letters and digits joined by hyphens")
+    return text
+
+
+def publication_names(title: str, model: str, seed: int, protocol: str, variant: str | None) -> dict[str, str]:
+    """Row label, results stem and predictions folder of one run (``variant``: its own row)."""
+    if variant is None:
+        return {"label": f"{title} (seed {seed})", "stem": f"{model}-seed{seed}", "folder": protocol}
+    return {"label": f"{title}, {variant} (seed {seed})", "stem": f"{model}-{variant}-seed{seed}",
+            "folder": f"{protocol}+{variant}"}
 
 
 def read_rows(results_csv: Path) -> list[dict[str, str]]:
@@ -83,12 +105,22 @@ def main() -> None:
     dataset_option(parser)
     parser.add_argument("--family", required=True, help="the split family the runs trained on (split_EFLNet)")
     parser.add_argument("--runs-out", type=Path, required=True, help="a reproduce --protocol --out folder")
+    parser.add_argument("--variant", type=variant_type, default=None,
+                        help="publish these runs as their own rows, beside the protocol's (e.g. engine-training)")
+    parser.add_argument("--run", action="append", default=None, metavar="NAME",
+                        help="publish only this run folder of --runs-out (repeatable; default: every one)")
     opts = parser.parse_args()
     rs = REPORT_SETS[opts.dataset]
     fam = opts.family
     work = opts.runs_out / "work"
     published, waiting = [], []
-    for run_dir in sorted((work / "runs").iterdir()):
+    run_dirs = sorted((work / "runs").iterdir())
+    if opts.run:
+        unknown = sorted(set(opts.run) - {d.name for d in run_dirs})
+        if unknown:
+            sys.exit(f"--run {', '.join(unknown)}: no such run folder in {work / 'runs'}")
+        run_dirs = [d for d in run_dirs if d.name in opts.run]
+    for run_dir in run_dirs:
         if not (run_dir / "args.json").is_file():
             waiting.append(f"{run_dir.name}: not started")
             continue
@@ -108,7 +140,8 @@ def main() -> None:
     if len(protocol) != 1:
         sys.exit(f"runs of several protocols in {opts.runs_out}: {sorted(map(str, protocol))}")
     protocol = protocol.pop()
-    root = rs.here / "predictions" / protocol
+    folder = publication_names("", "", 0, protocol, opts.variant)["folder"]
+    root = rs.here / "predictions" / folder
     log = rs.here / f"commands_{protocol}_{fam}.txt"
     ds = rs.dataset_args()
     records = {}
@@ -119,10 +152,12 @@ def main() -> None:
         for part, source in preds.items():
             kept[part] = root / facts["run"] / part
             copy_predictions(source, kept[part])
-        label = f"{METHOD_TITLES.get(facts['model'], facts['model'])} (seed {facts['seed']})"
-        stem = f"{facts['model']}-seed{facts['seed']}"
+        names = publication_names(METHOD_TITLES.get(facts["model"], facts["model"]), facts["model"], facts["seed"],
+                                  protocol, opts.variant)
+        label, stem = names["label"], names["stem"]
+        facts = {**facts, "variant": opts.variant}
         for tag, matcher in MATCHERS.items():
-            val_json = rs.here / "work" / fam / "val_results" / protocol / tag / f"{stem}.json"
+            val_json = rs.here / "work" / fam / "val_results" / folder / tag / f"{stem}.json"
             for part, out, conf in (("val", val_json, None), ("test", rs.here / "results" / f"{fam}-test" / tag
                                                               / f"{stem}.json", "test")):
                 pred, fmt = prediction_input(kept[part])
@@ -138,7 +173,7 @@ def main() -> None:
         print(f"published {facts['run']}: {facts['epochs']} epochs, {cost}")
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{RUNS_FILE}.tmp"
-    tmp.write_text(json.dumps({"protocol": protocol, "family": fam,
+    tmp.write_text(json.dumps({"protocol": protocol, "variant": opts.variant, "family": fam,
                                "runs": [records[k] for k in sorted(records)]}, indent=1) + "\n")
     tmp.replace(root / RUNS_FILE)
     for line in waiting:
