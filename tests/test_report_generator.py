@@ -238,3 +238,34 @@ def test_variant_runs_get_their_own_row_after_their_network(results: Path, tmp_p
     assert ("ACM, engine-training (ours, cpu-windows-256, the engine's default training, 150 epochs, "
             "1.0 CPU-h and 2.0 h wall per seed, seed 0)") in table
     assert "| ACM (ours, " in table and "authors recipe" not in table  # no runs.json of the protocol's own
+
+
+def test_keep_predictions_replaces_only_when_asked_and_never_leaves_a_part(tmp_path: Path) -> None:
+    # One helper keeps predictions in reports/ for both scripts: score_classical.py refuses to
+    # replace other bytes (replace=False), publish_protocol_runs.py replaces its own run's folder.
+    from evaluate_runs import keep_predictions
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "a.png").write_bytes(b"one")
+    (run / "b.png").write_bytes(b"two")
+    kept = tmp_path / "set" / "predictions" / "run" / "val"
+    keep_predictions(run, kept, replace=True)
+    assert sorted(p.name for p in kept.iterdir()) == ["a.png", "b.png"] and (kept / "b.png").read_bytes() == b"two"
+    mtime = (kept / "a.png").stat().st_mtime_ns
+    keep_predictions(run, kept, replace=False)  # the same bytes: nothing written, no refusal
+    assert (kept / "a.png").stat().st_mtime_ns == mtime
+    (run / "b.png").unlink()
+    (run / "a.png").write_bytes(b"new")
+    with pytest.raises(SystemExit, match="exists with other predictions"):
+        keep_predictions(run, kept, replace=False)
+    assert (kept / "b.png").is_file()  # refused: untouched
+    keep_predictions(run, kept, replace=True)
+    assert [p.name for p in kept.iterdir()] == ["a.png"] and (kept / "a.png").read_bytes() == b"new"
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["val"]  # no staged or old copy left
+    single = tmp_path / "val.json"
+    single.write_text("[]")
+    keep_predictions(single, tmp_path / "set" / "bundled" / "val.json", replace=False)
+    single.write_text("[{}]")
+    with pytest.raises(SystemExit, match="val.json: exists with other predictions"):
+        keep_predictions(single, tmp_path / "set" / "bundled" / "val.json", replace=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,47 @@ def run(args: list[str], log: Path) -> None:
     with log.open("a") as fh:
         fh.write(line + "\n")
     subprocess.run(CLI + args, check=True, cwd=REPO)
+
+
+def same_files(a: Path, b: Path) -> bool:
+    """Whether two files, or two folders of plain files, hold the same names and bytes."""
+    if a.is_file() and b.is_file():
+        return a.read_bytes() == b.read_bytes()
+    if not (a.is_dir() and b.is_dir()):
+        return False
+    names = sorted(p.name for p in a.iterdir())
+    return names == sorted(p.name for p in b.iterdir()) and all(same_files(a / n, b / n) for n in names)
+
+
+def keep_predictions(source: Path, target: Path, *, replace: bool) -> None:
+    """Keep ``source`` (a predictions file, or a folder of them) at ``target`` in the result set.
+
+    The same names and bytes already there: nothing is written. Other contents: replaced when
+    ``replace`` (the caller's own copy of a run it publishes again), else refused with one line
+    naming ``target``. The copy is made beside ``target`` and renamed into place, so a reader sees
+    the old contents or the new ones, never a part.
+    """
+    if target.exists():
+        if same_files(source, target):
+            return
+        if not replace:
+            raise SystemExit(f"{target}: exists with other predictions; remove it to keep the new ones")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
+    for leftover in (staged, old):  # an interrupted earlier call of this function
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        elif leftover.exists():
+            leftover.unlink()
+    if source.is_dir():
+        shutil.copytree(source, staged)
+    else:
+        shutil.copyfile(source, staged)
+    if target.is_dir():  # a folder cannot be renamed over: move it aside first
+        target.replace(old)
+    staged.replace(target)
+    if old.is_dir():
+        shutil.rmtree(old)
 
 
 def rel(path: Path) -> str:

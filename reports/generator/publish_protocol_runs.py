@@ -36,11 +36,10 @@ import argparse
 import csv
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 
-from evaluate_runs import MATCHERS, dataset_option, rel, run
+from evaluate_runs import MATCHERS, dataset_option, keep_predictions, rel, run
 from report_sets import REPO, REPORT_SETS
 
 sys.path.insert(0, str(REPO))
@@ -86,18 +85,6 @@ def run_facts(run_dir: Path) -> dict | None:
             "protocol": args.get("protocol"), "seed": int(args["seed"]), "epochs": len(rows),
             "train_wall_s": round(sum(float(r["time_s"]) for r in rows), 1),
             "train_cpu_s": None if cpu_s is None else round(cpu_s, 1), "epochs_cpu_timed": len(timed)}
-
-
-def copy_predictions(source: Path, target: Path) -> None:
-    """``source``'s files into ``target`` (a folder this script made, replaced whole when they differ)."""
-    if target.is_dir():
-        same = sorted(p.name for p in source.iterdir()) == sorted(p.name for p in target.iterdir()) and all(
-            (target / p.name).read_bytes() == p.read_bytes() for p in source.iterdir())
-        if same:
-            return
-        shutil.rmtree(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(source, target)
 
 
 def main() -> None:
@@ -151,7 +138,7 @@ def main() -> None:
         kept = {}
         for part, source in preds.items():
             kept[part] = root / facts["run"] / part
-            copy_predictions(source, kept[part])
+            keep_predictions(source, kept[part], replace=True)
         names = publication_names(METHOD_TITLES.get(facts["model"], facts["model"]), facts["model"], facts["seed"],
                                   protocol, opts.variant)
         label, stem = names["label"], names["stem"]

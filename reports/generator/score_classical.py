@@ -21,11 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
-from evaluate_runs import MATCHERS, NAMES, dataset_option, rel, run
+from evaluate_runs import MATCHERS, NAMES, dataset_option, keep_predictions, rel, run
 from report_sets import REPORT_SETS, ReportSet
 
 #: Table label of each method id; the results file is named by the id (``tophat.json``).
@@ -45,19 +44,6 @@ def weights_label(name: str, rs: ReportSet) -> str:
     trained_on = (load_checkpoint(resolve_weights(name)).get("train_args") or {}).get("dataset")
     label = WEIGHTS_LABELS.get(name, name)
     return label if trained_on == rs.key else f"{label} (cross-dataset)"
-
-
-def keep_copy(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target``, refusing to replace a different file this script did not write
-    from the same source (an earlier copy with other bytes needs its owner to remove it)."""
-    if target.is_file():
-        if target.read_bytes() == source.read_bytes():
-            return
-        raise SystemExit(f"{target}: exists with other predictions; remove it to keep the new ones")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)
 
 
 def predictions(method: str, rs: ReportSet, split: str, out: Path, workers: str) -> tuple[list[str], Path]:
@@ -101,7 +87,7 @@ def main() -> None:
                 run(cmd, log)
         if args.keep_predictions and method.startswith(WEIGHTS):
             for part, path in read.items():
-                keep_copy(path, rs.here / "predictions" / "bundled" / mid / f"{part}.json")
+                keep_predictions(path, rs.here / "predictions" / "bundled" / mid / f"{part}.json", replace=False)
         label = weights_label(mid, rs) if method.startswith(WEIGHTS) else LABELS.get(mid, mid)
         for tag, matcher in MATCHERS.items():
             val_json = work / "val_results" / tag / f"{mid}.json"
