@@ -189,7 +189,7 @@ def test_published_runs_name_protocol_recipe_epochs_and_cost_in_the_row(results:
              "seed": k, "epochs": 150, "train_wall_s": 5400.0 * (k + 1), "train_cpu_s": 3600.0 * (k + 1),
              "epochs_cpu_timed": 150}
             for k in range(3)]
-    folder = rs.here / "predictions" / "cpu-windows-256"
+    folder = rs.here / "predictions" / FAMILY / "cpu-windows-256"
     folder.mkdir(parents=True)
     (folder / publish.RUNS_FILE).write_text(json.dumps({"protocol": "cpu-windows-256", "family": FAMILY,
                                                         "runs": runs}))
@@ -227,7 +227,7 @@ def test_variant_runs_get_their_own_row_after_their_network(results: Path, tmp_p
     record = {"run": "acm-engine-s0", "model": "acm", "recipe": None, "protocol": "cpu-windows-256", "seed": 0,
               "epochs": 150, "train_wall_s": 7200.0, "train_cpu_s": 3600.0, "epochs_cpu_timed": 150,
               "variant": "engine-training"}
-    runs_dir = rs.here / "predictions" / names["folder"]
+    runs_dir = rs.here / "predictions" / FAMILY / names["folder"]
     runs_dir.mkdir(parents=True)
     (runs_dir / publish.RUNS_FILE).write_text(json.dumps(
         {"protocol": "cpu-windows-256", "variant": "engine-training", "family": FAMILY, "runs": [record]}))

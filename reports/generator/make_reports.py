@@ -191,14 +191,14 @@ def cell(row: Row, key: str, tables: dict[str, Table] | None = None) -> str:
 
 def published_runs(rs: ReportSet, family: str) -> dict[str, list[dict]]:
     """Network title -> the facts of its runs published by ``publish_protocol_runs.py`` on ``family``
-    (``predictions/<protocol>[+<variant>]/runs.json``: protocol, recipe, epochs, training wall and CPU
+    (``predictions/<family>/<protocol>[+<variant>]/runs.json``: protocol, recipe, epochs, training wall and CPU
     seconds; a variant's title is ``<Title>, <variant>``, as its rows)."""
     from publish_protocol_runs import RUNS_FILE
 
     from reference_model.reproduce._plan import METHOD_TITLES
 
     found: dict[str, list[dict]] = {}
-    for path in sorted((rs.here / "predictions").glob(f"*/{RUNS_FILE}")):
+    for path in sorted((rs.here / "predictions" / family).glob(f"*/{RUNS_FILE}")):
         data = json.loads(path.read_text())
         if data.get("family") != family:
             continue

@@ -8,14 +8,14 @@ A run is published when it trained its full schedule (``results.csv`` holds ever
 (``work/preds/<run>-{val,test}-e<epochs>``: COCO results for detectors, 8-bit PNG score maps for
 segmenters). For each such run:
 
-1. its predictions are copied to ``reports/<set>/predictions/<protocol>/<run>/{val,test}/`` (kept in
+1. its predictions are copied to ``reports/<set>/predictions/<family>/<protocol>/<run>/{val,test}/`` (kept in
    the repository, a few hundred KB per run, so that any later evaluator re-scores them without
    training again);
 2. for each matcher, ``irstd-bench eval`` on val chooses the threshold of the best F1 and ``eval`` on
    test at that threshold writes ``results/<family>-test/<matcher>/<model>-seed<k>.json`` (method
    ``<Title> (seed k)``), replacing an earlier file of that network and seed (``--force``: files of
    this generator);
-3. ``predictions/<protocol>/runs.json`` records each run's model, recipe, protocol, seed, epochs,
+3. ``predictions/<family>/<protocol>/runs.json`` records each run's model, recipe, protocol, seed, epochs,
    wall and CPU seconds of training (from its ``results.csv``; when its first epochs predate the
    ``cpu_s`` column, the CPU seconds count them at the mean of the timed ones and
    ``epochs_cpu_timed`` says how many were timed); the tables' notes are read from
@@ -24,7 +24,7 @@ segmenters). For each such run:
 ``--variant SLUG`` publishes runs that are not the protocol's own (another training under the same
 protocol, or an earlier version of a recipe) beside its rows, never in their place: results
 ``<model>-<SLUG>-seed<k>.json`` (method ``<Title>, <SLUG> (seed k)``, its own table row), predictions
-and ``runs.json`` in ``predictions/<protocol>+<SLUG>/``.
+and ``runs.json`` in ``predictions/<family>/<protocol>+<SLUG>/``.
 
 Every command is appended to ``commands_<protocol>_<family>.txt`` of the result set. Runs not
 finished are listed with their epochs and left alone.
@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 from reference_model.reproduce._plan import METHOD_TITLES  # noqa: E402
 from reference_model.reproduce._score import prediction_input  # noqa: E402
 
-#: File of the published runs' facts, in ``predictions/<protocol>[+<variant>]/``.
+#: File of the published runs' facts, in ``predictions/<family>/<protocol>[+<variant>]/``.
 RUNS_FILE = "runs.json"
 #: A ``--variant``: lower-case words joined by hyphens (it goes into file names and row titles).
 VARIANT = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -128,7 +128,7 @@ def main() -> None:
         sys.exit(f"runs of several protocols in {opts.runs_out}: {sorted(map(str, protocol))}")
     protocol = protocol.pop()
     folder = publication_names("", "", 0, protocol, opts.variant)["folder"]
-    root = rs.here / "predictions" / folder
+    root = rs.here / "predictions" / fam / folder
     log = rs.here / f"commands_{protocol}_{fam}.txt"
     ds = rs.dataset_args()
     records = {}

@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--family", required=True, help="a split family of the result set (split_EFLNet...)")
     parser.add_argument("--workers", default="1", help="processes of baseline and eval (default 1)")
     parser.add_argument("--keep-predictions", action="store_true",
-                        help="weights:NAME: also copy its predictions to predictions/bundled/NAME/{val,test}.json "
+                        help="weights:NAME: also copy its predictions to predictions/FAMILY/bundled/NAME/{val,test}.json "
                              "of the result set (kept in the repository, so that they are re-scored without "
                              "predicting again)")
     args = parser.parse_args()
@@ -87,7 +87,8 @@ def main() -> None:
                 run(cmd, log)
         if args.keep_predictions and method.startswith(WEIGHTS):
             for part, path in read.items():
-                keep_predictions(path, rs.here / "predictions" / "bundled" / mid / f"{part}.json", replace=False)
+                keep_predictions(path, rs.here / "predictions" / fam / "bundled" / mid / f"{part}.json",
+                                 replace=False)
         label = weights_label(mid, rs) if method.startswith(WEIGHTS) else LABELS.get(mid, mid)
         for tag, matcher in MATCHERS.items():
             val_json = work / "val_results" / tag / f"{mid}.json"
