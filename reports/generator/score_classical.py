@@ -66,8 +66,8 @@ def main() -> None:
     parser.add_argument("--workers", default="1", help="processes of baseline and eval (default 1)")
     parser.add_argument("--keep-predictions", action="store_true",
                         help="weights:NAME: also copy its predictions to "
-                             "predictions/FAMILY/bundled/NAME/{val,test}.json of the result set (kept in the repository, so that they are re-scored without "
-                             "predicting again)")
+                             "predictions/FAMILY/bundled/NAME/{val,test}.json of the result set (kept in the "
+                             "repository, so that they are re-scored without predicting again)")
     args = parser.parse_args()
     rs: ReportSet = REPORT_SETS[args.dataset]
     fam = args.family
