@@ -460,21 +460,20 @@ def test_compute_loss_with_empty_and_non_empty_images():
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
-@pytest.mark.parametrize("recipe", ["authors", "paper"])
-def test_loss_sums_over_images_multiplies_by_batch_and_recipes_set_it(recipe):
+def test_loss_sums_over_images_multiplies_by_batch_and_no_recipe_sets_it():
     # The YOLO code bases' loss * bs: the same images give B times the mean loss, term by term, and
-    # the engine sums such a loss over accumulated batches (model.loss_sums_over_images).
+    # the engine sums such a loss over accumulated batches (model.loss_sums_over_images). It made the
+    # authors' recipe diverge on this network, so the recipes keep the mean (RUNS.md).
     from reference_model.eflnet.model import RECIPES
 
-    options = dict(RECIPES[recipe].model_options)
-    assert options.pop("loss_sums_over_images") is True
+    assert all("loss_sums_over_images" not in r.model_options for r in RECIPES.values())
     targets = [{"boxes": torch.tensor([[10.0, 12.0, 13.0, 14.0]])}, {"boxes": torch.zeros(0, 4)},
                {"boxes": torch.tensor([[40.0, 40.0, 44.0, 43.0]])}]
     images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     losses = {}
     for sums in (False, True):
         torch.manual_seed(0)
-        model = build_eflnet("n", **options, loss_sums_over_images=sums).eval()
+        model = build_eflnet("n", **RECIPES["authors"].model_options, loss_sums_over_images=sums).eval()
         assert model.loss_sums_over_images is sums and model.config["loss_sums_over_images"] is sums
         losses[sums] = model.compute_loss(model(images), targets)
     for term in ("cls", "box"):
