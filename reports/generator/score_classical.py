@@ -32,7 +32,7 @@ LABELS = {**NAMES, "nram": "NRAM", "ript": "RIPT", "pstnn": "PSTNN", "ilcm": "IL
           "tllcm": "TLLCM", "wslcm": "WSLCM", "tdlms": "TDLMS"}
 #: Table label of bundled weights (``weights:NAME``); " (cross-dataset)" is added on a result set of
 #: another dataset than the one the checkpoint records it was trained on.
-WEIGHTS_LABELS = {"nuaa-eflnet-n": "EFLNet-n, bundled NUAA-SIRST weights (GPU, 32 epochs, seed 1)"}
+WEIGHTS_LABELS = {"nuaa-eflnet-n": "EFLNet-n, bundled NUAA-SIRST weights (CPU, engine training, 150 epochs, seed 0)"}
 #: Prefix of a METHOD that names trained weights.
 WEIGHTS = "weights:"
 
