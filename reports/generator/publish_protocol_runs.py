@@ -59,12 +59,17 @@ def variant_type(text: str) -> str:
     return text
 
 
+def predictions_folder(protocol: str, variant: str | None) -> str:
+    """Folder of a protocol's kept predictions under ``predictions/<family>/`` (a variant's: its own)."""
+    return protocol if variant is None else f"{protocol}+{variant}"
+
+
 def publication_names(title: str, model: str, seed: int, protocol: str, variant: str | None) -> dict[str, str]:
     """Row label, results stem and predictions folder of one run (``variant``: its own row)."""
+    folder = predictions_folder(protocol, variant)
     if variant is None:
-        return {"label": f"{title} (seed {seed})", "stem": f"{model}-seed{seed}", "folder": protocol}
-    return {"label": f"{title}, {variant} (seed {seed})", "stem": f"{model}-{variant}-seed{seed}",
-            "folder": f"{protocol}+{variant}"}
+        return {"label": f"{title} (seed {seed})", "stem": f"{model}-seed{seed}", "folder": folder}
+    return {"label": f"{title}, {variant} (seed {seed})", "stem": f"{model}-{variant}-seed{seed}", "folder": folder}
 
 
 def read_rows(results_csv: Path) -> list[dict[str, str]]:
@@ -127,7 +132,7 @@ def main() -> None:
     if len(protocol) != 1:
         sys.exit(f"runs of several protocols in {opts.runs_out}: {sorted(map(str, protocol))}")
     protocol = protocol.pop()
-    folder = publication_names("", "", 0, protocol, opts.variant)["folder"]
+    folder = predictions_folder(protocol, opts.variant)
     root = rs.here / "predictions" / fam / folder
     log = rs.here / f"commands_{protocol}_{fam}.txt"
     ds = rs.dataset_args()
